@@ -1,0 +1,41 @@
+#include "config.h"
+
+namespace kronop::daemon {
+
+void add_options(CLI::App &app, Config &config) {
+  app.set_config("--config", "",
+                 "Read options from FILE: one 'key = value' per line, keys as the long flags");
+  app.add_option("--data-dir", config.data_dir,
+                 "Directory for the daemon's files (created if missing)")
+      ->capture_default_str();
+  app.add_option("--shm-name", config.shm_name, "Name of the shared-memory segment in /dev/shm")
+      ->capture_default_str();
+  app.add_option("--control-socket", config.control_socket,
+                 "Unix socket for kronopctl (default: DATA_DIR/kronopd.sock)");
+  app.add_option("--rings", config.rings, "Producer rings in a new segment (one per producer)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--ring-size", config.ring_size,
+                 "Bytes per ring in a new segment: a power of two, 4096 to 1073741824")
+      ->check([](const std::string &s) -> std::string {
+        try {
+          uint64_t v = std::stoull(s);
+          if (v < 4096 || v > (uint64_t{1} << 30) || (v & (v - 1)) != 0) {
+            return "must be a power of two from 4096 to 1073741824";
+          }
+        } catch (...) {
+          return "must be a number";
+        }
+        return {};
+      })
+      ->capture_default_str();
+  app.add_option("--ingest-spin-us", config.ingest_spin_us,
+                 "Microseconds the ingest thread polls empty rings before it sleeps")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
+      ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
+      ->capture_default_str();
+}
+
+}  // namespace kronop::daemon

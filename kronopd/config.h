@@ -1,0 +1,28 @@
+// kronopd's configuration: every key is a command-line flag and, with --config FILE, a
+// "key = value" line of the same name (CLI11's TOML/INI reader).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+namespace kronop::daemon {
+
+struct Config {
+  std::string data_dir = "./var";
+  std::string shm_name = "kronop";
+  std::string control_socket;  // default: <data-dir>/kronopd.sock
+  uint32_t rings = 64;
+  uint64_t ring_size = uint64_t{1} << 20;
+  uint64_t ingest_spin_us = 50;
+  std::string log_level = "info";
+
+  std::string control_socket_path() const {
+    return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;
+  }
+};
+
+// Declares every option on `app`, bound to `config`.
+void add_options(CLI::App &app, Config &config);
+
+}  // namespace kronop::daemon

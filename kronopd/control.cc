@@ -1,0 +1,164 @@
+// The control socket server; see control.h.
+#include "control.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <cerrno>
+#include <cstring>
+
+#include "log.h"
+
+namespace kronop::daemon {
+
+struct ControlServer::Client {
+  uv_pipe_t pipe{};
+  ControlServer *server = nullptr;
+  std::string in;  // bytes received and not yet a whole request
+  bool closing = false;
+
+  void close() {
+    if (closing) return;
+    closing = true;
+    uv_close(reinterpret_cast<uv_handle_t *>(&pipe),
+             [](uv_handle_t *h) { delete static_cast<Client *>(h->data); });
+  }
+};
+
+namespace {
+
+struct WriteRequest {
+  uv_write_t req{};
+  std::string bytes;
+};
+
+bool peer_allowed(int fd, std::string &who) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  who = "pid " + std::to_string(cred.pid) + " uid " + std::to_string(cred.uid);
+  return cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid();
+}
+
+// True when a daemon answers on `path` (so it is not a stale file).
+bool someone_listens(const std::string &path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  bool alive = ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return alive;
+}
+
+}  // namespace
+
+ControlServer::ControlServer(uv_loop_t *loop, std::string path, ControlResponder responder)
+    : loop_(loop), path_(std::move(path)), responder_(std::move(responder)) {}
+
+ControlServer::~ControlServer() = default;
+
+Result<bool> ControlServer::listen() {
+  if (path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Error{-ENAMETOOLONG, "control socket path is too long: " + path_};
+  }
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Error{-EEXIST, path_ + " exists and is not a socket"};
+    }
+    if (someone_listens(path_)) {
+      return Error{-EADDRINUSE, "another kronopd answers on " + path_};
+    }
+    ::unlink(path_.c_str());
+  }
+  uv_pipe_init(loop_, &pipe_, 0);
+  pipe_.data = this;
+  int rc = uv_pipe_bind(&pipe_, path_.c_str());
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t *>(&pipe_), 64, on_connection);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t *>(&pipe_), nullptr);
+    return Error{rc, "cannot listen on " + path_ + ": " + uv_strerror(rc)};
+  }
+  ::chmod(path_.c_str(), 0660);
+  listening_ = true;
+  return true;
+}
+
+void ControlServer::close() {
+  if (!listening_) return;
+  listening_ = false;
+  uv_close(reinterpret_cast<uv_handle_t *>(&pipe_), nullptr);
+  ::unlink(path_.c_str());
+}
+
+void ControlServer::on_connection(uv_stream_t *listener, int status) {
+  auto *self = static_cast<ControlServer *>(listener->data);
+  if (status < 0) {
+    KLOG_WARN("control socket accept failed: %s", uv_strerror(status));
+    return;
+  }
+  auto *client = new Client;
+  client->server = self;
+  uv_pipe_init(self->loop_, &client->pipe, 0);
+  client->pipe.data = client;
+  auto *stream = reinterpret_cast<uv_stream_t *>(&client->pipe);
+  if (uv_accept(listener, stream) != 0) {
+    client->close();
+    return;
+  }
+  uv_os_fd_t fd = -1;
+  std::string who;
+  if (uv_fileno(reinterpret_cast<uv_handle_t *>(&client->pipe), &fd) != 0 ||
+      !peer_allowed(fd, who)) {
+    KLOG_WARN("control socket: refused %s (not root, not our user or group)", who.c_str());
+    client->close();
+    return;
+  }
+  uv_read_start(
+      stream,
+      [](uv_handle_t *, size_t suggested, uv_buf_t *buf) {
+        buf->base = new char[suggested];
+        buf->len = suggested;
+      },
+      [](uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+        std::unique_ptr<char[]> owned(buf->base);
+        auto *c = static_cast<Client *>(s->data);
+        if (nread < 0) {
+          c->close();
+          return;
+        }
+        c->in.append(buf->base, static_cast<std::size_t>(nread));
+        while (c->in.size() >= 4) {
+          uint32_t len = 0;
+          std::memcpy(&len, c->in.data(), 4);  // little-endian: the only byte order we run on
+          if (len > kMaxControlMessage) {
+            KLOG_WARN("control socket: request of %u bytes refused", len);
+            c->close();
+            return;
+          }
+          if (c->in.size() < 4 + std::size_t{len}) break;
+          kronop::v1::ControlRequest request;
+          kronop::v1::ControlResponse response;
+          if (!request.ParseFromArray(c->in.data() + 4, static_cast<int>(len))) {
+            response.set_error("malformed control request");
+          } else {
+            c->server->responder_(request, response);
+          }
+          c->in.erase(0, 4 + std::size_t{len});
+          auto *w = new WriteRequest;
+          std::string body = response.SerializeAsString();
+          uint32_t out_len = static_cast<uint32_t>(body.size());
+          w->bytes.assign(reinterpret_cast<const char *>(&out_len), 4);
+          w->bytes += body;
+          uv_buf_t out = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+          w->req.data = w;
+          uv_write(&w->req, s, &out, 1,
+                   [](uv_write_t *req, int) { delete static_cast<WriteRequest *>(req->data); });
+        }
+      });
+}
+
+}  // namespace kronop::daemon

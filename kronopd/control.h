@@ -1,0 +1,47 @@
+// The Unix control socket kronopctl talks to. Each message is a 4-byte little-endian
+// length and a serialized kronop.v1.ControlRequest / ControlResponse. Runs on the main
+// libuv loop; a peer must be root, the daemon's user, or in the daemon's group
+// (SO_PEERCRED), and the socket file is mode 0660.
+#pragma once
+
+#include <uv.h>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "kronop/result.h"
+#include "kronop/v1/control.pb.h"
+
+namespace kronop::daemon {
+
+// Answers one request; runs on the loop thread.
+using ControlResponder =
+    std::function<void(const kronop::v1::ControlRequest &, kronop::v1::ControlResponse &)>;
+
+inline constexpr std::size_t kMaxControlMessage = 1 << 20;
+
+class ControlServer {
+ public:
+  ControlServer(uv_loop_t *loop, std::string path, ControlResponder responder);
+  ~ControlServer();
+  ControlServer(const ControlServer &) = delete;
+  ControlServer &operator=(const ControlServer &) = delete;
+
+  // Binds and listens; replaces a stale socket file left by a dead daemon, but refuses to
+  // take over one a live daemon answers on.
+  Result<bool> listen();
+  // Stops accepting and closes every client; the loop finishes the closes.
+  void close();
+
+ private:
+  struct Client;
+  static void on_connection(uv_stream_t *server, int status);
+
+  uv_loop_t *loop_;
+  std::string path_;
+  ControlResponder responder_;
+  uv_pipe_t pipe_{};
+  bool listening_ = false;
+};
+
+}  // namespace kronop::daemon

@@ -1,0 +1,195 @@
+// Envelope validation; see envelope_validation.h.
+#include "envelope_validation.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <simdjson.h>
+
+#include "kronop/v1/presence.pb.h"
+#include "kronop/v1/reel.pb.h"
+
+namespace kronop::daemon {
+namespace {
+
+using google::protobuf::io::CodedInputStream;
+using WFL = google::protobuf::internal::WireFormatLite;
+
+constexpr std::size_t kMaxTopicId = 128;
+
+bool id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
+bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxTopicId) return false;
+  for (char c : id) {
+    if (!id_char(c)) return false;
+  }
+  return true;
+}
+
+// Reads a length-delimited field's bytes as a view into the array the stream reads from.
+bool read_view(CodedInputStream &in, const char *base, std::string_view &out) {
+  uint32_t len = 0;
+  if (!in.ReadVarint32(&len)) return false;
+  const int offset = in.CurrentPosition();
+  if (!in.Skip(static_cast<int>(len))) return false;
+  out = std::string_view(base + offset, len);
+  return true;
+}
+
+}  // namespace
+
+const char *reject_name(Reject r) {
+  switch (r) {
+    case Reject::kNone:
+      return "none";
+    case Reject::kMalformed:
+      return "malformed";
+    case Reject::kBadTopic:
+      return "bad_topic";
+    case Reject::kBadEvent:
+      return "bad_event";
+    case Reject::kBadPriority:
+      return "bad_priority";
+    case Reject::kNoBody:
+      return "no_body";
+    case Reject::kBadJson:
+      return "bad_json";
+    case Reject::kNotJsonObject:
+      return "not_json_object";
+    case Reject::kBadTypedBody:
+      return "bad_typed_body";
+    case Reject::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+bool valid_topic(std::string_view topic) {
+  if (topic == "system") return true;
+  if (topic.substr(0, 5) == "reel:") return valid_id(topic.substr(5));
+  if (topic.substr(0, 5) == "user:") return valid_id(topic.substr(5));
+  return false;
+}
+
+bool valid_event(std::string_view event) {
+  if (event.empty() || event.size() > 64 || event.substr(0, 4) == "phx_") return false;
+  for (char c : event) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+struct EnvelopeValidator::Scratch {
+  simdjson::dom::parser json;
+  std::string padded;  // JSON text copied with simdjson's required padding after it
+  kronop::v1::ReelUpdate reel_update;
+  kronop::v1::Interaction interaction;
+  kronop::v1::PresenceUpdate presence;
+  kronop::v1::UserActivity user_activity;
+  kronop::v1::SystemNotice system_notice;
+};
+
+EnvelopeValidator::EnvelopeValidator() : scratch_(std::make_unique<Scratch>()) {}
+EnvelopeValidator::~EnvelopeValidator() = default;
+
+Reject EnvelopeValidator::check_json_object(std::string_view text) {
+  auto &s = *scratch_;
+  // The ring's bytes cannot carry simdjson's padding, so parse a padded copy. (A copy of a
+  // few hundred bytes costs less than a slower parser would.)
+  s.padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(s.padded.data(), text.data(), text.size());
+  simdjson::dom::element root;
+  if (s.json.parse(s.padded.data(), text.size(), false).get(root) != simdjson::SUCCESS) {
+    return Reject::kBadJson;
+  }
+  return root.type() == simdjson::dom::element_type::OBJECT ? Reject::kNone
+                                                            : Reject::kNotJsonObject;
+}
+
+Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out) {
+  out = EnvelopeView{};
+  if (record.size() > static_cast<std::size_t>(INT32_MAX)) return Reject::kMalformed;
+  const char *base = record.data();
+  CodedInputStream in(reinterpret_cast<const uint8_t *>(base), static_cast<int>(record.size()));
+  bool has_priority_error = false;
+  for (;;) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) break;  // end of input (or a zero tag, which ConsumedEntireMessage catches)
+    const int field = static_cast<int>(WFL::GetTagFieldNumber(tag));
+    const auto wire = WFL::GetTagWireType(tag);
+    bool ok = true;
+    switch (field) {
+      case 1:
+        ok = wire == WFL::WIRETYPE_LENGTH_DELIMITED && read_view(in, base, out.topic);
+        break;
+      case 2:
+        ok = wire == WFL::WIRETYPE_LENGTH_DELIMITED && read_view(in, base, out.event);
+        break;
+      case 3:
+        ok = wire == WFL::WIRETYPE_FIXED64 && in.ReadLittleEndian64(&out.producer_id);
+        break;
+      case 4:
+        ok = wire == WFL::WIRETYPE_VARINT && in.ReadVarint64(&out.producer_seq);
+        break;
+      case 5:
+        ok = wire == WFL::WIRETYPE_FIXED64 && in.ReadLittleEndian64(&out.publish_time_ns);
+        break;
+      case 6: {
+        uint64_t p = 0;
+        ok = wire == WFL::WIRETYPE_VARINT && in.ReadVarint64(&p);
+        has_priority_error = ok && p > 3;
+        out.priority = static_cast<int>(p & 3);
+        break;
+      }
+      case 10:
+      case 11:
+      case 12:
+      case 13:
+      case 14:
+      case 15:
+        // A oneof: the last body on the wire wins, as in protobuf's own parser.
+        ok = wire == WFL::WIRETYPE_LENGTH_DELIMITED && read_view(in, base, out.body);
+        out.body_kind = static_cast<BodyKind>(field);
+        break;
+      default:
+        // Unknown fields (seq and epoch too: the daemon assigns those) are skipped.
+        ok = field != 0 && WFL::SkipField(&in, tag);
+        break;
+    }
+    if (!ok) return Reject::kMalformed;
+  }
+  if (!in.ConsumedEntireMessage() || in.CurrentPosition() != static_cast<int>(record.size())) {
+    return Reject::kMalformed;
+  }
+  if (!valid_topic(out.topic)) return Reject::kBadTopic;
+  if (!valid_event(out.event)) return Reject::kBadEvent;
+  if (has_priority_error) return Reject::kBadPriority;
+
+  auto &s = *scratch_;
+  const void *data = out.body.data();
+  const int size = static_cast<int>(out.body.size());
+  switch (out.body_kind) {
+    case BodyKind::kNone:
+      return Reject::kNoBody;
+    case BodyKind::kJson:
+      return check_json_object(out.body);
+    case BodyKind::kReelUpdate:
+      return s.reel_update.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
+    case BodyKind::kInteraction:
+      return s.interaction.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
+    case BodyKind::kPresence:
+      return s.presence.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
+    case BodyKind::kUserActivity:
+      return s.user_activity.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
+    case BodyKind::kSystemNotice:
+      return s.system_notice.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
+  }
+  return Reject::kMalformed;
+}
+
+}  // namespace kronop::daemon

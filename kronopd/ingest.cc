@@ -1,0 +1,109 @@
+// The ingest thread's loop; see ingest.h.
+#include "ingest.h"
+
+#include <ctime>
+
+#include "log.h"
+
+namespace kronop::daemon {
+namespace {
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+}  // namespace
+
+Ingest::Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink)
+    : consumer_(std::move(consumer)),
+      options_(options),
+      sink_(std::move(sink)),
+      tracks_(consumer_->ring_count()) {}
+
+Ingest::~Ingest() { stop(); }
+
+void Ingest::start() {
+  housekeeping();
+  thread_ = std::thread([this] { run(); });
+}
+
+void Ingest::stop() {
+  if (!thread_.joinable()) return;
+  stopping_.store(true, std::memory_order_release);
+  consumer_->wake_for_shutdown();
+  thread_.join();
+}
+
+void Ingest::handle(uint32_t ring, std::string_view record) {
+  EnvelopeView view;
+  Reject r = validator_.validate(record, view);
+  if (r != Reject::kNone) {
+    bump(counters_.rejects);
+    bump(counters_.rejects_by_reason[static_cast<std::size_t>(r)]);
+    KLOG_DEBUG("ring %u: rejected record of %zu bytes: %s", ring, record.size(), reject_name(r));
+    return;
+  }
+  // Per-producer order check: a ring has one producer at a time, so this is an array
+  // lookup, not a map. A new producer id starts a new track.
+  ProducerTrack &t = tracks_[ring];
+  if (t.producer_id != view.producer_id) {
+    t.producer_id = view.producer_id;
+  } else if (view.producer_seq != t.last_seq + 1) {
+    bump(view.producer_seq > t.last_seq ? counters_.seq_gaps : counters_.seq_regressions);
+  }
+  t.last_seq = view.producer_seq;
+  bump(counters_.records);
+  bump(counters_.bytes, record.size());
+  if (sink_) sink_(view);
+}
+
+void Ingest::housekeeping() {
+  consumer_->heartbeat();
+  if (std::size_t n = consumer_->reclaim_dead_leases(); n > 0) {
+    bump(counters_.leases_reclaimed, n);
+    KLOG_INFO("reclaimed %zu ring(s) of producers that exited without closing", n);
+  }
+  uint64_t attached = 0;
+  for (const auto &ring : consumer_->snapshot()) attached += ring.lease != 0 ? 1 : 0;
+  counters_.producers_attached.store(attached, std::memory_order_relaxed);
+  counters_.corrupt_ranges.store(consumer_->corrupt_ranges(), std::memory_order_relaxed);
+}
+
+void Ingest::run() {
+  uint64_t next_housekeeping = monotonic_ms() + 100;
+  uint64_t corrupt_seen = 0;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    std::size_t n = consumer_->drain(
+        options_.batch_per_ring,
+        [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); });
+    // Nothing downstream holds records back yet, so everything read is released at once.
+    consumer_->release_all_read();
+    uint64_t corrupt = consumer_->corrupt_ranges();
+    if (corrupt != corrupt_seen) {
+      KLOG_WARN("skipped %llu corrupt ring range(s)",
+                static_cast<unsigned long long>(corrupt - corrupt_seen));
+      corrupt_seen = corrupt;
+      counters_.corrupt_ranges.store(corrupt, std::memory_order_relaxed);
+    }
+    const uint64_t now = monotonic_ms();
+    if (now >= next_housekeeping) {
+      housekeeping();
+      next_housekeeping = now + 100;
+    }
+    if (n == 0) {
+      bump(counters_.sleeps);
+      consumer_->wait_for_records(options_.spin_ns, options_.idle_timeout_ms);
+    }
+  }
+  // Drain what is already committed so a clean stop leaves nothing read-but-unreleased.
+  while (consumer_->drain(
+             options_.batch_per_ring,
+             [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); }) > 0) {
+    consumer_->release_all_read();
+  }
+  consumer_->release_all_read();
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,81 @@
+// The ingest stage: one thread drains every producer ring, validates each record once and
+// counts what it saw. What passes goes to the IngestSink (the fan-out and durability
+// stages plug in there); what fails is counted by reason and skipped.
+//
+// Counters are atomics written only by the ingest thread (load + store, no RMW) and read
+// by the control socket's thread, so reading them costs the hot path nothing.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "envelope_validation.h"
+#include "kronop/ipc/consumer.h"
+
+namespace kronop::daemon {
+
+struct IngestOptions {
+  // How long the thread polls empty rings before it sleeps on the futex.
+  uint64_t spin_ns = 50'000;
+  // Longest sleep: the heartbeat and lease reclaim run at least this often.
+  int idle_timeout_ms = 100;
+  // Records taken from one ring before moving to the next (fairness between producers).
+  std::size_t batch_per_ring = 256;
+};
+
+struct IngestCounters {
+  std::atomic<uint64_t> records{0};  // valid records
+  std::atomic<uint64_t> bytes{0};    // their bytes
+  std::atomic<uint64_t> rejects{0};
+  std::array<std::atomic<uint64_t>, static_cast<std::size_t>(Reject::kCount)> rejects_by_reason{};
+  std::atomic<uint64_t> corrupt_ranges{0};
+  std::atomic<uint64_t> seq_gaps{0};         // a producer's sequence skipped ahead
+  std::atomic<uint64_t> seq_regressions{0};  // a producer's sequence repeated or went back
+  std::atomic<uint64_t> producers_attached{0};
+  std::atomic<uint64_t> leases_reclaimed{0};
+  std::atomic<uint64_t> sleeps{0};
+};
+
+// Called on the ingest thread for every valid record; the view is valid during the call.
+using IngestSink = std::function<void(const EnvelopeView &)>;
+
+class Ingest {
+ public:
+  Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink);
+  ~Ingest();  // stops and joins
+
+  void start();
+  void stop();
+
+  const IngestCounters &counters() const { return counters_; }
+  ipc::Consumer &consumer() { return *consumer_; }
+
+ private:
+  void run();
+  void handle(uint32_t ring, std::string_view record);
+  void housekeeping();
+  static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  std::unique_ptr<ipc::Consumer> consumer_;
+  IngestOptions options_;
+  IngestSink sink_;
+  EnvelopeValidator validator_;
+  IngestCounters counters_;
+  // Per ring: the producer whose records we last saw, and its last sequence.
+  struct ProducerTrack {
+    uint64_t producer_id = 0;
+    uint64_t last_seq = 0;
+  };
+  std::vector<ProducerTrack> tracks_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace kronop::daemon

@@ -1,0 +1,82 @@
+// The daemon's side of the segment: attaches as the segment's daemon (identity, epoch,
+// heartbeat), reads every ring through a RingReader, sleeps when all are empty (wakeup.h),
+// and frees the leases of producers that died once their committed records are drained.
+// Used by one thread (kronopd's ingest thread); wake_for_shutdown() may be called from any.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kronop/ipc/ring_reader.h"
+#include "kronop/ipc/segment.h"
+#include "kronop/result.h"
+
+namespace kronop::ipc {
+
+struct RingSnapshot {
+  uint32_t index;
+  uint64_t lease;
+  uint64_t producer_id;
+  uint64_t used_bytes;  // committed, not yet released
+  uint64_t records_published;
+  uint64_t refused_full;
+  uint64_t refused_too_large;
+};
+
+class Consumer {
+ public:
+  // Creates or re-attaches the segment and records this process as its daemon.
+  static Result<std::unique_ptr<Consumer>> attach(const SegmentOptions &options, std::string *note);
+  ~Consumer();
+
+  // Reads up to `per_ring` records from every ring in turn, calling fn(ring_index, record).
+  // Returns how many records it handed out. Records stay unreleased until release().
+  template <class Fn>
+  std::size_t drain(std::size_t per_ring, Fn &&fn) {
+    std::size_t total = 0;
+    RingRecord record;
+    for (uint32_t i = 0; i < readers_.size(); ++i) {
+      RingReader &reader = readers_[i];
+      for (std::size_t n = 0; n < per_ring && reader.next(record); ++n) {
+        fn(i, record);
+        ++total;
+      }
+    }
+    return total;
+  }
+
+  // Frees everything read so far in every ring.
+  void release_all_read();
+  RingReader &reader(uint32_t index) { return readers_[index]; }
+  uint32_t ring_count() const { return static_cast<uint32_t>(readers_.size()); }
+
+  // Waits for work: spins for up to spin_ns checking every ring, then sleeps on the futex
+  // for at most timeout_ms. Returns early when wake_for_shutdown() is called.
+  void wait_for_records(uint64_t spin_ns, int timeout_ms);
+  void wake_for_shutdown();
+
+  // Refreshes the heartbeat in the segment header.
+  void heartbeat();
+  // Frees the rings whose holder died and whose records are all released. Returns how many.
+  std::size_t reclaim_dead_leases();
+
+  std::vector<RingSnapshot> snapshot() const;
+  uint64_t corrupt_ranges() const;
+  uint64_t wake_calls() const;
+  uint64_t epoch() const { return epoch_; }
+  const Segment &segment() const { return *segment_; }
+
+ private:
+  explicit Consumer(std::unique_ptr<Segment> segment);
+  bool any_pending() const;
+
+  std::unique_ptr<Segment> segment_;
+  std::vector<RingReader> readers_;
+  uint64_t epoch_ = 0;
+  std::atomic<bool> shutdown_{false};
+};
+
+}  // namespace kronop::ipc

@@ -1,0 +1,143 @@
+// The daemon's consumer side of the segment; see consumer.h.
+#include "kronop/ipc/consumer.h"
+
+#include <immintrin.h>
+#include <unistd.h>
+#include <ctime>
+
+#include "kronop/ipc/process_identity.h"
+#include "kronop/ipc/wakeup.h"
+
+namespace kronop::ipc {
+namespace {
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Consumer>> Consumer::attach(const SegmentOptions &options,
+                                                   std::string *note) {
+  auto segment = Segment::attach_as_daemon(options, note);
+  if (!segment.ok()) return segment.error();
+  return std::unique_ptr<Consumer>(new Consumer(std::move(segment).value()));
+}
+
+Consumer::Consumer(std::unique_ptr<Segment> segment) : segment_(std::move(segment)) {
+  SegmentHeader *hdr = segment_->header();
+  const auto &g = segment_->geometry();
+  readers_.reserve(g.ring_count);
+  for (uint32_t i = 0; i < g.ring_count; ++i)
+    readers_.emplace_back(segment_->ring(i), g.ring_capacity);
+  auto ticks = process_start_ticks(::getpid());
+  hdr->daemon_start_ticks.store(ticks.value_or(0), std::memory_order_relaxed);
+  hdr->daemon_pid.store(static_cast<uint32_t>(::getpid()), std::memory_order_release);
+  epoch_ = hdr->epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+  hdr->consumer_sleeping.store(0, std::memory_order_relaxed);
+  heartbeat();
+}
+
+Consumer::~Consumer() {
+  SegmentHeader *hdr = segment_->header();
+  // The segment stays (producers keep publishing into it while no daemon runs); only our
+  // identity goes, so that the next daemon does not think we are still attached.
+  hdr->daemon_pid.store(0, std::memory_order_release);
+  hdr->heartbeat_ns.store(0, std::memory_order_relaxed);
+}
+
+void Consumer::release_all_read() {
+  for (auto &r : readers_) r.release(r.read_pos());
+}
+
+bool Consumer::any_pending() const {
+  for (const auto &r : readers_) {
+    if (r.has_pending()) return true;
+  }
+  return false;
+}
+
+void Consumer::wait_for_records(uint64_t spin_ns, int timeout_ms) {
+  if (shutdown_.load(std::memory_order_acquire)) return;
+  // Spin first: under steady load the next record is microseconds away and a futex round
+  // trip would cost more than it saves. _mm_pause keeps the spin polite to the sibling
+  // hyperthread.
+  const uint64_t until = monotonic_ns() + spin_ns;
+  do {
+    if (any_pending()) return;
+    for (int i = 0; i < 32; ++i) _mm_pause();
+  } while (spin_ns > 0 && monotonic_ns() < until);
+
+  SegmentHeader *hdr = segment_->header();
+  uint32_t seen = announce_sleep(hdr);
+  if (any_pending() || shutdown_.load(std::memory_order_acquire)) {
+    cancel_sleep(hdr);
+    return;
+  }
+  sleep_until_woken(hdr, seen, timeout_ms);
+}
+
+void Consumer::wake_for_shutdown() {
+  shutdown_.store(true, std::memory_order_release);
+  SegmentHeader *hdr = segment_->header();
+  hdr->consumer_sleeping.store(1, std::memory_order_seq_cst);
+  wake_consumer(hdr);
+}
+
+void Consumer::heartbeat() {
+  segment_->header()->heartbeat_ns.store(realtime_ns(), std::memory_order_relaxed);
+}
+
+std::size_t Consumer::reclaim_dead_leases() {
+  std::size_t reclaimed = 0;
+  for (auto &r : readers_) {
+    RingControl *ring = r.control();
+    uint64_t word = ring->lease.load(std::memory_order_acquire);
+    if (word == 0 || lease_holder_alive(word)) continue;
+    // Deliver what the dead producer committed before handing its ring to someone else;
+    // its uncommitted bytes past write_pos are simply overwritten by the next holder.
+    if (r.has_pending() || r.released_pos() != r.read_pos()) continue;
+    if (ring->lease.compare_exchange_strong(word, 0, std::memory_order_acq_rel)) {
+      ring->producer_id.store(0, std::memory_order_relaxed);
+      ++reclaimed;
+    }
+  }
+  return reclaimed;
+}
+
+std::vector<RingSnapshot> Consumer::snapshot() const {
+  std::vector<RingSnapshot> out;
+  out.reserve(readers_.size());
+  for (uint32_t i = 0; i < readers_.size(); ++i) {
+    const RingControl *ring = readers_[i].control();
+    uint64_t write = ring->write_pos.load(std::memory_order_relaxed);
+    uint64_t release = ring->release_pos.load(std::memory_order_relaxed);
+    out.push_back({i, ring->lease.load(std::memory_order_relaxed),
+                   ring->producer_id.load(std::memory_order_relaxed),
+                   write >= release ? write - release : 0,
+                   ring->records_published.load(std::memory_order_relaxed),
+                   ring->refused_full.load(std::memory_order_relaxed),
+                   ring->refused_too_large.load(std::memory_order_relaxed)});
+  }
+  return out;
+}
+
+uint64_t Consumer::corrupt_ranges() const {
+  uint64_t n = 0;
+  for (const auto &r : readers_) n += r.corrupt_ranges();
+  return n;
+}
+
+uint64_t Consumer::wake_calls() const {
+  return segment_->header()->wake_calls.load(std::memory_order_relaxed);
+}
+
+}  // namespace kronop::ipc

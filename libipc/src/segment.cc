@@ -1,0 +1,208 @@
+// Creating, re-attaching and opening the shared-memory segment.
+//
+// The daemon owns the segment's lifetime: it creates it (zero-filled by ftruncate, so every
+// ring starts empty and free), marks it ready, and never removes it on exit, so that a
+// restarted daemon finds the records producers wrote while it was down. Producers only
+// open an existing segment; they never create one.
+#include "kronop/ipc/segment.h"
+
+#include <unistd.h>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "kronop/ipc/process_identity.h"
+#include "kronop_ipc.h"
+
+namespace bip = boost::interprocess;
+
+namespace kronop::ipc {
+
+struct Segment::Mapping {
+  bip::shared_memory_object shm;
+  bip::mapped_region region;
+};
+
+Segment::Segment(std::string name, std::unique_ptr<Mapping> mapping, SegmentGeometry geometry)
+    : name_(std::move(name)),
+      mapping_(std::move(mapping)),
+      header_(static_cast<SegmentHeader *>(mapping_->region.get_address())),
+      geometry_(geometry) {}
+
+Segment::~Segment() = default;
+
+namespace {
+
+int code_for(const bip::interprocess_exception &e) {
+  switch (e.get_error_code()) {
+    case bip::not_found_error:
+      return KRONOP_ENODAEMON;
+    case bip::security_error:
+      return KRONOP_EACCES;
+    default:
+      return KRONOP_ESYS;
+  }
+}
+
+Error error_from(const bip::interprocess_exception &e, std::string_view what,
+                 std::string_view name) {
+  return Error{code_for(e), std::string(what) + " /dev/shm/" + std::string(name) + ": " + e.what()};
+}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 200) return false;
+  for (char c : name) {
+    if (c == '/' || c == '\0') return false;
+  }
+  return true;
+}
+
+// Reads and checks the header of a mapped segment of `mapped_size` bytes. Every field is
+// checked against what the geometry implies, so a damaged or foreign segment is refused
+// rather than trusted.
+Result<SegmentGeometry> check_header(const SegmentHeader *hdr, uint64_t mapped_size) {
+  if (mapped_size < sizeof(SegmentHeader)) {
+    return Error{KRONOP_ELAYOUT, "segment is smaller than its header"};
+  }
+  if (hdr->magic != kSegmentMagic) return Error{KRONOP_ELAYOUT, "not a Kronop segment"};
+  if (hdr->layout_version != kLayoutVersion) {
+    return Error{KRONOP_ELAYOUT, "segment layout version " + std::to_string(hdr->layout_version) +
+                                     ", this build speaks " + std::to_string(kLayoutVersion)};
+  }
+  SegmentGeometry g{hdr->ring_count, hdr->ring_capacity};
+  if (!g.valid() || hdr->ring_stride != g.ring_stride() || hdr->rings_offset != g.rings_offset() ||
+      hdr->total_size != g.total_size() || hdr->max_record != g.max_record() ||
+      g.total_size() > mapped_size) {
+    return Error{KRONOP_ELAYOUT, "segment header geometry is inconsistent"};
+  }
+  return g;
+}
+
+void write_header(SegmentHeader *hdr, const SegmentGeometry &g) {
+  hdr->magic = kSegmentMagic;
+  hdr->layout_version = kLayoutVersion;
+  hdr->ring_count = g.ring_count;
+  hdr->ring_capacity = g.ring_capacity;
+  hdr->ring_stride = g.ring_stride();
+  hdr->rings_offset = g.rings_offset();
+  hdr->total_size = g.total_size();
+  hdr->max_record = g.max_record();
+  // Publishes the fields above to producers that acquire-load `ready`.
+  hdr->ready.store(1, std::memory_order_release);
+}
+
+}  // namespace
+
+bool Segment::remove(std::string_view name) {
+  return bip::shared_memory_object::remove(std::string(name).c_str());
+}
+
+Result<std::unique_ptr<Segment>> Segment::attach_as_daemon(const SegmentOptions &options,
+                                                           std::string *note) {
+  if (!valid_name(options.name)) {
+    return Error{KRONOP_EINVAL, "invalid segment name '" + options.name + "'"};
+  }
+  SegmentGeometry wanted{options.ring_count, options.ring_capacity};
+  if (!wanted.valid()) {
+    return Error{KRONOP_EINVAL, "ring count must be 1.." +
+                                    std::to_string(SegmentGeometry::kMaxRings) +
+                                    " and ring size a power of two from 4 KiB to 1 GiB"};
+  }
+  const std::string name = options.name;
+  auto mapping = std::make_unique<Mapping>();
+
+  // 1. An existing segment: re-attach if compatible.
+  try {
+    mapping->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    bip::offset_t size = 0;
+    mapping->shm.get_size(size);
+    if (size >= static_cast<bip::offset_t>(sizeof(SegmentHeader))) {
+      mapping->region = bip::mapped_region(mapping->shm, bip::read_write);
+      auto *hdr = static_cast<SegmentHeader *>(mapping->region.get_address());
+      auto geometry = check_header(hdr, mapping->region.get_size());
+      if (geometry.ok() && hdr->ready.load(std::memory_order_acquire) == 1) {
+        uint32_t pid = hdr->daemon_pid.load(std::memory_order_acquire);
+        uint64_t ticks = hdr->daemon_start_ticks.load(std::memory_order_acquire);
+        if (pid != 0 && static_cast<pid_t>(pid) != ::getpid() &&
+            lease_holder_alive(make_lease_word(pid, ticks))) {
+          return Error{KRONOP_ESYS, "another kronopd (pid " + std::to_string(pid) +
+                                        ") is attached to /dev/shm/" + name};
+        }
+        std::unique_ptr<Segment> seg(new Segment(name, std::move(mapping), geometry.value()));
+        if (note != nullptr) {
+          *note = "re-attached to /dev/shm/" + name + " (" + std::to_string(geometry->ring_count) +
+                  " rings of " + std::to_string(geometry->ring_capacity) + " bytes)";
+          if (geometry->ring_count != wanted.ring_count ||
+              geometry->ring_capacity != wanted.ring_capacity) {
+            *note += "; its geometry is kept over the configured one";
+          }
+        }
+        return seg;
+      }
+      // Incompatible: tell any producer still mapping it to reopen, then replace it.
+      if (hdr->magic == kSegmentMagic) hdr->retired.store(1, std::memory_order_release);
+      if (note != nullptr) {
+        *note = "replaced incompatible segment /dev/shm/" + name + " (" +
+                (geometry.ok() ? std::string("not ready") : geometry.error().message) + "); ";
+      }
+    }
+    mapping->region = bip::mapped_region();
+    mapping->shm = bip::shared_memory_object();
+    bip::shared_memory_object::remove(name.c_str());
+  } catch (const bip::interprocess_exception &e) {
+    if (e.get_error_code() != bip::not_found_error) {
+      return error_from(e, "cannot open", name);
+    }
+  }
+
+  // 2. Create a new one. ftruncate zero-fills: every lease free, every position 0.
+  try {
+    mapping->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                             bip::permissions(0660));
+    mapping->shm.truncate(static_cast<bip::offset_t>(wanted.total_size()));
+    mapping->region = bip::mapped_region(mapping->shm, bip::read_write);
+  } catch (const bip::interprocess_exception &e) {
+    return error_from(e, "cannot create", name);
+  }
+  auto *hdr = static_cast<SegmentHeader *>(mapping->region.get_address());
+  write_header(hdr, wanted);
+  if (note != nullptr) {
+    *note += "created /dev/shm/" + name + " (" + std::to_string(wanted.ring_count) + " rings of " +
+             std::to_string(wanted.ring_capacity) + " bytes, mode 0660)";
+  }
+  return std::unique_ptr<Segment>(new Segment(name, std::move(mapping), wanted));
+}
+
+Result<std::unique_ptr<Segment>> Segment::open_as_producer(std::string_view name) {
+  if (!valid_name(name)) {
+    return Error{KRONOP_EINVAL, "invalid segment name '" + std::string(name) + "'"};
+  }
+  auto mapping = std::make_unique<Mapping>();
+  try {
+    mapping->shm =
+        bip::shared_memory_object(bip::open_only, std::string(name).c_str(), bip::read_write);
+    mapping->region = bip::mapped_region(mapping->shm, bip::read_write);
+  } catch (const bip::interprocess_exception &e) {
+    if (e.get_error_code() == bip::not_found_error) {
+      return Error{KRONOP_ENODAEMON, "no segment /dev/shm/" + std::string(name) +
+                                         ": is kronopd running (with --shm-name " +
+                                         std::string(name) + ")?"};
+    }
+    return error_from(e, "cannot open", name);
+  }
+  auto *hdr = static_cast<SegmentHeader *>(mapping->region.get_address());
+  if (mapping->region.get_size() < sizeof(SegmentHeader) ||
+      hdr->ready.load(std::memory_order_acquire) != 1) {
+    return Error{KRONOP_ENODAEMON, "segment /dev/shm/" + std::string(name) + " is not ready"};
+  }
+  auto geometry = check_header(hdr, mapping->region.get_size());
+  if (!geometry.ok()) return geometry.error();
+  if (hdr->retired.load(std::memory_order_acquire) != 0) {
+    return Error{KRONOP_ENODAEMON, "segment /dev/shm/" + std::string(name) + " was retired"};
+  }
+  return std::unique_ptr<Segment>(
+      new Segment(std::string(name), std::move(mapping), geometry.value()));
+}
+
+}  // namespace kronop::ipc
