@@ -167,6 +167,10 @@ int run_stats(const Globals &g) {
   std::printf("%-22s %llu\n", "producers attached", u(s.producers_attached()));
   std::printf("%-22s %llu\n", "leases reclaimed", u(s.leases_reclaimed()));
   std::printf("%-22s %llu\n", "producer wakeups", u(s.wakeups()));
+  const auto &l = s.publish_to_ingest();
+  std::printf("%-22s p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n", "publish->ingest",
+              double(l.p50_ns()) / 1e3, double(l.p99_ns()) / 1e3, double(l.p999_ns()) / 1e3,
+              double(l.max_ns()) / 1e3);
   if (s.rings_size() > 0) {
     std::printf("\n%5s %8s %16s %8s %12s %10s %10s\n", "ring", "pid", "producer", "fill",
                 "published", "full", "too_large");

@@ -8,6 +8,12 @@
 namespace kronop::daemon {
 namespace {
 
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
 uint64_t monotonic_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -54,6 +60,9 @@ void Ingest::handle(uint32_t ring, std::string_view record) {
     bump(view.producer_seq > t.last_seq ? counters_.seq_gaps : counters_.seq_regressions);
   }
   t.last_seq = view.producer_seq;
+  const uint64_t now = realtime_ns();
+  counters_.publish_to_ingest_ns.record(now > view.publish_time_ns ? now - view.publish_time_ns
+                                                                   : 0);
   bump(counters_.records);
   bump(counters_.bytes, record.size());
   if (sink_) sink_(view);
@@ -93,7 +102,7 @@ void Ingest::run() {
       next_housekeeping = now + 100;
     }
     if (n == 0) {
-      bump(counters_.sleeps);
+      bump(counters_.idle_waits);
       consumer_->wait_for_records(options_.spin_ns, options_.idle_timeout_ms);
     }
   }

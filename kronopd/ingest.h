@@ -16,6 +16,7 @@
 
 #include "envelope_validation.h"
 #include "kronop/ipc/consumer.h"
+#include "latency_histogram.h"
 
 namespace kronop::daemon {
 
@@ -38,7 +39,10 @@ struct IngestCounters {
   std::atomic<uint64_t> seq_regressions{0};  // a producer's sequence repeated or went back
   std::atomic<uint64_t> producers_attached{0};
   std::atomic<uint64_t> leases_reclaimed{0};
-  std::atomic<uint64_t> sleeps{0};
+  std::atomic<uint64_t> idle_waits{0};
+  // Publish (the producer's clock) to validated by ingest, in nanoseconds. Same host, so
+  // both sides read the same CLOCK_REALTIME; a record "from the future" counts as 0.
+  LatencyHistogram publish_to_ingest_ns;
 };
 
 // Called on the ingest thread for every valid record; the view is valid during the call.

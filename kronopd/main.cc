@@ -69,6 +69,14 @@ void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
   s.set_wakeups(consumer.wake_calls());
   s.set_seq_gaps(c.seq_gaps.load(std::memory_order_relaxed));
   s.set_seq_regressions(c.seq_regressions.load(std::memory_order_relaxed));
+  auto lat = c.publish_to_ingest_ns.summarize();
+  auto *l = s.mutable_publish_to_ingest();
+  l->set_count(lat.count);
+  l->set_p50_ns(lat.p50);
+  l->set_p90_ns(lat.p90);
+  l->set_p99_ns(lat.p99);
+  l->set_p999_ns(lat.p999);
+  l->set_max_ns(lat.max);
   for (std::size_t i = 1; i < c.rejects_by_reason.size(); ++i) {
     uint64_t n = c.rejects_by_reason[i].load(std::memory_order_relaxed);
     if (n > 0) (*s.mutable_rejects_by_reason())[reject_name(static_cast<Reject>(i))] = n;
