@@ -21,6 +21,7 @@ struct ControlServer::Client {
   void close() {
     if (closing) return;
     closing = true;
+    server->clients_.erase(this);
     uv_close(reinterpret_cast<uv_handle_t *>(&pipe),
              [](uv_handle_t *h) { delete static_cast<Client *>(h->data); });
   }
@@ -91,6 +92,7 @@ void ControlServer::close() {
   if (!listening_) return;
   listening_ = false;
   uv_close(reinterpret_cast<uv_handle_t *>(&pipe_), nullptr);
+  for (Client *c : std::unordered_set<Client *>(clients_)) c->close();
   ::unlink(path_.c_str());
 }
 
@@ -104,6 +106,7 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
   client->server = self;
   uv_pipe_init(self->loop_, &client->pipe, 0);
   client->pipe.data = client;
+  self->clients_.insert(client);
   auto *stream = reinterpret_cast<uv_stream_t *>(&client->pipe);
   if (uv_accept(listener, stream) != 0) {
     client->close();

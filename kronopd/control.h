@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 
 #include "kronop/result.h"
 #include "kronop/v1/control.pb.h"
@@ -42,6 +43,7 @@ class ControlServer {
   ControlResponder responder_;
   uv_pipe_t pipe_{};
   bool listening_ = false;
+  std::unordered_set<Client *> clients_;  // open connections, closed by close()
 };
 
 }  // namespace kronop::daemon

@@ -106,8 +106,11 @@ void Ingest::run() {
       consumer_->wait_for_records(options_.spin_ns, options_.idle_timeout_ms);
     }
   }
-  // Drain what is already committed so a clean stop leaves nothing read-but-unreleased.
-  while (consumer_->drain(
+  // Drain what is already committed so a clean stop leaves nothing read-but-unreleased;
+  // bounded, since producers may keep publishing while we stop.
+  const uint64_t give_up = monotonic_ms() + 1000;
+  while (monotonic_ms() < give_up &&
+         consumer_->drain(
              options_.batch_per_ring,
              [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); }) > 0) {
     consumer_->release_all_read();
