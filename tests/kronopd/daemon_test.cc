@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <csignal>
 #include <fstream>
 #include <thread>
@@ -227,6 +229,27 @@ TEST_F(DaemonTest, KronopctlErrorsAndExitCodes) {
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--ring-size", "1000"}, nullptr), 2);
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--no-such-flag"}, nullptr), 2);
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--help"}, nullptr), 0);
+}
+
+// The segment is mode 0660 and the control socket 0660: a user outside the daemon's user
+// and group gets a clear "permission denied" from both the library and kronopctl.
+TEST_F(DaemonTest, OtherUsersArePermissionDenied) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
+  start_daemon();
+  ::chmod(dir.path.c_str(), 0755);  // let the other user reach the socket file itself
+  pid_t child = test::fork_child([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 10;
+    char err[256] = "";
+    kronop_producer *p = kronop_producer_open(shm.c_str(), err, sizeof err);
+    if (p != nullptr) return 11;
+    if (kronop_last_open_error() != KRONOP_EACCES) return 12;
+    if (std::string(err).find("ermission") == std::string::npos) return 13;
+    std::string out;
+    int rc = run_capture({KRONOPCTL_BIN, "--socket", socket, "stats"}, &out);
+    return rc == 1 ? 0 : 14;
+  });
+  EXPECT_EQ(test::wait_child(child), 0);
+  EXPECT_EQ(health(), 0);
 }
 
 TEST_F(DaemonTest, ConfigFileSetsTheSameKeys) {
