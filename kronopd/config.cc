@@ -3,6 +3,8 @@
 namespace kronop::daemon {
 
 void add_options(CLI::App &app, Config &config) {
+  // A misspelt key in the file is an error, not a silently ignored line.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_config("--config", "",
                  "Read options from FILE: one 'key = value' per line, keys as the long flags");
   app.add_option("--data-dir", config.data_dir,

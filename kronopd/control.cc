@@ -1,12 +1,15 @@
 // The control socket server; see control.h.
 #include "control.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "log.h"
 
@@ -34,12 +37,32 @@ struct WriteRequest {
   std::string bytes;
 };
 
+// True when the user is a member of `group`, as a primary or a supplementary group.
+bool user_in_group(uid_t uid, gid_t primary, gid_t group) {
+  if (primary == group) return true;
+  long bufsize = sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buf(bufsize > 0 ? static_cast<std::size_t>(bufsize) : 16384);
+  passwd pw{};
+  passwd *found = nullptr;
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return false;
+  std::vector<gid_t> groups(64);
+  int n = static_cast<int>(groups.size());
+  if (getgrouplist(pw.pw_name, primary, groups.data(), &n) < 0) {
+    groups.resize(static_cast<std::size_t>(n));
+    if (getgrouplist(pw.pw_name, primary, groups.data(), &n) < 0) return false;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (groups[static_cast<std::size_t>(i)] == group) return true;
+  }
+  return false;
+}
+
 bool peer_allowed(int fd, std::string &who) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
   who = "pid " + std::to_string(cred.pid) + " uid " + std::to_string(cred.uid);
-  return cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid();
+  return cred.uid == 0 || cred.uid == geteuid() || user_in_group(cred.uid, cred.gid, getegid());
 }
 
 // True when a daemon answers on `path` (so it is not a stale file).

@@ -48,7 +48,10 @@ bool RingReader::next(RingRecord &out) {
     const uint64_t to_end = capacity_ - index;
     const uint64_t available = cached_write_ - read_pos_;
     RecordHeader hdr;
-    if (available < sizeof hdr) {
+    // to_end: a misaligned write_pos, skipped to above, leaves read_pos misaligned too, and
+    // a header read at the last few bytes would run past the ring (past the mapping, for
+    // the last ring).
+    if (available < sizeof hdr || to_end < sizeof hdr) {
       skip_corrupt(cached_write_);
       return false;
     }

@@ -49,7 +49,8 @@ TEST_F(ValidationTest, AcceptsTypedBodies) {
   (*u->mutable_update_data())["views"] = "100";
   u->add_target_users("alice");
   u->set_priority(v1::PRIORITY_HIGH);
-  ASSERT_EQ(validator.validate(e.SerializeAsString(), view), Reject::kNone);
+  const std::string rec = e.SerializeAsString();  // the view points into it
+  ASSERT_EQ(validator.validate(rec, view), Reject::kNone);
   EXPECT_EQ(view.body_kind, BodyKind::kReelUpdate);
   v1::ReelUpdate back;
   ASSERT_TRUE(back.ParseFromArray(view.body.data(), static_cast<int>(view.body.size())));
