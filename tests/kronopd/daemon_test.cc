@@ -268,6 +268,9 @@ TEST_F(DaemonTest, ConfigFileSetsTheSameKeys) {
 
   std::ofstream(conf) << "rings = many\n";
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf}, nullptr), 2);
+  std::ofstream(conf) << "data_dirr = /tmp\n";  // a misspelt key is an error, not ignored
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf}, nullptr), 2);
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", dir.path + "/missing.conf"}, nullptr), 2);
 }
 
 }  // namespace
