@@ -65,6 +65,15 @@ Result<std::unique_ptr<Producer>> Producer::open(std::string_view segment_name) 
     // acq_rel: acquire pairs with the release store of 0 by the previous holder (or the
     // daemon's reclaim), so we see the final write_pos; release orders nothing yet.
     if (ring->lease.compare_exchange_strong(expected, word, std::memory_order_acq_rel)) {
+      // A previous holder that broke the ring's invariants (misaligned or out-of-range
+      // write_pos) would make our padding header land outside the ring: leave that ring to
+      // the daemon's corruption handling and take another.
+      const uint64_t w = ring->write_pos.load(std::memory_order_relaxed);
+      const uint64_t r = ring->release_pos.load(std::memory_order_acquire);
+      if ((w & 7) != 0 || w < r || w - r > seg.geometry().ring_capacity) {
+        ring->lease.store(0, std::memory_order_release);
+        continue;
+      }
       uint64_t id = random_id();
       ring->producer_id.store(id, std::memory_order_relaxed);
       ring->leases_granted.fetch_add(1, std::memory_order_relaxed);
