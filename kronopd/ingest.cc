@@ -83,6 +83,7 @@ void Ingest::housekeeping() {
 void Ingest::run() {
   uint64_t next_housekeeping = monotonic_ms() + 100;
   uint64_t corrupt_seen = 0;
+  bool had_records = true;
   while (!stopping_.load(std::memory_order_acquire)) {
     std::size_t n = consumer_->drain(
         options_.batch_per_ring,
@@ -103,8 +104,11 @@ void Ingest::run() {
     }
     if (n == 0) {
       bump(counters_.idle_waits);
-      consumer_->wait_for_records(options_.spin_ns, options_.idle_timeout_ms);
+      // Spin only right after records arrived: that is when the next one is likely to be
+      // microseconds away. After an idle timeout nothing is coming, so sleep at once.
+      consumer_->wait_for_records(had_records ? options_.spin_ns : 0, options_.idle_timeout_ms);
     }
+    had_records = n > 0;
   }
   // Drain what is already committed so a clean stop leaves nothing read-but-unreleased;
   // bounded, since producers may keep publishing while we stop.
