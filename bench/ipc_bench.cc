@@ -55,6 +55,7 @@
 
 #include "daemon_under_test.h"
 #include "envelope_validation.h"
+#include "kronop/clock.h"
 #include "kronop_ipc.h"
 #include "latency_histogram.h"
 
@@ -103,12 +104,6 @@ struct Options {
 };
 
 // ---- time -------------------------------------------------------------------------------
-
-uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();

@@ -1,27 +1,12 @@
 // The ingest thread's loop; see ingest.h.
 #include "ingest.h"
+#include "kronop/clock.h"
 
 #include <ctime>
 
 #include "log.h"
 
 namespace kronop::daemon {
-namespace {
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
-
-uint64_t monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
-}
-
-}  // namespace
-
 Ingest::Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink)
     : consumer_(std::move(consumer)),
       options_(options),

@@ -12,18 +12,13 @@
 #include "config.h"
 #include "control.h"
 #include "ingest.h"
+#include "kronop/clock.h"
 #include "log.h"
 
 using namespace kronop;
 using namespace kronop::daemon;
 
 namespace {
-
-uint64_t monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
-}
 
 log::Level parse_level(const std::string &s) {
   if (s == "error") return log::Level::kError;

@@ -1,5 +1,6 @@
 // The daemon's consumer side of the segment; see consumer.h.
 #include "kronop/ipc/consumer.h"
+#include "kronop/clock.h"
 
 #include <immintrin.h>
 #include <unistd.h>
@@ -9,22 +10,6 @@
 #include "kronop/ipc/wakeup.h"
 
 namespace kronop::ipc {
-namespace {
-
-uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Consumer>> Consumer::attach(const SegmentOptions &options,
                                                    std::string *note) {
   auto segment = Segment::attach_as_daemon(options, note);

@@ -9,6 +9,7 @@
 // prefetch-for-write hints, so that the transfers overlap other work instead of stalling the
 // commit; the hints change no value and no ordering.
 #include "kronop/ipc/producer.h"
+#include "kronop/clock.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -32,12 +33,6 @@ namespace {
 
 constexpr std::size_t kMaxTopic = 255;
 constexpr std::size_t kMaxEvent = 64;
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
 
 uint64_t random_id() {
   uint64_t id = 0;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "kronop/clock.h"
 #include "kronop/ipc/consumer.h"
 #include "kronop/ipc/process_identity.h"
 #include "kronop/ipc/producer.h"
@@ -36,12 +37,6 @@ using ipc::RingControl;
 using ipc::RingRecord;
 
 constexpr std::size_t kAll = SIZE_MAX;
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
 
 // A JSON object carrying its counter, padded to vary record sizes.
 std::string counter_json(uint64_t n, std::size_t pad = 0) {
