@@ -83,6 +83,10 @@ int run_publish(const Globals &g, PublishArgs a) {
   switch (validator.check_json_object(a.json)) {
     case daemon::Reject::kNone:
       break;
+    case daemon::Reject::kReservedKey:
+      std::fprintf(stderr,
+                   "kronopctl: --json must not have a top-level \"seq\": kronopd adds it\n");
+      return kExitUsage;
     case daemon::Reject::kNotJsonObject:
       std::fprintf(stderr, "kronopctl: --json must be a JSON object ({...})\n");
       return kExitUsage;

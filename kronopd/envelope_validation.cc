@@ -59,6 +59,8 @@ const char *reject_name(Reject r) {
       return "bad_json";
     case Reject::kNotJsonObject:
       return "not_json_object";
+    case Reject::kReservedKey:
+      return "reserved_key";
     case Reject::kBadTypedBody:
       return "bad_typed_body";
     case Reject::kCount:
@@ -107,8 +109,15 @@ Reject EnvelopeValidator::check_json_object(std::string_view text) {
   if (s.json.parse(s.padded.data(), text.size(), false).get(root) != simdjson::SUCCESS) {
     return Reject::kBadJson;
   }
-  return root.type() == simdjson::dom::element_type::OBJECT ? Reject::kNone
-                                                            : Reject::kNotJsonObject;
+  simdjson::dom::object object;
+  if (root.get(object) != simdjson::SUCCESS) return Reject::kNotJsonObject;
+  // Clients get the object with "seq" added as its first key; a producer's own "seq" would
+  // be a duplicate key, and JSON.parse keeps the last one, so the client would see the
+  // producer's number instead of the daemon's.
+  for (auto field : object) {
+    if (field.key == "seq") return Reject::kReservedKey;
+  }
+  return Reject::kNone;
 }
 
 Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out) {

@@ -32,6 +32,7 @@ enum class Reject : uint8_t {
   kNoBody,         // no body at all
   kBadJson,        // JSON body that does not parse
   kNotJsonObject,  // JSON body that parses but is not an object
+  kReservedKey,    // JSON object with a top-level "seq": the daemon adds that key itself
   kBadTypedBody,   // typed body that does not parse as its message
   kCount
 };

@@ -218,6 +218,7 @@ TEST_F(DaemonTest, KronopctlErrorsAndExitCodes) {
   // Bad input is a usage error, refused before touching the segment.
   EXPECT_EQ(ctl({"publish", "--topic", "reel:1", "--event", "e", "--json", "[1]"}), 2);
   EXPECT_EQ(ctl({"publish", "--topic", "reel:1", "--event", "e", "--json", "{oops"}), 2);
+  EXPECT_EQ(ctl({"publish", "--topic", "reel:1", "--event", "e", "--json", R"({"seq":1})"}), 2);
   EXPECT_EQ(ctl({"publish", "--topic", "lobby", "--event", "e", "--json", "{}"}), 2);
   EXPECT_EQ(ctl({"publish", "--topic", "reel:1", "--event", "phx_join", "--json", "{}"}), 2);
   EXPECT_EQ(

@@ -94,6 +94,10 @@ TEST_F(ValidationTest, JsonBodyMustBeOneObject) {
   EXPECT_EQ(validator.validate(envelope("reel:1", "e", "{\"a\":\"\xff\"}"), view),
             Reject::kBadJson);
   EXPECT_EQ(validator.validate(envelope("reel:1", "e", ""), view), Reject::kBadJson);
+  // "seq" is the daemon's: at the top level it is refused, nested it is the producer's.
+  EXPECT_EQ(validator.validate(envelope("reel:1", "e", R"({"a":1,"seq":4})"), view),
+            Reject::kReservedKey);
+  EXPECT_EQ(validator.validate(envelope("reel:1", "e", R"({"a":{"seq":4}})"), view), Reject::kNone);
 }
 
 TEST_F(ValidationTest, MissingBodyAndBadPriority) {
