@@ -75,9 +75,17 @@ Result<std::unique_ptr<DaemonUnderTest>> DaemonUnderTest::start(const DaemonOpti
   if (::mkdir(options.run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error{1, "cannot create " + options.run_dir + ": " + std::strerror(errno)};
   }
-  std::vector<std::string> args = {options.kronopd_path, "--data-dir",     options.run_dir,
-                                   "--shm-name",         options.shm_name, "--control-socket",
-                                   d->socket_path(),     "--log-level",    "warning"};
+  std::vector<std::string> args = {options.kronopd_path,
+                                   "--data-dir",
+                                   options.run_dir,
+                                   "--shm-name",
+                                   options.shm_name,
+                                   "--control-socket",
+                                   d->socket_path(),
+                                   "--log-level",
+                                   "warning",
+                                   "--port",
+                                   "0"};
   if (options.ring_size != 0) {
     args.insert(args.end(), {"--ring-size", std::to_string(options.ring_size)});
   }

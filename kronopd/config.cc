@@ -35,6 +35,24 @@ void add_options(CLI::App &app, Config &config) {
                  "Microseconds the ingest thread polls empty rings before it sleeps")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
+  app.add_option("--bind", config.bind, "Address of the client port (WebSocket and HTTP)")
+      ->capture_default_str();
+  app.add_option("--port", config.port, "Client port")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--idle-timeout-ms", config.idle_timeout_ms,
+                 "Close a client socket that sent nothing (not even a heartbeat) for this long")
+      ->check(CLI::Range(uint64_t{100}, uint64_t{86400000}))
+      ->capture_default_str();
+  app.add_option("--max-channels", config.max_channels, "Channels one socket may join")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+      ->capture_default_str();
+  app.add_option("--max-message", config.max_message,
+                 "Largest client WebSocket message in bytes (larger: close 1009)")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{16} << 20))
+      ->capture_default_str();
+  app.add_option("--allowed-origin", config.allowed_origins,
+                 "Origin allowed to open a WebSocket (repeatable; none given: any)");
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
       ->capture_default_str();

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kronop::daemon {
 
@@ -16,6 +17,13 @@ struct Config {
   uint64_t ring_size = uint64_t{1} << 20;
   uint64_t ingest_spin_us = 50;
   std::string log_level = "info";
+  // The client port.
+  std::string bind = "127.0.0.1";
+  int port = 4000;
+  uint64_t idle_timeout_ms = 60'000;
+  std::size_t max_channels = 100;
+  std::size_t max_message = 64 * 1024;
+  std::vector<std::string> allowed_origins;
 
   std::string control_socket_path() const {
     return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;

@@ -14,6 +14,7 @@
 #include "ingest.h"
 #include "kronop/clock.h"
 #include "log.h"
+#include "server.h"
 
 using namespace kronop;
 using namespace kronop::daemon;
@@ -45,6 +46,21 @@ bool make_dirs(const std::string &path) {
 // source of producer-controlled noise: keep them at debug level.
 void protobuf_log(google::protobuf::LogLevel, const char *file, int line, const std::string &msg) {
   KLOG_DEBUG("protobuf %s:%d: %s", file, line, msg.c_str());
+}
+
+void fill_server_stats(const ServerCounters &c, kronop::v1::DaemonStats &s) {
+  auto *m = s.mutable_clients();
+  m->set_connections(c.connections);
+  m->set_connections_total(c.connections_total);
+  m->set_frames_in(c.frames_in);
+  m->set_frames_out(c.frames_out);
+  m->set_bytes_out(c.bytes_out);
+  m->set_closed_idle(c.closed_idle);
+  m->set_closed_protocol(c.closed_protocol);
+  m->set_http_errors(c.http_errors);
+  m->set_messages_fanned_out(c.messages_fanned_out);
+  m->set_encode_failures(c.encode_failures);
+  for (const auto &[kind, n] : c.channels_by_kind) (*m->mutable_channels_by_kind())[kind] = n;
 }
 
 void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
@@ -128,17 +144,29 @@ int main(int argc, char **argv) {
   KLOG_INFO("shared memory: %s, epoch %llu", note.c_str(),
             static_cast<unsigned long long>(consumer.value()->epoch()));
 
+  uv_loop_t *loop = uv_default_loop();
+  ServerOptions server_options;
+  server_options.bind = config.bind;
+  server_options.port = config.port;
+  server_options.idle_timeout_ms = config.idle_timeout_ms;
+  server_options.max_channels = config.max_channels;
+  server_options.max_message = config.max_message;
+  server_options.allowed_origins = config.allowed_origins;
+  ClientServer server(loop, server_options);
+  FanoutQueue fanout(loop, [&](std::vector<OutboundMessage> &batch) { server.fan_out(batch); });
+
   IngestOptions ingest_options;
   ingest_options.spin_ns = config.ingest_spin_us * 1000;
-  Ingest ingest(std::move(consumer).value(), ingest_options, nullptr);
+  Ingest ingest(std::move(consumer).value(), ingest_options,
+                [&](const EnvelopeView &view) { fanout.push(view); });
 
-  uv_loop_t *loop = uv_default_loop();
   const uint64_t started_ms = monotonic_ms();
   ControlServer control(
       loop, config.control_socket_path(),
       [&](const kronop::v1::ControlRequest &req, kronop::v1::ControlResponse &resp) {
         if (req.has_stats()) {
           fill_stats(config, ingest, started_ms, *resp.mutable_stats());
+          fill_server_stats(server.counters(), *resp.mutable_stats());
         } else if (req.has_health()) {
           auto *h = resp.mutable_health();
           h->set_healthy(true);
@@ -149,6 +177,10 @@ int main(int argc, char **argv) {
           resp.set_error("unknown control request");
         }
       });
+  if (auto rc = server.listen(); !rc.ok()) {
+    KLOG_ERROR("client port: %s", rc.error().message.c_str());
+    return 1;
+  }
   if (auto rc = control.listen(); !rc.ok()) {
     KLOG_ERROR("control socket: %s", rc.error().message.c_str());
     return 1;
@@ -158,19 +190,31 @@ int main(int argc, char **argv) {
   struct Stopper {
     ControlServer *control;
     Ingest *ingest;
+    FanoutQueue *fanout;
+    ClientServer *server;
     uv_signal_t term{}, intr{};
-  } stopper{&control, &ingest};
+    uv_timer_t deadline{};
+  } stopper{&control, &ingest, &fanout, &server};
   auto on_signal = [](uv_signal_t *handle, int signum) {
     auto *s = static_cast<Stopper *>(handle->data);
     KLOG_NOTICE("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     s->ingest->stop();
+    s->fanout->close();
+    s->server->close(1012, "service restart");
     s->control->close();
-    uv_walk(
-        handle->loop,
-        [](uv_handle_t *h, void *) {
-          if (!uv_is_closing(h)) uv_close(h, nullptr);
+    uv_close(reinterpret_cast<uv_handle_t *>(&s->term), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t *>(&s->intr), nullptr);
+    // Clients get two seconds to take their close frames; then the rest is cut.
+    uv_timer_init(handle->loop, &s->deadline);
+    s->deadline.data = s;
+    uv_timer_start(
+        &s->deadline,
+        [](uv_timer_t *t) {
+          static_cast<Stopper *>(t->data)->server->force_close();
+          uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);
         },
-        nullptr);
+        2000, 0);
+    uv_unref(reinterpret_cast<uv_handle_t *>(&s->deadline));
   };
   for (auto [sig, handle] : {std::pair{SIGTERM, &stopper.term}, std::pair{SIGINT, &stopper.intr}}) {
     uv_signal_init(loop, handle);
@@ -178,8 +222,11 @@ int main(int argc, char **argv) {
     uv_signal_start(handle, on_signal, sig);
   }
 
-  KLOG_NOTICE("kronopd %s ready: producers publish into /dev/shm/%s, control socket %s",
-              KRONOP_VERSION, config.shm_name.c_str(), config.control_socket_path().c_str());
+  KLOG_NOTICE(
+      "kronopd %s ready: clients on ws://%s:%d/ws (Phoenix) and /ws/reel/ID, producers "
+      "publish into /dev/shm/%s, control socket %s",
+      KRONOP_VERSION, config.bind.c_str(), server.port(), config.shm_name.c_str(),
+      config.control_socket_path().c_str());
   KLOG_NOTICE(
       "try: kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
       "--json '{\"views\":1}'  and  kronopctl --socket %s stats",

@@ -37,9 +37,10 @@ class DaemonTest : public ::testing::Test {
   }
 
   void start_daemon() {
-    daemon = test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm,
-                          "--control-socket", socket, "--rings", "8", "--ring-size", "65536"},
-                         log);
+    daemon =
+        test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm, "--control-socket",
+                     socket, "--rings", "8", "--ring-size", "65536", "--port", "0"},
+                    log);
     ASSERT_GT(daemon, 0);
     ASSERT_TRUE(eventually([&] { return health() == 0; })) << daemon_log();
   }
@@ -256,7 +257,7 @@ TEST_F(DaemonTest, OtherUsersArePermissionDenied) {
 TEST_F(DaemonTest, ConfigFileSetsTheSameKeys) {
   std::string conf = dir.path + "/kronopd.conf";
   std::ofstream(conf) << "shm-name = " << shm << "\ncontrol-socket = " << socket
-                      << "\ndata-dir = " << dir.path << "\nrings = 4\n";
+                      << "\ndata-dir = " << dir.path << "\nrings = 4\nport = 0\n";
   daemon = test::spawn({KRONOPD_BIN, "--config", conf}, log);
   ASSERT_TRUE(eventually([&] { return health() == 0; })) << daemon_log();
   EXPECT_EQ(ctl({"publish", "--topic", "system", "--event", "system_notice", "--json",

@@ -1,0 +1,482 @@
+// The client port; see server.h.
+#include "server.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "envelope_validation.h"
+#include "http.h"
+#include "kronop/clock.h"
+#include "log.h"
+#include "websocket.h"
+
+namespace kronop::daemon {
+namespace {
+
+constexpr std::size_t kReadBuffer = 64 * 1024;
+
+SharedFrame shared(std::string bytes) {
+  return std::make_shared<const std::string>(std::move(bytes));
+}
+
+SharedFrame text(std::string_view s) { return shared(ws::text_frame(s)); }
+
+std::string topic_kind(std::string_view topic) {
+  auto colon = topic.find(':');
+  return std::string(topic.substr(0, colon));
+}
+
+}  // namespace
+
+struct ClientServer::Connection final : ws::FrameSink {
+  enum class Mode : uint8_t { kHttp, kPhoenix, kPlain };
+  struct Channel {
+    std::string topic;
+    std::string join_ref_json;
+  };
+
+  uv_tcp_t tcp{};
+  ClientServer *server = nullptr;
+  std::list<Connection *>::iterator position;
+  Mode mode = Mode::kHttp;
+  std::unique_ptr<http::RequestParser> http_parser;
+  ws::FrameReader reader;
+  std::unique_ptr<std::string> assembly;  // a fragmented message in flight
+  std::string tail;                       // bytes of an incomplete frame
+  uint64_t last_activity_ms = 0;
+  std::vector<Channel> channels;
+  bool closing = false;  // no more reads; the handle closes after the last write
+  bool handle_closed = false;
+  uint32_t writes_in_flight = 0;
+
+  explicit Connection(ClientServer *s)
+      : server(s), reader(static_cast<uint32_t>(s->options_.max_message)) {}
+
+  uv_stream_t *stream() { return reinterpret_cast<uv_stream_t *>(&tcp); }
+
+  // ws::FrameSink
+  void on_text(std::string_view message) override;
+  void on_binary(std::string_view message) override;
+  void on_ping(std::string_view payload) override {
+    server->write(this, shared(ws::pong_frame(payload)));
+  }
+  void on_close(uint16_t code, std::string_view) override {
+    close_with(code == ws::kCloseNoStatus ? ws::kCloseNormal : code, "");
+  }
+  void on_protocol_error(uint16_t code, std::string_view reason) override {
+    ++server->counters_.closed_protocol;
+    close_with(code, reason);
+  }
+
+  void process(std::span<char> data, std::size_t *used);
+  void handle_request();
+  void handle_phoenix(const phoenix::ClientMessage &m);
+  void reply(const phoenix::ClientMessage &m, std::string_view join_ref_json,
+             phoenix::ReplyStatus st, std::string_view response) {
+    server->write(
+        this, text(phoenix::encode_reply(join_ref_json, m.ref.json, m.topic_json, st, response)));
+  }
+  void close_with(uint16_t code, std::string_view reason) {
+    if (closing) return;
+    reader.stop();
+    server->write(this, shared(ws::close_frame(code, reason)));
+    shut();
+  }
+  void refuse_http(int status, std::string_view reason) {
+    ++server->counters_.http_errors;
+    server->write(this, shared(ws::http_error_response(status, reason)));
+    shut();
+  }
+  void shut() {
+    if (closing) return;
+    closing = true;
+    uv_read_stop(stream());
+    if (writes_in_flight == 0) close_handle();
+  }
+  void close_handle() {
+    if (handle_closed) return;
+    handle_closed = true;
+    uv_close(reinterpret_cast<uv_handle_t *>(&tcp), [](uv_handle_t *h) {
+      auto *c = static_cast<Connection *>(h->data);
+      c->server->forget(c);
+      delete c;
+    });
+  }
+};
+
+ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options)
+    : loop_(loop),
+      options_(std::move(options)),
+      parser_(options_.max_message),
+      read_buffer_(kReadBuffer) {}
+
+ClientServer::~ClientServer() = default;
+
+Result<bool> ClientServer::listen() {
+  sockaddr_storage addr{};
+  int rc =
+      uv_ip4_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in *>(&addr));
+  if (rc != 0)
+    rc = uv_ip6_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in6 *>(&addr));
+  if (rc != 0) return Error{rc, "invalid --bind address '" + options_.bind + "'"};
+  uv_tcp_init(loop_, &listener_);
+  listener_.data = this;
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr *>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t *>(&listener_), 1024, on_connection);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t *>(&listener_), nullptr);
+    return Error{rc, "cannot listen on " + options_.bind + ":" + std::to_string(options_.port) +
+                         ": " + uv_strerror(rc)};
+  }
+  // With --port 0 the kernel picks the port: say which.
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  if (uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr *>(&bound), &len) == 0) {
+    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
+                                              : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+  }
+  uv_timer_init(loop_, &sweep_);
+  sweep_.data = this;
+  uv_timer_start(&sweep_, on_sweep, 1000, 1000);
+  listening_ = true;
+  return true;
+}
+
+void ClientServer::close(uint16_t code, std::string_view reason) {
+  if (listening_) {
+    listening_ = false;
+    uv_close(reinterpret_cast<uv_handle_t *>(&listener_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t *>(&sweep_), nullptr);
+  }
+  for (Connection *c : std::list<Connection *>(connections_)) {
+    if (c->mode == Connection::Mode::kHttp) {
+      c->shut();
+    } else {
+      c->close_with(code, reason);
+    }
+  }
+}
+
+void ClientServer::force_close() {
+  for (Connection *c : std::list<Connection *>(connections_)) {
+    c->closing = true;
+    c->close_handle();
+  }
+}
+
+ServerCounters ClientServer::counters() const { return counters_; }
+
+void ClientServer::on_connection(uv_stream_t *listener, int status) {
+  auto *self = static_cast<ClientServer *>(listener->data);
+  if (status < 0) {
+    KLOG_WARN("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  auto *c = new Connection(self);
+  uv_tcp_init(self->loop_, &c->tcp);
+  c->tcp.data = c;
+  self->connections_.push_front(c);
+  c->position = self->connections_.begin();
+  ++self->counters_.connections;
+  ++self->counters_.connections_total;
+  if (uv_accept(listener, c->stream()) != 0) {
+    c->shut();
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->http_parser = std::make_unique<http::RequestParser>();
+  c->last_activity_ms = monotonic_ms();
+  uv_read_start(
+      c->stream(),
+      [](uv_handle_t *h, size_t, uv_buf_t *buf) {
+        // One loop, one read at a time: every connection reads into the same buffer, so an
+        // idle connection holds none.
+        auto *conn = static_cast<Connection *>(h->data);
+        buf->base = conn->server->read_buffer_.data();
+        buf->len = conn->server->read_buffer_.size();
+      },
+      [](uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+        auto *conn = static_cast<Connection *>(s->data);
+        if (nread < 0) {
+          conn->shut();
+          return;
+        }
+        if (nread == 0 || conn->closing) return;
+        conn->last_activity_ms = monotonic_ms();
+        std::size_t used = 0;
+        if (conn->tail.empty()) {
+          std::span<char> data(buf->base, static_cast<std::size_t>(nread));
+          conn->process(data, &used);
+          if (!conn->closing && used < data.size())
+            conn->tail.assign(data.data() + used, data.size() - used);
+        } else {
+          conn->tail.append(buf->base, static_cast<std::size_t>(nread));
+          conn->process(std::span<char>(conn->tail.data(), conn->tail.size()), &used);
+          conn->tail.erase(0, used);
+          if (conn->tail.capacity() > 4096 && conn->tail.size() < 1024) conn->tail.shrink_to_fit();
+        }
+      });
+}
+
+void ClientServer::Connection::process(std::span<char> data, std::size_t *used) {
+  *used = 0;
+  if (mode == Mode::kHttp) {
+    std::size_t n = 0;
+    auto state = http_parser->feed(std::string_view(data.data(), data.size()), &n);
+    *used = n;
+    if (state == http::RequestParser::State::kError) {
+      refuse_http(http_parser->error_status(), http_parser->error_reason());
+      return;
+    }
+    if (state == http::RequestParser::State::kNeedMore) return;
+    handle_request();
+    if (closing || mode == Mode::kHttp) {
+      *used = data.size();
+      return;
+    }
+    data = data.subspan(n);
+  }
+  *used += reader.consume(data, assembly, *this);
+}
+
+void ClientServer::Connection::handle_request() {
+  http::Request &req = http_parser->request();
+  const std::string &path = req.path;
+  Mode want = Mode::kHttp;
+  std::string plain_topic;
+  if (path == "/ws/websocket" || path == "/ws/websocket/") {
+    std::string vsn;
+    if (req.query_param("vsn", &vsn) && vsn != "2.0.0") {
+      refuse_http(403, "unsupported serializer version (this server speaks vsn=2.0.0)");
+      return;
+    }
+    std::string format;
+    if (req.query_param("format", &format) && format != "json") {
+      refuse_http(400, "unsupported format (json)");
+      return;
+    }
+    want = Mode::kPhoenix;
+  } else if (path.rfind("/ws/reel/", 0) == 0) {
+    plain_topic = "reel:" + path.substr(9);
+    want = Mode::kPlain;
+  } else if (path == "/ws/system") {
+    plain_topic = "system";
+    want = Mode::kPlain;
+  } else if (path.rfind("/ws/user/", 0) == 0) {
+    refuse_http(403, "user topics need authentication");
+    return;
+  } else {
+    ++server->counters_.http_errors;
+    server->write(this, shared(http::error_response(404, "no such endpoint: " + path, true)));
+    shut();
+    return;
+  }
+  if (want == Mode::kPlain && !valid_topic(plain_topic)) {
+    refuse_http(400, "invalid topic id");
+    return;
+  }
+  ws::HandshakeRequest hs;
+  hs.method = req.method;
+  hs.http_major = req.http_major;
+  hs.http_minor = req.http_minor;
+  hs.upgrade = req.header("upgrade");
+  hs.connection = req.header("connection");
+  hs.version = req.header("sec-websocket-version");
+  hs.key = req.header("sec-websocket-key");
+  hs.origin = req.header("origin");
+  hs.protocol = req.header("sec-websocket-protocol");
+  ws::HandshakeOptions options;
+  options.allowed_origins = server->options_.allowed_origins;
+  ws::HandshakeResult result = ws::accept_handshake(hs, options);
+  server->write(this, shared(std::move(result.response)));
+  if (!result.accepted()) {
+    ++server->counters_.http_errors;
+    shut();
+    return;
+  }
+  mode = want;
+  http_parser.reset();  // no HTTP state for the rest of the connection's life
+  if (mode == Mode::kPlain) {
+    channels.push_back({plain_topic, "null"});
+    server->subscribe(plain_topic, this);
+  }
+}
+
+void ClientServer::Connection::on_text(std::string_view message) {
+  ++server->counters_.frames_in;
+  if (mode != Mode::kPhoenix) return;  // plain sockets only listen
+  phoenix::ClientMessage m;
+  phoenix::ParseError e = server->parser_.parse_text(message, m);
+  if (e != phoenix::ParseError::kNone) {
+    ++server->counters_.closed_protocol;
+    close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
+    return;
+  }
+  handle_phoenix(m);
+}
+
+void ClientServer::Connection::on_binary(std::string_view message) {
+  ++server->counters_.frames_in;
+  if (mode != Mode::kPhoenix) return;
+  phoenix::ClientMessage m;
+  phoenix::ParseError e = server->parser_.parse_binary(message, m);
+  if (e != phoenix::ParseError::kNone) {
+    ++server->counters_.closed_protocol;
+    close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
+    return;
+  }
+  handle_phoenix(m);
+}
+
+void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
+  using phoenix::ReplyStatus;
+  if (m.topic == "phoenix") {
+    if (m.event == "heartbeat") {
+      reply(m, "null", ReplyStatus::kOk, "{}");
+    } else {
+      reply(m, "null", ReplyStatus::kError, R"({"reason":"unmatched topic"})");
+    }
+    return;
+  }
+  auto joined = std::find_if(channels.begin(), channels.end(),
+                             [&](const Channel &ch) { return ch.topic == m.topic; });
+  if (m.event == "phx_join") {
+    if (!valid_topic(m.topic)) {
+      reply(m, "null", ReplyStatus::kError, R"({"reason":"unmatched topic"})");
+      return;
+    }
+    if (m.topic.rfind("user:", 0) == 0) {
+      reply(m, m.join_ref.json, ReplyStatus::kError, R"({"reason":"unauthorized"})");
+      return;
+    }
+    if (joined == channels.end() && channels.size() >= server->options_.max_channels) {
+      reply(m, m.join_ref.json, ReplyStatus::kError, R"({"reason":"too many channels joined"})");
+      return;
+    }
+    reply(m, m.join_ref.json, ReplyStatus::kOk, "{}");
+    if (joined != channels.end()) {
+      // A second join of the same topic replaces the first, as in Phoenix: the old join
+      // is told it is closed.
+      server->write(this, text(phoenix::encode_close(joined->join_ref_json, m.topic_json)));
+      joined->join_ref_json = std::string(m.join_ref.json);
+    } else {
+      channels.push_back({std::string(m.topic), std::string(m.join_ref.json)});
+      server->subscribe(channels.back().topic, this);
+    }
+    return;
+  }
+  if (m.event == "phx_leave") {
+    if (joined == channels.end()) {
+      reply(m, m.join_ref.json, ReplyStatus::kOk, "{}");
+      return;
+    }
+    if (joined->join_ref_json != m.join_ref.json) return;  // a leave of an earlier join
+    reply(m, m.join_ref.json, ReplyStatus::kOk, "{}");
+    server->write(this, text(phoenix::encode_close(joined->join_ref_json, m.topic_json)));
+    std::string topic = joined->topic;
+    channels.erase(joined);
+    server->unsubscribe(topic, this);
+    return;
+  }
+  if (joined == channels.end()) {
+    reply(m, "null", ReplyStatus::kError, R"({"reason":"unmatched topic"})");
+    return;
+  }
+  reply(m, m.join_ref.json, ReplyStatus::kError, R"({"reason":"unhandled event"})");
+}
+
+void ClientServer::subscribe(const std::string &topic, Connection *c) {
+  subscribers_[topic].push_back(c);
+  ++counters_.channels_by_kind[topic_kind(topic)];
+}
+
+void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
+  auto it = subscribers_.find(topic);
+  if (it == subscribers_.end()) return;
+  auto &v = it->second;
+  auto pos = std::find(v.begin(), v.end(), c);
+  if (pos != v.end()) {
+    *pos = v.back();  // order among subscribers does not matter
+    v.pop_back();
+    --counters_.channels_by_kind[topic_kind(topic)];
+  }
+  if (v.empty()) subscribers_.erase(it);
+}
+
+void ClientServer::forget(Connection *c) {
+  for (const auto &ch : c->channels) unsubscribe(ch.topic, c);
+  c->channels.clear();
+  connections_.erase(c->position);
+  --counters_.connections;
+}
+
+namespace {
+struct WriteRequest {
+  uv_write_t req{};
+  SharedFrame frame;
+};
+}  // namespace
+
+void ClientServer::write(Connection *c, SharedFrame frame) {
+  if (c->handle_closed) return;
+  auto *w = new WriteRequest;
+  w->frame = std::move(frame);
+  w->req.data = w;
+  uv_buf_t buf =
+      uv_buf_init(const_cast<char *>(w->frame->data()), static_cast<unsigned>(w->frame->size()));
+  ++counters_.frames_out;
+  counters_.bytes_out += w->frame->size();
+  ++c->writes_in_flight;
+  int rc = uv_write(&w->req, c->stream(), &buf, 1, [](uv_write_t *req, int status) {
+    auto *wr = static_cast<WriteRequest *>(req->data);
+    auto *conn = static_cast<Connection *>(req->handle->data);
+    delete wr;
+    --conn->writes_in_flight;
+    if (status < 0) conn->shut();
+    if (conn->closing && conn->writes_in_flight == 0) conn->close_handle();
+  });
+  if (rc != 0) {
+    --c->writes_in_flight;
+    delete w;
+    c->shut();
+  }
+}
+
+void ClientServer::fan_out(std::vector<OutboundMessage> &batch) {
+  EncodedMessage encoded;
+  for (const OutboundMessage &m : batch) {
+    auto it = subscribers_.find(m.topic);
+    // Numbering happens even without subscribers: seq is the topic's, not the audience's.
+    if (!encoder_.encode(m, encoded)) {
+      ++counters_.encode_failures;
+      continue;
+    }
+    ++counters_.messages_fanned_out;
+    if (it == subscribers_.end()) continue;
+    // Copy: a failed write may close a connection and edit the subscriber list.
+    std::vector<Connection *> targets = it->second;
+    for (Connection *c : targets) {
+      if (c->closing) continue;
+      // Without authenticated users (not yet), no socket belongs to a targeted user.
+      if (!encoded.target_users.empty()) continue;
+      write(c, c->mode == Connection::Mode::kPlain ? encoded.plain_text : encoded.phoenix_text);
+    }
+  }
+}
+
+void ClientServer::on_sweep(uv_timer_t *timer) {
+  auto *self = static_cast<ClientServer *>(timer->data);
+  const uint64_t now = monotonic_ms();
+  for (Connection *c : std::list<Connection *>(self->connections_)) {
+    if (c->closing || now - c->last_activity_ms < self->options_.idle_timeout_ms) continue;
+    ++self->counters_.closed_idle;
+    if (c->mode == Connection::Mode::kHttp) {
+      c->shut();
+    } else {
+      c->close_with(ws::kCloseNormal, "idle timeout");
+    }
+  }
+}
+
+}  // namespace kronop::daemon
