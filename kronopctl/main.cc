@@ -175,6 +175,18 @@ int run_stats(const Globals &g) {
   std::printf("%-22s p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n", "publish->ingest",
               double(l.p50_ns()) / 1e3, double(l.p99_ns()) / 1e3, double(l.p999_ns()) / 1e3,
               double(l.max_ns()) / 1e3);
+  const auto &c = s.clients();
+  std::printf("\nclients: %llu connected (%llu since start)\n", u(c.connections()),
+              u(c.connections_total()));
+  for (const auto &[kind, n] : c.channels_by_kind()) {
+    std::printf("  %-20s %llu\n", (kind + " channels").c_str(), u(n));
+  }
+  std::printf("%-22s %llu in, %llu out (%llu bytes out)\n", "frames", u(c.frames_in()),
+              u(c.frames_out()), u(c.bytes_out()));
+  std::printf("%-22s %llu idle, %llu protocol errors, %llu HTTP errors\n", "closed",
+              u(c.closed_idle()), u(c.closed_protocol()), u(c.http_errors()));
+  std::printf("%-22s %llu (%llu failed to encode)\n", "messages fanned out",
+              u(c.messages_fanned_out()), u(c.encode_failures()));
   if (s.rings_size() > 0) {
     std::printf("\n%5s %8s %16s %8s %12s %10s %10s\n", "ring", "pid", "producer", "fill",
                 "published", "full", "too_large");
