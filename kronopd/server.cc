@@ -46,8 +46,14 @@ struct ClientServer::Connection final : ws::FrameSink {
   std::string tail;                       // bytes of an incomplete frame
   uint64_t last_activity_ms = 0;
   std::vector<Channel> channels;
-  bool closing = false;  // no more reads; the handle closes after the last write
+  // Closing is a lingering close, so the peer gets our last frames: after the last write
+  // we send FIN and discard what still arrives until the peer's FIN (or 2 s). Closing the
+  // socket at once would reset it while the peer is still sending, and the peer would see
+  // an abnormal closure (1006) instead of our close code.
+  bool closing = false;
+  bool shutdown_sent = false;
   bool handle_closed = false;
+  uint64_t closing_since_ms = 0;
   uint32_t writes_in_flight = 0;
 
   explicit Connection(ClientServer *s)
@@ -91,8 +97,17 @@ struct ClientServer::Connection final : ws::FrameSink {
   void shut() {
     if (closing) return;
     closing = true;
-    uv_read_stop(stream());
-    if (writes_in_flight == 0) close_handle();
+    closing_since_ms = monotonic_ms();
+    if (writes_in_flight == 0) half_close();
+  }
+  void half_close() {
+    if (shutdown_sent || handle_closed) return;
+    shutdown_sent = true;
+    auto *req = new uv_shutdown_t;
+    if (uv_shutdown(req, stream(), [](uv_shutdown_t *r, int) { delete r; }) != 0) {
+      delete req;
+      close_handle();
+    }
   }
   void close_handle() {
     if (handle_closed) return;
@@ -181,7 +196,8 @@ void ClientServer::on_connection(uv_stream_t *listener, int status) {
   ++self->counters_.connections;
   ++self->counters_.connections_total;
   if (uv_accept(listener, c->stream()) != 0) {
-    c->shut();
+    c->closing = true;
+    c->close_handle();
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
@@ -198,8 +214,9 @@ void ClientServer::on_connection(uv_stream_t *listener, int status) {
       },
       [](uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         auto *conn = static_cast<Connection *>(s->data);
-        if (nread < 0) {
-          conn->shut();
+        if (nread < 0) {  // EOF or error: nothing more to say to this peer
+          conn->closing = true;
+          conn->close_handle();
           return;
         }
         if (nread == 0 || conn->closing) return;
@@ -433,8 +450,12 @@ void ClientServer::write(Connection *c, SharedFrame frame) {
     auto *conn = static_cast<Connection *>(req->handle->data);
     delete wr;
     --conn->writes_in_flight;
-    if (status < 0) conn->shut();
-    if (conn->closing && conn->writes_in_flight == 0) conn->close_handle();
+    if (status < 0) {
+      conn->closing = true;
+      conn->close_handle();
+    } else if (conn->closing && conn->writes_in_flight == 0) {
+      conn->half_close();
+    }
   });
   if (rc != 0) {
     --c->writes_in_flight;
@@ -469,7 +490,11 @@ void ClientServer::on_sweep(uv_timer_t *timer) {
   auto *self = static_cast<ClientServer *>(timer->data);
   const uint64_t now = monotonic_ms();
   for (Connection *c : std::list<Connection *>(self->connections_)) {
-    if (c->closing || now - c->last_activity_ms < self->options_.idle_timeout_ms) continue;
+    if (c->closing) {
+      if (now - c->closing_since_ms >= 2000) c->close_handle();  // the peer never closed
+      continue;
+    }
+    if (now - c->last_activity_ms < self->options_.idle_timeout_ms) continue;
     ++self->counters_.closed_idle;
     if (c->mode == Connection::Mode::kHttp) {
       c->shut();
