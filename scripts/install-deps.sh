@@ -11,6 +11,11 @@ packages=(
   libsqlite3-dev libzstd-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsimdjson-dev libssl-dev libhttp-parser-dev
 )
+# Node.js and npm for the real-client tests (tests/clients); a node already on PATH (e.g. a
+# newer one installed another way) is kept.
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh || exit 1
 
+# The real-client tests (tests/clients, ctest 'clients_node') need the npm packages of
+# their lockfile.
+if ! (cd tests/clients && npm ci --no-audit --no-fund); then
+  echo "test.sh: 'npm ci' in tests/clients failed"
+  exit 1
+fi
+
 builds=${KRONOP_TEST_BUILDS:-"default asan tsan fuzz"}
 total_passed=0
 total_failed=0
