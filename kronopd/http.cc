@@ -1,7 +1,8 @@
 // HTTP/1.1 request collection over http-parser; see http.h.
 #include "http.h"
 
-#include <google/protobuf/struct.pb.h>
+#include "kronop/v1/api.pb.h"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
@@ -274,12 +275,16 @@ std::string response(int status, std::string_view content_type, std::string_view
 }
 
 std::string error_response(int status, std::string_view message, bool close) {
-  google::protobuf::Struct root;
-  auto &error = *(*root.mutable_fields())["error"].mutable_struct_value();
-  (*error.mutable_fields())["status"].set_number_value(status);
-  (*error.mutable_fields())["message"].set_string_value(std::string(message));
+  // Our own message type, not google.protobuf.Struct: Struct's code lives in libprotobuf,
+  // built without the sanitizers, and its inline map code then disagrees with ours under
+  // TSan.
+  kronop::v1::ApiErrorBody root;
+  root.mutable_error()->set_status(status);
+  root.mutable_error()->set_message(std::string(message));
   std::string body;
-  (void)google::protobuf::util::MessageToJsonString(root, &body);
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(root, &body, opts);
   return response(status, "application/json", body, {}, close);
 }
 

@@ -85,7 +85,6 @@ class ClientServer {
   MessageEncoder encoder_;
   phoenix::MessageParser parser_;
   std::vector<char> read_buffer_;
-  bool reading_ = false;  // read_buffer_ handed to libuv and not yet returned
   ServerCounters counters_;
 };
 
