@@ -84,6 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // The same bytes as a JSON payload: check_json_object is also what kronopctl publish
   // runs on operator input.
   const Reject j = validator.check_json_object(record);
-  FUZZ_CHECK(j == Reject::kNone || j == Reject::kBadJson || j == Reject::kNotJsonObject);
+  FUZZ_CHECK(j == Reject::kNone || j == Reject::kBadJson || j == Reject::kNotJsonObject ||
+             j == Reject::kReservedKey);
   return 0;
 }
