@@ -42,14 +42,26 @@ FanoutQueue::FanoutQueue(uv_loop_t *loop, BatchHandler handler) : handler_(std::
 FanoutQueue::~FanoutQueue() = default;
 
 void FanoutQueue::push(const EnvelopeView &view) {
-  OutboundMessage m{std::string(view.topic), std::string(view.event), view.body_kind,
-                    std::string(view.body), view.priority};
+  staged_.push_back(OutboundMessage{std::string(view.topic), std::string(view.event),
+                                    view.body_kind, std::string(view.body), view.priority});
+}
+
+void FanoutQueue::flush() {
+  if (staged_.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_) return;
-    pending_.push_back(std::move(m));
+    if (closed_) {
+      staged_.clear();
+      return;
+    }
+    if (pending_.empty()) {
+      pending_.swap(staged_);
+    } else {
+      for (auto &m : staged_) pending_.push_back(std::move(m));
+      staged_.clear();
+    }
   }
-  // Coalesced by libuv: many pushes before the loop runs cost one wake-up.
+  // Coalesced by libuv: batches sent before the loop runs cost one wake-up.
   uv_async_send(&async_);
 }
 
@@ -73,7 +85,7 @@ void FanoutQueue::on_async(uv_async_t *handle) {
   self->draining_.clear();
 }
 
-bool MessageEncoder::encode(const OutboundMessage &m, EncodedMessage &out) {
+bool MessageEncoder::encode(const OutboundMessage &m, uint64_t seq, EncodedMessage &out) {
   out.target_users.clear();
   std::string object;
   switch (m.body_kind) {
@@ -108,7 +120,7 @@ bool MessageEncoder::encode(const OutboundMessage &m, EncodedMessage &out) {
     case BodyKind::kNone:
       return false;
   }
-  out.seq = ++seq_[m.topic];
+  out.seq = seq;
   out.payload_json = phoenix::insert_seq(object, out.seq);
   out.phoenix_text =
       text_frame_of(phoenix::encode_text_broadcast(m.topic, m.event, out.payload_json));

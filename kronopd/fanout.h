@@ -40,8 +40,10 @@ class FanoutQueue {
   FanoutQueue(const FanoutQueue &) = delete;
   FanoutQueue &operator=(const FanoutQueue &) = delete;
 
-  // Ingest thread: copies the record out of the ring and wakes the loop.
+  // Ingest thread: copies the record out of the ring into the current batch.
   void push(const EnvelopeView &view);
+  // Ingest thread: hands the batch to the loop (one lock, one wake-up per batch).
+  void flush();
   // Loop thread: stop receiving (closes the async handle).
   void close();
 
@@ -51,6 +53,7 @@ class FanoutQueue {
   BatchHandler handler_;
   uv_async_t async_{};
   std::mutex mutex_;
+  std::vector<OutboundMessage> staged_;    // ingest thread only
   std::vector<OutboundMessage> pending_;   // guarded by mutex_
   std::vector<OutboundMessage> draining_;  // loop thread only
   bool closed_ = false;
@@ -69,8 +72,11 @@ struct EncodedMessage {
 // Numbers messages per topic and encodes them; one per loop.
 class MessageEncoder {
  public:
-  // False when a typed body does not convert (counted by the caller).
-  bool encode(const OutboundMessage &m, EncodedMessage &out);
+  // Gives the message the topic's next seq. Cheap: no encoding.
+  uint64_t number(const OutboundMessage &m) { return ++seq_[m.topic]; }
+  // Builds the frames for a numbered message; false when a typed body does not convert
+  // (counted by the caller). Only called when the topic has subscribers.
+  bool encode(const OutboundMessage &m, uint64_t seq, EncodedMessage &out);
   uint64_t last_seq(const std::string &topic) const;
 
  private:

@@ -7,10 +7,12 @@
 #include "log.h"
 
 namespace kronop::daemon {
-Ingest::Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink)
+Ingest::Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink,
+               IngestBatchEnd batch_end)
     : consumer_(std::move(consumer)),
       options_(options),
       sink_(std::move(sink)),
+      batch_end_(std::move(batch_end)),
       tracks_(consumer_->ring_count()) {}
 
 Ingest::~Ingest() { stop(); }
@@ -74,6 +76,7 @@ void Ingest::run() {
         options_.batch_per_ring,
         [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); });
     // Nothing downstream holds records back yet, so everything read is released at once.
+    if (n > 0 && batch_end_) batch_end_();
     consumer_->release_all_read();
     uint64_t corrupt = consumer_->corrupt_ranges();
     if (corrupt != corrupt_seen) {
@@ -102,6 +105,7 @@ void Ingest::run() {
          consumer_->drain(
              options_.batch_per_ring,
              [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); }) > 0) {
+    if (batch_end_) batch_end_();
     consumer_->release_all_read();
   }
   consumer_->release_all_read();

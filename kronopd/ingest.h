@@ -47,10 +47,14 @@ struct IngestCounters {
 
 // Called on the ingest thread for every valid record; the view is valid during the call.
 using IngestSink = std::function<void(const EnvelopeView &)>;
+// Called on the ingest thread after each drain pass that delivered records, so a stage can
+// hand them on in one batch (one lock, one wake-up) rather than one by one.
+using IngestBatchEnd = std::function<void()>;
 
 class Ingest {
  public:
-  Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink);
+  Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, IngestSink sink,
+         IngestBatchEnd batch_end = nullptr);
   ~Ingest();  // stops and joins
 
   void start();
@@ -70,6 +74,7 @@ class Ingest {
   std::unique_ptr<ipc::Consumer> consumer_;
   IngestOptions options_;
   IngestSink sink_;
+  IngestBatchEnd batch_end_;
   EnvelopeValidator validator_;
   IngestCounters counters_;
   // Per ring: the producer whose records we last saw, and its last sequence.

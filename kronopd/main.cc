@@ -157,8 +157,9 @@ int main(int argc, char **argv) {
 
   IngestOptions ingest_options;
   ingest_options.spin_ns = config.ingest_spin_us * 1000;
-  Ingest ingest(std::move(consumer).value(), ingest_options,
-                [&](const EnvelopeView &view) { fanout.push(view); });
+  Ingest ingest(
+      std::move(consumer).value(), ingest_options,
+      [&](const EnvelopeView &view) { fanout.push(view); }, [&] { fanout.flush(); });
 
   const uint64_t started_ms = monotonic_ms();
   ControlServer control(

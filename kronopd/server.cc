@@ -467,14 +467,16 @@ void ClientServer::write(Connection *c, SharedFrame frame) {
 void ClientServer::fan_out(std::vector<OutboundMessage> &batch) {
   EncodedMessage encoded;
   for (const OutboundMessage &m : batch) {
-    auto it = subscribers_.find(m.topic);
     // Numbering happens even without subscribers: seq is the topic's, not the audience's.
-    if (!encoder_.encode(m, encoded)) {
+    // Encoding happens only for an audience.
+    const uint64_t seq = encoder_.number(m);
+    ++counters_.messages_fanned_out;
+    auto it = subscribers_.find(m.topic);
+    if (it == subscribers_.end()) continue;
+    if (!encoder_.encode(m, seq, encoded)) {
       ++counters_.encode_failures;
       continue;
     }
-    ++counters_.messages_fanned_out;
-    if (it == subscribers_.end()) continue;
     // Copy: a failed write may close a connection and edit the subscriber list.
     std::vector<Connection *> targets = it->second;
     for (Connection *c : targets) {
