@@ -239,6 +239,8 @@ const char *status_text(int status) {
       return "Conflict";
     case 413:
       return "Content Too Large";
+    case 414:
+      return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
     case 426:
@@ -254,7 +256,7 @@ const char *status_text(int status) {
     case 505:
       return "HTTP Version Not Supported";
     default:
-      return "Unknown";
+      return "Error";
   }
 }
 

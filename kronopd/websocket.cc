@@ -1,6 +1,8 @@
 // The WebSocket codec; see websocket.h.
 #include "websocket.h"
 
+#include "http.h"
+
 #include <openssl/evp.h>
 #include <simdjson.h>
 
@@ -104,41 +106,6 @@ HandshakeResult refuse(int status, std::string_view reason) {
   result.reason = reason;
   result.response = http_error_response(status, reason);
   return result;
-}
-
-const char *status_text(int status) {
-  switch (status) {
-    case 101:
-      return "Switching Protocols";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 426:
-      return "Upgrade Required";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Error";
-  }
 }
 
 // ---- Frame helpers -----------------------------------------------------------------------
@@ -255,7 +222,7 @@ HandshakeResult accept_handshake(const HandshakeRequest &request, const Handshak
 }
 
 std::string http_error_response(int status, std::string_view reason) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + status_text(status) + "\r\n";
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + http::status_text(status) + "\r\n";
   if (status == 426) {
     // RFC 6455 §4.4: say which version this server speaks; RFC 9110 §15.5.22: and which
     // protocol to upgrade to, which makes "upgrade" a connection option.
