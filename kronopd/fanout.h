@@ -30,7 +30,12 @@ struct OutboundMessage {
   BodyKind body_kind = BodyKind::kNone;
   std::string body;
   int priority = 0;
+  uint64_t publish_time_ns = 0;
 };
+
+// The Envelope that protobuf clients receive for a message (see EncodedMessage); exposed
+// for the tests. Returns the serialized bytes.
+std::string client_envelope(const OutboundMessage &m, uint64_t seq);
 
 class FanoutQueue {
  public:
@@ -59,13 +64,24 @@ class FanoutQueue {
   bool closed_ = false;
 };
 
-// What a message looks like to JSON clients: the payload object with "seq" first, built
-// once per message. Typed bodies are converted to their JSON mapping (proto field names).
+// A message's frames, each built at most once per message, whatever the audience.
+//
+// JSON clients get the payload object with "seq" first; typed bodies are converted to their
+// JSON mapping (proto field names).
+//
+// Protobuf clients (format=protobuf) get a V2 kind-2 binary broadcast whose payload is a
+// kronop.v1.Envelope: topic, event, publish_time_ns, priority, seq and the body. A typed body
+// is carried as published. A JSON body on an event with a schema (reel_update -> ReelUpdate,
+// interaction -> Interaction, user_activity -> UserActivity, presence_update ->
+// PresenceUpdate, system_notice -> SystemNotice) is converted to that message when it maps
+// onto it exactly (no unknown fields, right types); otherwise it stays JSON (Envelope.json),
+// so nothing a producer sent is lost to either audience.
 struct EncodedMessage {
   uint64_t seq = 0;
   std::string payload_json;
   SharedFrame phoenix_text;               // [null,null,topic,event,payload] in a text frame
   SharedFrame plain_text;                 // {"topic":..,"event":..,"payload":..} in a text frame
+  SharedFrame phoenix_binary;             // kind-2 broadcast of the Envelope; see encode_binary
   std::vector<std::string> target_users;  // ReelUpdate.target_users: deliver only to them
 };
 
@@ -77,6 +93,9 @@ class MessageEncoder {
   // Builds the frames for a numbered message; false when a typed body does not convert
   // (counted by the caller). Only called when the topic has subscribers.
   bool encode(const OutboundMessage &m, uint64_t seq, EncodedMessage &out);
+  // Builds out.phoenix_binary for a message encode() accepted; called once per message, and
+  // only when a protobuf client subscribes to its topic.
+  void encode_binary(const OutboundMessage &m, EncodedMessage &out);
   uint64_t last_seq(const std::string &topic) const;
 
  private:

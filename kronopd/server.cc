@@ -40,6 +40,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   ClientServer *server = nullptr;
   std::list<Connection *>::iterator position;
   Mode mode = Mode::kHttp;
+  bool protobuf = false;  // format=protobuf: broadcasts as kind-2 binary frames
   std::unique_ptr<http::RequestParser> http_parser;
   ws::FrameReader reader;
   std::unique_ptr<std::string> assembly;  // a fragmented message in flight
@@ -269,10 +270,11 @@ void ClientServer::Connection::handle_request() {
       return;
     }
     std::string format;
-    if (req.query_param("format", &format) && format != "json") {
-      refuse_http(400, "unsupported format (json)");
+    if (req.query_param("format", &format) && format != "json" && format != "protobuf") {
+      refuse_http(400, "unsupported format (json or protobuf)");
       return;
     }
+    protobuf = format == "protobuf";
     want = Mode::kPhoenix;
   } else if (path.rfind("/ws/reel/", 0) == 0) {
     plain_topic = "reel:" + path.substr(9);
@@ -483,7 +485,14 @@ void ClientServer::fan_out(std::vector<OutboundMessage> &batch) {
       if (c->closing) continue;
       // Without authenticated users (not yet), no socket belongs to a targeted user.
       if (!encoded.target_users.empty()) continue;
-      write(c, c->mode == Connection::Mode::kPlain ? encoded.plain_text : encoded.phoenix_text);
+      if (c->mode == Connection::Mode::kPlain) {
+        write(c, encoded.plain_text);
+      } else if (c->protobuf) {
+        if (!encoded.phoenix_binary) encoder_.encode_binary(m, encoded);
+        if (encoded.phoenix_binary) write(c, encoded.phoenix_binary);
+      } else {
+        write(c, encoded.phoenix_text);
+      }
     }
   }
 }

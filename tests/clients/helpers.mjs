@@ -2,8 +2,11 @@
 // kronopctl, open official phoenix clients and raw `ws` sockets, and wait for things with
 // timeouts so that a missing message fails the test instead of hanging it.
 //
-// The binaries come from the environment (ctest sets both):
-//   KRONOPD_BIN=/path/to/kronopd KRONOPCTL_BIN=/path/to/kronopctl node --test
+// The binaries come from the environment (ctest sets them all):
+//   KRONOPD_BIN=/path/to/kronopd KRONOPCTL_BIN=/path/to/kronopctl \
+//   KRONOP_C_PUBLISH_BIN=/path/to/c_publish node --test
+// (c_publish is tests/clients/tools/c_publish.c: a producer that uses only the C ABI). The
+// .proto files are read from KRONOP_PROTO_DIR, by default the repository's proto/.
 // KRONOP_TEST_DEBUG=1 prints the phoenix client's log and the daemon's output.
 
 import { execFile, spawn } from "node:child_process";
@@ -11,7 +14,9 @@ import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Socket } from "phoenix";
+import protobuf from "protobufjs";
 import WebSocket from "ws";
 
 export { Socket, WebSocket };
@@ -110,6 +115,22 @@ export function kronopctlBin() {
   return requireBinary("KRONOPCTL_BIN");
 }
 
+export function cPublishBin() {
+  return requireBinary("KRONOP_C_PUBLISH_BIN");
+}
+
+// The kronop.v1 schema (protobufjs Root) with proto field names kept (reel_update, not
+// reelUpdate), as the daemon's JSON uses them.
+export async function kronopProto() {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const dir = process.env.KRONOP_PROTO_DIR ?? path.resolve(here, "../../proto");
+  const root = new protobuf.Root();
+  // Imports are written from the proto root ("kronop/v1/reel.proto").
+  root.resolvePath = (_origin, target) => path.join(dir, target);
+  await root.load("kronop/v1/envelope.proto", { keepCase: true });
+  return root;
+}
+
 // A TCP port that was free a moment ago on 127.0.0.1.
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -145,6 +166,30 @@ export function run(file, args, timeoutMs = 10000) {
         stderr: String(stderr),
       });
     });
+  });
+}
+
+// As run(), with `input` (a string or Buffer) written to the program's stdin.
+export function runWithInput(file, args, input, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      file,
+      args,
+      { timeout: timeoutMs, killSignal: "SIGKILL" },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== "number" && !err.signal) {
+          reject(err);
+          return;
+        }
+        resolve({
+          code: err ? (typeof err.code === "number" ? err.code : null) : 0,
+          signal: err ? (err.signal ?? null) : null,
+          stdout: String(stdout),
+          stderr: String(stderr),
+        });
+      },
+    );
+    child.stdin.end(input);
   });
 }
 
@@ -241,6 +286,35 @@ export class Daemon {
       );
     }
     return r;
+  }
+
+  // Publishes through the C ABI (c_publish): a JSON payload with kronop_publish_wait, or,
+  // with `envelope` (Buffer/Uint8Array), a serialized Envelope with kronop_publish_envelope.
+  // Resolves to { producerId, seq } (BigInt strings as printed); throws unless it exits 0.
+  async publishC(topic, event, payload) {
+    const json = typeof payload === "string" ? payload : JSON.stringify(payload);
+    return this.checkC(
+      await runWithInput(cPublishBin(), [this.shmName, "json", topic, event], json),
+      `${topic} ${event}`,
+    );
+  }
+
+  async publishEnvelopeC(envelope) {
+    return this.checkC(
+      await runWithInput(cPublishBin(), [this.shmName, "envelope"], Buffer.from(envelope)),
+      "an envelope",
+    );
+  }
+
+  checkC(r, what) {
+    if (r.code !== 0) {
+      throw new Error(
+        `c_publish ${what} failed (${r.signal ?? `exit ${r.code}`}): ${r.stderr.trim()}`,
+      );
+    }
+    const m = /producer_id=(\d+) seq=(\d+)/.exec(r.stdout);
+    if (!m) throw new Error(`c_publish printed no producer_id/seq: ${r.stdout}`);
+    return { producerId: m[1], seq: m[2] };
   }
 
   track(resource) {

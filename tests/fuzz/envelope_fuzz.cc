@@ -12,12 +12,17 @@
 //    (The converse does not hold and is not checked: protobuf keeps a known field with
 //    the wrong wire type as an unknown field and merges repeated sub-messages, where the
 //    validator rejects or takes the last occurrence.)
+//  - the fan-out encoder takes every accepted record: a typed body converts to JSON with
+//    "seq" first, and the Envelope sent to protobuf clients parses, with the record's
+//    topic, event and body kind (or JSON, when a JSON body does not map onto its event's
+//    schema).
 #include <google/protobuf/stubs/logging.h>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "envelope_validation.h"
+#include "fanout.h"
 #include "fuzz_check.h"
 #include "kronop/v1/envelope.pb.h"
 
@@ -46,6 +51,35 @@ void check_agrees_with_protobuf(std::string_view record, const EnvelopeView &vie
   // The oneof's field numbers are the BodyKind values.
   FUZZ_CHECK(static_cast<int>(pb.body_case()) == static_cast<int>(view.body_kind));
   if (view.body_kind == BodyKind::kJson) FUZZ_CHECK(pb.json() == view.body);
+}
+
+void check_fan_out_encoding(const EnvelopeView &view) {
+  static kronop::daemon::MessageEncoder encoder;
+  kronop::daemon::OutboundMessage m{std::string(view.topic), std::string(view.event),
+                                    view.body_kind,          std::string(view.body),
+                                    view.priority,           view.publish_time_ns};
+  const uint64_t seq = encoder.number(m);
+  kronop::daemon::EncodedMessage out;
+  if (!encoder.encode(m, seq, out)) {
+    // Only a typed body may fail to convert (e.g. a string with invalid UTF-8, which the
+    // JSON printer refuses); a JSON body is taken as it is.
+    FUZZ_CHECK(view.body_kind != BodyKind::kJson);
+    return;
+  }
+  FUZZ_CHECK(out.payload_json.rfind("{\"seq\":" + std::to_string(seq), 0) == 0);
+  FUZZ_CHECK(out.phoenix_text && out.plain_text);
+  kronop::v1::Envelope env;
+  const std::string bytes = kronop::daemon::client_envelope(m, seq);
+  FUZZ_CHECK(env.ParseFromString(bytes));
+  FUZZ_CHECK(env.topic() == view.topic && env.event() == view.event && env.seq() == seq);
+  if (view.body_kind == BodyKind::kJson) {
+    FUZZ_CHECK(env.body_case() != kronop::v1::Envelope::BODY_NOT_SET);
+    if (env.body_case() == kronop::v1::Envelope::kJson) FUZZ_CHECK(env.json() == view.body);
+  } else {
+    FUZZ_CHECK(static_cast<int>(env.body_case()) == static_cast<int>(view.body_kind));
+  }
+  encoder.encode_binary(m, out);
+  FUZZ_CHECK(out.phoenix_binary != nullptr);
 }
 
 }  // namespace
@@ -79,6 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(validator.check_json_object(view.body) == Reject::kNone);
     }
     check_agrees_with_protobuf(record, view);
+    check_fan_out_encoding(view);
   }
 
   // The same bytes as a JSON payload: check_json_object is also what kronopctl publish
