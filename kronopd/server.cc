@@ -31,11 +31,6 @@ std::string topic_kind(std::string_view topic) {
 
 struct ClientServer::Connection final : ws::FrameSink {
   enum class Mode : uint8_t { kHttp, kPhoenix, kPlain };
-  struct Channel {
-    std::string topic;
-    std::string join_ref_json;
-  };
-
   uv_tcp_t tcp{};
   ClientServer *server = nullptr;
   std::list<Connection *>::iterator position;
@@ -46,7 +41,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   std::unique_ptr<std::string> assembly;  // a fragmented message in flight
   std::string tail;                       // bytes of an incomplete frame
   uint64_t last_activity_ms = 0;
-  std::vector<Channel> channels;
+  ChannelRouter router;
   // Closing is a lingering close, so the peer gets our last frames: after the last write
   // we send FIN and discard what still arrives until the peer's FIN (or 2 s). Closing the
   // socket at once would reset it while the peer is still sending, and the peer would see
@@ -58,7 +53,9 @@ struct ClientServer::Connection final : ws::FrameSink {
   uint32_t writes_in_flight = 0;
 
   explicit Connection(ClientServer *s)
-      : server(s), reader(static_cast<uint32_t>(s->options_.max_message)) {}
+      : server(s),
+        reader(static_cast<uint32_t>(s->options_.max_message)),
+        router(s->options_.max_channels) {}
 
   uv_stream_t *stream() { return reinterpret_cast<uv_stream_t *>(&tcp); }
 
@@ -79,11 +76,6 @@ struct ClientServer::Connection final : ws::FrameSink {
   void process(std::span<char> data, std::size_t *used);
   void handle_request();
   void handle_phoenix(const phoenix::ClientMessage &m);
-  void reply(const phoenix::ClientMessage &m, std::string_view join_ref_json,
-             phoenix::ReplyStatus st, std::string_view response) {
-    server->write(
-        this, text(phoenix::encode_reply(join_ref_json, m.ref.json, m.topic_json, st, response)));
-  }
   void close_with(uint16_t code, std::string_view reason) {
     if (closing) return;
     reader.stop();
@@ -317,7 +309,7 @@ void ClientServer::Connection::handle_request() {
   mode = want;
   http_parser.reset();  // no HTTP state for the rest of the connection's life
   if (mode == Mode::kPlain) {
-    channels.push_back({plain_topic, "null"});
+    router.add(plain_topic);
     server->subscribe(plain_topic, this);
   }
 }
@@ -349,60 +341,11 @@ void ClientServer::Connection::on_binary(std::string_view message) {
 }
 
 void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
-  using phoenix::ReplyStatus;
-  if (m.topic == "phoenix") {
-    if (m.event == "heartbeat") {
-      reply(m, "null", ReplyStatus::kOk, "{}");
-    } else {
-      reply(m, "null", ReplyStatus::kError, R"({"reason":"unmatched topic"})");
-    }
-    return;
-  }
-  auto joined = std::find_if(channels.begin(), channels.end(),
-                             [&](const Channel &ch) { return ch.topic == m.topic; });
-  if (m.event == "phx_join") {
-    if (!valid_topic(m.topic)) {
-      reply(m, "null", ReplyStatus::kError, R"({"reason":"unmatched topic"})");
-      return;
-    }
-    if (m.topic.rfind("user:", 0) == 0) {
-      reply(m, m.join_ref.json, ReplyStatus::kError, R"({"reason":"unauthorized"})");
-      return;
-    }
-    if (joined == channels.end() && channels.size() >= server->options_.max_channels) {
-      reply(m, m.join_ref.json, ReplyStatus::kError, R"({"reason":"too many channels joined"})");
-      return;
-    }
-    reply(m, m.join_ref.json, ReplyStatus::kOk, "{}");
-    if (joined != channels.end()) {
-      // A second join of the same topic replaces the first, as in Phoenix: the old join
-      // is told it is closed.
-      server->write(this, text(phoenix::encode_close(joined->join_ref_json, m.topic_json)));
-      joined->join_ref_json = std::string(m.join_ref.json);
-    } else {
-      channels.push_back({std::string(m.topic), std::string(m.join_ref.json)});
-      server->subscribe(channels.back().topic, this);
-    }
-    return;
-  }
-  if (m.event == "phx_leave") {
-    if (joined == channels.end()) {
-      reply(m, m.join_ref.json, ReplyStatus::kOk, "{}");
-      return;
-    }
-    if (joined->join_ref_json != m.join_ref.json) return;  // a leave of an earlier join
-    reply(m, m.join_ref.json, ReplyStatus::kOk, "{}");
-    server->write(this, text(phoenix::encode_close(joined->join_ref_json, m.topic_json)));
-    std::string topic = joined->topic;
-    channels.erase(joined);
-    server->unsubscribe(topic, this);
-    return;
-  }
-  if (joined == channels.end()) {
-    reply(m, "null", ReplyStatus::kError, R"({"reason":"unmatched topic"})");
-    return;
-  }
-  reply(m, m.join_ref.json, ReplyStatus::kError, R"({"reason":"unhandled event"})");
+  RouteOutcome &out = server->route_outcome_;
+  router.route(m, out);
+  for (std::string &reply : out.replies) server->write(this, text(reply));
+  if (!out.subscribe.empty()) server->subscribe(out.subscribe, this);
+  if (!out.unsubscribe.empty()) server->unsubscribe(out.unsubscribe, this);
 }
 
 void ClientServer::subscribe(const std::string &topic, Connection *c) {
@@ -424,8 +367,8 @@ void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
 }
 
 void ClientServer::forget(Connection *c) {
-  for (const auto &ch : c->channels) unsubscribe(ch.topic, c);
-  c->channels.clear();
+  for (const auto &ch : c->router.channels()) unsubscribe(ch.topic, c);
+  c->router.clear();
   connections_.erase(c->position);
   --counters_.connections;
 }

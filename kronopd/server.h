@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "channels.h"
 #include "fanout.h"
 #include "kronop/result.h"
 #include "phoenix.h"
@@ -84,6 +85,7 @@ class ClientServer {
   std::unordered_map<std::string, std::vector<Connection *>> subscribers_;
   MessageEncoder encoder_;
   phoenix::MessageParser parser_;
+  RouteOutcome route_outcome_;  // reused by every message's routing
   std::vector<char> read_buffer_;
   ServerCounters counters_;
 };

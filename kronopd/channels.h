@@ -1,0 +1,74 @@
+// The router of one Phoenix socket: which channels it has joined, and what each client
+// message (join, leave, heartbeat, push) does to them. Pure: it decides the replies and the
+// subscription changes, and the server carries them out (writes the frames, edits the
+// subscriber table), so the protocol's rules are unit-tested without sockets
+// (tests/kronopd/channels_test.cc).
+//
+// The rules, as a Phoenix 1.7 server applies them (see ../shared/reference transcripts):
+//  - topic "phoenix", event "heartbeat": reply ok with join_ref null;
+//  - phx_join of a topic the policy refuses: error reply ("unmatched topic" with join_ref
+//    null; "unauthorized" with the join's join_ref);
+//  - phx_join beyond the socket's channel limit: error "too many channels joined";
+//  - phx_join: ok reply and a subscription; a second join of a joined topic replaces the
+//    first: ok reply, then phx_close to the old join_ref, and no new subscription;
+//  - phx_leave of the current join: ok reply, phx_close, unsubscribe; of a topic not joined:
+//    ok reply; of an earlier, replaced join: ignored;
+//  - any other event on a topic not joined: error "unmatched topic" (join_ref null); on a
+//    joined topic: error "unhandled event" (no client events are handled yet).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "phoenix.h"
+
+namespace kronop::daemon {
+
+// Whether a socket may join a topic.
+enum class JoinPolicy : uint8_t {
+  kAllow,
+  kUnmatched,     // not a topic this server has ({"reason":"unmatched topic"})
+  kUnauthorized,  // a topic the socket may not join ({"reason":"unauthorized"})
+};
+
+// The policy of this version: reel:<id> and system for everyone; user:<id> for nobody, as
+// no socket is authenticated yet; anything else unmatched.
+JoinPolicy topic_policy(std::string_view topic);
+
+// What handling one message asks of the server, in order: send `replies` (JSON text
+// messages), then subscribe to / unsubscribe from the topics named (empty: none).
+struct RouteOutcome {
+  std::vector<std::string> replies;
+  std::string subscribe;
+  std::string unsubscribe;
+  void clear() {
+    replies.clear();
+    subscribe.clear();
+    unsubscribe.clear();
+  }
+};
+
+class ChannelRouter {
+ public:
+  struct Channel {
+    std::string topic;
+    std::string join_ref_json;  // as the client sent it (JSON text), echoed in phx_close
+  };
+
+  explicit ChannelRouter(std::size_t max_channels) : max_channels_(max_channels) {}
+
+  void route(const phoenix::ClientMessage &m, RouteOutcome &out);
+
+  // A channel the socket has from the start (the plain endpoints' single topic).
+  void add(std::string topic) { channels_.push_back({std::move(topic), "null"}); }
+  const std::vector<Channel> &channels() const { return channels_; }
+  void clear() { channels_.clear(); }
+
+ private:
+  std::size_t max_channels_;
+  std::vector<Channel> channels_;
+};
+
+}  // namespace kronop::daemon
