@@ -181,10 +181,11 @@ int run_stats(const Globals &g) {
   for (const auto &[kind, n] : c.channels_by_kind()) {
     std::printf("  %-20s %llu\n", (kind + " channels").c_str(), u(n));
   }
-  std::printf("%-22s %llu in, %llu out (%llu bytes out)\n", "frames", u(c.frames_in()),
-              u(c.frames_out()), u(c.bytes_out()));
-  std::printf("%-22s %llu idle, %llu protocol errors, %llu HTTP errors\n", "closed",
-              u(c.closed_idle()), u(c.closed_protocol()), u(c.http_errors()));
+  std::printf("%-22s %llu in, %llu out (%llu bytes out, %llu writes)\n", "frames", u(c.frames_in()),
+              u(c.frames_out()), u(c.bytes_out()), u(c.writes()));
+  std::printf("%-22s %llu idle, %llu protocol errors, %llu slow, %llu HTTP errors\n", "closed",
+              u(c.closed_idle()), u(c.closed_protocol()), u(c.closed_slow()), u(c.http_errors()));
+  std::printf("%-22s %llu low-priority messages\n", "dropped", u(c.dropped_low()));
   std::printf("%-22s %llu (%llu failed to encode)\n", "messages fanned out",
               u(c.messages_fanned_out()), u(c.encode_failures()));
   if (s.rings_size() > 0) {

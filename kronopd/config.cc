@@ -51,6 +51,11 @@ void add_options(CLI::App &app, Config &config) {
                  "Largest client WebSocket message in bytes (larger: close 1009)")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{16} << 20))
       ->capture_default_str();
+  app.add_option("--max-unsent-bytes", config.max_unsent_bytes,
+                 "Bytes a client may leave unread before low-priority messages to it are "
+                 "dropped and then the connection is closed (1013)")
+      ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
+      ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)");
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")

@@ -23,6 +23,7 @@ struct Config {
   uint64_t idle_timeout_ms = 60'000;
   std::size_t max_channels = 100;
   std::size_t max_message = 64 * 1024;
+  std::size_t max_unsent_bytes = std::size_t{1} << 20;
   std::vector<std::string> allowed_origins;
 
   std::string control_socket_path() const {

@@ -60,6 +60,9 @@ void fill_server_stats(const ServerCounters &c, kronop::v1::DaemonStats &s) {
   m->set_http_errors(c.http_errors);
   m->set_messages_fanned_out(c.messages_fanned_out);
   m->set_encode_failures(c.encode_failures);
+  m->set_dropped_low(c.dropped_low);
+  m->set_closed_slow(c.closed_slow);
+  m->set_writes(c.writes);
   for (const auto &[kind, n] : c.channels_by_kind) (*m->mutable_channels_by_kind())[kind] = n;
 }
 
@@ -151,6 +154,7 @@ int main(int argc, char **argv) {
   server_options.idle_timeout_ms = config.idle_timeout_ms;
   server_options.max_channels = config.max_channels;
   server_options.max_message = config.max_message;
+  server_options.max_unsent_bytes = config.max_unsent_bytes;
   server_options.allowed_origins = config.allowed_origins;
   ClientServer server(loop, server_options);
   FanoutQueue fanout(loop, [&](std::vector<OutboundMessage> &batch) { server.fan_out(batch); });

@@ -8,6 +8,7 @@
 #include "envelope_validation.h"
 #include "http.h"
 #include "kronop/clock.h"
+#include "kronop_ipc.h"
 #include "log.h"
 #include "websocket.h"
 
@@ -30,6 +31,7 @@ std::string topic_kind(std::string_view topic) {
 }  // namespace
 
 struct ClientServer::Connection final : ws::FrameSink {
+  using Send = ClientServer::Send;
   enum class Mode : uint8_t { kHttp, kPhoenix, kPlain };
   uv_tcp_t tcp{};
   ClientServer *server = nullptr;
@@ -42,6 +44,14 @@ struct ClientServer::Connection final : ws::FrameSink {
   std::string tail;                       // bytes of an incomplete frame
   uint64_t last_activity_ms = 0;
   ChannelRouter router;
+  // Frames queued this loop turn, not yet handed to libuv (see ClientServer::flush).
+  struct Outgoing {
+    SharedFrame frame;
+    bool droppable;
+  };
+  std::vector<Outgoing> out;
+  std::size_t out_bytes = 0;
+  bool dirty = false;  // in the server's dirty_ list
   // Closing is a lingering close, so the peer gets our last frames: after the last write
   // we send FIN and discard what still arrives until the peer's FIN (or 2 s). Closing the
   // socket at once would reset it while the peer is still sending, and the peer would see
@@ -63,7 +73,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   void on_text(std::string_view message) override;
   void on_binary(std::string_view message) override;
   void on_ping(std::string_view payload) override {
-    server->write(this, shared(ws::pong_frame(payload)));
+    server->send(this, shared(ws::pong_frame(payload)));
   }
   void on_close(uint16_t code, std::string_view) override {
     close_with(code == ws::kCloseNoStatus ? ws::kCloseNormal : code, "");
@@ -79,19 +89,20 @@ struct ClientServer::Connection final : ws::FrameSink {
   void close_with(uint16_t code, std::string_view reason) {
     if (closing) return;
     reader.stop();
-    server->write(this, shared(ws::close_frame(code, reason)));
+    server->send(this, shared(ws::close_frame(code, reason)), Send::kClosing);
     shut();
   }
   void refuse_http(int status, std::string_view reason) {
     ++server->counters_.http_errors;
-    server->write(this, shared(ws::http_error_response(status, reason)));
+    server->send(this, shared(ws::http_error_response(status, reason)), Send::kClosing);
     shut();
   }
+  // No more frames after what is queued; the next flush half-closes once all is written.
   void shut() {
     if (closing) return;
     closing = true;
     closing_since_ms = monotonic_ms();
-    if (writes_in_flight == 0) half_close();
+    server->mark_dirty(this);
   }
   void half_close() {
     if (shutdown_sent || handle_closed) return;
@@ -147,6 +158,18 @@ Result<bool> ClientServer::listen() {
   uv_timer_init(loop_, &sweep_);
   sweep_.data = this;
   uv_timer_start(&sweep_, on_sweep, 1000, 1000);
+  uv_check_init(loop_, &flush_check_);
+  uv_prepare_init(loop_, &flush_prepare_);
+  flush_check_.data = this;
+  flush_prepare_.data = this;
+  uv_check_start(&flush_check_,
+                 [](uv_check_t *h) { static_cast<ClientServer *>(h->data)->flush_all(); });
+  uv_prepare_start(&flush_prepare_,
+                   [](uv_prepare_t *h) { static_cast<ClientServer *>(h->data)->flush_all(); });
+  // They only serve the connections; they must not keep the loop alive by themselves.
+  uv_unref(reinterpret_cast<uv_handle_t *>(&flush_check_));
+  uv_unref(reinterpret_cast<uv_handle_t *>(&flush_prepare_));
+  flush_handles_open_ = true;
   listening_ = true;
   return true;
 }
@@ -164,6 +187,7 @@ void ClientServer::close(uint16_t code, std::string_view reason) {
       c->close_with(code, reason);
     }
   }
+  if (connections_.empty()) release_flush_handles();
 }
 
 void ClientServer::force_close() {
@@ -171,6 +195,7 @@ void ClientServer::force_close() {
     c->closing = true;
     c->close_handle();
   }
+  release_flush_handles();
 }
 
 ServerCounters ClientServer::counters() const { return counters_; }
@@ -279,7 +304,8 @@ void ClientServer::Connection::handle_request() {
     return;
   } else {
     ++server->counters_.http_errors;
-    server->write(this, shared(http::error_response(404, "no such endpoint: " + path, true)));
+    server->send(this, shared(http::error_response(404, "no such endpoint: " + path, true)),
+                 Send::kClosing);
     shut();
     return;
   }
@@ -300,7 +326,8 @@ void ClientServer::Connection::handle_request() {
   ws::HandshakeOptions options;
   options.allowed_origins = server->options_.allowed_origins;
   ws::HandshakeResult result = ws::accept_handshake(hs, options);
-  server->write(this, shared(std::move(result.response)));
+  server->send(this, shared(std::move(result.response)),
+               result.accepted() ? Send::kNormal : Send::kClosing);
   if (!result.accepted()) {
     ++server->counters_.http_errors;
     shut();
@@ -341,11 +368,11 @@ void ClientServer::Connection::on_binary(std::string_view message) {
 }
 
 void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
-  RouteOutcome &out = server->route_outcome_;
-  router.route(m, out);
-  for (std::string &reply : out.replies) server->write(this, text(reply));
-  if (!out.subscribe.empty()) server->subscribe(out.subscribe, this);
-  if (!out.unsubscribe.empty()) server->unsubscribe(out.unsubscribe, this);
+  RouteOutcome &routed = server->route_outcome_;
+  router.route(m, routed);
+  for (std::string &reply : routed.replies) server->send(this, text(reply));
+  if (!routed.subscribe.empty()) server->subscribe(routed.subscribe, this);
+  if (!routed.unsubscribe.empty()) server->unsubscribe(routed.unsubscribe, this);
 }
 
 void ClientServer::subscribe(const std::string &topic, Connection *c) {
@@ -369,44 +396,149 @@ void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
 void ClientServer::forget(Connection *c) {
   for (const auto &ch : c->router.channels()) unsubscribe(ch.topic, c);
   c->router.clear();
+  if (c->dirty) std::erase(dirty_, c);
   connections_.erase(c->position);
   --counters_.connections;
+  if (!listening_ && connections_.empty()) release_flush_handles();
+}
+
+void ClientServer::mark_dirty(Connection *c) {
+  if (c->dirty || c->handle_closed) return;
+  c->dirty = true;
+  dirty_.push_back(c);
+}
+
+void ClientServer::send(Connection *c, SharedFrame frame, Send how) {
+  if (c->handle_closed || c->shutdown_sent) return;
+  auto unsent = [&] { return c->out_bytes + c->tcp.write_queue_size + frame->size(); };
+  if (how != Send::kClosing && unsent() > options_.max_unsent_bytes && c->out_bytes > 0) {
+    // A burst within one loop turn: give the kernel what it takes before judging the client
+    // by what is left.
+    flush(c);
+    if (c->handle_closed || c->shutdown_sent) return;
+  }
+  if (how != Send::kClosing && unsent() > options_.max_unsent_bytes) {
+    if (how == Send::kDroppable) {
+      ++counters_.dropped_low;
+      return;
+    }
+    // Make room by dropping the low-priority frames still queued here; what libuv already
+    // holds is past recall.
+    std::size_t dropped = 0;
+    std::erase_if(c->out, [&](const Connection::Outgoing &o) {
+      if (!o.droppable) return false;
+      c->out_bytes -= o.frame->size();
+      ++dropped;
+      return true;
+    });
+    counters_.dropped_low += dropped;
+    if (unsent() > options_.max_unsent_bytes) {
+      // The client does not keep up, and this message may not be lost silently: close.
+      ++counters_.closed_slow;
+      c->out.clear();
+      c->out_bytes = 0;
+      c->close_with(ws::kCloseTryAgainLater, "slow consumer: too much unread data");
+      return;
+    }
+  }
+  c->out_bytes += frame->size();
+  c->out.push_back({std::move(frame), how == Send::kDroppable});
+  mark_dirty(c);
 }
 
 namespace {
+// A uv_write of frames that uv_try_write could not finish: owns them until written.
 struct WriteRequest {
   uv_write_t req{};
-  SharedFrame frame;
+  std::vector<SharedFrame> frames;
 };
 }  // namespace
 
-void ClientServer::write(Connection *c, SharedFrame frame) {
-  if (c->handle_closed) return;
-  auto *w = new WriteRequest;
-  w->frame = std::move(frame);
-  w->req.data = w;
-  uv_buf_t buf =
-      uv_buf_init(const_cast<char *>(w->frame->data()), static_cast<unsigned>(w->frame->size()));
-  ++counters_.frames_out;
-  counters_.bytes_out += w->frame->size();
-  ++c->writes_in_flight;
-  int rc = uv_write(&w->req, c->stream(), &buf, 1, [](uv_write_t *req, int status) {
-    auto *wr = static_cast<WriteRequest *>(req->data);
-    auto *conn = static_cast<Connection *>(req->handle->data);
-    delete wr;
-    --conn->writes_in_flight;
-    if (status < 0) {
-      conn->closing = true;
-      conn->close_handle();
-    } else if (conn->closing && conn->writes_in_flight == 0) {
-      conn->half_close();
-    }
-  });
-  if (rc != 0) {
-    --c->writes_in_flight;
-    delete w;
-    c->shut();
+void ClientServer::flush(Connection *c) {
+  c->dirty = false;
+  if (c->handle_closed) {
+    c->out.clear();
+    c->out_bytes = 0;
+    return;
   }
+  const std::size_t n = c->out.size();
+  if (n > 0 && !c->shutdown_sent) {
+    bufs_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string &f = *c->out[i].frame;
+      bufs_[i] = uv_buf_init(const_cast<char *>(f.data()), static_cast<unsigned>(f.size()));
+    }
+    counters_.frames_out += n;
+    counters_.bytes_out += c->out_bytes;
+    std::size_t first = 0;
+    bool failed = false;
+    if (c->tcp.write_queue_size == 0) {
+      // Straight into the socket while the kernel has room: no request, no copy.
+      ++counters_.writes;
+      int written = uv_try_write(c->stream(), bufs_.data(), static_cast<unsigned>(n));
+      if (written > 0) {
+        auto left = static_cast<std::size_t>(written);
+        while (first < n && left >= bufs_[first].len) left -= bufs_[first++].len;
+        if (first < n && left > 0) {
+          bufs_[first].base += left;
+          bufs_[first].len -= left;
+        }
+      } else if (written != UV_EAGAIN) {
+        failed = true;
+      }
+    }
+    if (!failed && first < n) {
+      auto *w = new WriteRequest;
+      w->req.data = w;
+      w->frames.reserve(n - first);
+      for (std::size_t i = first; i < n; ++i) w->frames.push_back(std::move(c->out[i].frame));
+      ++counters_.writes;
+      ++c->writes_in_flight;
+      int rc =
+          uv_write(&w->req, c->stream(), &bufs_[first], static_cast<unsigned>(n - first),
+                   [](uv_write_t *req, int status) {
+                     auto *wr = static_cast<WriteRequest *>(req->data);
+                     auto *conn = static_cast<Connection *>(req->handle->data);
+                     delete wr;
+                     --conn->writes_in_flight;
+                     if (status < 0) {
+                       conn->closing = true;
+                       conn->close_handle();
+                     } else if (conn->closing && conn->writes_in_flight == 0 && conn->out.empty()) {
+                       conn->half_close();
+                     }
+                   });
+      if (rc != 0) {
+        --c->writes_in_flight;
+        delete w;
+        failed = true;
+      }
+    }
+    c->out.clear();
+    c->out_bytes = 0;
+    if (c->out.capacity() > 64) c->out.shrink_to_fit();
+    if (failed) {  // the peer is gone: nothing more can be said to it
+      c->closing = true;
+      c->close_handle();
+      return;
+    }
+  }
+  if (c->closing && c->writes_in_flight == 0) c->half_close();
+}
+
+void ClientServer::flush_all() {
+  while (!dirty_.empty()) {
+    flushing_.swap(dirty_);
+    for (Connection *c : flushing_) flush(c);
+    flushing_.clear();
+  }
+}
+
+void ClientServer::release_flush_handles() {
+  if (!flush_handles_open_) return;
+  flush_handles_open_ = false;
+  uv_close(reinterpret_cast<uv_handle_t *>(&flush_check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&flush_prepare_), nullptr);
 }
 
 void ClientServer::fan_out(std::vector<OutboundMessage> &batch) {
@@ -428,13 +560,14 @@ void ClientServer::fan_out(std::vector<OutboundMessage> &batch) {
       if (c->closing) continue;
       // Without authenticated users (not yet), no socket belongs to a targeted user.
       if (!encoded.target_users.empty()) continue;
+      const Send how = m.priority == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
       if (c->mode == Connection::Mode::kPlain) {
-        write(c, encoded.plain_text);
+        send(c, encoded.plain_text, how);
       } else if (c->protobuf) {
         if (!encoded.phoenix_binary) encoder_.encode_binary(m, encoded);
-        if (encoded.phoenix_binary) write(c, encoded.phoenix_binary);
+        if (encoded.phoenix_binary) send(c, encoded.phoenix_binary, how);
       } else {
-        write(c, encoded.phoenix_text);
+        send(c, encoded.phoenix_text, how);
       }
     }
   }
