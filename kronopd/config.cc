@@ -56,6 +56,15 @@ void add_options(CLI::App &app, Config &config) {
                  "dropped and then the connection is closed (1013)")
       ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
       ->capture_default_str();
+  app.add_option("--io-threads", config.io_threads,
+                 "I/O threads (event loops) serving clients; 0: one per CPU")
+      ->check(CLI::Range(0u, 64u))
+      ->capture_default_str();
+  app.add_option("--max-connections", config.max_connections,
+                 "Client connections the host is sized for; kronopd warns at start when its "
+                 "open file limit is lower")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}))
+      ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)");
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")

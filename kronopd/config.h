@@ -24,6 +24,8 @@ struct Config {
   std::size_t max_channels = 100;
   std::size_t max_message = 64 * 1024;
   std::size_t max_unsent_bytes = std::size_t{1} << 20;
+  unsigned io_threads = 0;  // 0: one per CPU
+  uint64_t max_connections = 1'000'000;
   std::vector<std::string> allowed_origins;
 
   std::string control_socket_path() const {

@@ -1,9 +1,11 @@
-// Fan-out hand-off and encoding; see fanout.h.
+// Messages, their encodings and the dispatch from ingest to the loops; see fanout.h.
 #include "fanout.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
+
+#include <cstring>
 
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/presence.pb.h"
@@ -22,8 +24,6 @@ SharedFrame frame_of(ws::Opcode opcode, std::string_view payload) {
   frame->append(payload);
   return frame;
 }
-
-SharedFrame text_frame_of(std::string_view text) { return frame_of(ws::Opcode::kText, text); }
 
 // The message type an event's JSON body maps onto for protobuf clients, if any.
 const google::protobuf::Message *schema_of_event(std::string_view event, BodyKind *kind) {
@@ -75,129 +75,98 @@ bool typed_to_json(const google::protobuf::Message &prototype, const std::string
   return google::protobuf::util::MessageToJsonString(*m, json, opts).ok();
 }
 
+bool typed_body_to_json(BodyKind kind, const std::string &bytes, std::string *json,
+                        std::vector<std::string> *targets) {
+  switch (kind) {
+    case BodyKind::kReelUpdate:
+      return typed_to_json(kronop::v1::ReelUpdate::default_instance(), bytes, json, targets);
+    case BodyKind::kInteraction:
+      return typed_to_json(kronop::v1::Interaction::default_instance(), bytes, json, targets);
+    case BodyKind::kPresence:
+      return typed_to_json(kronop::v1::PresenceUpdate::default_instance(), bytes, json, targets);
+    case BodyKind::kUserActivity:
+      return typed_to_json(kronop::v1::UserActivity::default_instance(), bytes, json, targets);
+    case BodyKind::kSystemNotice:
+      return typed_to_json(kronop::v1::SystemNotice::default_instance(), bytes, json, targets);
+    case BodyKind::kJson:
+    case BodyKind::kNone:
+      break;
+  }
+  return false;
+}
+
 }  // namespace
 
-FanoutQueue::FanoutQueue(uv_loop_t *loop, BatchHandler handler) : handler_(std::move(handler)) {
-  uv_async_init(loop, &async_, on_async);
-  async_.data = this;
-}
-
-FanoutQueue::~FanoutQueue() = default;
-
-void FanoutQueue::push(const EnvelopeView &view) {
-  staged_.push_back(OutboundMessage{std::string(view.topic), std::string(view.event),
-                                    view.body_kind, std::string(view.body), view.priority,
-                                    view.publish_time_ns});
-}
-
-void FanoutQueue::flush() {
-  if (staged_.empty()) return;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_) {
-      staged_.clear();
-      return;
-    }
-    if (pending_.empty()) {
-      pending_.swap(staged_);
-    } else {
-      for (auto &m : staged_) pending_.push_back(std::move(m));
-      staged_.clear();
-    }
+MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
+  std::shared_ptr<Message> m(new Message);
+  m->topic_.assign(view.topic);
+  m->event_.assign(view.event);
+  m->seq_ = seq;
+  m->priority_ = view.priority;
+  m->publish_time_ns_ = view.publish_time_ns;
+  m->body_kind_ = view.body_kind;
+  m->body_.assign(view.body);
+  if (view.body_kind == BodyKind::kJson) {
+    m->payload_json_ = phoenix::insert_seq(view.body, seq);
+  } else {
+    std::string object;
+    if (!typed_body_to_json(view.body_kind, m->body_, &object, &m->target_users_)) return nullptr;
+    m->payload_json_ = phoenix::insert_seq(object, seq);
   }
-  // Coalesced by libuv: batches sent before the loop runs cost one wake-up.
-  uv_async_send(&async_);
+  // The one frame every JSON Phoenix subscriber gets, written in place after its header.
+  const std::size_t size = phoenix::text_broadcast_size(m->topic_, m->event_, m->payload_json_);
+  const auto header = ws::frame_header(ws::Opcode::kText, size);
+  auto frame = std::make_shared<std::string>();
+  frame->resize(header.size + size);
+  std::memcpy(frame->data(), header.view().data(), header.size);
+  phoenix::write_text_broadcast(frame->data() + header.size, m->topic_, m->event_,
+                                m->payload_json_);
+  m->phoenix_text_ = std::move(frame);
+  return m;
 }
 
-void FanoutQueue::close() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    closed_ = true;
-  }
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t *>(&async_))) {
-    uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
-  }
+const SharedFrame &Message::plain_text() const {
+  std::call_once(plain_once_, [this] {
+    // Topic and event passed valid_topic/valid_event (safe characters only), so they need
+    // no escaping; the payload is a JSON object.
+    std::string plain;
+    plain.reserve(topic_.size() + event_.size() + payload_json_.size() + 40);
+    plain += "{\"topic\":\"";
+    plain += topic_;
+    plain += "\",\"event\":\"";
+    plain += event_;
+    plain += "\",\"payload\":";
+    plain += payload_json_;
+    plain += "}";
+    plain_text_ = frame_of(ws::Opcode::kText, plain);
+  });
+  return plain_text_;
 }
 
-void FanoutQueue::on_async(uv_async_t *handle) {
-  auto *self = static_cast<FanoutQueue *>(handle->data);
-  {
-    std::lock_guard<std::mutex> lock(self->mutex_);
-    self->draining_.swap(self->pending_);
-  }
-  if (!self->draining_.empty()) self->handler_(self->draining_);
-  self->draining_.clear();
+const SharedFrame &Message::phoenix_binary() const {
+  std::call_once(binary_once_, [this] {
+    auto frame = phoenix::encode_binary_broadcast(topic_, event_, client_envelope(*this));
+    // Topics and events that pass validation are far shorter than a binary field's 255
+    // bytes; should that ever change, the frame stays null and is not sent.
+    if (frame.ok()) phoenix_binary_ = frame_of(ws::Opcode::kBinary, frame.value());
+  });
+  return phoenix_binary_;
 }
 
-bool MessageEncoder::encode(const OutboundMessage &m, uint64_t seq, EncodedMessage &out) {
-  out.target_users.clear();
-  out.phoenix_binary.reset();
-  std::string object;
-  switch (m.body_kind) {
-    case BodyKind::kJson:
-      object = m.body;
-      break;
-    case BodyKind::kReelUpdate:
-      if (!typed_to_json(kronop::v1::ReelUpdate::default_instance(), m.body, &object,
-                         &out.target_users))
-        return false;
-      break;
-    case BodyKind::kInteraction:
-      if (!typed_to_json(kronop::v1::Interaction::default_instance(), m.body, &object,
-                         &out.target_users))
-        return false;
-      break;
-    case BodyKind::kPresence:
-      if (!typed_to_json(kronop::v1::PresenceUpdate::default_instance(), m.body, &object,
-                         &out.target_users))
-        return false;
-      break;
-    case BodyKind::kUserActivity:
-      if (!typed_to_json(kronop::v1::UserActivity::default_instance(), m.body, &object,
-                         &out.target_users))
-        return false;
-      break;
-    case BodyKind::kSystemNotice:
-      if (!typed_to_json(kronop::v1::SystemNotice::default_instance(), m.body, &object,
-                         &out.target_users))
-        return false;
-      break;
-    case BodyKind::kNone:
-      return false;
-  }
-  out.seq = seq;
-  out.payload_json = phoenix::insert_seq(object, out.seq);
-  out.phoenix_text =
-      text_frame_of(phoenix::encode_text_broadcast(m.topic, m.event, out.payload_json));
-  // Topic and event passed valid_topic/valid_event (safe characters only), so they need no
-  // escaping; the payload is a JSON object.
-  std::string plain;
-  plain.reserve(m.topic.size() + m.event.size() + out.payload_json.size() + 40);
-  plain += "{\"topic\":\"";
-  plain += m.topic;
-  plain += "\",\"event\":\"";
-  plain += m.event;
-  plain += "\",\"payload\":";
-  plain += out.payload_json;
-  plain += "}";
-  out.plain_text = text_frame_of(plain);
-  return true;
-}
-
-std::string client_envelope(const OutboundMessage &m, uint64_t seq) {
+std::string client_envelope(const Message &m) {
   kronop::v1::Envelope head;
-  head.set_topic(m.topic);
-  head.set_event(m.event);
-  head.set_publish_time_ns(m.publish_time_ns);
-  head.set_priority(static_cast<kronop::v1::Priority>(m.priority));
-  head.set_seq(seq);
+  head.set_topic(m.topic());
+  head.set_event(m.event());
+  head.set_publish_time_ns(m.publish_time_ns());
+  head.set_priority(static_cast<kronop::v1::Priority>(m.priority()));
+  head.set_seq(m.seq());
   std::string out = head.SerializeAsString();
   // The body is appended as its oneof field, bytes as they are: a serialized message is a
   // valid length-delimited field value, so a typed body is never parsed and re-encoded.
-  BodyKind kind = m.body_kind;
+  BodyKind kind = m.body_kind();
   std::string converted;
-  const std::string *body = &m.body;
-  if (kind == BodyKind::kJson && json_to_typed(m.event, m.body, &kind, &converted)) {
+  const std::string *body = &m.body();
+  if (kind == BodyKind::kJson && json_to_typed(m.event(), m.body(), &kind, &converted)) {
     body = &converted;
   } else if (kind == BodyKind::kNone) {
     return out;
@@ -212,16 +181,76 @@ std::string client_envelope(const OutboundMessage &m, uint64_t seq) {
   return out;
 }
 
-void MessageEncoder::encode_binary(const OutboundMessage &m, EncodedMessage &out) {
-  auto frame = phoenix::encode_binary_broadcast(m.topic, m.event, client_envelope(m, out.seq));
-  // Topics and events that pass validation are far shorter than a binary field's 255 bytes.
-  if (!frame.ok()) return;
-  out.phoenix_binary = frame_of(ws::Opcode::kBinary, frame.value());
+Dispatcher::Dispatcher(std::vector<LoopInbox *> inboxes)
+    : inboxes_(std::move(inboxes)), staged_(inboxes_.size()) {}
+
+Dispatcher::~Dispatcher() = default;
+
+void Dispatcher::report_interest(uint32_t loop, std::string topic, bool interested) {
+  interest_.push(new InterestChange{std::move(topic), loop, interested, nullptr});
 }
 
-uint64_t MessageEncoder::last_seq(const std::string &topic) const {
-  auto it = seq_.find(topic);
-  return it == seq_.end() ? 0 : it->second;
+void Dispatcher::apply_interest() {
+  InterestChange *list = interest_.take_all();
+  for (InterestChange *c = list; c != nullptr; c = c->next) {
+    auto it = topics_.find(c->topic);
+    if (it == topics_.end()) {
+      if (!c->interested) continue;
+      it = topics_.emplace(c->topic, TopicState{}).first;
+      bump(counters_.topics);
+    }
+    const uint64_t bit = uint64_t{1} << c->loop;
+    if (c->interested) {
+      it->second.loops |= bit;
+    } else {
+      it->second.loops &= ~bit;
+    }
+  }
+  HandoffStack<InterestChange>::delete_list(list);
+}
+
+void Dispatcher::on_record(const EnvelopeView &view) {
+  // Before each record: a join acknowledged before this record was published must see it.
+  if (!interest_.empty()) apply_interest();
+  auto it = topics_.find(view.topic);
+  if (it == topics_.end()) {
+    it = topics_.emplace(std::string(view.topic), TopicState{}).first;
+    bump(counters_.topics);
+  }
+  TopicState &t = it->second;
+  const uint64_t seq = ++t.seq;
+  bump(counters_.messages);
+  // Numbering happens even without subscribers: seq is the topic's, not the audience's.
+  // Encoding happens only for an audience.
+  if (t.loops == 0) {
+    bump(counters_.without_audience);
+    return;
+  }
+  MessagePtr m = Message::make(view, seq);
+  if (!m) {
+    bump(counters_.encode_failures);
+    return;
+  }
+  for (uint64_t loops = t.loops; loops != 0; loops &= loops - 1) {
+    staged_[static_cast<std::size_t>(__builtin_ctzll(loops))].push_back(m);
+  }
+}
+
+void Dispatcher::end_batch() {
+  for (std::size_t i = 0; i < staged_.size(); ++i) {
+    if (staged_[i].empty()) continue;
+    auto *batch = new MessageBatch;
+    batch->messages.swap(staged_[i]);
+    staged_[i].reserve(batch->messages.size());
+    inboxes_[i]->batches.push(batch);
+    // Coalesced by libuv: batches pushed before the loop runs cost one wake-up.
+    uv_async_send(inboxes_[i]->wake);
+  }
+}
+
+uint64_t Dispatcher::last_seq(std::string_view topic) const {
+  auto it = topics_.find(topic);
+  return it == topics_.end() ? 0 : it->second.seq;
 }
 
 }  // namespace kronop::daemon

@@ -1,19 +1,27 @@
-// Fan-out: from the ingest thread to every subscriber of a topic, encoding each message
-// once per wire format.
+// Fan-out: from the ingest thread to the I/O loops that have subscribers, encoding each
+// message once per wire format.
 //
-// The ingest thread copies each valid record into a FanoutQueue (a mutex-guarded vector
-// swapped out whole by the loop, with one coalesced uv_async_send per batch); the loop then
-// numbers the message (per-topic seq), builds each frame once, and hands the same
-// reference-counted bytes to every subscribed connection. The loop owns the subscriber
-// table; nothing else touches it.
+// The ingest thread owns the topic table: each topic's sequence number and the set of I/O
+// loops with subscribers to it (its interest set, a bit per loop). For every valid record
+// the Dispatcher gives the topic its next seq and, when some loop is interested, builds one
+// immutable Message (the JSON text frame encoded once) and hands the same reference-counted
+// object to each interested loop. Nothing on that path takes a lock: each loop has an inbox
+// (a lock-free stack of batches, one push per loop per drain pass, then one coalesced
+// uv_async_send), and loops report interest changes (a topic's first subscriber on the
+// loop, or its last leaving) through another lock-free stack that the ingest thread reads
+// before each record.
+//
+// Loops build the rarer formats (the plain endpoints' JSON, format=protobuf's binary frame)
+// on first use, once per message whichever loop asks first (std::call_once).
 #pragma once
 
 #include <uv.h>
+#include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -24,47 +32,8 @@ namespace kronop::daemon {
 // The bytes of one WebSocket frame (header included), shared by every connection it goes to.
 using SharedFrame = std::shared_ptr<const std::string>;
 
-struct OutboundMessage {
-  std::string topic;
-  std::string event;
-  BodyKind body_kind = BodyKind::kNone;
-  std::string body;
-  int priority = 0;
-  uint64_t publish_time_ns = 0;
-};
-
-// The Envelope that protobuf clients receive for a message (see EncodedMessage); exposed
-// for the tests. Returns the serialized bytes.
-std::string client_envelope(const OutboundMessage &m, uint64_t seq);
-
-class FanoutQueue {
- public:
-  using BatchHandler = std::function<void(std::vector<OutboundMessage> &)>;
-  FanoutQueue(uv_loop_t *loop, BatchHandler handler);
-  ~FanoutQueue();
-  FanoutQueue(const FanoutQueue &) = delete;
-  FanoutQueue &operator=(const FanoutQueue &) = delete;
-
-  // Ingest thread: copies the record out of the ring into the current batch.
-  void push(const EnvelopeView &view);
-  // Ingest thread: hands the batch to the loop (one lock, one wake-up per batch).
-  void flush();
-  // Loop thread: stop receiving (closes the async handle).
-  void close();
-
- private:
-  static void on_async(uv_async_t *handle);
-
-  BatchHandler handler_;
-  uv_async_t async_{};
-  std::mutex mutex_;
-  std::vector<OutboundMessage> staged_;    // ingest thread only
-  std::vector<OutboundMessage> pending_;   // guarded by mutex_
-  std::vector<OutboundMessage> draining_;  // loop thread only
-  bool closed_ = false;
-};
-
-// A message's frames, each built at most once per message, whatever the audience.
+// One message on its way to subscribers. Immutable once handed to the loops, except for the
+// lazily built frames, which are built at most once (thread-safe).
 //
 // JSON clients get the payload object with "seq" first; typed bodies are converted to their
 // JSON mapping (proto field names).
@@ -76,30 +45,166 @@ class FanoutQueue {
 // PresenceUpdate, system_notice -> SystemNotice) is converted to that message when it maps
 // onto it exactly (no unknown fields, right types); otherwise it stays JSON (Envelope.json),
 // so nothing a producer sent is lost to either audience.
-struct EncodedMessage {
-  uint64_t seq = 0;
-  std::string payload_json;
-  SharedFrame phoenix_text;               // [null,null,topic,event,payload] in a text frame
-  SharedFrame plain_text;                 // {"topic":..,"event":..,"payload":..} in a text frame
-  SharedFrame phoenix_binary;             // kind-2 broadcast of the Envelope; see encode_binary
-  std::vector<std::string> target_users;  // ReelUpdate.target_users: deliver only to them
-};
-
-// Numbers messages per topic and encodes them; one per loop.
-class MessageEncoder {
+class Message {
  public:
-  // Gives the message the topic's next seq. Cheap: no encoding.
-  uint64_t number(const OutboundMessage &m) { return ++seq_[m.topic]; }
-  // Builds the frames for a numbered message; false when a typed body does not convert
-  // (counted by the caller). Only called when the topic has subscribers.
-  bool encode(const OutboundMessage &m, uint64_t seq, EncodedMessage &out);
-  // Builds out.phoenix_binary for a message encode() accepted; called once per message, and
-  // only when a protobuf client subscribes to its topic.
-  void encode_binary(const OutboundMessage &m, EncodedMessage &out);
-  uint64_t last_seq(const std::string &topic) const;
+  // Copies what it needs out of `view` (ring memory) and encodes the JSON payload and the
+  // Phoenix text frame. nullptr when a typed body does not convert to JSON.
+  static std::shared_ptr<const Message> make(const EnvelopeView &view, uint64_t seq);
+
+  const std::string &topic() const { return topic_; }
+  const std::string &event() const { return event_; }
+  uint64_t seq() const { return seq_; }
+  int priority() const { return priority_; }
+  uint64_t publish_time_ns() const { return publish_time_ns_; }
+  BodyKind body_kind() const { return body_kind_; }
+  const std::string &body() const { return body_; }
+  const std::string &payload_json() const { return payload_json_; }
+  // ReelUpdate.target_users: deliver only to these users' sockets when not empty.
+  const std::vector<std::string> &target_users() const { return target_users_; }
+
+  // [null,null,topic,event,payload] in a text frame.
+  const SharedFrame &phoenix_text() const { return phoenix_text_; }
+  // {"topic":..,"event":..,"payload":..} in a text frame (built on first use).
+  const SharedFrame &plain_text() const;
+  // The kind-2 binary broadcast of the Envelope (built on first use).
+  const SharedFrame &phoenix_binary() const;
 
  private:
-  std::unordered_map<std::string, uint64_t> seq_;
+  Message() = default;
+
+  std::string topic_;
+  std::string event_;
+  uint64_t seq_ = 0;
+  int priority_ = 0;
+  uint64_t publish_time_ns_ = 0;
+  BodyKind body_kind_ = BodyKind::kNone;
+  std::string body_;
+  std::string payload_json_;
+  std::vector<std::string> target_users_;
+  SharedFrame phoenix_text_;
+  mutable std::once_flag plain_once_;
+  mutable std::once_flag binary_once_;
+  mutable SharedFrame plain_text_;
+  mutable SharedFrame phoenix_binary_;
+};
+using MessagePtr = std::shared_ptr<const Message>;
+
+// The Envelope that protobuf clients receive for a message (see Message); exposed for the
+// tests. Returns the serialized bytes.
+std::string client_envelope(const Message &m);
+
+// A lock-free stack of nodes with one consumer that takes them all at once (in the order
+// they were pushed). Producers push with a CAS; the consumer swaps the head out. No ABA: a
+// node is never popped singly.
+template <typename Node>
+class HandoffStack {
+ public:
+  HandoffStack() = default;
+  ~HandoffStack() { delete_list(take_all()); }
+  HandoffStack(const HandoffStack &) = delete;
+  HandoffStack &operator=(const HandoffStack &) = delete;
+
+  // Returns true when the stack was empty (the consumer may need a wake-up).
+  bool push(Node *n) {
+    Node *head = head_.load(std::memory_order_relaxed);
+    do {
+      n->next = head;
+    } while (!head_.compare_exchange_weak(head, n, std::memory_order_release,
+                                          std::memory_order_relaxed));
+    return head == nullptr;
+  }
+  bool empty() const { return head_.load(std::memory_order_relaxed) == nullptr; }
+  // Everything pushed so far, oldest first, as a list linked through `next`.
+  Node *take_all() {
+    Node *n = head_.exchange(nullptr, std::memory_order_acquire);
+    Node *reversed = nullptr;
+    while (n != nullptr) {
+      Node *next = n->next;
+      n->next = reversed;
+      reversed = n;
+      n = next;
+    }
+    return reversed;
+  }
+  static void delete_list(Node *n) {
+    while (n != nullptr) {
+      Node *next = n->next;
+      delete n;
+      n = next;
+    }
+  }
+
+ private:
+  std::atomic<Node *> head_{nullptr};
+};
+
+// Messages for one loop from one drain pass.
+struct MessageBatch {
+  using Stack = HandoffStack<MessageBatch>;
+  std::vector<MessagePtr> messages;
+  MessageBatch *next = nullptr;
+};
+
+// A loop's report that it gained its first subscriber of a topic, or lost its last.
+struct InterestChange {
+  std::string topic;
+  uint32_t loop = 0;
+  bool interested = false;
+  InterestChange *next = nullptr;
+};
+
+// Where a loop receives its batches: the stack, and the async handle that wakes the loop.
+struct LoopInbox {
+  HandoffStack<MessageBatch> batches;
+  uv_async_t *wake = nullptr;  // set by the loop before the ingest thread starts
+};
+
+struct DispatchCounters {
+  std::atomic<uint64_t> messages{0};          // numbered
+  std::atomic<uint64_t> without_audience{0};  // no loop interested: numbered, not encoded
+  std::atomic<uint64_t> encode_failures{0};
+  std::atomic<uint64_t> topics{0};  // in the topic table
+};
+
+class Dispatcher {
+ public:
+  static constexpr std::size_t kMaxLoops = 64;
+  explicit Dispatcher(std::vector<LoopInbox *> inboxes);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher &) = delete;
+  Dispatcher &operator=(const Dispatcher &) = delete;
+
+  // Ingest thread: numbers the record's topic and stages the message for interested loops.
+  void on_record(const EnvelopeView &view);
+  // Ingest thread: hands each loop its staged batch (after a drain pass).
+  void end_batch();
+
+  // Loop threads: report a topic's first subscriber on `loop` (true) or its last (false).
+  void report_interest(uint32_t loop, std::string topic, bool interested);
+
+  // Ingest thread (or after it stopped): the last seq given on a topic, 0 if none.
+  uint64_t last_seq(std::string_view topic) const;
+  const DispatchCounters &counters() const { return counters_; }
+
+ private:
+  struct TopicState {
+    uint64_t seq = 0;
+    uint64_t loops = 0;  // bit i: loop i has subscribers
+  };
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  void apply_interest();
+  static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  std::vector<LoopInbox *> inboxes_;
+  std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics_;
+  std::vector<std::vector<MessagePtr>> staged_;  // per loop
+  HandoffStack<InterestChange> interest_;
+  DispatchCounters counters_;
 };
 
 }  // namespace kronop::daemon

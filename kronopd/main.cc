@@ -1,6 +1,7 @@
 // kronopd: the Kronop daemon. The main thread runs a libuv loop for signals and the
 // control socket; the ingest thread drains the producers' shared-memory rings.
 #include <google/protobuf/stubs/logging.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
@@ -8,13 +9,18 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
+#include "acceptor.h"
 #include "config.h"
 #include "control.h"
+#include "fanout.h"
 #include "ingest.h"
+#include "io_loop.h"
 #include "kronop/clock.h"
 #include "log.h"
 #include "server.h"
+#include "websocket.h"
 
 using namespace kronop;
 using namespace kronop::daemon;
@@ -48,22 +54,44 @@ void protobuf_log(google::protobuf::LogLevel, const char *file, int line, const 
   KLOG_DEBUG("protobuf %s:%d: %s", file, line, msg.c_str());
 }
 
-void fill_server_stats(const ServerCounters &c, kronop::v1::DaemonStats &s) {
+void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
+                       kronop::v1::DaemonStats &s) {
   auto *m = s.mutable_clients();
-  m->set_connections(c.connections);
-  m->set_connections_total(c.connections_total);
-  m->set_frames_in(c.frames_in);
-  m->set_frames_out(c.frames_out);
-  m->set_bytes_out(c.bytes_out);
-  m->set_closed_idle(c.closed_idle);
-  m->set_closed_protocol(c.closed_protocol);
-  m->set_http_errors(c.http_errors);
-  m->set_messages_fanned_out(c.messages_fanned_out);
-  m->set_encode_failures(c.encode_failures);
-  m->set_dropped_low(c.dropped_low);
-  m->set_closed_slow(c.closed_slow);
-  m->set_writes(c.writes);
-  for (const auto &[kind, n] : c.channels_by_kind) (*m->mutable_channels_by_kind())[kind] = n;
+  m->set_connections(c[Counter::kConnections]);
+  m->set_connections_total(c[Counter::kConnectionsTotal]);
+  m->set_frames_in(c[Counter::kFramesIn]);
+  m->set_frames_out(c[Counter::kFramesOut]);
+  m->set_bytes_out(c[Counter::kBytesOut]);
+  m->set_closed_idle(c[Counter::kClosedIdle]);
+  m->set_closed_protocol(c[Counter::kClosedProtocol]);
+  m->set_http_errors(c[Counter::kHttpErrors]);
+  m->set_messages_fanned_out(d.messages.load(std::memory_order_relaxed));
+  m->set_encode_failures(d.encode_failures.load(std::memory_order_relaxed));
+  m->set_dropped_low(c[Counter::kDroppedLow]);
+  m->set_closed_slow(c[Counter::kClosedSlow]);
+  m->set_writes(c[Counter::kWrites]);
+  auto &kinds = *m->mutable_channels_by_kind();
+  kinds["reel"] = c[Counter::kChannelsReel];
+  kinds["user"] = c[Counter::kChannelsUser];
+  kinds["system"] = c[Counter::kChannelsSystem];
+}
+
+// Each connection is a file descriptor: a limit below --max-connections means refused
+// connections long before that many clients.
+void warn_about_file_limit(const Config &config) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  // Room for the segment, the control socket, the loops' own descriptors and a margin.
+  const uint64_t reserve = 64;
+  const uint64_t needed = config.max_connections + reserve;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
+    KLOG_WARN(
+        "open file limit is %llu but --max-connections is %llu: at most about %llu clients can "
+        "connect; raise LimitNOFILE (systemd) or ulimit -n, or lower --max-connections",
+        static_cast<unsigned long long>(lim.rlim_cur),
+        static_cast<unsigned long long>(config.max_connections),
+        static_cast<unsigned long long>(lim.rlim_cur > reserve ? lim.rlim_cur - reserve : 0));
+  }
 }
 
 void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
@@ -149,21 +177,36 @@ int main(int argc, char **argv) {
 
   uv_loop_t *loop = uv_default_loop();
   ServerOptions server_options;
-  server_options.bind = config.bind;
-  server_options.port = config.port;
   server_options.idle_timeout_ms = config.idle_timeout_ms;
   server_options.max_channels = config.max_channels;
   server_options.max_message = config.max_message;
   server_options.max_unsent_bytes = config.max_unsent_bytes;
   server_options.allowed_origins = config.allowed_origins;
-  ClientServer server(loop, server_options);
-  FanoutQueue fanout(loop, [&](std::vector<OutboundMessage> &batch) { server.fan_out(batch); });
+  // The I/O loops, and the dispatcher that feeds them from the ingest thread.
+  unsigned io_threads = config.io_threads;
+  if (io_threads == 0) io_threads = std::max(1u, std::thread::hardware_concurrency());
+  io_threads = std::min<unsigned>(io_threads, Dispatcher::kMaxLoops);
+  std::vector<std::unique_ptr<IoLoop>> loops;
+  std::vector<LoopInbox *> inboxes;
+  for (unsigned i = 0; i < io_threads; ++i) {
+    loops.push_back(std::make_unique<IoLoop>(i, server_options, nullptr));
+    inboxes.push_back(loops.back()->inbox());
+  }
+  Dispatcher dispatcher(inboxes);
+  for (auto &l : loops) l->set_dispatcher(&dispatcher);
 
   IngestOptions ingest_options;
   ingest_options.spin_ns = config.ingest_spin_us * 1000;
   Ingest ingest(
       std::move(consumer).value(), ingest_options,
-      [&](const EnvelopeView &view) { fanout.push(view); }, [&] { fanout.flush(); });
+      [&](const EnvelopeView &view) { dispatcher.on_record(view); },
+      [&] { dispatcher.end_batch(); });
+
+  std::size_t next_loop = 0;
+  Acceptor acceptor(loop, config.bind, config.port, [&](int fd) {
+    loops[next_loop]->adopt(fd);
+    next_loop = (next_loop + 1) % loops.size();
+  });
 
   const uint64_t started_ms = monotonic_ms();
   ControlServer control(
@@ -171,7 +214,9 @@ int main(int argc, char **argv) {
       [&](const kronop::v1::ControlRequest &req, kronop::v1::ControlResponse &resp) {
         if (req.has_stats()) {
           fill_stats(config, ingest, started_ms, *resp.mutable_stats());
-          fill_server_stats(server.counters(), *resp.mutable_stats());
+          ServerCounters sum;
+          for (const auto &l : loops) sum += l->counters();
+          fill_server_stats(sum, dispatcher.counters(), *resp.mutable_stats());
         } else if (req.has_health()) {
           auto *h = resp.mutable_health();
           h->set_healthy(true);
@@ -182,7 +227,7 @@ int main(int argc, char **argv) {
           resp.set_error("unknown control request");
         }
       });
-  if (auto rc = server.listen(); !rc.ok()) {
+  if (auto rc = acceptor.listen(); !rc.ok()) {
     KLOG_ERROR("client port: %s", rc.error().message.c_str());
     return 1;
   }
@@ -190,36 +235,29 @@ int main(int argc, char **argv) {
     KLOG_ERROR("control socket: %s", rc.error().message.c_str());
     return 1;
   }
+  warn_about_file_limit(config);
+  for (auto &l : loops) l->start();
   ingest.start();
 
   struct Stopper {
     ControlServer *control;
     Ingest *ingest;
-    FanoutQueue *fanout;
-    ClientServer *server;
+    Acceptor *acceptor;
+    std::vector<std::unique_ptr<IoLoop>> *loops;
     uv_signal_t term{}, intr{};
-    uv_timer_t deadline{};
-  } stopper{&control, &ingest, &fanout, &server};
+  } stopper{&control, &ingest, &acceptor, &loops};
   auto on_signal = [](uv_signal_t *handle, int signum) {
     auto *s = static_cast<Stopper *>(handle->data);
     KLOG_NOTICE("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    // The ingest thread first: it is the one that wakes the loops, whose inboxes close next.
     s->ingest->stop();
-    s->fanout->close();
-    s->server->close(1012, "service restart");
+    s->acceptor->close();
+    // Each loop sends close frames (1012), gives clients two seconds to take them, cuts the
+    // rest and ends.
+    for (auto &l : *s->loops) l->close(ws::kCloseServiceRestart, "service restart");
     s->control->close();
     uv_close(reinterpret_cast<uv_handle_t *>(&s->term), nullptr);
     uv_close(reinterpret_cast<uv_handle_t *>(&s->intr), nullptr);
-    // Clients get two seconds to take their close frames; then the rest is cut.
-    uv_timer_init(handle->loop, &s->deadline);
-    s->deadline.data = s;
-    uv_timer_start(
-        &s->deadline,
-        [](uv_timer_t *t) {
-          static_cast<Stopper *>(t->data)->server->force_close();
-          uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);
-        },
-        2000, 0);
-    uv_unref(reinterpret_cast<uv_handle_t *>(&s->deadline));
   };
   for (auto [sig, handle] : {std::pair{SIGTERM, &stopper.term}, std::pair{SIGINT, &stopper.intr}}) {
     uv_signal_init(loop, handle);
@@ -228,15 +266,16 @@ int main(int argc, char **argv) {
   }
 
   KLOG_NOTICE(
-      "kronopd %s ready: clients on ws://%s:%d/ws (Phoenix) and /ws/reel/ID, producers "
-      "publish into /dev/shm/%s, control socket %s",
-      KRONOP_VERSION, config.bind.c_str(), server.port(), config.shm_name.c_str(),
+      "kronopd %s ready: clients on ws://%s:%d/ws (Phoenix) and /ws/reel/ID (%u I/O threads), "
+      "producers publish into /dev/shm/%s, control socket %s",
+      KRONOP_VERSION, config.bind.c_str(), acceptor.port(), io_threads, config.shm_name.c_str(),
       config.control_socket_path().c_str());
   KLOG_NOTICE(
       "try: kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
       "--json '{\"views\":1}'  and  kronopctl --socket %s stats",
       config.shm_name.c_str(), config.control_socket_path().c_str());
   uv_run(loop, UV_RUN_DEFAULT);
+  for (auto &l : loops) l->join();
   uv_loop_close(loop);
   KLOG_NOTICE("stopped");
   return 0;

@@ -23,11 +23,6 @@ SharedFrame shared(std::string bytes) {
 
 SharedFrame text(std::string_view s) { return shared(ws::text_frame(s)); }
 
-std::string topic_kind(std::string_view topic) {
-  auto colon = topic.find(':');
-  return std::string(topic.substr(0, colon));
-}
-
 }  // namespace
 
 struct ClientServer::Connection final : ws::FrameSink {
@@ -79,7 +74,7 @@ struct ClientServer::Connection final : ws::FrameSink {
     close_with(code == ws::kCloseNoStatus ? ws::kCloseNormal : code, "");
   }
   void on_protocol_error(uint16_t code, std::string_view reason) override {
-    ++server->counters_.closed_protocol;
+    server->bump(Counter::kClosedProtocol);
     close_with(code, reason);
   }
 
@@ -93,7 +88,7 @@ struct ClientServer::Connection final : ws::FrameSink {
     shut();
   }
   void refuse_http(int status, std::string_view reason) {
-    ++server->counters_.http_errors;
+    server->bump(Counter::kHttpErrors);
     server->send(this, shared(ws::http_error_response(status, reason)), Send::kClosing);
     shut();
   }
@@ -124,37 +119,16 @@ struct ClientServer::Connection final : ws::FrameSink {
   }
 };
 
-ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options)
+ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallback interest)
     : loop_(loop),
       options_(std::move(options)),
+      interest_(std::move(interest)),
       parser_(options_.max_message),
       read_buffer_(kReadBuffer) {}
 
 ClientServer::~ClientServer() = default;
 
-Result<bool> ClientServer::listen() {
-  sockaddr_storage addr{};
-  int rc =
-      uv_ip4_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in *>(&addr));
-  if (rc != 0)
-    rc = uv_ip6_addr(options_.bind.c_str(), options_.port, reinterpret_cast<sockaddr_in6 *>(&addr));
-  if (rc != 0) return Error{rc, "invalid --bind address '" + options_.bind + "'"};
-  uv_tcp_init(loop_, &listener_);
-  listener_.data = this;
-  rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr *>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t *>(&listener_), 1024, on_connection);
-  if (rc != 0) {
-    uv_close(reinterpret_cast<uv_handle_t *>(&listener_), nullptr);
-    return Error{rc, "cannot listen on " + options_.bind + ":" + std::to_string(options_.port) +
-                         ": " + uv_strerror(rc)};
-  }
-  // With --port 0 the kernel picks the port: say which.
-  sockaddr_storage bound{};
-  int len = sizeof bound;
-  if (uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr *>(&bound), &len) == 0) {
-    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
-                                              : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
-  }
+void ClientServer::start() {
   uv_timer_init(loop_, &sweep_);
   sweep_.data = this;
   uv_timer_start(&sweep_, on_sweep, 1000, 1000);
@@ -166,20 +140,17 @@ Result<bool> ClientServer::listen() {
                  [](uv_check_t *h) { static_cast<ClientServer *>(h->data)->flush_all(); });
   uv_prepare_start(&flush_prepare_,
                    [](uv_prepare_t *h) { static_cast<ClientServer *>(h->data)->flush_all(); });
-  // They only serve the connections; they must not keep the loop alive by themselves.
+  // These only serve the connections; they must not keep the loop alive by themselves.
+  uv_unref(reinterpret_cast<uv_handle_t *>(&sweep_));
   uv_unref(reinterpret_cast<uv_handle_t *>(&flush_check_));
   uv_unref(reinterpret_cast<uv_handle_t *>(&flush_prepare_));
   flush_handles_open_ = true;
-  listening_ = true;
-  return true;
+  started_ = true;
+  accepting_ = true;
 }
 
 void ClientServer::close(uint16_t code, std::string_view reason) {
-  if (listening_) {
-    listening_ = false;
-    uv_close(reinterpret_cast<uv_handle_t *>(&listener_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t *>(&sweep_), nullptr);
-  }
+  accepting_ = false;
   for (Connection *c : std::list<Connection *>(connections_)) {
     if (c->mode == Connection::Mode::kHttp) {
       c->shut();
@@ -191,6 +162,7 @@ void ClientServer::close(uint16_t code, std::string_view reason) {
 }
 
 void ClientServer::force_close() {
+  accepting_ = false;
   for (Connection *c : std::list<Connection *>(connections_)) {
     c->closing = true;
     c->close_handle();
@@ -198,22 +170,29 @@ void ClientServer::force_close() {
   release_flush_handles();
 }
 
-ServerCounters ClientServer::counters() const { return counters_; }
+ServerCounters ClientServer::counters() const {
+  ServerCounters s;
+  for (std::size_t i = 0; i < s.values.size(); ++i) {
+    s.values[i] = counters_[i].load(std::memory_order_relaxed);
+  }
+  return s;
+}
 
-void ClientServer::on_connection(uv_stream_t *listener, int status) {
-  auto *self = static_cast<ClientServer *>(listener->data);
-  if (status < 0) {
-    KLOG_WARN("accept failed: %s", uv_strerror(status));
+void ClientServer::adopt(int fd) {
+  if (!accepting_) {
+    ::close(fd);
     return;
   }
-  auto *c = new Connection(self);
-  uv_tcp_init(self->loop_, &c->tcp);
+  auto *c = new Connection(this);
+  uv_tcp_init(loop_, &c->tcp);
   c->tcp.data = c;
-  self->connections_.push_front(c);
-  c->position = self->connections_.begin();
-  ++self->counters_.connections;
-  ++self->counters_.connections_total;
-  if (uv_accept(listener, c->stream()) != 0) {
+  connections_.push_front(c);
+  c->position = connections_.begin();
+  bump(Counter::kConnections);
+  bump(Counter::kConnectionsTotal);
+  if (int rc = uv_tcp_open(&c->tcp, fd); rc != 0) {
+    KLOG_WARN("cannot take over an accepted socket: %s", uv_strerror(rc));
+    ::close(fd);
     c->closing = true;
     c->close_handle();
     return;
@@ -303,7 +282,7 @@ void ClientServer::Connection::handle_request() {
     refuse_http(403, "user topics need authentication");
     return;
   } else {
-    ++server->counters_.http_errors;
+    server->bump(Counter::kHttpErrors);
     server->send(this, shared(http::error_response(404, "no such endpoint: " + path, true)),
                  Send::kClosing);
     shut();
@@ -329,7 +308,7 @@ void ClientServer::Connection::handle_request() {
   server->send(this, shared(std::move(result.response)),
                result.accepted() ? Send::kNormal : Send::kClosing);
   if (!result.accepted()) {
-    ++server->counters_.http_errors;
+    server->bump(Counter::kHttpErrors);
     shut();
     return;
   }
@@ -342,12 +321,12 @@ void ClientServer::Connection::handle_request() {
 }
 
 void ClientServer::Connection::on_text(std::string_view message) {
-  ++server->counters_.frames_in;
+  server->bump(Counter::kFramesIn);
   if (mode != Mode::kPhoenix) return;  // plain sockets only listen
   phoenix::ClientMessage m;
   phoenix::ParseError e = server->parser_.parse_text(message, m);
   if (e != phoenix::ParseError::kNone) {
-    ++server->counters_.closed_protocol;
+    server->bump(Counter::kClosedProtocol);
     close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
     return;
   }
@@ -355,12 +334,12 @@ void ClientServer::Connection::on_text(std::string_view message) {
 }
 
 void ClientServer::Connection::on_binary(std::string_view message) {
-  ++server->counters_.frames_in;
+  server->bump(Counter::kFramesIn);
   if (mode != Mode::kPhoenix) return;
   phoenix::ClientMessage m;
   phoenix::ParseError e = server->parser_.parse_binary(message, m);
   if (e != phoenix::ParseError::kNone) {
-    ++server->counters_.closed_protocol;
+    server->bump(Counter::kClosedProtocol);
     close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
     return;
   }
@@ -375,9 +354,19 @@ void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
   if (!routed.unsubscribe.empty()) server->unsubscribe(routed.unsubscribe, this);
 }
 
+namespace {
+Counter channel_counter(std::string_view topic) {
+  if (topic.starts_with("reel:")) return Counter::kChannelsReel;
+  if (topic.starts_with("user:")) return Counter::kChannelsUser;
+  return Counter::kChannelsSystem;
+}
+}  // namespace
+
 void ClientServer::subscribe(const std::string &topic, Connection *c) {
-  subscribers_[topic].push_back(c);
-  ++counters_.channels_by_kind[topic_kind(topic)];
+  auto &subs = subscribers_[topic];
+  subs.push_back(c);
+  bump(channel_counter(topic));
+  if (subs.size() == 1 && interest_) interest_(topic, true);
 }
 
 void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
@@ -388,9 +377,12 @@ void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
   if (pos != v.end()) {
     *pos = v.back();  // order among subscribers does not matter
     v.pop_back();
-    --counters_.channels_by_kind[topic_kind(topic)];
+    drop(channel_counter(topic));
   }
-  if (v.empty()) subscribers_.erase(it);
+  if (v.empty()) {
+    subscribers_.erase(it);
+    if (interest_) interest_(topic, false);
+  }
 }
 
 void ClientServer::forget(Connection *c) {
@@ -398,8 +390,8 @@ void ClientServer::forget(Connection *c) {
   c->router.clear();
   if (c->dirty) std::erase(dirty_, c);
   connections_.erase(c->position);
-  --counters_.connections;
-  if (!listening_ && connections_.empty()) release_flush_handles();
+  drop(Counter::kConnections);
+  if (!accepting_ && connections_.empty()) release_flush_handles();
 }
 
 void ClientServer::mark_dirty(Connection *c) {
@@ -419,7 +411,7 @@ void ClientServer::send(Connection *c, SharedFrame frame, Send how) {
   }
   if (how != Send::kClosing && unsent() > options_.max_unsent_bytes) {
     if (how == Send::kDroppable) {
-      ++counters_.dropped_low;
+      bump(Counter::kDroppedLow);
       return;
     }
     // Make room by dropping the low-priority frames still queued here; what libuv already
@@ -431,10 +423,10 @@ void ClientServer::send(Connection *c, SharedFrame frame, Send how) {
       ++dropped;
       return true;
     });
-    counters_.dropped_low += dropped;
+    bump(Counter::kDroppedLow, dropped);
     if (unsent() > options_.max_unsent_bytes) {
       // The client does not keep up, and this message may not be lost silently: close.
-      ++counters_.closed_slow;
+      bump(Counter::kClosedSlow);
       c->out.clear();
       c->out_bytes = 0;
       c->close_with(ws::kCloseTryAgainLater, "slow consumer: too much unread data");
@@ -468,13 +460,13 @@ void ClientServer::flush(Connection *c) {
       const std::string &f = *c->out[i].frame;
       bufs_[i] = uv_buf_init(const_cast<char *>(f.data()), static_cast<unsigned>(f.size()));
     }
-    counters_.frames_out += n;
-    counters_.bytes_out += c->out_bytes;
+    bump(Counter::kFramesOut, n);
+    bump(Counter::kBytesOut, c->out_bytes);
     std::size_t first = 0;
     bool failed = false;
     if (c->tcp.write_queue_size == 0) {
       // Straight into the socket while the kernel has room: no request, no copy.
-      ++counters_.writes;
+      bump(Counter::kWrites);
       int written = uv_try_write(c->stream(), bufs_.data(), static_cast<unsigned>(n));
       if (written > 0) {
         auto left = static_cast<std::size_t>(written);
@@ -492,7 +484,7 @@ void ClientServer::flush(Connection *c) {
       w->req.data = w;
       w->frames.reserve(n - first);
       for (std::size_t i = first; i < n; ++i) w->frames.push_back(std::move(c->out[i].frame));
-      ++counters_.writes;
+      bump(Counter::kWrites);
       ++c->writes_in_flight;
       int rc =
           uv_write(&w->req, c->stream(), &bufs_[first], static_cast<unsigned>(n - first),
@@ -537,37 +529,29 @@ void ClientServer::flush_all() {
 void ClientServer::release_flush_handles() {
   if (!flush_handles_open_) return;
   flush_handles_open_ = false;
+  uv_close(reinterpret_cast<uv_handle_t *>(&sweep_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&flush_check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&flush_prepare_), nullptr);
 }
 
-void ClientServer::fan_out(std::vector<OutboundMessage> &batch) {
-  EncodedMessage encoded;
-  for (const OutboundMessage &m : batch) {
-    // Numbering happens even without subscribers: seq is the topic's, not the audience's.
-    // Encoding happens only for an audience.
-    const uint64_t seq = encoder_.number(m);
-    ++counters_.messages_fanned_out;
-    auto it = subscribers_.find(m.topic);
-    if (it == subscribers_.end()) continue;
-    if (!encoder_.encode(m, seq, encoded)) {
-      ++counters_.encode_failures;
-      continue;
-    }
-    // Copy: a failed write may close a connection and edit the subscriber list.
-    std::vector<Connection *> targets = it->second;
-    for (Connection *c : targets) {
+void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
+  bump(Counter::kMessages, messages.size());
+  for (const MessagePtr &m : messages) {
+    auto it = subscribers_.find(m->topic());
+    if (it == subscribers_.end()) continue;  // the last subscriber left since
+    // Without authenticated users (not yet), no socket belongs to a targeted user.
+    if (!m->target_users().empty()) continue;
+    const Send how = m->priority() == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
+    // Sending never closes a handle at once (a slow consumer is shut, and closed later), so
+    // the subscriber list stays as it is during this loop.
+    for (Connection *c : it->second) {
       if (c->closing) continue;
-      // Without authenticated users (not yet), no socket belongs to a targeted user.
-      if (!encoded.target_users.empty()) continue;
-      const Send how = m.priority == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
       if (c->mode == Connection::Mode::kPlain) {
-        send(c, encoded.plain_text, how);
+        send(c, m->plain_text(), how);
       } else if (c->protobuf) {
-        if (!encoded.phoenix_binary) encoder_.encode_binary(m, encoded);
-        if (encoded.phoenix_binary) send(c, encoded.phoenix_binary, how);
+        if (const SharedFrame &f = m->phoenix_binary()) send(c, f, how);
       } else {
-        send(c, encoded.phoenix_text, how);
+        send(c, m->phoenix_text(), how);
       }
     }
   }
@@ -582,7 +566,7 @@ void ClientServer::on_sweep(uv_timer_t *timer) {
       continue;
     }
     if (now - c->last_activity_ms < self->options_.idle_timeout_ms) continue;
-    ++self->counters_.closed_idle;
+    self->bump(Counter::kClosedIdle);
     if (c->mode == Connection::Mode::kHttp) {
       c->shut();
     } else {

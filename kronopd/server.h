@@ -1,14 +1,19 @@
 // The client port: HTTP/1.1 on libuv, upgraded to WebSocket, speaking Phoenix Channels V2
 // at /ws/websocket and plain JSON at /ws/reel/:id and /ws/system.
 //
-// One loop owns every connection, the subscriber table and the fan-out encoder. A
-// connection keeps no read buffer while idle: reads land in one loop-wide buffer and only
-// an incomplete frame's bytes are copied into the connection. Frames for many subscribers
-// are shared (SharedFrame), never re-encoded per connection.
+// Each I/O loop has one ClientServer, which owns that loop's connections and its
+// subscriber table (the Acceptor hands accepted sockets to the loops in turn). A connection
+// keeps no read buffer while idle: reads land in one loop-wide buffer and only an
+// incomplete frame's bytes are copied into the connection. Frames for many subscribers are
+// shared (SharedFrame), never re-encoded per connection, and a connection's frames of one
+// loop turn go out in one write.
 #pragma once
 
 #include <uv.h>
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -23,8 +28,6 @@
 namespace kronop::daemon {
 
 struct ServerOptions {
-  std::string bind = "127.0.0.1";
-  int port = 4000;
   std::size_t max_message = 64 * 1024;
   uint64_t idle_timeout_ms = 60'000;
   std::size_t max_channels = 100;
@@ -34,46 +37,66 @@ struct ServerOptions {
   std::vector<std::string> allowed_origins;
 };
 
-struct ServerCounters {
-  uint64_t connections = 0;  // open now
-  uint64_t connections_total = 0;
-  uint64_t frames_in = 0;
-  uint64_t frames_out = 0;
-  uint64_t bytes_out = 0;
-  uint64_t closed_idle = 0;
-  uint64_t closed_protocol = 0;
-  uint64_t messages_fanned_out = 0;
-  uint64_t encode_failures = 0;
-  uint64_t http_errors = 0;
-  uint64_t dropped_low = 0;  // low-priority messages not sent to a slow client
-  uint64_t closed_slow = 0;  // connections closed with 1013
-  uint64_t writes = 0;       // uv_try_write + uv_write calls that carried the frames
-  std::unordered_map<std::string, uint64_t> channels_by_kind;  // "reel", "user", "system"
+// What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
+// read by the control socket's thread, so reading costs the loop nothing.
+enum class Counter : uint8_t {
+  kConnections,       // open now
+  kConnectionsTotal,  // accepted since start
+  kFramesIn,
+  kFramesOut,
+  kBytesOut,
+  kWrites,  // uv_try_write + uv_write calls that carried the frames
+  kClosedIdle,
+  kClosedProtocol,
+  kClosedSlow,  // closed with 1013
+  kDroppedLow,  // low-priority messages not sent to a slow client
+  kHttpErrors,
+  kMessages,  // messages the loop received from the dispatcher
+  kChannelsReel,
+  kChannelsUser,
+  kChannelsSystem,
+  kCount
 };
 
+// A snapshot of counters (of one loop, or summed over all).
+struct ServerCounters {
+  std::array<uint64_t, static_cast<std::size_t>(Counter::kCount)> values{};
+  uint64_t operator[](Counter c) const { return values[static_cast<std::size_t>(c)]; }
+  ServerCounters &operator+=(const ServerCounters &o) {
+    for (std::size_t i = 0; i < values.size(); ++i) values[i] += o.values[i];
+    return *this;
+  }
+};
+
+// Called by a loop when it gains its first subscriber of a topic (true) or loses its last.
+using InterestCallback = std::function<void(const std::string &topic, bool interested)>;
+
+// The connections of one I/O loop. Everything here runs on that loop's thread, except
+// counters(), which any thread may call.
 class ClientServer {
  public:
-  ClientServer(uv_loop_t *loop, ServerOptions options);
+  ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallback interest = nullptr);
   ~ClientServer();
   ClientServer(const ClientServer &) = delete;
   ClientServer &operator=(const ClientServer &) = delete;
 
-  Result<bool> listen();
-  // Stops accepting and closes every connection (close code `code`).
+  // Starts the loop's timers and flush handles.
+  void start();
+  // Takes over an accepted, non-blocking socket.
+  void adopt(int fd);
+  // Closes every connection (close code `code`) and takes no more.
   void close(uint16_t code = 1001, std::string_view reason = "server stopping");
   // Closes whatever is still open now, unsent bytes and all (the end of a shutdown).
   void force_close();
 
-  // Loop thread: deliver a batch from the ingest thread.
-  void fan_out(std::vector<OutboundMessage> &batch);
+  // Writes each message to this loop's subscribers of its topic.
+  void fan_out(const std::vector<MessagePtr> &messages);
   ServerCounters counters() const;
-  int port() const { return port_; }  // the bound port (--port 0: the kernel's choice)
 
   struct Connection;
 
  private:
   friend struct Connection;
-  static void on_connection(uv_stream_t *server, int status);
   static void on_sweep(uv_timer_t *timer);
 
   // How a frame is queued on a connection that has too much unsent.
@@ -99,7 +122,7 @@ class ClientServer {
 
   uv_loop_t *loop_;
   ServerOptions options_;
-  uv_tcp_t listener_{};
+  InterestCallback interest_;
   uv_timer_t sweep_{};
   uv_check_t flush_check_{};
   uv_prepare_t flush_prepare_{};
@@ -107,15 +130,22 @@ class ClientServer {
   std::vector<Connection *> dirty_;  // connections with queued frames
   std::vector<Connection *> flushing_;
   std::vector<uv_buf_t> bufs_;  // scratch for flush
-  bool listening_ = false;
-  int port_ = 0;
+  bool started_ = false;
+  bool accepting_ = false;
   std::list<Connection *> connections_;
   std::unordered_map<std::string, std::vector<Connection *>> subscribers_;
-  MessageEncoder encoder_;
   phoenix::MessageParser parser_;
   RouteOutcome route_outcome_;  // reused by every message's routing
   std::vector<char> read_buffer_;
-  ServerCounters counters_;
+  std::array<std::atomic<uint64_t>, static_cast<std::size_t>(Counter::kCount)> counters_{};
+  void bump(Counter c, uint64_t n = 1) {
+    auto &a = counters_[static_cast<std::size_t>(c)];
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void drop(Counter c) {
+    auto &a = counters_[static_cast<std::size_t>(c)];
+    a.store(a.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  }
 };
 
 }  // namespace kronop::daemon

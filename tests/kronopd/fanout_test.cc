@@ -1,5 +1,6 @@
-// The fan-out encoder: one set of frames per message, JSON with proto field names and "seq"
-// first, and the protobuf Envelope of format=protobuf clients.
+// The fan-out: one set of frames per message (JSON with proto field names and "seq" first,
+// and the protobuf Envelope of format=protobuf clients), and the dispatcher that numbers
+// messages per topic and hands them to the loops with subscribers.
 #include <gtest/gtest.h>
 
 #include "fanout.h"
@@ -29,15 +30,25 @@ std::string frame_payload(const std::string &frame, uint8_t first_byte) {
   return frame.substr(at);
 }
 
-OutboundMessage json_message(std::string topic, std::string event, std::string body) {
-  OutboundMessage m;
-  m.topic = std::move(topic);
-  m.event = std::move(event);
-  m.body_kind = BodyKind::kJson;
-  m.body = std::move(body);
-  m.priority = 2;
-  m.publish_time_ns = 1'764'190'000'000'000'000ULL;
-  return m;
+EnvelopeView json_view(std::string_view topic, std::string_view event, std::string_view body) {
+  EnvelopeView v;
+  v.topic = topic;
+  v.event = event;
+  v.body_kind = BodyKind::kJson;
+  v.body = body;
+  v.priority = 2;
+  v.publish_time_ns = 1'764'190'000'000'000'000ULL;
+  return v;
+}
+
+EnvelopeView typed_view(std::string_view topic, std::string_view event, BodyKind kind,
+                        std::string_view body) {
+  EnvelopeView v;
+  v.topic = topic;
+  v.event = event;
+  v.body_kind = kind;
+  v.body = body;
+  return v;
 }
 
 kronop::v1::ReelUpdate sample_update() {
@@ -50,12 +61,12 @@ kronop::v1::ReelUpdate sample_update() {
 }
 
 // Decodes the kind-2 binary broadcast of `encoded` into its Envelope.
-kronop::v1::Envelope binary_envelope(const EncodedMessage &encoded, std::string_view topic,
+kronop::v1::Envelope binary_envelope(const Message &m, std::string_view topic,
                                      std::string_view event) {
   kronop::v1::Envelope env;
-  EXPECT_TRUE(encoded.phoenix_binary);
-  if (!encoded.phoenix_binary) return env;
-  std::string bytes = frame_payload(*encoded.phoenix_binary, 0x82);
+  EXPECT_TRUE(m.phoenix_binary());
+  if (!m.phoenix_binary()) return env;
+  std::string bytes = frame_payload(*m.phoenix_binary(), 0x82);
   phoenix::ServerBinaryFrame f;
   EXPECT_EQ(phoenix::decode_server_binary(bytes, f), phoenix::ParseError::kNone);
   EXPECT_EQ(f.kind, phoenix::BinaryKind::kBroadcast);
@@ -65,100 +76,71 @@ kronop::v1::Envelope binary_envelope(const EncodedMessage &encoded, std::string_
   return env;
 }
 
-TEST(MessageEncoder, NumbersPerTopic) {
-  MessageEncoder enc;
-  auto a = json_message("reel:1", "reel_update", "{}");
-  auto b = json_message("reel:2", "reel_update", "{}");
-  EXPECT_EQ(enc.number(a), 1u);
-  EXPECT_EQ(enc.number(a), 2u);
-  EXPECT_EQ(enc.number(b), 1u);
-  EXPECT_EQ(enc.last_seq("reel:1"), 2u);
-  EXPECT_EQ(enc.last_seq("reel:3"), 0u);
-}
-
-TEST(MessageEncoder, JsonBodyGetsSeqFirstInEveryTextFrame) {
-  MessageEncoder enc;
-  auto m = json_message("reel:123", "reel_update", R"( {"views":5,"t":"caf\u00e9"})");
-  EncodedMessage out;
-  ASSERT_TRUE(enc.encode(m, 7, out));
-  EXPECT_EQ(out.seq, 7u);
-  EXPECT_EQ(out.payload_json, R"({"seq":7,"views":5,"t":"caf\u00e9"})");
-  EXPECT_EQ(frame_payload(*out.phoenix_text, 0x81),
+TEST(Message, JsonBodyGetsSeqFirstInEveryTextFrame) {
+  auto m =
+      Message::make(json_view("reel:123", "reel_update", R"( {"views":5,"t":"caf\u00e9"})"), 7);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->seq(), 7u);
+  EXPECT_EQ(m->payload_json(), R"({"seq":7,"views":5,"t":"caf\u00e9"})");
+  EXPECT_EQ(frame_payload(*m->phoenix_text(), 0x81),
             R"([null,null,"reel:123","reel_update",{"seq":7,"views":5,"t":"caf\u00e9"}])");
-  EXPECT_EQ(frame_payload(*out.plain_text, 0x81),
+  EXPECT_EQ(frame_payload(*m->plain_text(), 0x81),
             R"({"topic":"reel:123","event":"reel_update","payload":{"seq":7,"views":5,)"
             R"("t":"caf\u00e9"}})");
-  EXPECT_TRUE(out.target_users.empty());
-  EXPECT_FALSE(out.phoenix_binary) << "binary frames are built only on demand";
+  EXPECT_EQ(m->plain_text().get(), m->plain_text().get()) << "built once";
+  EXPECT_TRUE(m->target_users().empty());
 }
 
-TEST(MessageEncoder, TypedBodyBecomesJsonWithProtoFieldNames) {
-  MessageEncoder enc;
-  OutboundMessage m;
-  m.topic = "reel:123";
-  m.event = "reel_update";
-  m.body_kind = BodyKind::kReelUpdate;
+TEST(Message, TypedBodyBecomesJsonWithProtoFieldNames) {
   auto u = sample_update();
   u.add_target_users("alice");
   u.add_target_users("bob");
-  m.body = u.SerializeAsString();
-  EncodedMessage out;
-  ASSERT_TRUE(enc.encode(m, 1, out));
-  EXPECT_EQ(out.payload_json.rfind(R"({"seq":1,"id":"upd-1","reel_id":123,)", 0), 0u)
-      << out.payload_json;
-  EXPECT_NE(out.payload_json.find(R"("update_data":{"views":"1500"})"), std::string::npos);
-  EXPECT_NE(out.payload_json.find(R"("timestamp":"1764190000000")"), std::string::npos);
-  EXPECT_EQ(out.target_users, (std::vector<std::string>{"alice", "bob"}));
+  const std::string body = u.SerializeAsString();
+  auto m = Message::make(typed_view("reel:123", "reel_update", BodyKind::kReelUpdate, body), 1);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload_json().rfind(R"({"seq":1,"id":"upd-1","reel_id":123,)", 0), 0u)
+      << m->payload_json();
+  EXPECT_NE(m->payload_json().find(R"("update_data":{"views":"1500"})"), std::string::npos);
+  EXPECT_NE(m->payload_json().find(R"("timestamp":"1764190000000")"), std::string::npos);
+  EXPECT_EQ(m->target_users(), (std::vector<std::string>{"alice", "bob"}));
 }
 
-TEST(MessageEncoder, TypedBodyThatDoesNotParseIsRefused) {
-  MessageEncoder enc;
-  OutboundMessage m;
-  m.topic = "reel:1";
-  m.event = "reel_update";
-  m.body_kind = BodyKind::kReelUpdate;
-  m.body = "\xff\xff\xff";
-  EncodedMessage out;
-  EXPECT_FALSE(enc.encode(m, 1, out));
+TEST(Message, TypedBodyThatDoesNotParseIsRefused) {
+  EXPECT_FALSE(
+      Message::make(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff\xff"), 1));
 }
 
-TEST(MessageEncoder, BinaryCarriesATypedBodyAsPublished) {
-  MessageEncoder enc;
-  OutboundMessage m;
-  m.topic = "reel:123";
-  m.event = "reel_update";
-  m.body_kind = BodyKind::kReelUpdate;
-  m.priority = 3;
-  m.publish_time_ns = 42;
-  m.body = sample_update().SerializeAsString();
-  EncodedMessage out;
-  ASSERT_TRUE(enc.encode(m, 9, out));
-  enc.encode_binary(m, out);
-  auto env = binary_envelope(out, "reel:123", "reel_update");
+TEST(Message, BinaryCarriesATypedBodyAsPublished) {
+  const std::string body = sample_update().SerializeAsString();
+  auto v = typed_view("reel:123", "reel_update", BodyKind::kReelUpdate, body);
+  v.priority = 3;
+  v.publish_time_ns = 42;
+  v.producer_id = 77;
+  auto m = Message::make(v, 9);
+  ASSERT_TRUE(m);
+  auto env = binary_envelope(*m, "reel:123", "reel_update");
   EXPECT_EQ(env.topic(), "reel:123");
   EXPECT_EQ(env.event(), "reel_update");
   EXPECT_EQ(env.seq(), 9u);
   EXPECT_EQ(env.publish_time_ns(), 42u);
   EXPECT_EQ(env.priority(), kronop::v1::PRIORITY_CRITICAL);
   ASSERT_EQ(env.body_case(), kronop::v1::Envelope::kReelUpdate);
-  EXPECT_EQ(env.reel_update().SerializeAsString(), m.body);
+  EXPECT_EQ(env.reel_update().SerializeAsString(), body);
   EXPECT_EQ(env.producer_id(), 0u) << "producer identity stays inside the daemon";
 }
 
-TEST(MessageEncoder, BinaryTypesAJsonBodyThatFitsItsEventsSchema) {
-  MessageEncoder enc;
-  auto m = json_message("reel:123", "reel_update",
-                        R"({"id":"upd-1","reel_id":123,"update_data":{"views":"1500"},)"
-                        R"("timestamp":"1764190000000"})");
-  EncodedMessage out;
-  ASSERT_TRUE(enc.encode(m, 1, out));
-  enc.encode_binary(m, out);
-  auto env = binary_envelope(out, "reel:123", "reel_update");
+TEST(Message, BinaryTypesAJsonBodyThatFitsItsEventsSchema) {
+  auto m = Message::make(json_view("reel:123", "reel_update",
+                                   R"({"id":"upd-1","reel_id":123,"update_data":{"views":"1500"},)"
+                                   R"("timestamp":"1764190000000"})"),
+                         1);
+  ASSERT_TRUE(m);
+  auto env = binary_envelope(*m, "reel:123", "reel_update");
   ASSERT_EQ(env.body_case(), kronop::v1::Envelope::kReelUpdate);
   EXPECT_EQ(env.reel_update().SerializeAsString(), sample_update().SerializeAsString());
 }
 
-TEST(MessageEncoder, BinaryKeepsJsonThatDoesNotFit) {
+TEST(Message, BinaryKeepsJsonThatDoesNotFit) {
   struct Case {
     const char *event;
     const char *body;
@@ -170,43 +152,125 @@ TEST(MessageEncoder, BinaryKeepsJsonThatDoesNotFit) {
       {"viewers", R"({"count":3})"},                         // an event without a schema
   };
   for (const Case &c : cases) {
-    MessageEncoder enc;
-    auto m = json_message("reel:5", c.event, c.body);
-    EncodedMessage out;
-    ASSERT_TRUE(enc.encode(m, 1, out)) << c.body;
-    enc.encode_binary(m, out);
-    auto env = binary_envelope(out, "reel:5", c.event);
+    auto m = Message::make(json_view("reel:5", c.event, c.body), 1);
+    ASSERT_TRUE(m) << c.body;
+    auto env = binary_envelope(*m, "reel:5", c.event);
     ASSERT_EQ(env.body_case(), kronop::v1::Envelope::kJson) << c.body;
     EXPECT_EQ(env.json(), c.body) << "the producer's JSON as sent, without seq";
     EXPECT_EQ(env.seq(), 1u);
   }
 }
 
-TEST(MessageEncoder, EncodeResetsTheBinaryFrameOfThePreviousMessage) {
-  MessageEncoder enc;
-  auto m = json_message("reel:1", "viewers", R"({"n":1})");
-  EncodedMessage out;
-  ASSERT_TRUE(enc.encode(m, 1, out));
-  enc.encode_binary(m, out);
-  ASSERT_TRUE(out.phoenix_binary);
-  ASSERT_TRUE(enc.encode(m, 2, out));
-  EXPECT_FALSE(out.phoenix_binary);
-}
-
 TEST(ClientEnvelope, ParsesAsAnEnvelopeForEveryTypedKind) {
   const BodyKind kinds[] = {BodyKind::kReelUpdate, BodyKind::kInteraction, BodyKind::kPresence,
                             BodyKind::kUserActivity, BodyKind::kSystemNotice};
   for (BodyKind k : kinds) {
-    OutboundMessage m;
-    m.topic = "system";
-    m.event = "x";
-    m.body_kind = k;
-    m.body = "";  // an empty message is a valid body of every kind
+    // An empty message is a valid body of every kind.
+    auto m = Message::make(typed_view("system", "x", k, ""), 3);
+    ASSERT_TRUE(m);
     kronop::v1::Envelope env;
-    ASSERT_TRUE(env.ParseFromString(client_envelope(m, 3)));
+    ASSERT_TRUE(env.ParseFromString(client_envelope(*m)));
     EXPECT_EQ(static_cast<int>(env.body_case()), static_cast<int>(k));
     EXPECT_EQ(env.seq(), 3u);
   }
+}
+
+// Two loops' inboxes on a private libuv loop (only the wake-up handles are needed).
+class DispatcherTest : public ::testing::Test {
+ protected:
+  DispatcherTest() {
+    uv_loop_init(&loop_);
+    for (auto &a : asyncs_) uv_async_init(&loop_, &a, [](uv_async_t *) {});
+    for (std::size_t i = 0; i < 2; ++i) inboxes_[i].wake = &asyncs_[i];
+  }
+  ~DispatcherTest() override {
+    for (auto &a : asyncs_) uv_close(reinterpret_cast<uv_handle_t *>(&a), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+  // Topic and seq of everything delivered to loop `i` so far, in order.
+  std::vector<std::pair<std::string, uint64_t>> delivered(std::size_t i) {
+    std::vector<std::pair<std::string, uint64_t>> out;
+    MessageBatch *list = inboxes_[i].batches.take_all();
+    for (MessageBatch *b = list; b != nullptr; b = b->next) {
+      for (const auto &m : b->messages) out.emplace_back(m->topic(), m->seq());
+    }
+    MessageBatch::Stack::delete_list(list);
+    return out;
+  }
+  void publish(Dispatcher &d, std::string_view topic) {
+    d.on_record(json_view(topic, "reel_update", "{}"));
+  }
+
+  uv_loop_t loop_{};
+  uv_async_t asyncs_[2]{};
+  LoopInbox inboxes_[2];
+};
+
+using Delivered = std::vector<std::pair<std::string, uint64_t>>;
+
+TEST_F(DispatcherTest, NumbersEveryTopicButDeliversOnlyToInterestedLoops) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  publish(d, "reel:1");  // nobody listens: numbered, not delivered
+  d.report_interest(0, "reel:1", true);
+  d.report_interest(1, "reel:2", true);
+  publish(d, "reel:1");
+  publish(d, "reel:2");
+  publish(d, "reel:3");
+  EXPECT_TRUE(delivered(0).empty()) << "nothing before the batch ends";
+  d.end_batch();
+  EXPECT_EQ(delivered(0), (Delivered{{"reel:1", 2}}));
+  EXPECT_EQ(delivered(1), (Delivered{{"reel:2", 1}}));
+  EXPECT_EQ(d.last_seq("reel:3"), 1u);
+  EXPECT_EQ(d.counters().messages.load(), 4u);
+  EXPECT_EQ(d.counters().without_audience.load(), 2u);
+}
+
+TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  d.report_interest(0, "system", true);
+  d.report_interest(1, "system", true);
+  publish(d, "system");
+  d.end_batch();
+  MessageBatch *a = inboxes_[0].batches.take_all();
+  MessageBatch *b = inboxes_[1].batches.take_all();
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->messages.size(), 1u);
+  ASSERT_EQ(b->messages.size(), 1u);
+  EXPECT_EQ(a->messages[0].get(), b->messages[0].get()) << "encoded once, shared";
+  MessageBatch::Stack::delete_list(a);
+  MessageBatch::Stack::delete_list(b);
+}
+
+TEST_F(DispatcherTest, BatchesArriveInOrderAndInterestCanBeWithdrawn) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  d.report_interest(0, "reel:1", true);
+  for (int batch = 0; batch < 3; ++batch) {
+    publish(d, "reel:1");
+    publish(d, "reel:1");
+    d.end_batch();
+  }
+  EXPECT_EQ(delivered(0), (Delivered{{"reel:1", 1},
+                                     {"reel:1", 2},
+                                     {"reel:1", 3},
+                                     {"reel:1", 4},
+                                     {"reel:1", 5},
+                                     {"reel:1", 6}}));
+  d.report_interest(0, "reel:1", false);
+  publish(d, "reel:1");
+  d.end_batch();
+  EXPECT_TRUE(delivered(0).empty());
+  EXPECT_EQ(d.last_seq("reel:1"), 7u) << "numbering goes on without an audience";
+}
+
+TEST_F(DispatcherTest, AMessageThatCannotBeEncodedIsCountedAndSkipped) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  d.report_interest(1, "reel:1", true);
+  d.on_record(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff"));
+  publish(d, "reel:1");
+  d.end_batch();
+  EXPECT_EQ(delivered(1), (Delivered{{"reel:1", 2}}));
+  EXPECT_EQ(d.counters().encode_failures.load(), 1u);
 }
 
 }  // namespace

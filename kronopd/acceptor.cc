@@ -1,0 +1,122 @@
+// The listening socket; see acceptor.h.
+#include "acceptor.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "kronop/clock.h"
+#include "log.h"
+
+namespace kronop::daemon {
+
+namespace {
+// Accepted per readiness callback, so one loop turn does not go to a connection storm only.
+constexpr int kAcceptsPerWakeup = 128;
+// When the process is out of file descriptors, accepting pauses this long: the pending
+// connections stay in the kernel's backlog, and the loop does not spin on a listener that
+// stays readable.
+constexpr uint64_t kBackoffMs = 100;
+}  // namespace
+
+Acceptor::Acceptor(uv_loop_t *loop, std::string bind, int port, HandOff hand_off)
+    : loop_(loop), bind_(std::move(bind)), requested_port_(port), hand_off_(std::move(hand_off)) {}
+
+Acceptor::~Acceptor() {
+  if (fd_ >= 0 && !open_) ::close(fd_);
+}
+
+Result<bool> Acceptor::listen() {
+  sockaddr_storage addr{};
+  socklen_t addr_len = sizeof(sockaddr_in);
+  int rc = uv_ip4_addr(bind_.c_str(), requested_port_, reinterpret_cast<sockaddr_in *>(&addr));
+  if (rc != 0) {
+    rc = uv_ip6_addr(bind_.c_str(), requested_port_, reinterpret_cast<sockaddr_in6 *>(&addr));
+    addr_len = sizeof(sockaddr_in6);
+  }
+  if (rc != 0) return Error{rc, "invalid --bind address '" + bind_ + "'"};
+  const std::string where = bind_ + ":" + std::to_string(requested_port_);
+  fd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return Error{-errno, "cannot listen on " + where + ": " + std::strerror(errno)};
+  int one = 1;
+  // A restarted daemon can bind while the old connections sit in TIME_WAIT.
+  ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd_, reinterpret_cast<const sockaddr *>(&addr), addr_len) != 0 ||
+      ::listen(fd_, 4096) != 0) {
+    int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    return Error{-err, "cannot listen on " + where + ": " + std::strerror(err)};
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr *>(&bound), &len) == 0) {
+    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
+                                              : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+  }
+  uv_poll_init(loop_, &poll_, fd_);
+  poll_.data = this;
+  uv_timer_init(loop_, &backoff_);
+  backoff_.data = this;
+  uv_poll_start(&poll_, UV_READABLE, on_readable);
+  open_ = true;
+  return true;
+}
+
+void Acceptor::close() {
+  if (!open_) return;
+  open_ = false;
+  uv_close(reinterpret_cast<uv_handle_t *>(&backoff_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&poll_), [](uv_handle_t *h) {
+    auto *self = static_cast<Acceptor *>(h->data);
+    ::close(self->fd_);
+    self->fd_ = -1;
+  });
+}
+
+void Acceptor::on_readable(uv_poll_t *poll, int status, int) {
+  auto *self = static_cast<Acceptor *>(poll->data);
+  if (status < 0) {
+    KLOG_WARN("client port: %s", uv_strerror(status));
+    return;
+  }
+  self->accept_some();
+}
+
+void Acceptor::accept_some() {
+  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      hand_off_(fd);
+      continue;
+    }
+    const int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+    ++accept_errors_;
+    const uint64_t now = monotonic_ms();
+    if (now - last_warning_ms_ >= 10'000 || last_warning_ms_ == 0) {
+      last_warning_ms_ = now;
+      KLOG_WARN("client port: accept failed: %s%s", std::strerror(err),
+                err == EMFILE || err == ENFILE
+                    ? " (file descriptor limit reached: raise LimitNOFILE / ulimit -n)"
+                    : "");
+    }
+    // Pause, and try again later: the connections wait in the backlog meanwhile.
+    uv_poll_stop(&poll_);
+    uv_timer_start(
+        &backoff_,
+        [](uv_timer_t *t) {
+          auto *self = static_cast<Acceptor *>(t->data);
+          if (self->open_) uv_poll_start(&self->poll_, UV_READABLE, on_readable);
+        },
+        kBackoffMs, 0);
+    return;
+  }
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,120 @@
+// An I/O thread; see io_loop.h.
+#include "io_loop.h"
+
+#include <unistd.h>
+
+#include "log.h"
+
+namespace kronop::daemon {
+
+IoLoop::IoLoop(uint32_t index, const ServerOptions &options, Dispatcher *dispatcher)
+    : index_(index),
+      dispatcher_(dispatcher),
+      server_(&loop_, options, [this](const std::string &topic, bool interested) {
+        if (dispatcher_ != nullptr) dispatcher_->report_interest(index_, topic, interested);
+      }) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &inbox_async_, on_inbox);
+  inbox_async_.data = this;
+  uv_async_init(&loop_, &command_async_, on_command);
+  command_async_.data = this;
+  inbox_.wake = &inbox_async_;
+}
+
+IoLoop::~IoLoop() {
+  close(1001, "server stopping", 0);
+  join();
+  // A loop that never ran still has its handles: close them so the loop can be closed.
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t *>(&inbox_async_))) {
+    uv_close(reinterpret_cast<uv_handle_t *>(&inbox_async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t *>(&command_async_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
+  uv_loop_close(&loop_);
+  MessageBatch::Stack::delete_list(inbox_.batches.take_all());
+}
+
+void IoLoop::start() {
+  server_.start();
+  thread_ = std::thread([this] {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    // Whatever the ingest thread delivered after the close is dropped with the loop.
+  });
+}
+
+void IoLoop::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void IoLoop::post(std::function<void()> command) {
+  {
+    std::lock_guard<std::mutex> lock(command_mutex_);
+    if (closed_) return;
+    commands_.push_back(std::move(command));
+  }
+  uv_async_send(&command_async_);
+}
+
+void IoLoop::adopt(int fd) {
+  {
+    std::lock_guard<std::mutex> lock(command_mutex_);
+    if (closed_) {
+      ::close(fd);
+      return;
+    }
+    commands_.push_back([this, fd] { server_.adopt(fd); });
+  }
+  uv_async_send(&command_async_);
+}
+
+void IoLoop::close(uint16_t code, std::string reason, uint64_t linger_ms) {
+  {
+    std::lock_guard<std::mutex> lock(command_mutex_);
+    if (closed_) return;
+    // The last command: after it the loop closes the async handle, so nothing may be
+    // posted any more.
+    commands_.push_back([this, code, reason = std::move(reason), linger_ms] {
+      shut_down(code, reason, linger_ms);
+    });
+    closed_ = true;
+  }
+  uv_async_send(&command_async_);
+}
+
+void IoLoop::shut_down(uint16_t code, const std::string &reason, uint64_t linger_ms) {
+  server_.close(code, reason);
+  // Clients get `linger_ms` to take their close frames; then the rest is cut. The timer does
+  // not keep the loop alive: when every connection is gone sooner, the thread ends sooner.
+  uv_timer_init(&loop_, &linger_);
+  linger_.data = this;
+  uv_timer_start(
+      &linger_,
+      [](uv_timer_t *t) {
+        auto *self = static_cast<IoLoop *>(t->data);
+        self->server_.force_close();
+        uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);
+      },
+      linger_ms, 0);
+  uv_unref(reinterpret_cast<uv_handle_t *>(&linger_));
+  uv_close(reinterpret_cast<uv_handle_t *>(&inbox_async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&command_async_), nullptr);
+}
+
+void IoLoop::on_inbox(uv_async_t *handle) {
+  auto *self = static_cast<IoLoop *>(handle->data);
+  MessageBatch *list = self->inbox_.batches.take_all();
+  for (MessageBatch *b = list; b != nullptr; b = b->next) self->server_.fan_out(b->messages);
+  MessageBatch::Stack::delete_list(list);
+}
+
+void IoLoop::on_command(uv_async_t *handle) {
+  auto *self = static_cast<IoLoop *>(handle->data);
+  std::vector<std::function<void()>> commands;
+  {
+    std::lock_guard<std::mutex> lock(self->command_mutex_);
+    commands.swap(self->commands_);
+  }
+  for (auto &c : commands) c();
+}
+
+}  // namespace kronop::daemon

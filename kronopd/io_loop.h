@@ -1,0 +1,61 @@
+// An I/O thread: one libuv loop, its ClientServer (the connections it owns), and its inbox
+// from the ingest thread. Other threads talk to it only through adopt() and close(), which
+// post to the loop, and counters(), which reads atomics.
+#pragma once
+
+#include <uv.h>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fanout.h"
+#include "server.h"
+
+namespace kronop::daemon {
+
+class IoLoop {
+ public:
+  IoLoop(uint32_t index, const ServerOptions &options, Dispatcher *dispatcher);
+  ~IoLoop();  // joins the thread
+  IoLoop(const IoLoop &) = delete;
+  IoLoop &operator=(const IoLoop &) = delete;
+
+  // The inbox the Dispatcher delivers this loop's batches to (valid from construction).
+  LoopInbox *inbox() { return &inbox_; }
+  void set_dispatcher(Dispatcher *d) { dispatcher_ = d; }
+
+  void start();
+  // Any thread: hands an accepted socket to this loop (closed if the loop is closing).
+  void adopt(int fd);
+  // Any thread: close every connection with `code`, cut what is left after `linger_ms`,
+  // then end the thread. Idempotent.
+  void close(uint16_t code, std::string reason, uint64_t linger_ms = 2000);
+  void join();
+
+  ServerCounters counters() const { return server_.counters(); }
+  uint32_t index() const { return index_; }
+
+ private:
+  static void on_inbox(uv_async_t *handle);
+  static void on_command(uv_async_t *handle);
+  void post(std::function<void()> command);
+  void shut_down(uint16_t code, const std::string &reason, uint64_t linger_ms);
+
+  uint32_t index_;
+  Dispatcher *dispatcher_;
+  uv_loop_t loop_{};
+  ClientServer server_;
+  LoopInbox inbox_;
+  uv_async_t inbox_async_{};
+  uv_async_t command_async_{};
+  uv_timer_t linger_{};
+  std::mutex command_mutex_;
+  std::vector<std::function<void()>> commands_;  // guarded by command_mutex_
+  bool closed_ = false;                          // guarded by command_mutex_: no more posts
+  std::thread thread_;
+};
+
+}  // namespace kronop::daemon
