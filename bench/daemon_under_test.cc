@@ -157,9 +157,17 @@ Result<kronop::v1::DaemonStats> DaemonUnderTest::stats() const {
   return std::move(*r.value().mutable_stats());
 }
 
-Result<ProcessCpu> DaemonUnderTest::cpu() const {
+Result<ProcessCpu> DaemonUnderTest::cpu() const { return process_cpu(pid_); }
+
+uint64_t process_rss_bytes(pid_t pid) {
+  std::string status = "\n";
+  status += read_file("/proc/" + std::to_string(pid) + "/status");
+  return status_field(status, "VmRSS") * 1024;  // reported in kB
+}
+
+Result<ProcessCpu> process_cpu(pid_t pid) {
   ProcessCpu out;
-  const std::string proc = "/proc/" + std::to_string(pid_);
+  const std::string proc = "/proc/" + std::to_string(pid);
   // Fields 14 and 15 (utime, stime) of /proc/PID/stat; the command name (field 2) may hold
   // spaces, so count from the last ')'.
   const std::string stat = read_file(proc + "/stat");

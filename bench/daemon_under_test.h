@@ -35,6 +35,11 @@ struct ProcessCpu {
   uint64_t context_switches = 0;  // voluntary + involuntary, summed over threads
 };
 
+// The CPU time of any process, from /proc.
+Result<ProcessCpu> process_cpu(pid_t pid);
+// Its resident set size (VmRSS), in bytes; 0 when it cannot be read.
+uint64_t process_rss_bytes(pid_t pid);
+
 class DaemonUnderTest {
  public:
   // Starts kronopd and waits until it answers a health request.
