@@ -79,6 +79,7 @@ struct Options {
   int pid = 0;                                 // server process to watch (CPU, RSS)
   double hold = 0;                             // seconds to hold idle connections (no publish)
   unsigned connect_parallel = 256;
+  uint64_t stall = 0;  // the first N connections stop reading once joined (slow consumers)
   bool json = false;
   std::string plot;
   std::string label;
@@ -262,6 +263,8 @@ void start_connects(Worker *w);
 void became_ready(Conn *c) {
   c->state = Conn::State::kReady;
   ++c->worker->ready;
+  // A slow consumer: joined, then reads nothing more (its deliveries are not counted).
+  if (c->index < c->worker->o->stall) uv_read_stop(reinterpret_cast<uv_stream_t *>(&c->tcp));
   check_ready(c->worker);
 }
 
@@ -863,7 +866,8 @@ int run(const Options &o) {
     ::waitpid(w.pid, &status, 0);
   }
 
-  const uint64_t expected = pub.published * (ready / std::max<uint64_t>(1, o.topics));
+  const uint64_t readers = ready > o.stall ? ready - o.stall : 0;
+  const uint64_t expected = pub.published * (readers / std::max<uint64_t>(1, o.topics));
   double cpu_secs = 0;
   if (o.pid && cpu0.ok() && cpu1.ok())
     cpu_secs = double(cpu1.value().sched_ns - cpu0.value().sched_ns) / 1e9;
@@ -974,6 +978,10 @@ int main(int argc, char **argv) {
                  "Hold the connections idle this many seconds and report the server's memory "
                  "per connection and idle CPU (no publishing)");
   app.add_option("--connect-parallel", o.connect_parallel, "Connects in flight per worker")
+      ->capture_default_str();
+  app.add_option("--stall", o.stall,
+                 "The first N connections stop reading once joined (slow consumers); the "
+                 "figures are those of the others")
       ->capture_default_str();
   app.add_option("--label", o.label, "Name of this run in the output");
   app.add_option("--plot", o.plot, "Write latency over time (p50/p99/p99.9 per second) as SVG");
