@@ -55,6 +55,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   bool shutdown_sent = false;
   bool handle_closed = false;
   uint64_t closing_since_ms = 0;
+  bool lingering = false;  // in the server's lingering_ list
   uint32_t writes_in_flight = 0;
 
   explicit Connection(ClientServer *s)
@@ -97,6 +98,8 @@ struct ClientServer::Connection final : ws::FrameSink {
     if (closing) return;
     closing = true;
     closing_since_ms = monotonic_ms();
+    lingering = true;
+    server->lingering_.push_back(this);
     server->mark_dirty(this);
   }
   void half_close() {
@@ -218,6 +221,9 @@ void ClientServer::adopt(int fd) {
         }
         if (nread == 0 || conn->closing) return;
         conn->last_activity_ms = monotonic_ms();
+        // Most recently active first: the idle sweep looks only at the other end.
+        conn->server->connections_.splice(conn->server->connections_.begin(),
+                                          conn->server->connections_, conn->position);
         std::size_t used = 0;
         if (conn->tail.empty()) {
           std::span<char> data(buf->base, static_cast<std::size_t>(nread));
@@ -389,6 +395,7 @@ void ClientServer::forget(Connection *c) {
   for (const auto &ch : c->router.channels()) unsubscribe(ch.topic, c);
   c->router.clear();
   if (c->dirty) std::erase(dirty_, c);
+  if (c->lingering) std::erase(lingering_, c);
   connections_.erase(c->position);
   drop(Counter::kConnections);
   if (!accepting_ && connections_.empty()) release_flush_handles();
@@ -447,7 +454,6 @@ struct WriteRequest {
 }  // namespace
 
 void ClientServer::flush(Connection *c) {
-  c->dirty = false;
   if (c->handle_closed) {
     c->out.clear();
     c->out_bytes = 0;
@@ -521,7 +527,12 @@ void ClientServer::flush(Connection *c) {
 void ClientServer::flush_all() {
   while (!dirty_.empty()) {
     flushing_.swap(dirty_);
-    for (Connection *c : flushing_) flush(c);
+    // A connection is in dirty_ exactly while its flag is set (forget() relies on it), even
+    // after send() flushed it early.
+    for (Connection *c : flushing_) {
+      c->dirty = false;
+      flush(c);
+    }
     flushing_.clear();
   }
 }
@@ -560,12 +571,17 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
 void ClientServer::on_sweep(uv_timer_t *timer) {
   auto *self = static_cast<ClientServer *>(timer->data);
   const uint64_t now = monotonic_ms();
-  for (Connection *c : std::list<Connection *>(self->connections_)) {
-    if (c->closing) {
-      if (now - c->closing_since_ms >= 2000) c->close_handle();  // the peer never closed
-      continue;
-    }
-    if (now - c->last_activity_ms < self->options_.idle_timeout_ms) continue;
+  // Closing connections whose peer never closed its side: cut after 2 s.
+  for (Connection *c : std::vector<Connection *>(self->lingering_)) {
+    if (now - c->closing_since_ms >= 2000) c->close_handle();
+  }
+  // connections_ is ordered by last activity, most recent first: walk from the least recent
+  // end and stop at the first connection still within the timeout, so an idle sweep costs
+  // nothing per connection.
+  for (auto it = self->connections_.end(); it != self->connections_.begin();) {
+    Connection *c = *--it;
+    if (now - c->last_activity_ms < self->options_.idle_timeout_ms) break;
+    if (c->closing) continue;
     self->bump(Counter::kClosedIdle);
     if (c->mode == Connection::Mode::kHttp) {
       c->shut();

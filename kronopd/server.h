@@ -132,7 +132,8 @@ class ClientServer {
   std::vector<uv_buf_t> bufs_;  // scratch for flush
   bool started_ = false;
   bool accepting_ = false;
-  std::list<Connection *> connections_;
+  std::list<Connection *> connections_;  // most recently active first
+  std::vector<Connection *> lingering_;  // shut down, waiting for the peer's close
   std::unordered_map<std::string, std::vector<Connection *>> subscribers_;
   phoenix::MessageParser parser_;
   RouteOutcome route_outcome_;  // reused by every message's routing
