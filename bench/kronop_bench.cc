@@ -739,6 +739,7 @@ int run(const Options &o) {
   const uint64_t rss_before = o.pid ? kronop::bench::process_rss_bytes(o.pid) : 0;
   const uint64_t kmem_before = kernel_tcp_mem_bytes();
   std::vector<WorkerProc> workers(nworkers);
+  const uint64_t connect_start_ns = kronop::monotonic_ns();
   uint64_t first = 0;
   for (unsigned i = 0; i < nworkers; ++i) {
     const uint64_t count = o.connections / nworkers + (i < o.connections % nworkers ? 1 : 0);
@@ -790,9 +791,12 @@ int run(const Options &o) {
     ready += r;
     failed += f;
   }
+  // Connected, upgraded and (Phoenix) joined: the server's connection setup rate.
+  const double connect_secs = double(kronop::monotonic_ns() - connect_start_ns) / 1e9;
   if (!o.json)
-    std::fprintf(stderr, "kronop-bench: %" PRIu64 " connections ready, %" PRIu64 " failed%s%s\n",
-                 ready, failed, failed ? ":" : "", failure.c_str());
+    std::fprintf(stderr,
+                 "kronop-bench: %" PRIu64 " connections ready in %.2f s, %" PRIu64 " failed%s%s\n",
+                 ready, connect_secs, failed, failed ? ":" : "", failure.c_str());
 
   double hold_rss_per_conn = 0, hold_kmem_per_conn = 0;
   uint64_t rss_held = 0, kmem_held = 0;
@@ -896,8 +900,9 @@ int run(const Options &o) {
     std::printf("}\n");
   } else {
     std::printf("%-28s %s\n", "label", o.label.empty() ? "-" : o.label.c_str());
-    std::printf("%-28s %" PRIu64 " ready (%" PRIu64 " failed), %" PRIu64 " topics, %s mode\n",
-                "connections", ready, failed, o.topics, o.mode.c_str());
+    std::printf("%-28s %" PRIu64 " ready (%" PRIu64 " failed) in %.2f s, %" PRIu64
+                " topics, %s mode\n",
+                "connections", ready, failed, connect_secs, o.topics, o.mode.c_str());
     if (o.hold > 0) {
       std::printf("%-28s %.0f bytes of server RSS (%.1f MiB total)\n", "memory per connection",
                   hold_rss_per_conn, double(rss_held) / 1048576.0);

@@ -35,11 +35,11 @@ if (rows.load.length) {
 }
 if (rows.hold.length) {
   console.log("");
-  console.log("| scenario | server | connections | server RSS per connection (bytes) | server RSS total (MiB) | kernel TCP buffer memory per connection (bytes) | server CPU idle % | runs |");
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("| scenario | server | connections | connected and joined in (s) | server RSS per connection (bytes) | server RSS total (MiB) | kernel TCP buffer memory per connection (bytes) | server CPU idle % | runs |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const g of rows.hold) {
     console.log(
-      `| ${g.scenario} | ${g.server} | ${fmt(m(g, "connections"))} | ${fmt(m(g, "rss_per_conn"))} | ` +
+      `| ${g.scenario} | ${g.server} | ${fmt(m(g, "connections"))} | ${fmt(m(g, "connect_s"), 2)} | ${fmt(m(g, "rss_per_conn"))} | ` +
         `${fmt(m(g, "rss_bytes") / 1048576, 1)} | ${fmt(m(g, "kernel_tcp_mem_per_conn"))} | ` +
         `${fmt(m(g, "idle_cpu_pct"), 3)} | ${g.runs.length} |`,
     );
