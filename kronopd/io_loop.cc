@@ -30,7 +30,9 @@ IoLoop::~IoLoop() {
     uv_close(reinterpret_cast<uv_handle_t *>(&command_async_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
   }
-  uv_loop_close(&loop_);
+  if (int rc = uv_loop_close(&loop_); rc != 0) {
+    KLOG_WARN("I/O loop %u: handles still open at exit: %s", index_, uv_strerror(rc));
+  }
   MessageBatch::Stack::delete_list(inbox_.batches.take_all());
 }
 
@@ -38,7 +40,16 @@ void IoLoop::start() {
   server_.start();
   thread_ = std::thread([this] {
     uv_run(&loop_, UV_RUN_DEFAULT);
-    // Whatever the ingest thread delivered after the close is dropped with the loop.
+    // The loop ends when no referenced handle is left: the connections are gone, but the
+    // unreferenced ones (the linger timer, the sweep and flush handles) may still be open.
+    // Close them so that the loop can be closed and frees what it holds.
+    uv_walk(
+        &loop_,
+        [](uv_handle_t *h, void *) {
+          if (!uv_is_closing(h)) uv_close(h, nullptr);
+        },
+        nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
   });
 }
 
