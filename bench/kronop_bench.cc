@@ -886,12 +886,14 @@ int run(const Options &o) {
         ",\"publish_failed\":%" PRIu64 ",\"deliveries\":%" PRIu64 ",\"expected\":%" PRIu64
         ",\"deliveries_per_s\":%.0f,\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"p999_us\":%s,"
         "\"max_us\":%s,\"server_cpu_s\":%.3f,\"server_cpu_pct\":%.1f,\"server_cpu_us_per_"
-        "delivery\":%.3f,\"closed\":%" PRIu64 ",\"publish_behind_max_ms\":%.1f",
+        "delivery\":%.3f,\"closed\":%" PRIu64
+        ",\"publish_behind_max_ms\":%.1f,"
+        "\"connect_s\":%.3f",
         o.label.c_str(), o.mode.c_str(), ready, failed, o.topics, o.rate, o.size, pub.published,
         pub.failed, deliveries, expected, rate, fmt_us(total.quantile(0.5)).c_str(),
         fmt_us(total.quantile(0.9)).c_str(), fmt_us(total.quantile(0.99)).c_str(),
         fmt_us(total.quantile(0.999)).c_str(), fmt_us(total.max).c_str(), cpu_secs, server_cpu_pct,
-        cpu_us_per_delivery, closed, pub.behind_max_ms);
+        cpu_us_per_delivery, closed, pub.behind_max_ms, connect_secs);
     if (o.hold > 0)
       std::printf(",\"rss_bytes\":%" PRIu64
                   ",\"rss_per_conn\":%.0f,\"kernel_tcp_mem_per_conn\":"
