@@ -1,6 +1,8 @@
 // The WebSocket codec; see websocket.h.
 #include "websocket.h"
 
+#include "base64.h"
+
 #include "http.h"
 
 #include <openssl/evp.h>
@@ -58,37 +60,10 @@ bool list_has_token(std::string_view list, std::string_view token) {
   return found;
 }
 
-bool base64_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-         c == '/';
-}
-
-// Decodes standard base64 with or without its '=' padding. OpenSSL's EVP_DecodeBlock wants
-// whole 4-character groups, pads nothing, and takes '=' anywhere as a zero, so the shape is
-// checked here and the padding re-added before it decodes.
-std::optional<std::string> decode_base64(std::string_view text) {
-  if (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  if (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  if (text.size() % 4 == 1 || text.size() > INT_MAX / 2) return std::nullopt;
-  for (char c : text) {
-    if (!base64_char(c)) return std::nullopt;
-  }
-  const std::size_t pad = (4 - text.size() % 4) % 4;
-  std::string padded(text);
-  padded.append(pad, '=');
-  std::string out(padded.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char *>(out.data()),
-                                reinterpret_cast<const unsigned char *>(padded.data()),
-                                static_cast<int>(padded.size()));
-  if (n < 0 || static_cast<std::size_t>(n) != out.size()) return std::nullopt;
-  out.resize(out.size() - pad);
-  return out;
-}
-
 // RFC 6455 §4.1: the key is a base64-encoded 16-byte nonce, so 22 characters and "==".
 bool valid_key(std::string_view key) {
   if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
-  const auto nonce = decode_base64(key);
+  const auto nonce = decode_base64(key, Base64::kStandard);
   return nonce && nonce->size() == 16;
 }
 
@@ -198,7 +173,7 @@ HandshakeResult accept_handshake(const HandshakeRequest &request, const Handshak
       if (result.auth_token) {
         bad_token = true;  // which one would be meant?
       } else {
-        result.auth_token = decode_base64(element.substr(kTokenPrefix.size()));
+        result.auth_token = decode_base64(element.substr(kTokenPrefix.size()), Base64::kEither);
         bad_token = !result.auth_token;
       }
     }
