@@ -6,10 +6,12 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <iterator>
 #include <thread>
 
+#include "auth.h"
 #include "control_client.h"
 #include "envelope_validation.h"
 #include "kronop/ipc/producer.h"
@@ -54,6 +56,62 @@ std::string to_json(const google::protobuf::Message &m) {
   opts.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
   return out;
+}
+
+struct TokenArgs {
+  std::string user;
+  bool admin = false;
+  std::string ttl = "1h";
+  std::string secret_file;
+};
+
+// "90", "90s", "15m", "1h", "7d" as seconds; -1 when it is none of those.
+int64_t parse_ttl(const std::string &text) {
+  if (text.empty()) return -1;
+  std::size_t used = 0;
+  int64_t n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (...) {
+    return -1;
+  }
+  if (n <= 0) return -1;
+  const std::string unit = text.substr(used);
+  if (unit.empty() || unit == "s") return n;
+  if (unit == "m") return n * 60;
+  if (unit == "h") return n * 3600;
+  if (unit == "d") return n * 86400;
+  return -1;
+}
+
+int run_token(const Globals &g, const TokenArgs &a) {
+  if (!daemon::valid_topic("user:" + a.user)) {
+    std::fprintf(stderr,
+                 "kronopctl: invalid user id '%s': 1-128 of letters, digits, '_', '-', '.'\n",
+                 a.user.c_str());
+    return kExitUsage;
+  }
+  const int64_t ttl = parse_ttl(a.ttl);
+  if (ttl < 0) {
+    std::fprintf(stderr, "kronopctl: invalid --ttl '%s': e.g. 90s, 15m, 1h, 7d\n", a.ttl.c_str());
+    return kExitUsage;
+  }
+  std::string warning;
+  auto secret = daemon::read_secret_file(a.secret_file, &warning);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "kronopctl: %s\n", secret.error().message.c_str());
+    return kExitFailed;
+  }
+  if (!warning.empty()) std::fprintf(stderr, "kronopctl: warning: %s\n", warning.c_str());
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const std::string token = daemon::mint_token(secret.value(), a.user, a.admin, now, now + ttl);
+  if (g.json) {
+    std::printf("{\"token\":\"%s\",\"user\":\"%s\",\"admin\":%s,\"exp\":%lld}\n", token.c_str(),
+                a.user.c_str(), a.admin ? "true" : "false", static_cast<long long>(now + ttl));
+  } else {
+    std::printf("%s\n", token.c_str());
+  }
+  return kExitOk;
 }
 
 int run_publish(const Globals &g, PublishArgs a) {
@@ -186,6 +244,7 @@ int run_stats(const Globals &g) {
   std::printf("%-22s %llu idle, %llu protocol errors, %llu slow, %llu HTTP errors\n", "closed",
               u(c.closed_idle()), u(c.closed_protocol()), u(c.closed_slow()), u(c.http_errors()));
   std::printf("%-22s %llu low-priority messages\n", "dropped", u(c.dropped_low()));
+  std::printf("%-22s %llu\n", "auth refused", u(c.auth_rejected()));
   std::printf("%-22s %llu (%llu failed to encode)\n", "messages fanned out",
               u(c.messages_fanned_out()), u(c.encode_failures()));
   if (s.rings_size() > 0) {
@@ -252,6 +311,15 @@ int main(int argc, char **argv) {
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
 
+  TokenArgs tok;
+  auto *token = app.add_subcommand(
+      "token", "Mint a client token (JWT HS256) from kronopd's --auth-secret-file");
+  token->add_option("--user", tok.user, "The user id (the token's sub)")->required();
+  token->add_flag("--admin", tok.admin, "Grant admin rights (the system topic)");
+  token->add_option("--ttl", tok.ttl, "Lifetime: 90s, 15m, 1h, 7d")->capture_default_str();
+  token->add_option("--secret-file", tok.secret_file, "The secret kronopd verifies tokens with")
+      ->required();
+  token->add_flag("--json", g.json, "Machine-readable output");
   auto *stats = app.add_subcommand("stats", "Show the daemon's counters");
   auto *health = app.add_subcommand("health", "Check that the daemon answers (exit 1 if not)");
   // --json is accepted after these subcommands too (publish's --json is its payload).
@@ -270,6 +338,7 @@ int main(int argc, char **argv) {
     return kExitUsage;
   }
   if (*publish) return run_publish(g, pub);
+  if (*token) return run_token(g, tok);
   if (*stats) return run_stats(g);
   if (*health) return run_health(g);
   return kExitUsage;

@@ -7,13 +7,17 @@
 
 namespace kronop::daemon {
 
-JoinPolicy topic_policy(std::string_view topic) {
+JoinPolicy topic_policy(std::string_view topic, const Identity &who) {
   if (!valid_topic(topic)) return JoinPolicy::kUnmatched;
-  if (topic.starts_with("user:")) return JoinPolicy::kUnauthorized;
+  if (topic.starts_with("user:")) {
+    return who.authenticated() && topic.substr(5) == who.user_id ? JoinPolicy::kAllow
+                                                                 : JoinPolicy::kUnauthorized;
+  }
+  if (topic == "system") return who.admin ? JoinPolicy::kAllow : JoinPolicy::kUnauthorized;
   return JoinPolicy::kAllow;
 }
 
-void ChannelRouter::route(const phoenix::ClientMessage &m, RouteOutcome &out) {
+void ChannelRouter::route(const phoenix::ClientMessage &m, const Identity &who, RouteOutcome &out) {
   using phoenix::ReplyStatus;
   out.clear();
   auto reply = [&](std::string_view join_ref_json, ReplyStatus st, std::string_view response) {
@@ -33,13 +37,14 @@ void ChannelRouter::route(const phoenix::ClientMessage &m, RouteOutcome &out) {
   auto joined = std::find_if(channels_.begin(), channels_.end(),
                              [&](const Channel &ch) { return ch.topic == m.topic; });
   if (m.event == "phx_join") {
-    switch (topic_policy(m.topic)) {
+    switch (topic_policy(m.topic, who)) {
       case JoinPolicy::kAllow:
         break;
       case JoinPolicy::kUnmatched:
         reply("null", ReplyStatus::kError, kUnmatched);
         return;
       case JoinPolicy::kUnauthorized:
+        ++out.unauthorized;
         reply(m.join_ref.json, ReplyStatus::kError, R"({"reason":"unauthorized"})");
         return;
     }

@@ -6,8 +6,8 @@
 //
 // The rules, as a Phoenix 1.7 server applies them (see ../shared/reference transcripts):
 //  - topic "phoenix", event "heartbeat": reply ok with join_ref null;
-//  - phx_join of a topic the policy refuses: error reply ("unmatched topic" with join_ref
-//    null; "unauthorized" with the join's join_ref);
+//  - phx_join of a topic the policy refuses (topic_policy): error reply ("unmatched topic"
+//    with join_ref null; "unauthorized" with the join's join_ref);
 //  - phx_join beyond the socket's channel limit: error "too many channels joined";
 //  - phx_join: ok reply and a subscription; a second join of a joined topic replaces the
 //    first: ok reply, then phx_close to the old join_ref, and no new subscription;
@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth.h"
 #include "phoenix.h"
 
 namespace kronop::daemon {
@@ -33,9 +34,10 @@ enum class JoinPolicy : uint8_t {
   kUnauthorized,  // a topic the socket may not join ({"reason":"unauthorized"})
 };
 
-// The policy of this version: reel:<id> and system for everyone; user:<id> for nobody, as
-// no socket is authenticated yet; anything else unmatched.
-JoinPolicy topic_policy(std::string_view topic);
+// Who may join what: reel:<id> any socket (a socket exists only with a valid token, or
+// anonymously when --allow-anonymous); user:<id> only the socket of user <id>; system only
+// a socket whose token has the admin claim; anything else is unmatched.
+JoinPolicy topic_policy(std::string_view topic, const Identity &who);
 
 // What handling one message asks of the server, in order: send `replies` (JSON text
 // messages), then subscribe to / unsubscribe from the topics named (empty: none).
@@ -43,10 +45,12 @@ struct RouteOutcome {
   std::vector<std::string> replies;
   std::string subscribe;
   std::string unsubscribe;
+  int unauthorized = 0;  // joins refused by the policy (counted by the server)
   void clear() {
     replies.clear();
     subscribe.clear();
     unsubscribe.clear();
+    unauthorized = 0;
   }
 };
 
@@ -59,7 +63,8 @@ class ChannelRouter {
 
   explicit ChannelRouter(std::size_t max_channels) : max_channels_(max_channels) {}
 
-  void route(const phoenix::ClientMessage &m, RouteOutcome &out);
+  // `who`: the socket's identity (from its connect-time token).
+  void route(const phoenix::ClientMessage &m, const Identity &who, RouteOutcome &out);
 
   // A channel the socket has from the start (the plain endpoints' single topic).
   void add(std::string topic) { channels_.push_back({std::move(topic), "null"}); }

@@ -65,6 +65,12 @@ void add_options(CLI::App &app, Config &config) {
                  "open file limit is lower")
       ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}))
       ->capture_default_str();
+  app.add_option("--auth-secret-file", config.auth_secret_file,
+                 "File with the secret that client tokens (JWT HS256) are signed with; none: "
+                 "no token is accepted");
+  app.add_flag("--allow-anonymous,!--no-allow-anonymous", config.allow_anonymous,
+               "Let clients without a token connect (they may join reel: topics only)")
+      ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)");
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")

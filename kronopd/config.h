@@ -25,6 +25,8 @@ struct Config {
   std::size_t max_message = 64 * 1024;
   std::size_t max_unsent_bytes = std::size_t{1} << 20;
   unsigned io_threads = 0;  // 0: one per CPU
+  std::string auth_secret_file;
+  bool allow_anonymous = true;
   uint64_t max_connections = 1'000'000;
   std::vector<std::string> allowed_origins;
 

@@ -5,6 +5,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <simdjson.h>
+
 #include <cstring>
 
 #include "kronop/v1/envelope.pb.h"
@@ -97,6 +99,23 @@ bool typed_body_to_json(BodyKind kind, const std::string &bytes, std::string *js
 
 }  // namespace
 
+namespace {
+// ReelUpdate.target_users of a JSON body: its top-level "target_users" array of strings.
+// Only parsed when the text mentions it, so other messages pay one substring search.
+void json_target_users(std::string_view json, std::vector<std::string> *out) {
+  if (json.find("\"target_users\"") == std::string_view::npos) return;
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(json.data(), json.size(), true).get(root) != simdjson::SUCCESS) return;
+  simdjson::dom::array users;
+  if (root["target_users"].get_array().get(users) != simdjson::SUCCESS) return;
+  for (simdjson::dom::element u : users) {
+    std::string_view name;
+    if (u.get_string().get(name) == simdjson::SUCCESS) out->emplace_back(name);
+  }
+}
+}  // namespace
+
 MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
   std::shared_ptr<Message> m(new Message);
   m->topic_.assign(view.topic);
@@ -108,6 +127,7 @@ MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
   m->body_.assign(view.body);
   if (view.body_kind == BodyKind::kJson) {
     m->payload_json_ = phoenix::insert_seq(view.body, seq);
+    if (m->event_ == "reel_update") json_target_users(m->body_, &m->target_users_);
   } else {
     std::string object;
     if (!typed_body_to_json(view.body_kind, m->body_, &object, &m->target_users_)) return nullptr;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "acceptor.h"
+#include "auth.h"
 #include "config.h"
 #include "control.h"
 #include "fanout.h"
@@ -70,6 +71,7 @@ void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
   m->set_dropped_low(c[Counter::kDroppedLow]);
   m->set_closed_slow(c[Counter::kClosedSlow]);
   m->set_writes(c[Counter::kWrites]);
+  m->set_auth_rejected(c[Counter::kAuthRejected]);
   auto &kinds = *m->mutable_channels_by_kind();
   kinds["reel"] = c[Counter::kChannelsReel];
   kinds["user"] = c[Counter::kChannelsUser];
@@ -160,6 +162,21 @@ int main(int argc, char **argv) {
   google::protobuf::SetLogHandler(protobuf_log);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // The auth secret before anything is created: a bad configuration leaves nothing behind.
+  std::string auth_secret;
+  if (!config.auth_secret_file.empty()) {
+    std::string warning;
+    auto secret = read_secret_file(config.auth_secret_file, &warning);
+    if (!secret.ok()) {
+      KLOG_ERROR("--auth-secret-file: %s", secret.error().message.c_str());
+      return 1;
+    }
+    if (!warning.empty()) KLOG_WARN("%s", warning.c_str());
+    auth_secret = std::move(secret).value();
+  } else if (!config.allow_anonymous) {
+    KLOG_ERROR("--no-allow-anonymous without --auth-secret-file: no client could ever connect");
+    return 2;
+  }
   if (!make_dirs(config.data_dir)) {
     KLOG_ERROR("cannot create data directory %s: %s", config.data_dir.c_str(),
                std::strerror(errno));
@@ -181,6 +198,8 @@ int main(int argc, char **argv) {
   server_options.max_channels = config.max_channels;
   server_options.max_message = config.max_message;
   server_options.max_unsent_bytes = config.max_unsent_bytes;
+  server_options.allow_anonymous = config.allow_anonymous;
+  server_options.auth_secret = auth_secret;
   server_options.allowed_origins = config.allowed_origins;
   // The I/O loops, and the dispatcher that feeds them from the ingest thread.
   unsigned io_threads = config.io_threads;

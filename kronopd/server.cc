@@ -33,6 +33,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   std::list<Connection *>::iterator position;
   Mode mode = Mode::kHttp;
   bool protobuf = false;  // format=protobuf: broadcasts as kind-2 binary frames
+  Identity identity;      // from the connect-time token; anonymous without one
   std::unique_ptr<http::RequestParser> http_parser;
   ws::FrameReader reader;
   std::unique_ptr<std::string> assembly;  // a fragmented message in flight
@@ -81,6 +82,8 @@ struct ClientServer::Connection final : ws::FrameSink {
 
   void process(std::span<char> data, std::size_t *used);
   void handle_request();
+  bool authenticate(const http::Request &req, const ws::HandshakeResult &hs, Mode want,
+                    const std::string &plain_topic);
   void handle_phoenix(const phoenix::ClientMessage &m);
   void close_with(uint16_t code, std::string_view reason) {
     if (closing) return;
@@ -127,6 +130,7 @@ ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallb
       options_(std::move(options)),
       interest_(std::move(interest)),
       parser_(options_.max_message),
+      verifier_(options_.auth_secret),
       read_buffer_(kReadBuffer) {}
 
 ClientServer::~ClientServer() = default;
@@ -260,6 +264,42 @@ void ClientServer::Connection::process(std::span<char> data, std::size_t *used) 
   *used += reader.consume(data, assembly, *this);
 }
 
+// The connect-time token: the official client's authToken (Sec-WebSocket-Protocol
+// "base64url.bearer.phx.<token>", decoded by the handshake) or the "token" query parameter.
+// A token that does not verify is refused with 403 whatever --allow-anonymous says: a
+// client that sent one means to be someone. A plain endpoint's topic is checked here too,
+// since it is joined at connect.
+bool ClientServer::Connection::authenticate(const http::Request &req, const ws::HandshakeResult &hs,
+                                            Mode want, const std::string &plain_topic) {
+  std::string token;
+  if (hs.auth_token) {
+    token = *hs.auth_token;
+  } else {
+    req.query_param("token", &token);
+  }
+  if (!token.empty()) {
+    const int64_t now = static_cast<int64_t>(realtime_ns() / 1'000'000'000ULL);
+    const TokenError e = server->verifier_.verify(token, now, identity);
+    if (e != TokenError::kNone) {
+      server->bump(Counter::kAuthRejected);
+      refuse_http(403, token_error_message(e));
+      return false;
+    }
+  } else if (!server->options_.allow_anonymous) {
+    server->bump(Counter::kAuthRejected);
+    refuse_http(403, "authentication required: connect with a token");
+    return false;
+  }
+  if (want == Mode::kPlain && topic_policy(plain_topic, identity) != JoinPolicy::kAllow) {
+    server->bump(Counter::kAuthRejected);
+    refuse_http(403, plain_topic.starts_with("user:")
+                         ? "only that user may subscribe to a user topic"
+                         : "the system topic needs an admin token");
+    return false;
+  }
+  return true;
+}
+
 void ClientServer::Connection::handle_request() {
   http::Request &req = http_parser->request();
   const std::string &path = req.path;
@@ -285,8 +325,8 @@ void ClientServer::Connection::handle_request() {
     plain_topic = "system";
     want = Mode::kPlain;
   } else if (path.rfind("/ws/user/", 0) == 0) {
-    refuse_http(403, "user topics need authentication");
-    return;
+    plain_topic = "user:" + path.substr(9);
+    want = Mode::kPlain;
   } else {
     server->bump(Counter::kHttpErrors);
     server->send(this, shared(http::error_response(404, "no such endpoint: " + path, true)),
@@ -311,6 +351,7 @@ void ClientServer::Connection::handle_request() {
   ws::HandshakeOptions options;
   options.allowed_origins = server->options_.allowed_origins;
   ws::HandshakeResult result = ws::accept_handshake(hs, options);
+  if (result.accepted() && !authenticate(req, result, want, plain_topic)) return;
   server->send(this, shared(std::move(result.response)),
                result.accepted() ? Send::kNormal : Send::kClosing);
   if (!result.accepted()) {
@@ -354,7 +395,8 @@ void ClientServer::Connection::on_binary(std::string_view message) {
 
 void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
   RouteOutcome &routed = server->route_outcome_;
-  router.route(m, routed);
+  router.route(m, identity, routed);
+  if (routed.unauthorized > 0) server->bump(Counter::kAuthRejected);
   for (std::string &reply : routed.replies) server->send(this, text(reply));
   if (!routed.subscribe.empty()) server->subscribe(routed.subscribe, this);
   if (!routed.unsubscribe.empty()) server->unsubscribe(routed.unsubscribe, this);
@@ -550,13 +592,17 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
   for (const MessagePtr &m : messages) {
     auto it = subscribers_.find(m->topic());
     if (it == subscribers_.end()) continue;  // the last subscriber left since
-    // Without authenticated users (not yet), no socket belongs to a targeted user.
-    if (!m->target_users().empty()) continue;
+    const auto &targets = m->target_users();
     const Send how = m->priority() == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
     // Sending never closes a handle at once (a slow consumer is shut, and closed later), so
     // the subscriber list stays as it is during this loop.
     for (Connection *c : it->second) {
       if (c->closing) continue;
+      // target_users: only the sockets of those users (anonymous sockets are nobody's).
+      if (!targets.empty() &&
+          (!c->identity.authenticated() ||
+           std::find(targets.begin(), targets.end(), c->identity.user_id) == targets.end()))
+        continue;
       if (c->mode == Connection::Mode::kPlain) {
         send(c, m->plain_text(), how);
       } else if (c->protobuf) {

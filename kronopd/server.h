@@ -35,6 +35,10 @@ struct ServerOptions {
   // messages to it are dropped, and then, for anything else, it is closed with 1013.
   std::size_t max_unsent_bytes = std::size_t{1} << 20;
   std::vector<std::string> allowed_origins;
+  // JWT HS256 secret (--auth-secret-file); empty: every token is refused.
+  std::string auth_secret;
+  // Sockets without a token may connect (and join reel: topics).
+  bool allow_anonymous = true;
 };
 
 // What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
@@ -51,7 +55,8 @@ enum class Counter : uint8_t {
   kClosedSlow,  // closed with 1013
   kDroppedLow,  // low-priority messages not sent to a slow client
   kHttpErrors,
-  kMessages,  // messages the loop received from the dispatcher
+  kAuthRejected,  // connections and joins refused for their token
+  kMessages,      // messages the loop received from the dispatcher
   kChannelsReel,
   kChannelsUser,
   kChannelsSystem,
@@ -137,6 +142,7 @@ class ClientServer {
   std::unordered_map<std::string, std::vector<Connection *>> subscribers_;
   phoenix::MessageParser parser_;
   RouteOutcome route_outcome_;  // reused by every message's routing
+  TokenVerifier verifier_;
   std::vector<char> read_buffer_;
   std::array<std::atomic<uint64_t>, static_cast<std::size_t>(Counter::kCount)> counters_{};
   void bump(Counter c, uint64_t n = 1) {

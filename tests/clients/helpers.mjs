@@ -10,7 +10,7 @@
 // KRONOP_TEST_DEBUG=1 prints the phoenix client's log and the daemon's output.
 
 import { execFile, spawn } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -213,8 +213,9 @@ process.on("exit", () => {
 });
 
 export class Daemon {
-  constructor({ proc, port, shmName, dir, controlSocket, args }) {
+  constructor({ proc, port, shmName, dir, controlSocket, args, secretFile }) {
     this.proc = proc;
+    this.secretFile = secretFile;
     this.port = port;
     this.shmName = shmName;
     this.dir = dir;
@@ -317,6 +318,15 @@ export class Daemon {
     return { producerId: m[1], seq: m[2] };
   }
 
+  // A token for `user` from `kronopctl token` (the daemon's secret).
+  async token(user, { admin = false, ttl = "1h" } = {}) {
+    const args = ["token", "--user", user, "--ttl", ttl, "--secret-file", this.secretFile];
+    if (admin) args.push("--admin");
+    const r = await run(kronopctlBin(), args);
+    if (r.code !== 0) throw new Error(`kronopctl token failed: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  }
+
   track(resource) {
     this.resources.add(resource);
     return resource;
@@ -391,6 +401,9 @@ async function startDaemonOnce({ extraArgs = [], readyMs = 15000 } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "kronop-node-"));
   const shmName = uniqueShmName();
   const controlSocket = path.join(dir, "kronopd.sock");
+  // Every test daemon can verify tokens; daemon.token() mints them with `kronopctl token`.
+  const secretFile = path.join(dir, "auth-secret");
+  writeFileSync(secretFile, `test-secret-${process.pid}-${Date.now()}\n`, { mode: 0o600 });
   const port = await freePort();
   const args = [
     "--port", String(port),
@@ -398,6 +411,7 @@ async function startDaemonOnce({ extraArgs = [], readyMs = 15000 } = {}) {
     "--data-dir", path.join(dir, "data"),
     "--shm-name", shmName,
     "--control-socket", controlSocket,
+    "--auth-secret-file", secretFile,
     ...extraArgs,
   ];
   rmSync(`/dev/shm/${shmName}`, { force: true });
@@ -406,7 +420,7 @@ async function startDaemonOnce({ extraArgs = [], readyMs = 15000 } = {}) {
   proc.once("error", (err) => {
     spawnError = err;
   });
-  const daemon = new Daemon({ proc, port, shmName, dir, controlSocket, args });
+  const daemon = new Daemon({ proc, port, shmName, dir, controlSocket, args, secretFile });
   liveDaemons.add(daemon);
 
   const fail = async (why) => {

@@ -65,8 +65,12 @@ test("a socket gets only its joined topics, with the event name kronopctl gave",
   assert.equal(b.queues.interaction.length, 0);
 });
 
-test("system can be joined and receives system_notice", T, async () => {
-  const { response, queues } = await joinOk(socket, "system", { events: ["system_notice"] });
+test("system can be joined with an admin token and receives system_notice", T, async () => {
+  const refused = await join(socket, "system");
+  refused.channel.leave();
+  assert.deepEqual(refused.response, { reason: "unauthorized" }, "an anonymous socket");
+  const admin = await daemon.phoenix({ authToken: await daemon.token("ops", { admin: true }) });
+  const { response, queues } = await joinOk(admin, "system", { events: ["system_notice"] });
   assert.deepEqual(response, {});
   await daemon.publish("system", "system_notice", { text: "maintenance at 02:00" });
   assert.deepEqual(await queues.system_notice.next(5000), {
@@ -105,7 +109,7 @@ test("an unmatched topic's join gets the error reply {reason: 'unmatched topic'}
   }
 });
 
-test("user:1 is refused with {reason: 'unauthorized'} until authentication exists", T, async () => {
+test("user:1 is refused with {reason: 'unauthorized'} to an anonymous socket", T, async () => {
   const r = await join(socket, "user:1");
   r.channel.leave();
   assert.equal(r.status, "error");

@@ -79,8 +79,9 @@ test("/ws/reel/456 does not receive reel:123's updates", T, async () => {
   });
 });
 
-test("/ws/system receives system notices", T, async () => {
-  const client = await daemon.raw("/ws/system");
+test("/ws/system receives system notices (admin token)", T, async () => {
+  await assert.rejects(daemon.raw("/ws/system"), /403/, "anonymous");
+  const client = await daemon.raw(`/ws/system?token=${await daemon.token("ops", { admin: true })}`);
   await sleep(100);
   await daemon.publish("system", "system_notice", { text: "hello" });
   assert.deepEqual(parseText(await client.messages.next(5000)), {

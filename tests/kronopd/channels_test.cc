@@ -15,7 +15,7 @@ class RouterTest : public ::testing::Test {
   void send(std::string_view text) {
     phoenix::ClientMessage m;
     ASSERT_EQ(parser_.parse_text(text, m), phoenix::ParseError::kNone) << text;
-    router_.route(m, out_);
+    router_.route(m, who_, out_);
   }
   std::vector<std::string> topics() const {
     std::vector<std::string> t;
@@ -26,18 +26,29 @@ class RouterTest : public ::testing::Test {
   phoenix::MessageParser parser_;
   ChannelRouter router_;
   RouteOutcome out_;
+  Identity who_{"u1", true};  // user u1 with admin rights, unless a test says otherwise
 };
 
 using Replies = std::vector<std::string>;
 
-TEST(TopicPolicy, ReelAndSystemAllowedUserUnauthorizedRestUnmatched) {
-  EXPECT_EQ(topic_policy("reel:123"), JoinPolicy::kAllow);
-  EXPECT_EQ(topic_policy("system"), JoinPolicy::kAllow);
-  EXPECT_EQ(topic_policy("user:42"), JoinPolicy::kUnauthorized);
-  EXPECT_EQ(topic_policy("nope:1"), JoinPolicy::kUnmatched);
-  EXPECT_EQ(topic_policy("reel:"), JoinPolicy::kUnmatched);
-  EXPECT_EQ(topic_policy("system:1"), JoinPolicy::kUnmatched);
-  EXPECT_EQ(topic_policy(""), JoinPolicy::kUnmatched);
+TEST(TopicPolicy, WhoMayJoinWhat) {
+  const Identity anonymous;
+  const Identity alice{"alice", false};
+  const Identity admin{"ops", true};
+  EXPECT_EQ(topic_policy("reel:123", anonymous), JoinPolicy::kAllow);
+  EXPECT_EQ(topic_policy("reel:123", alice), JoinPolicy::kAllow);
+  EXPECT_EQ(topic_policy("user:alice", alice), JoinPolicy::kAllow);
+  EXPECT_EQ(topic_policy("user:alice", anonymous), JoinPolicy::kUnauthorized);
+  EXPECT_EQ(topic_policy("user:alice", admin), JoinPolicy::kUnauthorized)
+      << "not even an admin reads another user's topic";
+  EXPECT_EQ(topic_policy("user:alicex", alice), JoinPolicy::kUnauthorized);
+  EXPECT_EQ(topic_policy("system", admin), JoinPolicy::kAllow);
+  EXPECT_EQ(topic_policy("system", alice), JoinPolicy::kUnauthorized);
+  EXPECT_EQ(topic_policy("system", anonymous), JoinPolicy::kUnauthorized);
+  EXPECT_EQ(topic_policy("nope:1", admin), JoinPolicy::kUnmatched);
+  EXPECT_EQ(topic_policy("reel:", admin), JoinPolicy::kUnmatched);
+  EXPECT_EQ(topic_policy("system:1", admin), JoinPolicy::kUnmatched);
+  EXPECT_EQ(topic_policy("", admin), JoinPolicy::kUnmatched);
 }
 
 TEST_F(RouterTest, HeartbeatIsAnsweredWithANullJoinRef) {
@@ -73,9 +84,21 @@ TEST_F(RouterTest, UnmatchedTopicJoinIsRefusedWithANullJoinRef) {
   EXPECT_TRUE(router_.channels().empty());
 }
 
-TEST_F(RouterTest, UserTopicIsUnauthorized) {
+TEST_F(RouterTest, AnotherUsersTopicIsUnauthorized) {
   send(R"(["4","4","user:1","phx_join",{}])");
   EXPECT_EQ(out_.replies, Replies{R"(["4","4","user:1","phx_reply",)"
+                                  R"({"response":{"reason":"unauthorized"},"status":"error"}])"});
+  EXPECT_TRUE(out_.subscribe.empty());
+  EXPECT_EQ(out_.unauthorized, 1);
+  send(R"(["5","5","user:u1","phx_join",{}])");
+  EXPECT_EQ(out_.subscribe, "user:u1");
+  EXPECT_EQ(out_.unauthorized, 0);
+}
+
+TEST_F(RouterTest, SystemNeedsAnAdmin) {
+  who_ = Identity{"u2", false};
+  send(R"(["6","6","system","phx_join",{}])");
+  EXPECT_EQ(out_.replies, Replies{R"(["6","6","system","phx_reply",)"
                                   R"({"response":{"reason":"unauthorized"},"status":"error"}])"});
   EXPECT_TRUE(out_.subscribe.empty());
 }
@@ -153,7 +176,7 @@ TEST_F(RouterTest, BinaryPushesRouteLikeTextOnes) {
   const std::string frame = std::string("\x00\x01\x01\x06\x08", 5) + "12reel:1phx_join" + "payload";
   phoenix::ClientMessage m;
   ASSERT_EQ(parser_.parse_binary(frame, m), phoenix::ParseError::kNone);
-  router_.route(m, out_);
+  router_.route(m, who_, out_);
   EXPECT_EQ(out_.replies,
             Replies{R"(["1","2","reel:1","phx_reply",{"response":{},"status":"ok"}])"});
   EXPECT_EQ(out_.subscribe, "reel:1");

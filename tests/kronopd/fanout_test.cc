@@ -105,6 +105,20 @@ TEST(Message, TypedBodyBecomesJsonWithProtoFieldNames) {
   EXPECT_EQ(m->target_users(), (std::vector<std::string>{"alice", "bob"}));
 }
 
+TEST(Message, JsonReelUpdateNamesItsTargetUsers) {
+  auto m = Message::make(
+      json_view("reel:1", "reel_update", R"({"views":1,"target_users":["alice","bob",7]})"), 1);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->target_users(), (std::vector<std::string>{"alice", "bob"}))
+      << "strings only; anything else names nobody";
+  auto other =
+      Message::make(json_view("reel:1", "interaction", R"({"target_users":["alice"]})"), 2);
+  EXPECT_TRUE(other->target_users().empty()) << "only reel_update has target_users";
+  auto nested =
+      Message::make(json_view("reel:1", "reel_update", R"({"x":{"target_users":["alice"]}})"), 3);
+  EXPECT_TRUE(nested->target_users().empty()) << "only the top-level member counts";
+}
+
 TEST(Message, TypedBodyThatDoesNotParseIsRefused) {
   EXPECT_FALSE(
       Message::make(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff\xff"), 1));

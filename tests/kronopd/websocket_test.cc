@@ -459,10 +459,23 @@ TEST(WebSocketHandshake, PhoenixAuthTokenIsDecoded) {
   EXPECT_EQ(r.response.find("Sec-WebSocket-Protocol"), std::string::npos);
 }
 
+TEST(WebSocketHandshake, AuthTokenInEitherBase64Alphabet) {
+  // phoenix.js writes btoa()'s standard alphabet despite the "base64url" prefix; other
+  // clients write the URL-safe one. Both are taken.
+  for (std::string_view protocol :
+       {"phoenix, base64url.bearer.phx.YWJj-_8", "phoenix, base64url.bearer.phx.YWJj+/8"}) {
+    HandshakeRequest req = valid_request();
+    req.protocol = protocol;
+    auto r = handshake(req);
+    EXPECT_EQ(r.status, 101) << protocol;
+    ASSERT_TRUE(r.auth_token) << protocol;
+    EXPECT_EQ(*r.auth_token, std::string("abc\xfb\xff")) << protocol;
+  }
+}
+
 TEST(WebSocketHandshake, MalformedAuthTokenIs400) {
   for (std::string_view protocol : {
            "phoenix, base64url.bearer.phx.a",          // 1 character left over
-           "phoenix, base64url.bearer.phx.YWJj-_",     // the URL-safe alphabet
            "phoenix, base64url.bearer.phx.YW$j",       // not base64
            "phoenix, base64url.bearer.phx.YWJjZA===",  // too much padding
            "phoenix, base64url.bearer.phx.YWJj, base64url.bearer.phx.YWJj",  // two tokens
