@@ -244,7 +244,8 @@ int run_stats(const Globals &g) {
   std::printf("%-22s %llu idle, %llu protocol errors, %llu slow, %llu HTTP errors\n", "closed",
               u(c.closed_idle()), u(c.closed_protocol()), u(c.closed_slow()), u(c.http_errors()));
   std::printf("%-22s %llu low-priority messages\n", "dropped", u(c.dropped_low()));
-  std::printf("%-22s %llu\n", "auth refused", u(c.auth_rejected()));
+  std::printf("%-22s %llu auth, %llu over the per-address limit, %llu rate-limited\n", "refused",
+              u(c.auth_rejected()), u(c.refused_per_ip()), u(c.closed_rate_limited()));
   std::printf("%-22s %llu (%llu failed to encode)\n", "messages fanned out",
               u(c.messages_fanned_out()), u(c.encode_failures()));
   if (s.rings_size() > 0) {

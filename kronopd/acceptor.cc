@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "http.h"
 #include "kronop/clock.h"
 #include "log.h"
 
@@ -23,8 +24,44 @@ constexpr int kAcceptsPerWakeup = 128;
 constexpr uint64_t kBackoffMs = 100;
 }  // namespace
 
-Acceptor::Acceptor(uv_loop_t *loop, std::string bind, int port, HandOff hand_off)
-    : loop_(loop), bind_(std::move(bind)), requested_port_(port), hand_off_(std::move(hand_off)) {}
+PeerLimit::Key PeerLimit::key_of(const sockaddr_storage &addr) {
+  Key k{};
+  if (addr.ss_family == AF_INET6) {
+    std::memcpy(k.data(), &reinterpret_cast<const sockaddr_in6 *>(&addr)->sin6_addr, 16);
+  } else if (addr.ss_family == AF_INET) {
+    k[10] = 0xff;  // ::ffff:a.b.c.d, as IPv6 writes an IPv4 address
+    k[11] = 0xff;
+    std::memcpy(k.data() + 12, &reinterpret_cast<const sockaddr_in *>(&addr)->sin_addr, 4);
+  }
+  return k;
+}
+
+bool PeerLimit::admit(const Key &k) {
+  if (max_ == 0) return true;
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint32_t &n = counts_[k];
+  if (n >= max_) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void PeerLimit::release(const Key &k) {
+  if (max_ == 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = counts_.find(k);
+  if (it == counts_.end()) return;
+  if (--it->second == 0) counts_.erase(it);
+}
+
+Acceptor::Acceptor(uv_loop_t *loop, std::string bind, int port, HandOff hand_off, PeerLimit *limit)
+    : loop_(loop),
+      bind_(std::move(bind)),
+      requested_port_(port),
+      hand_off_(std::move(hand_off)),
+      limit_(limit) {}
 
 Acceptor::~Acceptor() {
   if (fd_ >= 0 && !open_) ::close(fd_);
@@ -89,9 +126,22 @@ void Acceptor::on_readable(uv_poll_t *poll, int status, int) {
 
 void Acceptor::accept_some() {
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
-    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof peer;
+    int fd = ::accept4(fd_, reinterpret_cast<sockaddr *>(&peer), &peer_len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      hand_off_(fd);
+      const PeerLimit::Key key = PeerLimit::key_of(peer);
+      if (limit_ != nullptr && !limit_->admit(key)) {
+        // Over --max-connections-per-ip: say so in HTTP (every client starts with a request)
+        // and hang up. Best effort: a full socket buffer just gets the close.
+        static const std::string refusal =
+            http::error_response(429, "too many connections from your address", true);
+        (void)!::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        ::close(fd);
+        continue;
+      }
+      hand_off_(fd, key);
       continue;
     }
     const int err = errno;

@@ -71,6 +71,14 @@ void add_options(CLI::App &app, Config &config) {
   app.add_flag("--allow-anonymous,!--no-allow-anonymous", config.allow_anonymous,
                "Let clients without a token connect (they may join reel: topics only)")
       ->capture_default_str();
+  app.add_option("--max-connections-per-ip", config.max_connections_per_ip,
+                 "Client connections one source address may hold (more: HTTP 429); 0: no "
+                 "limit (behind a proxy every client has the proxy's address)")
+      ->capture_default_str();
+  app.add_option("--max-client-messages-per-second", config.max_client_messages_per_second,
+                 "Messages (and pings) a client socket may send per second, with bursts of "
+                 "twice that; faster: close 1008. 0: no limit")
+      ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)");
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")

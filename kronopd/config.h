@@ -27,6 +27,8 @@ struct Config {
   unsigned io_threads = 0;  // 0: one per CPU
   std::string auth_secret_file;
   bool allow_anonymous = true;
+  uint32_t max_connections_per_ip = 0;  // 0: no limit
+  uint32_t max_client_messages_per_second = 100;
   uint64_t max_connections = 1'000'000;
   std::vector<std::string> allowed_origins;
 

@@ -66,14 +66,14 @@ void IoLoop::post(std::function<void()> command) {
   uv_async_send(&command_async_);
 }
 
-void IoLoop::adopt(int fd) {
+void IoLoop::adopt(int fd, const PeerLimit::Key &peer) {
   {
     std::lock_guard<std::mutex> lock(command_mutex_);
     if (closed_) {
       ::close(fd);
       return;
     }
-    commands_.push_back([this, fd] { server_.adopt(fd); });
+    commands_.push_back([this, fd, peer] { server_.adopt(fd, peer); });
   }
   uv_async_send(&command_async_);
 }

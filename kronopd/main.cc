@@ -72,6 +72,7 @@ void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
   m->set_closed_slow(c[Counter::kClosedSlow]);
   m->set_writes(c[Counter::kWrites]);
   m->set_auth_rejected(c[Counter::kAuthRejected]);
+  m->set_closed_rate_limited(c[Counter::kRateLimited]);
   auto &kinds = *m->mutable_channels_by_kind();
   kinds["reel"] = c[Counter::kChannelsReel];
   kinds["user"] = c[Counter::kChannelsUser];
@@ -200,6 +201,9 @@ int main(int argc, char **argv) {
   server_options.max_unsent_bytes = config.max_unsent_bytes;
   server_options.allow_anonymous = config.allow_anonymous;
   server_options.auth_secret = auth_secret;
+  server_options.max_client_messages_per_second = config.max_client_messages_per_second;
+  PeerLimit peer_limit(config.max_connections_per_ip);
+  if (peer_limit.enabled()) server_options.peer_limit = &peer_limit;
   server_options.allowed_origins = config.allowed_origins;
   // The I/O loops, and the dispatcher that feeds them from the ingest thread.
   unsigned io_threads = config.io_threads;
@@ -222,10 +226,13 @@ int main(int argc, char **argv) {
       [&] { dispatcher.end_batch(); });
 
   std::size_t next_loop = 0;
-  Acceptor acceptor(loop, config.bind, config.port, [&](int fd) {
-    loops[next_loop]->adopt(fd);
-    next_loop = (next_loop + 1) % loops.size();
-  });
+  Acceptor acceptor(
+      loop, config.bind, config.port,
+      [&](int fd, const PeerLimit::Key &peer) {
+        loops[next_loop]->adopt(fd, peer);
+        next_loop = (next_loop + 1) % loops.size();
+      },
+      peer_limit.enabled() ? &peer_limit : nullptr);
 
   const uint64_t started_ms = monotonic_ms();
   ControlServer control(
@@ -236,6 +243,7 @@ int main(int argc, char **argv) {
           ServerCounters sum;
           for (const auto &l : loops) sum += l->counters();
           fill_server_stats(sum, dispatcher.counters(), *resp.mutable_stats());
+          resp.mutable_stats()->mutable_clients()->set_refused_per_ip(peer_limit.refused());
         } else if (req.has_health()) {
           auto *h = resp.mutable_health();
           h->set_healthy(true);

@@ -10,6 +10,7 @@
 #include "kronop/clock.h"
 #include "kronop_ipc.h"
 #include "log.h"
+#include "rate_limit.h"
 #include "websocket.h"
 
 namespace kronop::daemon {
@@ -34,6 +35,8 @@ struct ClientServer::Connection final : ws::FrameSink {
   Mode mode = Mode::kHttp;
   bool protobuf = false;  // format=protobuf: broadcasts as kind-2 binary frames
   Identity identity;      // from the connect-time token; anonymous without one
+  PeerLimit::Key peer{};  // source address, for --max-connections-per-ip
+  RateLimiter limiter;    // client messages per second
   std::unique_ptr<http::RequestParser> http_parser;
   ws::FrameReader reader;
   std::unique_ptr<std::string> assembly;  // a fragmented message in flight
@@ -70,7 +73,16 @@ struct ClientServer::Connection final : ws::FrameSink {
   void on_text(std::string_view message) override;
   void on_binary(std::string_view message) override;
   void on_ping(std::string_view payload) override {
+    if (!within_rate()) return;
     server->send(this, shared(ws::pong_frame(payload)));
+  }
+  // Counts one client message against --max-client-messages-per-second; over it, the
+  // socket is closed with 1008 (policy violation).
+  bool within_rate() {
+    if (limiter.allow(last_activity_ms)) return true;
+    server->bump(Counter::kRateLimited);
+    close_with(ws::kClosePolicyViolation, "message rate limit exceeded");
+    return false;
   }
   void on_close(uint16_t code, std::string_view) override {
     close_with(code == ws::kCloseNoStatus ? ws::kCloseNormal : code, "");
@@ -185,12 +197,16 @@ ServerCounters ClientServer::counters() const {
   return s;
 }
 
-void ClientServer::adopt(int fd) {
+void ClientServer::adopt(int fd, const PeerLimit::Key &peer) {
   if (!accepting_) {
+    if (options_.peer_limit != nullptr) options_.peer_limit->release(peer);
     ::close(fd);
     return;
   }
   auto *c = new Connection(this);
+  c->peer = peer;
+  c->limiter.reset(options_.max_client_messages_per_second,
+                   2 * options_.max_client_messages_per_second, monotonic_ms());
   uv_tcp_init(loop_, &c->tcp);
   c->tcp.data = c;
   connections_.push_front(c);
@@ -369,6 +385,7 @@ void ClientServer::Connection::handle_request() {
 
 void ClientServer::Connection::on_text(std::string_view message) {
   server->bump(Counter::kFramesIn);
+  if (!within_rate()) return;
   if (mode != Mode::kPhoenix) return;  // plain sockets only listen
   phoenix::ClientMessage m;
   phoenix::ParseError e = server->parser_.parse_text(message, m);
@@ -382,6 +399,7 @@ void ClientServer::Connection::on_text(std::string_view message) {
 
 void ClientServer::Connection::on_binary(std::string_view message) {
   server->bump(Counter::kFramesIn);
+  if (!within_rate()) return;
   if (mode != Mode::kPhoenix) return;
   phoenix::ClientMessage m;
   phoenix::ParseError e = server->parser_.parse_binary(message, m);
@@ -439,6 +457,7 @@ void ClientServer::forget(Connection *c) {
   if (c->dirty) std::erase(dirty_, c);
   if (c->lingering) std::erase(lingering_, c);
   connections_.erase(c->position);
+  if (options_.peer_limit != nullptr) options_.peer_limit->release(c->peer);
   drop(Counter::kConnections);
   if (!accepting_ && connections_.empty()) release_flush_handles();
 }

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "acceptor.h"
 #include "channels.h"
 #include "fanout.h"
 #include "kronop/result.h"
@@ -39,6 +40,11 @@ struct ServerOptions {
   std::string auth_secret;
   // Sockets without a token may connect (and join reel: topics).
   bool allow_anonymous = true;
+  // Client messages (and pings) per second per socket, with bursts of twice that; more
+  // closes the socket with 1008. 0: no limit.
+  uint32_t max_client_messages_per_second = 100;
+  // Connections per source address, admitted by the acceptor and released here; null: none.
+  PeerLimit *peer_limit = nullptr;
 };
 
 // What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
@@ -56,6 +62,7 @@ enum class Counter : uint8_t {
   kDroppedLow,  // low-priority messages not sent to a slow client
   kHttpErrors,
   kAuthRejected,  // connections and joins refused for their token
+  kRateLimited,   // sockets closed (1008) for sending messages too fast
   kMessages,      // messages the loop received from the dispatcher
   kChannelsReel,
   kChannelsUser,
@@ -88,7 +95,7 @@ class ClientServer {
   // Starts the loop's timers and flush handles.
   void start();
   // Takes over an accepted, non-blocking socket.
-  void adopt(int fd);
+  void adopt(int fd, const PeerLimit::Key &peer = {});
   // Closes every connection (close code `code`) and takes no more.
   void close(uint16_t code = 1001, std::string_view reason = "server stopping");
   // Closes whatever is still open now, unsent bytes and all (the end of a shutdown).

@@ -1,0 +1,54 @@
+// Per-socket message rate and per-address connection limits: a violation gets a clear close
+// code or HTTP status, is counted, and other clients are not affected.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { joinOk, kronopctlBin, run, sleep, startDaemon } from "./helpers.mjs";
+
+const T = { timeout: 30000 };
+
+async function clientStats(daemon) {
+  const r = await run(kronopctlBin(), ["--socket", daemon.controlSocket, "--json", "stats"]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout).clients;
+}
+
+test("a socket sending faster than --max-client-messages-per-second is closed with 1008", T, async () => {
+  const daemon = await startDaemon({ extraArgs: ["--max-client-messages-per-second", "20"] });
+  try {
+    const polite = await daemon.phoenix();
+    const { queues } = await joinOk(polite, "reel:5", { events: ["reel_update"] });
+    const flood = await daemon.raw("/ws/websocket?vsn=2.0.0");
+    // 40 allowed at once (twice the rate), then the limit.
+    for (let i = 0; i < 200; i++) flood.ws.send(`[null,"${i}","phoenix","heartbeat",{}]`);
+    const { code, reason } = await flood.waitClose(5000);
+    assert.equal(code, 1008);
+    assert.match(reason, /rate/);
+    assert.equal(Number((await clientStats(daemon)).closed_rate_limited), 1);
+    // Heartbeats at the usual pace are fine, and the polite client is served.
+    await daemon.publish("reel:5", "reel_update", { views: 1 });
+    assert.deepEqual(await queues.reel_update.next(5000), { seq: 1, views: 1 });
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test("--max-connections-per-ip refuses the connection over the limit, and admits after a close", T, async () => {
+  const daemon = await startDaemon({ extraArgs: ["--max-connections-per-ip", "3"] });
+  try {
+    const open = [];
+    for (let i = 0; i < 3; i++) open.push(await daemon.raw("/ws/reel/1"));
+    await assert.rejects(daemon.raw("/ws/reel/1", { openMs: 3000 }), /429|socket hang up|ECONNRESET|closed/);
+    assert.ok(Number((await clientStats(daemon)).refused_per_ip) >= 1);
+    await open[0].close();
+    await sleep(200); // the server sees the close
+    open.push(await daemon.raw("/ws/reel/1"));
+    await daemon.publish("reel:1", "reel_update", { views: 2 });
+    for (const c of open.slice(1)) {
+      const m = await c.messages.next(5000);
+      assert.equal(JSON.parse(m.text).payload.views, 2);
+    }
+  } finally {
+    await daemon.stop();
+  }
+});
