@@ -26,6 +26,10 @@ class IoLoop {
   // The inbox the Dispatcher delivers this loop's batches to (valid from construction).
   LoopInbox *inbox() { return &inbox_; }
   void set_dispatcher(Dispatcher *d) { dispatcher_ = d; }
+  // Before start(): the plain HTTP routes (see ServerOptions::http_routes).
+  void set_http_routes(std::function<std::optional<std::string>(const http::Request &)> routes) {
+    server_.set_http_routes(std::move(routes));
+  }
 
   void start();
   // Any thread: hands an accepted socket to this loop (closed if the loop is closing).

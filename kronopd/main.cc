@@ -21,6 +21,7 @@
 #include "kronop/clock.h"
 #include "log.h"
 #include "server.h"
+#include "system_api.h"
 #include "websocket.h"
 
 using namespace kronop;
@@ -235,15 +236,24 @@ int main(int argc, char **argv) {
       peer_limit.enabled() ? &peer_limit : nullptr);
 
   const uint64_t started_ms = monotonic_ms();
+  // One stats snapshot for the control socket and the HTTP endpoints. Safe from any thread:
+  // every figure is an atomic counter or a read of the segment.
+  auto snapshot = [&](kronop::v1::DaemonStats &s) {
+    fill_stats(config, ingest, started_ms, s);
+    ServerCounters sum;
+    for (const auto &l : loops) sum += l->counters();
+    fill_server_stats(sum, dispatcher.counters(), s);
+    s.mutable_clients()->set_refused_per_ip(peer_limit.refused());
+  };
+  SystemApi system_api(snapshot);
+  for (auto &l : loops) {
+    l->set_http_routes([&system_api](const http::Request &r) { return system_api.handle(r); });
+  }
   ControlServer control(
       loop, config.control_socket_path(),
       [&](const kronop::v1::ControlRequest &req, kronop::v1::ControlResponse &resp) {
         if (req.has_stats()) {
-          fill_stats(config, ingest, started_ms, *resp.mutable_stats());
-          ServerCounters sum;
-          for (const auto &l : loops) sum += l->counters();
-          fill_server_stats(sum, dispatcher.counters(), *resp.mutable_stats());
-          resp.mutable_stats()->mutable_clients()->set_refused_per_ip(peer_limit.refused());
+          snapshot(*resp.mutable_stats());
         } else if (req.has_health()) {
           auto *h = resp.mutable_health();
           h->set_healthy(true);

@@ -344,9 +344,13 @@ void ClientServer::Connection::handle_request() {
     plain_topic = "user:" + path.substr(9);
     want = Mode::kPlain;
   } else {
-    server->bump(Counter::kHttpErrors);
-    server->send(this, shared(http::error_response(404, "no such endpoint: " + path, true)),
-                 Send::kClosing);
+    std::optional<std::string> routed;
+    if (server->options_.http_routes) routed = server->options_.http_routes(req);
+    if (!routed) {
+      server->bump(Counter::kHttpErrors);
+      routed = http::error_response(404, "no such endpoint: " + path, true);
+    }
+    server->send(this, shared(std::move(*routed)), Send::kClosing);
     shut();
     return;
   }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "acceptor.h"
 #include "channels.h"
 #include "fanout.h"
+#include "http.h"
 #include "kronop/result.h"
 #include "phoenix.h"
 
@@ -45,6 +47,9 @@ struct ServerOptions {
   uint32_t max_client_messages_per_second = 100;
   // Connections per source address, admitted by the acceptor and released here; null: none.
   PeerLimit *peer_limit = nullptr;
+  // Plain HTTP requests (not WebSocket upgrades): the complete response for the paths it
+  // serves, nullopt for the others (404). Called on the loop's thread.
+  std::function<std::optional<std::string>(const http::Request &)> http_routes;
 };
 
 // What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
@@ -94,6 +99,10 @@ class ClientServer {
 
   // Starts the loop's timers and flush handles.
   void start();
+  // Before start(): see ServerOptions::http_routes.
+  void set_http_routes(std::function<std::optional<std::string>(const http::Request &)> routes) {
+    options_.http_routes = std::move(routes);
+  }
   // Takes over an accepted, non-blocking socket.
   void adopt(int fd, const PeerLimit::Key &peer = {});
   // Closes every connection (close code `code`) and takes no more.

@@ -1,0 +1,149 @@
+// The operators' HTTP endpoints; see system_api.h.
+#include "system_api.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace kronop::daemon {
+namespace {
+
+std::string to_json(const google::protobuf::Message &m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+class Exposition {
+ public:
+  // A metric family: its HELP and TYPE lines, once.
+  void family(const char *name, const char *type, const char *help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  // One sample; `labels` is empty or `key="value",...` with values that need no escaping.
+  void sample(const char *name, const std::string &labels, double value) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %.15g\n", value);
+    out_ += buf;
+  }
+  void simple(const char *name, const char *type, const char *help, double value) {
+    family(name, type, help);
+    sample(name, "", value);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+}  // namespace
+
+std::string prometheus_text(const kronop::v1::DaemonStats &s) {
+  Exposition e;
+  const auto &c = s.clients();
+  const auto d = [](uint64_t v) { return static_cast<double>(v); };
+  e.simple("kronop_uptime_seconds", "gauge", "Seconds since kronopd started.",
+           d(s.uptime_ms()) / 1e3);
+  e.simple("kronop_connections", "gauge", "Client connections open now.", d(c.connections()));
+  e.simple("kronop_connections_accepted_total", "counter", "Client connections accepted.",
+           d(c.connections_total()));
+  e.family("kronop_channels", "gauge", "Joined channels now, by topic kind.");
+  for (const char *kind : {"reel", "user", "system"}) {
+    auto it = c.channels_by_kind().find(kind);
+    e.sample("kronop_channels", std::string("kind=\"") + kind + "\"",
+             it == c.channels_by_kind().end() ? 0 : d(it->second));
+  }
+  e.simple("kronop_records_ingested_total", "counter", "Valid records drained from the rings.",
+           d(s.records()));
+  e.simple("kronop_records_rejected_total", "counter", "Records that failed validation.",
+           d(s.rejects()));
+  e.simple("kronop_messages_total", "counter", "Messages numbered and dispatched to the loops.",
+           d(c.messages_fanned_out()));
+  e.simple("kronop_frames_in_total", "counter", "WebSocket messages received from clients.",
+           d(c.frames_in()));
+  e.simple("kronop_frames_out_total", "counter", "Frames written to clients.", d(c.frames_out()));
+  e.simple("kronop_bytes_out_total", "counter", "Bytes written to clients.", d(c.bytes_out()));
+  e.simple("kronop_writes_total", "counter", "Write calls that carried the frames.", d(c.writes()));
+  e.simple("kronop_dropped_low_priority_total", "counter",
+           "Low-priority messages not sent to slow clients.", d(c.dropped_low()));
+  e.family("kronop_connections_closed_total", "counter",
+           "Connections closed by kronopd, by reason.");
+  e.sample("kronop_connections_closed_total", "reason=\"idle\"", d(c.closed_idle()));
+  e.sample("kronop_connections_closed_total", "reason=\"protocol\"", d(c.closed_protocol()));
+  e.sample("kronop_connections_closed_total", "reason=\"slow_consumer\"", d(c.closed_slow()));
+  e.sample("kronop_connections_closed_total", "reason=\"rate_limited\"",
+           d(c.closed_rate_limited()));
+  e.simple("kronop_auth_rejected_total", "counter",
+           "Connections and joins refused for their token.", d(c.auth_rejected()));
+  e.simple("kronop_connections_refused_per_ip_total", "counter",
+           "Connections refused over --max-connections-per-ip.", d(c.refused_per_ip()));
+  e.simple("kronop_http_errors_total", "counter", "Requests answered with an HTTP error.",
+           d(c.http_errors()));
+  e.family("kronop_ring_fill_ratio", "gauge",
+           "Committed, not yet released bytes of a producer ring over its capacity.");
+  for (const auto &r : s.rings()) {
+    e.sample("kronop_ring_fill_ratio", "ring=\"" + std::to_string(r.index()) + "\"",
+             r.capacity_bytes() ? d(r.used_bytes()) / d(r.capacity_bytes()) : 0);
+  }
+  e.simple("kronop_producers_attached", "gauge", "Producers holding a ring.",
+           d(s.producers_attached()));
+  const auto &l = s.publish_to_ingest();
+  e.family("kronop_publish_to_ingest_seconds", "summary",
+           "From a producer's publish to kronopd's validation of the record.");
+  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.5\"", d(l.p50_ns()) / 1e9);
+  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.9\"", d(l.p90_ns()) / 1e9);
+  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.99\"", d(l.p99_ns()) / 1e9);
+  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.999\"", d(l.p999_ns()) / 1e9);
+  e.sample("kronop_publish_to_ingest_seconds_count", "", d(l.count()));
+  return e.take();
+}
+
+std::optional<std::string> SystemApi::handle(const http::Request &req) const {
+  const std::string &p = req.path;
+  const bool ours = p == "/metrics" || p == "/api/v1/system/health" ||
+                    p == "/api/v1/system/stats" || p == "/api/v1/connections/stats";
+  if (!ours) return std::nullopt;
+  if (req.method != "GET" && req.method != "HEAD") {
+    std::string r = http::error_response(405, "use GET", true);
+    // The Allow header belongs with the status line's headers.
+    r.insert(r.find("\r\n") + 2, "Allow: GET, HEAD\r\n");
+    return r;
+  }
+  kronop::v1::DaemonStats s;
+  stats_(s);
+  std::string body, type = "application/json";
+  if (p == "/metrics") {
+    body = prometheus_text(s);
+    type = "text/plain; version=0.0.4; charset=utf-8";
+  } else if (p == "/api/v1/system/health") {
+    kronop::v1::Health h;
+    h.set_healthy(true);
+    h.set_status("ok");
+    h.set_pid(s.pid());
+    h.set_uptime_ms(s.uptime_ms());
+    body = to_json(h);
+  } else if (p == "/api/v1/system/stats") {
+    body = to_json(s);
+  } else {
+    body = to_json(s.clients());
+  }
+  std::string r = http::response(200, type, body, {}, true);
+  if (req.method == "HEAD") r.resize(r.size() - body.size());
+  return r;
+}
+
+}  // namespace kronop::daemon

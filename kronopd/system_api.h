@@ -1,0 +1,39 @@
+// The operators' HTTP endpoints on the client port:
+//
+//   GET /metrics                    Prometheus text exposition format (version 0.0.4)
+//   GET /api/v1/system/health       {"healthy":true,"status":"ok","pid":N,"uptime_ms":"N"}
+//   GET /api/v1/system/stats        the DaemonStats of `kronopctl stats --json`
+//   GET /api/v1/connections/stats   its "clients" part
+//
+// Everything is built from one kronop.v1.DaemonStats snapshot (the control socket's), so
+// the three views cannot disagree. Other methods on these paths get 405 with Allow.
+// Responses close the connection.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "http.h"
+#include "kronop/v1/control.pb.h"
+
+namespace kronop::daemon {
+
+class SystemApi {
+ public:
+  // Fills a stats snapshot; called on the I/O loop thread that got the request, so it may
+  // only read what is safe to read from any thread (atomic counters, the segment).
+  using StatsSource = std::function<void(kronop::v1::DaemonStats &)>;
+  explicit SystemApi(StatsSource stats) : stats_(std::move(stats)) {}
+
+  // The complete HTTP response for a request to one of these paths; nullopt for others.
+  std::optional<std::string> handle(const http::Request &req) const;
+
+ private:
+  StatsSource stats_;
+};
+
+// The Prometheus text for a snapshot (exposed for the tests).
+std::string prometheus_text(const kronop::v1::DaemonStats &s);
+
+}  // namespace kronop::daemon
