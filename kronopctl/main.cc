@@ -244,6 +244,10 @@ int run_stats(const Globals &g) {
   std::printf("%-22s %llu idle, %llu protocol errors, %llu slow, %llu HTTP errors\n", "closed",
               u(c.closed_idle()), u(c.closed_protocol()), u(c.closed_slow()), u(c.http_errors()));
   std::printf("%-22s %llu low-priority messages\n", "dropped", u(c.dropped_low()));
+  const auto &w = c.publish_to_delivery();
+  std::printf("%-22s p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (%llu messages)\n",
+              "publish->delivery", double(w.p50_ns()) / 1e3, double(w.p99_ns()) / 1e3,
+              double(w.p999_ns()) / 1e3, double(w.max_ns()) / 1e3, u(w.count()));
   std::printf("%-22s %llu auth, %llu over the per-address limit, %llu rate-limited\n", "refused",
               u(c.auth_rejected()), u(c.refused_per_ip()), u(c.closed_rate_limited()));
   std::printf("%-22s %llu (%llu failed to encode)\n", "messages fanned out",

@@ -40,6 +40,7 @@ class IoLoop {
   void join();
 
   ServerCounters counters() const { return server_.counters(); }
+  const LatencyHistogram &delivery_latency() const { return server_.delivery_latency(); }
   uint32_t index() const { return index_; }
 
  private:

@@ -4,6 +4,7 @@
 // atomics) and compute percentiles from the copy.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -39,18 +40,29 @@ class LatencyHistogram {
     if (v > max_.load(std::memory_order_relaxed)) max_.store(v, std::memory_order_relaxed);
   }
 
+  // Adds another histogram's counts into a plain array (for a summary over several
+  // histograms, e.g. one per I/O loop).
+  void add_to(std::array<uint64_t, kBuckets> &counts, uint64_t &max) const {
+    for (int i = 0; i < kBuckets; ++i) {
+      counts[static_cast<std::size_t>(i)] +=
+          counts_[static_cast<std::size_t>(i)].load(std::memory_order_relaxed);
+    }
+    max = std::max(max, max_.load(std::memory_order_relaxed));
+  }
+
   struct Summary {
     uint64_t count = 0, p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;
   };
   Summary summarize() const {
     std::array<uint64_t, kBuckets> copy{};
+    uint64_t max = 0;
+    add_to(copy, max);
+    return summarize(copy, max);
+  }
+  static Summary summarize(const std::array<uint64_t, kBuckets> &copy, uint64_t max) {
     Summary s;
-    for (int i = 0; i < kBuckets; ++i) {
-      copy[static_cast<std::size_t>(i)] =
-          counts_[static_cast<std::size_t>(i)].load(std::memory_order_relaxed);
-      s.count += copy[static_cast<std::size_t>(i)];
-    }
-    s.max = max_.load(std::memory_order_relaxed);
+    for (int i = 0; i < kBuckets; ++i) s.count += copy[static_cast<std::size_t>(i)];
+    s.max = max;
     if (s.count == 0) return s;
     auto at = [&](double q) {
       uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(s.count - 1)) + 1;

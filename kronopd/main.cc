@@ -244,6 +244,17 @@ int main(int argc, char **argv) {
     for (const auto &l : loops) sum += l->counters();
     fill_server_stats(sum, dispatcher.counters(), s);
     s.mutable_clients()->set_refused_per_ip(peer_limit.refused());
+    std::array<uint64_t, LatencyHistogram::kBuckets> counts{};
+    uint64_t max = 0;
+    for (const auto &l : loops) l->delivery_latency().add_to(counts, max);
+    const auto lat = LatencyHistogram::summarize(counts, max);
+    auto *d = s.mutable_clients()->mutable_publish_to_delivery();
+    d->set_count(lat.count);
+    d->set_p50_ns(lat.p50);
+    d->set_p90_ns(lat.p90);
+    d->set_p99_ns(lat.p99);
+    d->set_p999_ns(lat.p999);
+    d->set_max_ns(lat.max);
   };
   SystemApi system_api(snapshot);
   for (auto &l : loops) {

@@ -634,6 +634,8 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
         send(c, m->phoenix_text(), how);
       }
     }
+    const uint64_t now = realtime_ns();
+    delivery_ns_.record(now > m->publish_time_ns() ? now - m->publish_time_ns() : 0);
   }
 }
 

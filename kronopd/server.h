@@ -26,6 +26,7 @@
 #include "fanout.h"
 #include "http.h"
 #include "kronop/result.h"
+#include "latency_histogram.h"
 #include "phoenix.h"
 
 namespace kronop::daemon {
@@ -113,6 +114,9 @@ class ClientServer {
   // Writes each message to this loop's subscribers of its topic.
   void fan_out(const std::vector<MessagePtr> &messages);
   ServerCounters counters() const;
+  // Publish (the producer's clock) to the message's frames being queued to all of this
+  // loop's subscribers of its topic, in nanoseconds; written by the loop only.
+  const LatencyHistogram &delivery_latency() const { return delivery_ns_; }
 
   struct Connection;
 
@@ -159,6 +163,7 @@ class ClientServer {
   phoenix::MessageParser parser_;
   RouteOutcome route_outcome_;  // reused by every message's routing
   TokenVerifier verifier_;
+  LatencyHistogram delivery_ns_;
   std::vector<char> read_buffer_;
   std::array<std::atomic<uint64_t>, static_cast<std::size_t>(Counter::kCount)> counters_{};
   void bump(Counter c, uint64_t n = 1) {

@@ -109,6 +109,14 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
   e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.99\"", d(l.p99_ns()) / 1e9);
   e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.999\"", d(l.p999_ns()) / 1e9);
   e.sample("kronop_publish_to_ingest_seconds_count", "", d(l.count()));
+  const auto &w = c.publish_to_delivery();
+  e.family("kronop_delivery_seconds", "summary",
+           "From a producer's publish to the message's frames queued for every subscriber.");
+  e.sample("kronop_delivery_seconds", "quantile=\"0.5\"", d(w.p50_ns()) / 1e9);
+  e.sample("kronop_delivery_seconds", "quantile=\"0.9\"", d(w.p90_ns()) / 1e9);
+  e.sample("kronop_delivery_seconds", "quantile=\"0.99\"", d(w.p99_ns()) / 1e9);
+  e.sample("kronop_delivery_seconds", "quantile=\"0.999\"", d(w.p999_ns()) / 1e9);
+  e.sample("kronop_delivery_seconds_count", "", d(w.count()));
   return e.take();
 }
 

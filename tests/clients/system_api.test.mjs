@@ -52,8 +52,10 @@ test("/metrics is valid exposition text and follows the clients", T, async () =>
   assert.equal(sampleOf(text, 'kronop_channels{kind="reel"}'), 1);
   assert.ok(sampleOf(text, "kronop_messages_total") >= 2);
   assert.ok(sampleOf(text, "kronop_frames_out_total") >= 2);
+  assert.ok(sampleOf(text, "kronop_delivery_seconds_count") >= 1, "reel:9's message was delivered");
   for (const f of ["kronop_connections_closed_total", "kronop_auth_rejected_total",
-    "kronop_ring_fill_ratio", "kronop_publish_to_ingest_seconds", "kronop_dropped_low_priority_total"]) {
+    "kronop_ring_fill_ratio", "kronop_publish_to_ingest_seconds", "kronop_dropped_low_priority_total",
+    "kronop_delivery_seconds"]) {
     assert.ok(families.has(f), `family ${f}`);
   }
 });
