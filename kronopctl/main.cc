@@ -2,7 +2,6 @@
 //
 // Exit codes: 0 success, 1 the operation failed (daemon down, ring full, refused),
 // 2 usage or bad input (unknown flag, bad JSON, bad topic).
-#include <google/protobuf/util/json_util.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include "envelope_validation.h"
 #include "kronop/ipc/producer.h"
 #include "kronop_ipc.h"
+#include "proto_json.h"
 
 using namespace kronop;
 
@@ -47,15 +47,6 @@ int priority_value(const std::string &p) {
   if (p == "high" || p == "2") return KRONOP_PRIORITY_HIGH;
   if (p == "critical" || p == "3") return KRONOP_PRIORITY_CRITICAL;
   return -1;
-}
-
-std::string to_json(const google::protobuf::Message &m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
-  opts.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
 }
 
 struct TokenArgs {
@@ -211,7 +202,7 @@ int run_stats(const Globals &g) {
   if (int rc = call(g, req, resp); rc != kExitOk) return rc;
   const auto &s = resp.stats();
   if (g.json) {
-    std::printf("%s\n", to_json(s).c_str());
+    std::printf("%s\n", daemon::proto_to_json(s).c_str());
     return kExitOk;
   }
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
@@ -276,7 +267,7 @@ int run_health(const Globals &g) {
   }
   const auto &h = resp.health();
   if (g.json) {
-    std::printf("%s\n", to_json(h).c_str());
+    std::printf("%s\n", daemon::proto_to_json(h).c_str());
   } else {
     std::printf("%s (pid %u, up %.1f s)\n", h.status().c_str(), h.pid(),
                 double(h.uptime_ms()) / 1000.0);

@@ -57,25 +57,18 @@ void IoLoop::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void IoLoop::post(std::function<void()> command) {
+bool IoLoop::post(std::function<void()> command) {
   {
     std::lock_guard<std::mutex> lock(command_mutex_);
-    if (closed_) return;
+    if (closed_) return false;
     commands_.push_back(std::move(command));
   }
   uv_async_send(&command_async_);
+  return true;
 }
 
 void IoLoop::adopt(int fd, const PeerLimit::Key &peer) {
-  {
-    std::lock_guard<std::mutex> lock(command_mutex_);
-    if (closed_) {
-      ::close(fd);
-      return;
-    }
-    commands_.push_back([this, fd, peer] { server_.adopt(fd, peer); });
-  }
-  uv_async_send(&command_async_);
+  if (!post([this, fd, peer] { server_.adopt(fd, peer); })) ::close(fd);
 }
 
 void IoLoop::close(uint16_t code, std::string reason, uint64_t linger_ms) {

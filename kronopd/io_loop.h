@@ -46,7 +46,8 @@ class IoLoop {
  private:
   static void on_inbox(uv_async_t *handle);
   static void on_command(uv_async_t *handle);
-  void post(std::function<void()> command);
+  // Queues `command` for the loop's thread; false once close() was called.
+  bool post(std::function<void()> command);
   void shut_down(uint16_t code, const std::string &reason, uint64_t linger_ms);
 
   uint32_t index_;

@@ -98,6 +98,15 @@ void warn_about_file_limit(const Config &config) {
   }
 }
 
+void fill_latency(const LatencyHistogram::Summary &lat, kronop::v1::LatencySummary &l) {
+  l.set_count(lat.count);
+  l.set_p50_ns(lat.p50);
+  l.set_p90_ns(lat.p90);
+  l.set_p99_ns(lat.p99);
+  l.set_p999_ns(lat.p999);
+  l.set_max_ns(lat.max);
+}
+
 void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
                 kronop::v1::DaemonStats &s) {
   const IngestCounters &c = ingest.counters();
@@ -115,14 +124,7 @@ void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
   s.set_wakeups(consumer.wake_calls());
   s.set_seq_gaps(c.seq_gaps.load(std::memory_order_relaxed));
   s.set_seq_regressions(c.seq_regressions.load(std::memory_order_relaxed));
-  auto lat = c.publish_to_ingest_ns.summarize();
-  auto *l = s.mutable_publish_to_ingest();
-  l->set_count(lat.count);
-  l->set_p50_ns(lat.p50);
-  l->set_p90_ns(lat.p90);
-  l->set_p99_ns(lat.p99);
-  l->set_p999_ns(lat.p999);
-  l->set_max_ns(lat.max);
+  fill_latency(c.publish_to_ingest_ns.summarize(), *s.mutable_publish_to_ingest());
   for (std::size_t i = 1; i < c.rejects_by_reason.size(); ++i) {
     uint64_t n = c.rejects_by_reason[i].load(std::memory_order_relaxed);
     if (n > 0) (*s.mutable_rejects_by_reason())[reject_name(static_cast<Reject>(i))] = n;
@@ -247,14 +249,8 @@ int main(int argc, char **argv) {
     std::array<uint64_t, LatencyHistogram::kBuckets> counts{};
     uint64_t max = 0;
     for (const auto &l : loops) l->delivery_latency().add_to(counts, max);
-    const auto lat = LatencyHistogram::summarize(counts, max);
-    auto *d = s.mutable_clients()->mutable_publish_to_delivery();
-    d->set_count(lat.count);
-    d->set_p50_ns(lat.p50);
-    d->set_p90_ns(lat.p90);
-    d->set_p99_ns(lat.p99);
-    d->set_p999_ns(lat.p999);
-    d->set_max_ns(lat.max);
+    fill_latency(LatencyHistogram::summarize(counts, max),
+                 *s.mutable_clients()->mutable_publish_to_delivery());
   };
   SystemApi system_api(snapshot);
   for (auto &l : loops) {

@@ -1,22 +1,13 @@
 // The operators' HTTP endpoints; see system_api.h.
 #include "system_api.h"
 
-#include <google/protobuf/util/json_util.h>
+#include "proto_json.h"
 
 #include <cinttypes>
 #include <cstdio>
 
 namespace kronop::daemon {
 namespace {
-
-std::string to_json(const google::protobuf::Message &m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
-  opts.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
-}
 
 class Exposition {
  public:
@@ -43,6 +34,16 @@ class Exposition {
   void simple(const char *name, const char *type, const char *help, double value) {
     family(name, type, help);
     sample(name, "", value);
+  }
+  // A latency summary (nanoseconds in, seconds out) with its quantiles and count.
+  void summary(const char *name, const char *help, const kronop::v1::LatencySummary &l) {
+    family(name, "summary", help);
+    const std::pair<const char *, uint64_t> quantiles[] = {
+        {"0.5", l.p50_ns()}, {"0.9", l.p90_ns()}, {"0.99", l.p99_ns()}, {"0.999", l.p999_ns()}};
+    for (auto [q, ns] : quantiles) {
+      sample(name, std::string("quantile=\"") + q + "\"", static_cast<double>(ns) / 1e9);
+    }
+    sample((std::string(name) + "_count").c_str(), "", static_cast<double>(l.count()));
   }
   std::string take() { return std::move(out_); }
 
@@ -101,22 +102,12 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
   }
   e.simple("kronop_producers_attached", "gauge", "Producers holding a ring.",
            d(s.producers_attached()));
-  const auto &l = s.publish_to_ingest();
-  e.family("kronop_publish_to_ingest_seconds", "summary",
-           "From a producer's publish to kronopd's validation of the record.");
-  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.5\"", d(l.p50_ns()) / 1e9);
-  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.9\"", d(l.p90_ns()) / 1e9);
-  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.99\"", d(l.p99_ns()) / 1e9);
-  e.sample("kronop_publish_to_ingest_seconds", "quantile=\"0.999\"", d(l.p999_ns()) / 1e9);
-  e.sample("kronop_publish_to_ingest_seconds_count", "", d(l.count()));
-  const auto &w = c.publish_to_delivery();
-  e.family("kronop_delivery_seconds", "summary",
-           "From a producer's publish to the message's frames queued for every subscriber.");
-  e.sample("kronop_delivery_seconds", "quantile=\"0.5\"", d(w.p50_ns()) / 1e9);
-  e.sample("kronop_delivery_seconds", "quantile=\"0.9\"", d(w.p90_ns()) / 1e9);
-  e.sample("kronop_delivery_seconds", "quantile=\"0.99\"", d(w.p99_ns()) / 1e9);
-  e.sample("kronop_delivery_seconds", "quantile=\"0.999\"", d(w.p999_ns()) / 1e9);
-  e.sample("kronop_delivery_seconds_count", "", d(w.count()));
+  e.summary("kronop_publish_to_ingest_seconds",
+            "From a producer's publish to kronopd's validation of the record.",
+            s.publish_to_ingest());
+  e.summary("kronop_delivery_seconds",
+            "From a producer's publish to the message's frames queued for every subscriber.",
+            c.publish_to_delivery());
   return e.take();
 }
 
@@ -143,11 +134,11 @@ std::optional<std::string> SystemApi::handle(const http::Request &req) const {
     h.set_status("ok");
     h.set_pid(s.pid());
     h.set_uptime_ms(s.uptime_ms());
-    body = to_json(h);
+    body = proto_to_json(h);
   } else if (p == "/api/v1/system/stats") {
-    body = to_json(s);
+    body = proto_to_json(s);
   } else {
-    body = to_json(s.clients());
+    body = proto_to_json(s.clients());
   }
   std::string r = http::response(200, type, body, {}, true);
   if (req.method == "HEAD") r.resize(r.size() - body.size());

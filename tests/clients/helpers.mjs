@@ -151,26 +151,9 @@ export function uniqueShmName() {
 }
 
 // Runs a program; resolves to { code, signal, stdout, stderr } (never rejects on a non-zero
-// exit), killing it after `timeoutMs`.
-export function run(file, args, timeoutMs = 10000) {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number" && !err.signal) {
-        reject(err);
-        return;
-      }
-      resolve({
-        code: err ? (typeof err.code === "number" ? err.code : null) : 0,
-        signal: err ? (err.signal ?? null) : null,
-        stdout: String(stdout),
-        stderr: String(stderr),
-      });
-    });
-  });
-}
-
-// As run(), with `input` (a string or Buffer) written to the program's stdin.
-export function runWithInput(file, args, input, timeoutMs = 10000) {
+// exit), killing it after `timeoutMs`. `input` (a string or Buffer), when given, is written
+// to its stdin; otherwise its stdin is closed at once.
+export function run(file, args, timeoutMs = 10000, input = undefined) {
   return new Promise((resolve, reject) => {
     const child = execFile(
       file,
@@ -263,6 +246,13 @@ export class Daemon {
     }
   }
 
+  // The "clients" part of `kronopctl --json stats` (64-bit counters as decimal strings).
+  async clientStats() {
+    const r = await run(kronopctlBin(), ["--socket", this.controlSocket, "--json", "stats"]);
+    if (r.code !== 0) throw new Error(`kronopctl stats failed: ${r.stderr.trim()}`);
+    return JSON.parse(r.stdout).clients;
+  }
+
   async health() {
     return run(kronopctlBin(), ["--socket", this.controlSocket, "health"], 5000);
   }
@@ -295,14 +285,14 @@ export class Daemon {
   async publishC(topic, event, payload) {
     const json = typeof payload === "string" ? payload : JSON.stringify(payload);
     return this.checkC(
-      await runWithInput(cPublishBin(), [this.shmName, "json", topic, event], json),
+      await run(cPublishBin(), [this.shmName, "json", topic, event], 10000, json),
       `${topic} ${event}`,
     );
   }
 
   async publishEnvelopeC(envelope) {
     return this.checkC(
-      await runWithInput(cPublishBin(), [this.shmName, "envelope"], Buffer.from(envelope)),
+      await run(cPublishBin(), [this.shmName, "envelope"], 10000, Buffer.from(envelope)),
       "an envelope",
     );
   }

@@ -3,15 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { joinOk, kronopctlBin, run, sleep, startDaemon } from "./helpers.mjs";
+import { joinOk, sleep, startDaemon } from "./helpers.mjs";
 
 const T = { timeout: 30000 };
-
-async function clientStats(daemon) {
-  const r = await run(kronopctlBin(), ["--socket", daemon.controlSocket, "--json", "stats"]);
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout).clients;
-}
 
 test("a socket sending faster than --max-client-messages-per-second is closed with 1008", T, async () => {
   const daemon = await startDaemon({ extraArgs: ["--max-client-messages-per-second", "20"] });
@@ -24,7 +18,7 @@ test("a socket sending faster than --max-client-messages-per-second is closed wi
     const { code, reason } = await flood.waitClose(5000);
     assert.equal(code, 1008);
     assert.match(reason, /rate/);
-    assert.equal(Number((await clientStats(daemon)).closed_rate_limited), 1);
+    assert.equal(Number((await daemon.clientStats()).closed_rate_limited), 1);
     // Heartbeats at the usual pace are fine, and the polite client is served.
     await daemon.publish("reel:5", "reel_update", { views: 1 });
     assert.deepEqual(await queues.reel_update.next(5000), { seq: 1, views: 1 });
@@ -39,7 +33,7 @@ test("--max-connections-per-ip refuses the connection over the limit, and admits
     const open = [];
     for (let i = 0; i < 3; i++) open.push(await daemon.raw("/ws/reel/1"));
     await assert.rejects(daemon.raw("/ws/reel/1", { openMs: 3000 }), /429|socket hang up|ECONNRESET|closed/);
-    assert.ok(Number((await clientStats(daemon)).refused_per_ip) >= 1);
+    assert.ok(Number((await daemon.clientStats()).refused_per_ip) >= 1);
     await open[0].close();
     await sleep(200); // the server sees the close
     open.push(await daemon.raw("/ws/reel/1"));

@@ -19,9 +19,7 @@ after(async () => {
 });
 
 async function clientStats() {
-  const r = await run(kronopctlBin(), ["--socket", daemon.controlSocket, "--json", "stats"]);
-  assert.equal(r.code, 0, r.stderr);
-  const c = JSON.parse(r.stdout).clients;
+  const c = await daemon.clientStats();
   return { droppedLow: Number(c.dropped_low), closedSlow: Number(c.closed_slow) };
 }
 
