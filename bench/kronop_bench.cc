@@ -47,6 +47,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth.h"
 #include "daemon_under_test.h"
 #include "kronop/clock.h"
 #include "kronop_ipc.h"
@@ -83,6 +84,9 @@ struct Options {
   bool json = false;
   std::string plot;
   std::string label;
+  // Each connection presents a token for user "bench-<i>" signed with this secret, so it is
+  // someone (tracked by presence) rather than anonymous.
+  std::string token_secret;
 };
 
 std::string topic_name(const Options &o, uint64_t i) { return o.topic_prefix + std::to_string(i); }
@@ -402,6 +406,12 @@ void on_connect(uv_connect_t *req, int status) {
   std::string path = o.mode == "phoenix" ? (o.path.empty() ? "/ws/websocket?vsn=2.0.0" : o.path)
                                          : fill(o.path.empty() ? "/ws/reel/{id}" : o.path, c->topic,
                                                 c->topic.substr(c->topic.find(':') + 1));
+  if (!o.token_secret.empty()) {
+    const int64_t now = static_cast<int64_t>(::time(nullptr));
+    path += path.find('?') == std::string::npos ? "?token=" : "&token=";
+    path += kronop::daemon::mint_token(o.token_secret, "bench-" + std::to_string(c->index), false,
+                                       now, now + 3600);
+  }
   conn_write(c, "GET " + path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -993,10 +1003,23 @@ int main(int argc, char **argv) {
   app.add_option("--label", o.label, "Name of this run in the output");
   app.add_option("--plot", o.plot, "Write latency over time (p50/p99/p99.9 per second) as SVG");
   app.add_flag("--json", o.json, "One JSON object instead of the table");
+  std::string token_secret_file;
+  app.add_option("--token-secret-file", token_secret_file,
+                 "kronopd's --auth-secret-file: connection i connects as user bench-i");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!token_secret_file.empty()) {
+    std::string warning;
+    auto secret = kronop::daemon::read_secret_file(token_secret_file, &warning);
+    if (!secret.ok()) {
+      std::fprintf(stderr, "kronop-bench: --token-secret-file: %s\n",
+                   secret.error().message.c_str());
+      return 2;
+    }
+    o.token_secret = std::move(secret).value();
   }
   std::signal(SIGPIPE, SIG_IGN);
   return run(o);

@@ -53,6 +53,7 @@ void ChannelRouter::route(const phoenix::ClientMessage &m, const Identity &who, 
       return;
     }
     reply(m.join_ref.json, ReplyStatus::kOk, "{}");
+    out.joined = true;
     if (joined != channels_.end()) {
       // A second join of the same topic replaces the first, as in Phoenix: the old join is
       // told it is closed. The subscription stays.
@@ -80,7 +81,7 @@ void ChannelRouter::route(const phoenix::ClientMessage &m, const Identity &who, 
     reply("null", ReplyStatus::kError, kUnmatched);
     return;
   }
-  reply(m.join_ref.json, ReplyStatus::kError, R"({"reason":"unhandled event"})");
+  out.push = true;
 }
 
 }  // namespace kronop::daemon

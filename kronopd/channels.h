@@ -14,7 +14,9 @@
 //  - phx_leave of the current join: ok reply, phx_close, unsubscribe; of a topic not joined:
 //    ok reply; of an earlier, replaced join: ignored;
 //  - any other event on a topic not joined: error "unmatched topic" (join_ref null); on a
-//    joined topic: error "unhandled event" (no client events are handled yet).
+//    joined topic: a push, handed to the server (RouteOutcome::push), which handles the
+//    events it knows (likes, comments, shares, status) and answers the others with error
+//    "unhandled event".
 #pragma once
 
 #include <cstddef>
@@ -46,11 +48,15 @@ struct RouteOutcome {
   std::string subscribe;
   std::string unsubscribe;
   int unauthorized = 0;  // joins refused by the policy (counted by the server)
+  bool joined = false;   // a join was accepted (a first one, or one that replaced another)
+  bool push = false;     // a client event on a joined topic, for the server to handle
   void clear() {
     replies.clear();
     subscribe.clear();
     unsubscribe.clear();
     unauthorized = 0;
+    joined = false;
+    push = false;
   }
 };
 

@@ -81,6 +81,29 @@ void add_options(CLI::App &app, Config &config) {
       ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)");
+  app.add_option("--presence-interval-ms", config.presence_interval_ms,
+                 "Presence changes of a reel are sent as one presence_diff per this many ms")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{60'000}))
+      ->capture_default_str();
+  app.add_option("--max-interactions-per-second", config.max_interactions_per_second,
+                 "Likes, comments and shares one user may push per second (all sockets), "
+                 "with bursts of twice that; more are refused. 0: no limit")
+      ->capture_default_str();
+  app.add_option("--max-comment-bytes", config.max_comment_bytes,
+                 "Longest comment text, in bytes of UTF-8")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{16 * 1024}))
+      ->capture_default_str();
+  app.add_option("--max-request-body", config.max_request_body,
+                 "Largest HTTP request body; larger: 413 before it is read")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{16} << 20))
+      ->capture_default_str();
+  app.add_flag("--trust-loopback,!--no-trust-loopback", config.trust_loopback,
+               "REST writes from a loopback address need no token")
+      ->capture_default_str();
+  app.add_option("--recent-updates", config.recent_updates,
+                 "reel_update messages kept per reel for GET /api/v1/reels/ID/updates")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000}))
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
       ->capture_default_str();

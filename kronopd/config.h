@@ -31,6 +31,13 @@ struct Config {
   uint32_t max_client_messages_per_second = 100;
   uint64_t max_connections = 1'000'000;
   std::vector<std::string> allowed_origins;
+  // Presence, interactions, the REST API.
+  uint64_t presence_interval_ms = 50;
+  uint32_t max_interactions_per_second = 5;  // per user, bursts of twice that
+  std::size_t max_comment_bytes = 1000;
+  std::size_t max_request_body = 64 * 1024;
+  bool trust_loopback = true;
+  std::size_t recent_updates = 100;  // per reel, for GET /api/v1/reels/:id/updates
 
   std::string control_socket_path() const {
     return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "kronop/clock.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/presence.pb.h"
 #include "kronop/v1/reel.pb.h"
@@ -114,6 +115,17 @@ void json_target_users(std::string_view json, std::vector<std::string> *out) {
     if (u.get_string().get(name) == simdjson::SUCCESS) out->emplace_back(name);
   }
 }
+// The one frame every JSON Phoenix subscriber gets, written in place after its header.
+SharedFrame text_broadcast_frame(std::string_view topic, std::string_view event,
+                                 std::string_view payload_json) {
+  const std::size_t size = phoenix::text_broadcast_size(topic, event, payload_json);
+  const auto header = ws::frame_header(ws::Opcode::kText, size);
+  auto frame = std::make_shared<std::string>();
+  frame->resize(header.size + size);
+  std::memcpy(frame->data(), header.view().data(), header.size);
+  phoenix::write_text_broadcast(frame->data() + header.size, topic, event, payload_json);
+  return frame;
+}
 }  // namespace
 
 MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
@@ -133,15 +145,19 @@ MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
     if (!typed_body_to_json(view.body_kind, m->body_, &object, &m->target_users_)) return nullptr;
     m->payload_json_ = phoenix::insert_seq(object, seq);
   }
-  // The one frame every JSON Phoenix subscriber gets, written in place after its header.
-  const std::size_t size = phoenix::text_broadcast_size(m->topic_, m->event_, m->payload_json_);
-  const auto header = ws::frame_header(ws::Opcode::kText, size);
-  auto frame = std::make_shared<std::string>();
-  frame->resize(header.size + size);
-  std::memcpy(frame->data(), header.view().data(), header.size);
-  phoenix::write_text_broadcast(frame->data() + header.size, m->topic_, m->event_,
-                                m->payload_json_);
-  m->phoenix_text_ = std::move(frame);
+  m->phoenix_text_ = text_broadcast_frame(m->topic_, m->event_, m->payload_json_);
+  return m;
+}
+
+MessagePtr Message::make_ephemeral(std::string topic, std::string event, std::string payload_json) {
+  std::shared_ptr<Message> m(new Message);
+  m->topic_ = std::move(topic);
+  m->event_ = std::move(event);
+  m->publish_time_ns_ = realtime_ns();
+  m->body_kind_ = BodyKind::kJson;
+  m->payload_json_ = std::move(payload_json);
+  m->json_only_ = true;
+  m->phoenix_text_ = text_broadcast_frame(m->topic_, m->event_, m->payload_json_);
   return m;
 }
 
@@ -229,7 +245,7 @@ void Dispatcher::apply_interest() {
   HandoffStack<InterestChange>::delete_list(list);
 }
 
-void Dispatcher::on_record(const EnvelopeView &view) {
+uint64_t Dispatcher::on_record(const EnvelopeView &view) {
   // Before each record: a join acknowledged before this record was published must see it.
   if (!interest_.empty()) apply_interest();
   auto it = topics_.find(view.topic);
@@ -244,16 +260,17 @@ void Dispatcher::on_record(const EnvelopeView &view) {
   // Encoding happens only for an audience.
   if (t.loops == 0) {
     bump(counters_.without_audience);
-    return;
+    return seq;
   }
   MessagePtr m = Message::make(view, seq);
   if (!m) {
     bump(counters_.encode_failures);
-    return;
+    return seq;
   }
   for (uint64_t loops = t.loops; loops != 0; loops &= loops - 1) {
     staged_[static_cast<std::size_t>(__builtin_ctzll(loops))].push_back(m);
   }
+  return seq;
 }
 
 void Dispatcher::end_batch() {

@@ -50,6 +50,11 @@ class Message {
   // Copies what it needs out of `view` (ring memory) and encodes the JSON payload and the
   // Phoenix text frame. nullptr when a typed body does not convert to JSON.
   static std::shared_ptr<const Message> make(const EnvelopeView &view, uint64_t seq);
+  // A message the daemon makes itself and does not number or log (presence_diff): the
+  // payload is sent as given (a JSON object the caller built), to every subscriber as JSON
+  // text, protobuf sockets included, since phoenix.js's Presence reads JSON.
+  static std::shared_ptr<const Message> make_ephemeral(std::string topic, std::string event,
+                                                       std::string payload_json);
 
   const std::string &topic() const { return topic_; }
   const std::string &event() const { return event_; }
@@ -61,6 +66,8 @@ class Message {
   const std::string &payload_json() const { return payload_json_; }
   // ReelUpdate.target_users: deliver only to these users' sockets when not empty.
   const std::vector<std::string> &target_users() const { return target_users_; }
+  // JSON text to every socket (see make_ephemeral).
+  bool json_only() const { return json_only_; }
 
   // [null,null,topic,event,payload] in a text frame.
   const SharedFrame &phoenix_text() const { return phoenix_text_; }
@@ -81,6 +88,7 @@ class Message {
   std::string body_;
   std::string payload_json_;
   std::vector<std::string> target_users_;
+  bool json_only_ = false;
   SharedFrame phoenix_text_;
   mutable std::once_flag plain_once_;
   mutable std::once_flag binary_once_;
@@ -175,7 +183,8 @@ class Dispatcher {
   Dispatcher &operator=(const Dispatcher &) = delete;
 
   // Ingest thread: numbers the record's topic and stages the message for interested loops.
-  void on_record(const EnvelopeView &view);
+  // Returns the seq it gave.
+  uint64_t on_record(const EnvelopeView &view);
   // Ingest thread: hands each loop its staged batch (after a drain pass).
   void end_batch();
 

@@ -1,5 +1,7 @@
 // The ingest thread's loop; see ingest.h.
 #include "ingest.h"
+
+#include <unistd.h>
 #include "kronop/clock.h"
 
 #include <ctime>
@@ -61,8 +63,13 @@ void Ingest::housekeeping() {
     bump(counters_.leases_reclaimed, n);
     KLOG_INFO("reclaimed %zu ring(s) of producers that exited without closing", n);
   }
+  // Other processes' leases: kronopd's own ring (client interactions, REST posts) is not a
+  // producer an operator attached.
   uint64_t attached = 0;
-  for (const auto &ring : consumer_->snapshot()) attached += ring.lease != 0 ? 1 : 0;
+  const uint32_t self = static_cast<uint32_t>(::getpid());
+  for (const auto &ring : consumer_->snapshot()) {
+    attached += ring.lease != 0 && ipc::lease_pid(ring.lease) != self ? 1 : 0;
+  }
   counters_.producers_attached.store(attached, std::memory_order_relaxed);
   counters_.corrupt_ranges.store(consumer_->corrupt_ranges(), std::memory_order_relaxed);
 }

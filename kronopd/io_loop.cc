@@ -71,6 +71,10 @@ void IoLoop::adopt(int fd, const PeerLimit::Key &peer) {
   if (!post([this, fd, peer] { server_.adopt(fd, peer); })) ::close(fd);
 }
 
+void IoLoop::deliver(std::vector<MessagePtr> messages) {
+  post([this, messages = std::move(messages)] { server_.fan_out(messages); });
+}
+
 void IoLoop::close(uint16_t code, std::string reason, uint64_t linger_ms) {
   {
     std::lock_guard<std::mutex> lock(command_mutex_);

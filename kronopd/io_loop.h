@@ -34,6 +34,9 @@ class IoLoop {
   void start();
   // Any thread: hands an accepted socket to this loop (closed if the loop is closing).
   void adopt(int fd, const PeerLimit::Key &peer);
+  // Any thread: writes messages the daemon made itself (presence diffs) to this loop's
+  // subscribers of their topics.
+  void deliver(std::vector<MessagePtr> messages);
   // Any thread: close every connection with `code`, cut what is left after `linger_ms`,
   // then end the thread. Idempotent.
   void close(uint16_t code, std::string reason, uint64_t linger_ms = 2000);

@@ -19,7 +19,12 @@
 #include "ingest.h"
 #include "io_loop.h"
 #include "kronop/clock.h"
+#include "kronop/ipc/producer.h"
 #include "log.h"
+#include "presence.h"
+#include "publisher.h"
+#include "reels.h"
+#include "rest_api.h"
 #include "server.h"
 #include "system_api.h"
 #include "websocket.h"
@@ -74,6 +79,9 @@ void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
   m->set_writes(c[Counter::kWrites]);
   m->set_auth_rejected(c[Counter::kAuthRejected]);
   m->set_closed_rate_limited(c[Counter::kRateLimited]);
+  m->set_interactions(c[Counter::kInteractions]);
+  m->set_interactions_invalid(c[Counter::kInteractionsInvalid]);
+  m->set_interactions_rate_limited(c[Counter::kInteractionsRateLimited]);
   auto &kinds = *m->mutable_channels_by_kind();
   kinds["reel"] = c[Counter::kChannelsReel];
   kinds["user"] = c[Counter::kChannelsUser];
@@ -196,8 +204,30 @@ int main(int argc, char **argv) {
   KLOG_INFO("shared memory: %s, epoch %llu", note.c_str(),
             static_cast<unsigned long long>(consumer.value()->epoch()));
 
+  // The daemon's own producer: client interactions and REST posts enter the rings like any
+  // producer's records.
+  auto own_producer = ipc::Producer::open(config.shm_name);
+  if (!own_producer.ok()) {
+    KLOG_ERROR("shared memory: cannot lease a ring for kronopd's own publishing: %s",
+               own_producer.error().message.c_str());
+    return 1;
+  }
+  Publisher publisher(std::move(own_producer).value());
+  ReelState reels(config.recent_updates);
+  PresenceHub presence;
+  KeyedRateLimiter interaction_limiter(config.max_interactions_per_second,
+                                       2 * config.max_interactions_per_second);
+  RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous}, &publisher, &reels,
+               &presence);
+
   uv_loop_t *loop = uv_default_loop();
   ServerOptions server_options;
+  server_options.presence = &presence;
+  server_options.rest = &rest;
+  server_options.publisher = &publisher;
+  server_options.interaction_limiter = &interaction_limiter;
+  server_options.max_comment_bytes = config.max_comment_bytes;
+  server_options.max_request_body = config.max_request_body;
   server_options.idle_timeout_ms = config.idle_timeout_ms;
   server_options.max_channels = config.max_channels;
   server_options.max_message = config.max_message;
@@ -225,8 +255,17 @@ int main(int argc, char **argv) {
   ingest_options.spin_ns = config.ingest_spin_us * 1000;
   Ingest ingest(
       std::move(consumer).value(), ingest_options,
-      [&](const EnvelopeView &view) { dispatcher.on_record(view); },
-      [&] { dispatcher.end_batch(); });
+      [&](const EnvelopeView &view) {
+        // Interactions are counted here, where each passes once, and go out with the totals.
+        EnvelopeView counted;
+        const EnvelopeView &v =
+            view.event == "interaction" && reels.count_interaction(view, &counted) ? counted : view;
+        reels.remember(v, dispatcher.on_record(v));
+      },
+      [&] {
+        reels.flush_counter_updates([&](const EnvelopeView &v) { dispatcher.on_record(v); });
+        dispatcher.end_batch();
+      });
 
   std::size_t next_loop = 0;
   Acceptor acceptor(
@@ -251,6 +290,13 @@ int main(int argc, char **argv) {
     for (const auto &l : loops) l->delivery_latency().add_to(counts, max);
     fill_latency(LatencyHistogram::summarize(counts, max),
                  *s.mutable_clients()->mutable_publish_to_delivery());
+    s.mutable_clients()->set_rest_requests(rest.requests());
+    auto *p = s.mutable_presence();
+    p->set_topics(presence.topics());
+    p->set_presences(presence.metas());
+    p->set_users_online(presence.users_online());
+    p->set_diffs(presence.diffs());
+    p->set_reels(reels.reels());
   };
   SystemApi system_api(snapshot);
   for (auto &l : loops) {
@@ -283,13 +329,40 @@ int main(int argc, char **argv) {
   for (auto &l : loops) l->start();
   ingest.start();
 
+  // Presence diffs: every --presence-interval-ms, one presence_diff per reel whose viewers
+  // changed, to every loop (each writes it to its own subscribers of the topic).
+  struct PresenceFlush {
+    PresenceHub *hub;
+    std::vector<std::unique_ptr<IoLoop>> *loops;
+    std::vector<PresenceHub::Diff> diffs;
+    uv_timer_t timer{};
+  } presence_flush{&presence, &loops, {}, {}};
+  uv_timer_init(loop, &presence_flush.timer);
+  presence_flush.timer.data = &presence_flush;
+  uv_timer_start(
+      &presence_flush.timer,
+      [](uv_timer_t *t) {
+        auto *f = static_cast<PresenceFlush *>(t->data);
+        f->diffs.clear();
+        if (f->hub->flush(f->diffs) == 0) return;
+        std::vector<MessagePtr> messages;
+        messages.reserve(f->diffs.size());
+        for (auto &d : f->diffs) {
+          messages.push_back(
+              Message::make_ephemeral(std::move(d.topic), "presence_diff", std::move(d.payload)));
+        }
+        for (auto &l : *f->loops) l->deliver(messages);
+      },
+      config.presence_interval_ms, config.presence_interval_ms);
+
   struct Stopper {
     ControlServer *control;
     Ingest *ingest;
     Acceptor *acceptor;
     std::vector<std::unique_ptr<IoLoop>> *loops;
+    uv_timer_t *presence_timer;
     uv_signal_t term{}, intr{};
-  } stopper{&control, &ingest, &acceptor, &loops};
+  } stopper{&control, &ingest, &acceptor, &loops, &presence_flush.timer};
   auto on_signal = [](uv_signal_t *handle, int signum) {
     auto *s = static_cast<Stopper *>(handle->data);
     KLOG_NOTICE("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -300,6 +373,7 @@ int main(int argc, char **argv) {
     // rest and ends.
     for (auto &l : *s->loops) l->close(ws::kCloseServiceRestart, "service restart");
     s->control->close();
+    uv_close(reinterpret_cast<uv_handle_t *>(s->presence_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t *>(&s->term), nullptr);
     uv_close(reinterpret_cast<uv_handle_t *>(&s->intr), nullptr);
   };

@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "envelope_validation.h"
@@ -11,6 +13,7 @@
 #include "kronop_ipc.h"
 #include "log.h"
 #include "rate_limit.h"
+#include "reels.h"
 #include "websocket.h"
 
 namespace kronop::daemon {
@@ -61,6 +64,10 @@ struct ClientServer::Connection final : ws::FrameSink {
   uint64_t closing_since_ms = 0;
   bool lingering = false;  // in the server's lingering_ list
   uint32_t writes_in_flight = 0;
+  // Presence: whether this socket counts towards its user being online, and the phx_ref of
+  // each reel channel it is tracked on.
+  bool online = false;
+  std::vector<std::pair<std::string, std::string>> presences;  // topic, phx_ref
 
   explicit Connection(ClientServer *s)
       : server(s),
@@ -96,6 +103,8 @@ struct ClientServer::Connection final : ws::FrameSink {
   void handle_request();
   bool authenticate(const http::Request &req, const ws::HandshakeResult &hs, Mode want,
                     const std::string &plain_topic);
+  // A REST request's bearer token and source address.
+  HttpCaller caller(const http::Request &req);
   void handle_phoenix(const phoenix::ClientMessage &m);
   void close_with(uint16_t code, std::string_view reason) {
     if (closing) return;
@@ -221,7 +230,9 @@ void ClientServer::adopt(int fd, const PeerLimit::Key &peer) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  c->http_parser = std::make_unique<http::RequestParser>();
+  http::Limits limits;
+  limits.max_body = options_.max_request_body;
+  c->http_parser = std::make_unique<http::RequestParser>(limits);
   c->last_activity_ms = monotonic_ms();
   uv_read_start(
       c->stream(),
@@ -266,7 +277,13 @@ void ClientServer::Connection::process(std::span<char> data, std::size_t *used) 
     auto state = http_parser->feed(std::string_view(data.data(), data.size()), &n);
     *used = n;
     if (state == http::RequestParser::State::kError) {
-      refuse_http(http_parser->error_status(), http_parser->error_reason());
+      // Not yet known to be a WebSocket upgrade: the REST API's JSON error body.
+      server->bump(Counter::kHttpErrors);
+      server->send(this,
+                   shared(http::error_response(http_parser->error_status(),
+                                               http_parser->error_reason(), true)),
+                   Send::kClosing);
+      shut();
       return;
     }
     if (state == http::RequestParser::State::kNeedMore) return;
@@ -316,6 +333,32 @@ bool ClientServer::Connection::authenticate(const http::Request &req, const ws::
   return true;
 }
 
+namespace {
+bool is_loopback(const PeerLimit::Key &k) {
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static constexpr uint8_t kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (std::memcmp(k.data(), kMapped, sizeof kMapped) == 0) return k[12] == 127;  // 127/8
+  return std::memcmp(k.data(), kV6Loopback, sizeof kV6Loopback) == 0;
+}
+}  // namespace
+
+HttpCaller ClientServer::Connection::caller(const http::Request &req) {
+  HttpCaller who;
+  who.loopback = is_loopback(peer);
+  std::string_view auth = req.header("authorization");
+  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
+    who.has_token = true;
+    const int64_t now = static_cast<int64_t>(realtime_ns() / 1'000'000'000ULL);
+    who.token_error = server->verifier_.verify(auth.substr(7), now, who.identity);
+    if (who.token_error != TokenError::kNone) server->bump(Counter::kAuthRejected);
+  } else if (!auth.empty()) {
+    who.has_token = true;
+    who.token_error = TokenError::kMalformed;
+    server->bump(Counter::kAuthRejected);
+  }
+  return who;
+}
+
 void ClientServer::Connection::handle_request() {
   http::Request &req = http_parser->request();
   const std::string &path = req.path;
@@ -345,7 +388,8 @@ void ClientServer::Connection::handle_request() {
     want = Mode::kPlain;
   } else {
     std::optional<std::string> routed;
-    if (server->options_.http_routes) routed = server->options_.http_routes(req);
+    if (server->options_.rest) routed = server->options_.rest->handle(req, caller(req));
+    if (!routed && server->options_.http_routes) routed = server->options_.http_routes(req);
     if (!routed) {
       server->bump(Counter::kHttpErrors);
       routed = http::error_response(404, "no such endpoint: " + path, true);
@@ -381,6 +425,10 @@ void ClientServer::Connection::handle_request() {
   }
   mode = want;
   http_parser.reset();  // no HTTP state for the rest of the connection's life
+  if (identity.authenticated() && server->options_.presence != nullptr) {
+    server->options_.presence->connected(identity.user_id, realtime_ns() / 1'000'000);
+    online = true;
+  }
   if (mode == Mode::kPlain) {
     router.add(plain_topic);
     server->subscribe(plain_topic, this);
@@ -421,7 +469,118 @@ void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
   if (routed.unauthorized > 0) server->bump(Counter::kAuthRejected);
   for (std::string &reply : routed.replies) server->send(this, text(reply));
   if (!routed.subscribe.empty()) server->subscribe(routed.subscribe, this);
-  if (!routed.unsubscribe.empty()) server->unsubscribe(routed.unsubscribe, this);
+  if (!routed.unsubscribe.empty()) {
+    server->unsubscribe(routed.unsubscribe, this);
+    server->leave_presence(this, routed.unsubscribe);
+  }
+  if (routed.joined) server->join_presence(this, m);
+  if (routed.push) server->handle_push(this, m);
+}
+
+void ClientServer::join_presence(Connection *c, const phoenix::ClientMessage &m) {
+  if (options_.presence == nullptr || !m.topic.starts_with("reel:")) return;
+  const std::string topic(m.topic);
+  const bool tracked = std::any_of(c->presences.begin(), c->presences.end(),
+                                   [&](const auto &p) { return p.first == topic; });
+  if (c->identity.authenticated() && !tracked) {
+    c->presences.emplace_back(
+        topic, options_.presence->track(topic, c->identity.user_id, realtime_ns() / 1'000'000));
+  }
+  // The state as of the last diff; this socket is subscribed already, so the next diff
+  // (which carries this join) reaches it. Pushed with the join's join_ref, as Phoenix's
+  // `push(socket, "presence_state", ...)` does, and as JSON text whatever the socket's format:
+  // phoenix.js's Presence reads JSON.
+  auto state = options_.presence->state(topic);
+  send(c, text(phoenix::encode_push(m.join_ref.json, m.topic_json, "presence_state", *state)));
+}
+
+void ClientServer::leave_presence(Connection *c, const std::string &topic) {
+  if (options_.presence == nullptr) return;
+  for (auto it = c->presences.begin(); it != c->presences.end(); ++it) {
+    if (it->first == topic) {
+      options_.presence->untrack(topic, c->identity.user_id, it->second);
+      c->presences.erase(it);
+      return;
+    }
+  }
+}
+
+void ClientServer::handle_push(Connection *c, const phoenix::ClientMessage &m) {
+  auto reply = [&](phoenix::ReplyStatus st, std::string_view response) {
+    send(c, text(phoenix::encode_reply(m.join_ref.json, m.ref.json, m.topic_json, st, response)));
+  };
+  if (m.topic.starts_with("reel:") &&
+      (m.event == "like" || m.event == "comment" || m.event == "share")) {
+    handle_interaction(c, m);
+    return;
+  }
+  if (m.topic.starts_with("user:") && m.event == "update_presence" && options_.rest != nullptr) {
+    // The user's own topic (only that user can have joined it).
+    StatusChange change;
+    BodyError e = parse_status_change("application/json", m.payload, &change);
+    if (!e.ok()) {
+      reply(phoenix::ReplyStatus::kError, R"({"reason":")" + e.message + R"("})");
+      return;
+    }
+    reply(phoenix::ReplyStatus::kOk, options_.rest->apply_status(c->identity.user_id, change));
+    return;
+  }
+  reply(phoenix::ReplyStatus::kError, R"({"reason":"unhandled event"})");
+}
+
+// A like, comment or share: checked, counted against the user's rate, and published into the
+// rings through the daemon's producer, so it is numbered (and counted, see ReelState) like
+// any record; the viewers, this socket included, get it as an `interaction` broadcast. The
+// reply says it was accepted, with its id.
+void ClientServer::handle_interaction(Connection *c, const phoenix::ClientMessage &m) {
+  auto reply = [&](phoenix::ReplyStatus st, std::string_view response) {
+    send(c, text(phoenix::encode_reply(m.join_ref.json, m.ref.json, m.topic_json, st, response)));
+  };
+  // Reasons are the daemon's own sentences (no quotes or backslashes): they go between quotes
+  // as they are.
+  auto refuse = [&](Counter counter, const std::string &reason) {
+    bump(counter);
+    reply(phoenix::ReplyStatus::kError, R"({"reason":")" + reason + R"("})");
+  };
+  if (options_.publisher == nullptr) {
+    reply(phoenix::ReplyStatus::kError, R"({"reason":"unhandled event"})");
+    return;
+  }
+  if (!c->identity.authenticated()) {
+    refuse(Counter::kInteractionsInvalid, "authentication required: connect with a token");
+    return;
+  }
+  kronop::v1::Envelope e;
+  BodyError error =
+      parse_interaction(m.event, m.payload, options_.max_comment_bytes, e.mutable_interaction());
+  if (!error.ok()) {
+    refuse(Counter::kInteractionsInvalid, error.message);
+    return;
+  }
+  if (options_.interaction_limiter != nullptr &&
+      !options_.interaction_limiter->allow(c->identity.user_id, monotonic_ms())) {
+    refuse(Counter::kInteractionsRateLimited, "rate limited: too many interactions");
+    return;
+  }
+  const uint64_t now_ns = realtime_ns();
+  auto *in = e.mutable_interaction();
+  char id[32];
+  std::snprintf(id, sizeof id, "%016llx%04x", static_cast<unsigned long long>(now_ns),
+                static_cast<unsigned>(++interaction_ids_ & 0xffff));
+  in->set_id(id);
+  in->set_reel_id(reel_number(m.topic));
+  in->set_user_id(c->identity.user_id);
+  in->set_timestamp(static_cast<int64_t>(now_ns / 1'000'000));
+  e.set_topic(std::string(m.topic));
+  e.set_event("interaction");
+  e.set_publish_time_ns(now_ns);
+  const int rc = options_.publisher->publish(e);
+  if (rc != KRONOP_OK) {
+    reply(phoenix::ReplyStatus::kError, R"({"reason":"busy: try again"})");
+    return;
+  }
+  bump(Counter::kInteractions);
+  reply(phoenix::ReplyStatus::kOk, std::string(R"({"id":")") + id + R"("})");
 }
 
 namespace {
@@ -458,6 +617,13 @@ void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
 void ClientServer::forget(Connection *c) {
   for (const auto &ch : c->router.channels()) unsubscribe(ch.topic, c);
   c->router.clear();
+  if (options_.presence != nullptr) {
+    for (const auto &[topic, ref] : c->presences) {
+      options_.presence->untrack(topic, c->identity.user_id, ref);
+    }
+    c->presences.clear();
+    if (c->online) options_.presence->disconnected(c->identity.user_id, realtime_ns() / 1'000'000);
+  }
   if (c->dirty) std::erase(dirty_, c);
   if (c->lingering) std::erase(lingering_, c);
   connections_.erase(c->position);
@@ -628,7 +794,7 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
         continue;
       if (c->mode == Connection::Mode::kPlain) {
         send(c, m->plain_text(), how);
-      } else if (c->protobuf) {
+      } else if (c->protobuf && !m->json_only()) {
         if (const SharedFrame &f = m->phoenix_binary()) send(c, f, how);
       } else {
         send(c, m->phoenix_text(), how);

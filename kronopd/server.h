@@ -28,6 +28,10 @@
 #include "kronop/result.h"
 #include "latency_histogram.h"
 #include "phoenix.h"
+#include "presence.h"
+#include "publisher.h"
+#include "rate_limit.h"
+#include "rest_api.h"
 
 namespace kronop::daemon {
 
@@ -51,6 +55,15 @@ struct ServerOptions {
   // Plain HTTP requests (not WebSocket upgrades): the complete response for the paths it
   // serves, nullopt for the others (404). Called on the loop's thread.
   std::function<std::optional<std::string>(const http::Request &)> http_routes;
+  // Largest request body accepted (413 beyond, before it is buffered).
+  std::size_t max_request_body = 64 * 1024;
+
+  // Shared by every loop, owned by main; null: that feature is off.
+  PresenceHub *presence = nullptr;  // Phoenix Presence on reel topics, users' status
+  RestApi *rest = nullptr;          // /api/v1/reels/..., /api/v1/users/...; status pushes
+  Publisher *publisher = nullptr;   // where likes, comments and shares are published
+  KeyedRateLimiter *interaction_limiter = nullptr;  // per user
+  std::size_t max_comment_bytes = 1000;
 };
 
 // What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
@@ -69,7 +82,10 @@ enum class Counter : uint8_t {
   kHttpErrors,
   kAuthRejected,  // connections and joins refused for their token
   kRateLimited,   // sockets closed (1008) for sending messages too fast
-  kMessages,      // messages the loop received from the dispatcher
+  kInteractions,  // likes, comments and shares accepted (published)
+  kInteractionsInvalid,
+  kInteractionsRateLimited,
+  kMessages,  // messages the loop received from the dispatcher
   kChannelsReel,
   kChannelsUser,
   kChannelsSystem,
@@ -141,6 +157,15 @@ class ClientServer {
   void mark_dirty(Connection *c);
   void release_flush_handles();
 
+  // A client event on a joined channel: likes, comments and shares on reel topics, status
+  // changes on the user's own topic; anything else is answered "unhandled event".
+  void handle_push(Connection *c, const phoenix::ClientMessage &m);
+  void handle_interaction(Connection *c, const phoenix::ClientMessage &m);
+  // After an accepted join of a reel topic: track the socket's user (once per channel) and
+  // send the topic's presence_state with the join's join_ref.
+  void join_presence(Connection *c, const phoenix::ClientMessage &m);
+  void leave_presence(Connection *c, const std::string &topic);
+
   void subscribe(const std::string &topic, Connection *c);
   void unsubscribe(const std::string &topic, Connection *c);
   void forget(Connection *c);
@@ -164,6 +189,7 @@ class ClientServer {
   RouteOutcome route_outcome_;  // reused by every message's routing
   TokenVerifier verifier_;
   LatencyHistogram delivery_ns_;
+  uint32_t interaction_ids_ = 0;
   std::vector<char> read_buffer_;
   std::array<std::atomic<uint64_t>, static_cast<std::size_t>(Counter::kCount)> counters_{};
   void bump(Counter c, uint64_t n = 1) {

@@ -105,6 +105,20 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
   e.summary("kronop_publish_to_ingest_seconds",
             "From a producer's publish to kronopd's validation of the record.",
             s.publish_to_ingest());
+  const auto &p = s.presence();
+  e.simple("kronop_presence_topics", "gauge", "Reel topics with someone present.", d(p.topics()));
+  e.simple("kronop_presences", "gauge", "Sockets tracked by presence on reel topics.",
+           d(p.presences()));
+  e.simple("kronop_users_online", "gauge", "Users with a socket open.", d(p.users_online()));
+  e.simple("kronop_presence_diffs_total", "counter", "presence_diff messages sent.", d(p.diffs()));
+  e.family("kronop_interactions_total", "counter",
+           "Likes, comments and shares pushed by clients, by outcome.");
+  e.sample("kronop_interactions_total", "outcome=\"accepted\"", d(c.interactions()));
+  e.sample("kronop_interactions_total", "outcome=\"invalid\"", d(c.interactions_invalid()));
+  e.sample("kronop_interactions_total", "outcome=\"rate_limited\"",
+           d(c.interactions_rate_limited()));
+  e.simple("kronop_rest_requests_total", "counter", "REST API requests (reels, users).",
+           d(c.rest_requests()));
   e.summary("kronop_delivery_seconds",
             "From a producer's publish to the message's frames queued for every subscriber.",
             c.publish_to_delivery());
@@ -114,7 +128,8 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
 std::optional<std::string> SystemApi::handle(const http::Request &req) const {
   const std::string &p = req.path;
   const bool ours = p == "/metrics" || p == "/api/v1/system/health" ||
-                    p == "/api/v1/system/stats" || p == "/api/v1/connections/stats";
+                    p == "/api/v1/system/stats" || p == "/api/v1/system/performance" ||
+                    p == "/api/v1/connections/stats";
   if (!ours) return std::nullopt;
   if (req.method != "GET" && req.method != "HEAD") {
     std::string r = http::error_response(405, "use GET", true);
@@ -137,6 +152,18 @@ std::optional<std::string> SystemApi::handle(const http::Request &req) const {
     body = proto_to_json(h);
   } else if (p == "/api/v1/system/stats") {
     body = proto_to_json(s);
+  } else if (p == "/api/v1/system/performance") {
+    kronop::v1::Performance perf;
+    perf.set_uptime_ms(s.uptime_ms());
+    perf.set_records(s.records());
+    perf.set_messages_fanned_out(s.clients().messages_fanned_out());
+    perf.set_frames_out(s.clients().frames_out());
+    perf.set_writes(s.clients().writes());
+    perf.set_bytes_out(s.clients().bytes_out());
+    perf.set_connections(s.clients().connections());
+    *perf.mutable_publish_to_ingest() = s.publish_to_ingest();
+    *perf.mutable_publish_to_delivery() = s.clients().publish_to_delivery();
+    body = proto_to_json(perf);
   } else {
     body = proto_to_json(s.clients());
   }

@@ -3,6 +3,7 @@
 //   GET /metrics                    Prometheus text exposition format (version 0.0.4)
 //   GET /api/v1/system/health       {"healthy":true,"status":"ok","pid":N,"uptime_ms":"N"}
 //   GET /api/v1/system/stats        the DaemonStats of `kronopctl stats --json`
+//   GET /api/v1/system/performance  totals and latency summaries (kronop.v1.Performance)
 //   GET /api/v1/connections/stats   its "clients" part
 //
 // Everything is built from one kronop.v1.DaemonStats snapshot (the control socket's), so

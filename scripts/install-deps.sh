@@ -10,6 +10,7 @@ packages=(
   libuv1-dev libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev
   libsqlite3-dev libzstd-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsimdjson-dev libssl-dev libhttp-parser-dev
+  curl
 )
 # Node.js and npm for the real-client tests (tests/clients); a node already on PATH (e.g. a
 # newer one installed another way) is kept.

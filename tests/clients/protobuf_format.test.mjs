@@ -124,12 +124,12 @@ test("a binary push from the phoenix client is decoded and answered", T, async (
   const { channel } = await joinOk(pbSocket, "reel:9");
   const reply = await new Promise((resolve) => {
     channel
-      .push("like", new Uint8Array([1, 2, 3]).buffer)
+      .push("dance", new Uint8Array([1, 2, 3]).buffer)
       .receive("ok", (r) => resolve({ status: "ok", r }))
       .receive("error", (r) => resolve({ status: "error", r }))
       .receive("timeout", () => resolve({ status: "timeout" }));
   });
-  // Client events arrive with the interactions issue; until then the server says so.
+  // An event the server does not handle is answered as such (likes: interactions.test.mjs).
   assert.deepEqual(reply, { status: "error", r: { reason: "unhandled event" } });
   assert.equal(pbSocket.isConnected(), true, "the socket stays open");
 });

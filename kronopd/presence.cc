@@ -1,0 +1,428 @@
+// Phoenix Presence tracking and user status (see presence.h).
+#include "presence.h"
+
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <chrono>
+#include <initializer_list>
+#include <random>
+#include <system_error>
+
+#include "phoenix.h"
+
+namespace kronop::daemon {
+
+namespace {
+
+constexpr char kBase36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+// Digits of a uint64_t in base 36 and base 10, at most.
+constexpr std::size_t kMaxBase36 = 13;
+constexpr std::size_t kMaxBase10 = 20;
+// "F" and 8 random characters.
+constexpr std::size_t kPrefixSize = 9;
+
+// The id of the next meta, process-wide: refs stay unique with several hubs (the tests).
+std::atomic<uint64_t> g_next_meta_id{1};
+
+// "F" and 8 random base-36 characters, drawn once per process: a daemon restarted while
+// clients reconnect must not hand out the refs of the previous one, which those clients may
+// still hold (syncState keeps metas whose refs it already knows).
+const std::string &ref_prefix() {
+  static const std::string prefix = [] {
+    std::random_device device;
+    uint64_t bits = (uint64_t{device()} << 32) ^ device();
+    // In case random_device is deterministic on some platform.
+    bits ^= static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    std::string p = "F";
+    while (p.size() < kPrefixSize) {
+      p.push_back(kBase36[bits % 36]);
+      bits /= 36;
+    }
+    return p;
+  }();
+  return prefix;
+}
+
+void append_ref(std::string &out, uint64_t id) {
+  out += ref_prefix();
+  char buf[kMaxBase36];
+  const auto r = std::to_chars(buf, buf + sizeof buf, id, 36);
+  out.append(buf, r.ptr);
+}
+
+// The id of a ref append_ref wrote in this process; false for anything else (another
+// process's refs, non-canonical spellings such as upper case or leading zeros).
+bool parse_ref(std::string_view ref, uint64_t &id) {
+  const std::string &prefix = ref_prefix();
+  if (ref.size() <= prefix.size() || ref.size() > prefix.size() + kMaxBase36 ||
+      ref.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  const std::string_view digits = ref.substr(prefix.size());
+  const char *end = digits.data() + digits.size();
+  const auto parsed = std::from_chars(digits.data(), end, id, 36);
+  if (parsed.ec != std::errc() || parsed.ptr != end) return false;
+  char buf[kMaxBase36];
+  const auto r = std::to_chars(buf, buf + sizeof buf, id, 36);
+  return std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)) == digits;
+}
+
+// {"phx_ref":"REF","online_at":MS}, written on the stack and appended at once (this is the
+// inner loop of encoding a big topic's state).
+void append_meta(std::string &out, uint64_t id, uint64_t online_at) {
+  static constexpr std::string_view kHead = R"({"phx_ref":")";
+  static constexpr std::string_view kMiddle = R"(","online_at":)";
+  const std::string &prefix = ref_prefix();
+  char buf[kHead.size() + kPrefixSize + kMaxBase36 + kMiddle.size() + kMaxBase10 + 1];
+  char *p = std::copy(kHead.begin(), kHead.end(), buf);
+  p = std::copy(prefix.begin(), prefix.end(), p);
+  p = std::to_chars(p, p + kMaxBase36, id, 36).ptr;
+  p = std::copy(kMiddle.begin(), kMiddle.end(), p);
+  p = std::to_chars(p, p + kMaxBase10, online_at).ptr;
+  *p++ = '}';
+  out.append(buf, p);
+}
+
+const std::shared_ptr<const std::string> &empty_state() {
+  static const auto empty = std::make_shared<const std::string>("{}");
+  return empty;
+}
+
+}  // namespace
+
+PresenceHub::PresenceHub() : PresenceHub(Options{}) {}
+
+PresenceHub::PresenceHub(Options options) : options_(options) {}
+
+// ---------------------------------------------------------------------------------------
+// Topic presence
+
+std::string PresenceHub::track(const std::string &topic, const std::string &user, uint64_t now_ms) {
+  assert(phoenix::json_safe(topic) && phoenix::json_safe(user));
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(mu_);
+    TopicNode &tn = *topic_table_.try_emplace(topic).first;
+    Topic &t = tn.second;
+    UserNode &un = *t.users.try_emplace(user).first;
+    UserMetas &u = un.second;
+    // Taken under the lock, so that ids grow in the order metas are added (see Meta).
+    id = g_next_meta_id.fetch_add(1, std::memory_order_relaxed);
+    u.joins.push_back({id, now_ms, false});
+    if (!u.dirty) {
+      u.dirty = true;
+      t.dirty_users.push_back(&un);
+    }
+    if (!t.dirty) {
+      t.dirty = true;
+      dirty_topics_.push_back(&tn);
+    }
+    if (u.live() == 1) ++t.live_users;
+    if (t.live_metas++ == 0) topics_.fetch_add(1, std::memory_order_relaxed);
+    metas_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string ref;
+  ref.reserve(ref_prefix().size() + kMaxBase36);
+  append_ref(ref, id);
+  return ref;
+}
+
+void PresenceHub::untrack(const std::string &topic, const std::string &user,
+                          const std::string &phx_ref) {
+  uint64_t id = 0;
+  if (!parse_ref(phx_ref, id)) return;
+  std::lock_guard lock(mu_);
+  const auto tit = topic_table_.find(topic);
+  if (tit == topic_table_.end()) return;
+  TopicNode &tn = *tit;
+  Topic &t = tn.second;
+  const auto uit = t.users.find(user);
+  if (uit == t.users.end()) return;
+  UserMetas &u = uit->second;
+  const auto by_id = [](const Meta &m, uint64_t v) { return m.id < v; };
+
+  const auto j = std::lower_bound(u.joins.begin(), u.joins.end(), id, by_id);
+  if (j != u.joins.end() && j->id == id) {
+    // Joined since the last flush: the two cancel out. The user and topic are already
+    // dirty (since the track), so the flush erases what is left empty.
+    u.joins.erase(j);
+  } else {
+    const auto f = std::lower_bound(u.flushed.begin(), u.flushed.end(), id, by_id);
+    if (f == u.flushed.end() || f->id != id || f->leaving) return;
+    // Still in the flushed state (state() shows it until the next flush), and in that
+    // flush's leaves.
+    f->leaving = true;
+    ++u.leaving;
+    if (!u.dirty) {
+      u.dirty = true;
+      t.dirty_users.push_back(&*uit);
+    }
+    if (!t.dirty) {
+      t.dirty = true;
+      dirty_topics_.push_back(&tn);
+    }
+  }
+  if (u.live() == 0) --t.live_users;
+  if (--t.live_metas == 0) topics_.fetch_sub(1, std::memory_order_relaxed);
+  metas_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// `"USER":{"metas":[META,...]}` for the metas in [begin, end) (only those leaving when
+// `only_leaving`); META is {"phx_ref":"REF","online_at":MS}.
+void PresenceHub::append_metas(std::string &out, const std::string &user, const Meta *begin,
+                               const Meta *end, bool only_leaving) {
+  out += '"';
+  out += user;
+  out += "\":{\"metas\":[";
+  bool first = true;
+  for (const Meta *m = begin; m != end; ++m) {
+    if (only_leaving && !m->leaving) continue;
+    if (!first) out += ',';
+    first = false;
+    append_meta(out, m->id, m->online_at);
+  }
+  out += "]}";
+}
+
+std::string PresenceHub::encode_state(const Topic &t) {
+  // One allocation: an upper bound of the size (`"U":{"metas":[]},` per user, the longest
+  // meta and a comma per meta).
+  const std::size_t max_meta =
+      sizeof R"({"phx_ref":"","online_at":},)" - 1 + ref_prefix().size() + kMaxBase36 + kMaxBase10;
+  std::size_t size = 2;
+  for (const auto &[user, u] : t.users) {
+    if (!u.flushed.empty()) size += user.size() + 16 + u.flushed.size() * max_meta;
+  }
+  std::string out;
+  out.reserve(size);
+  out += '{';
+  for (const auto &[user, u] : t.users) {
+    if (u.flushed.empty()) continue;  // only pending joins
+    if (out.size() > 1) out += ',';
+    append_metas(out, user, u.flushed.data(), u.flushed.data() + u.flushed.size(), false);
+  }
+  out += '}';
+  return out;
+}
+
+std::shared_ptr<const std::string> PresenceHub::state(const std::string &topic) {
+  std::lock_guard lock(mu_);
+  const auto it = topic_table_.find(topic);
+  if (it == topic_table_.end()) return empty_state();
+  Topic &t = it->second;
+  if (!t.state) {
+    std::string encoded = encode_state(t);
+    t.state = encoded.size() == 2 ? empty_state()
+                                  : std::make_shared<const std::string>(std::move(encoded));
+  }
+  return t.state;
+}
+
+std::size_t PresenceHub::flush(std::vector<Diff> &out) {
+  std::lock_guard lock(mu_);
+  std::size_t produced = 0;
+  std::string joins;
+  std::string leaves;
+  for (TopicNode *tn : dirty_topics_) {
+    Topic &t = tn->second;
+    joins.clear();
+    leaves.clear();
+    for (UserNode *un : t.dirty_users) {
+      UserMetas &u = un->second;
+      u.dirty = false;
+      if (u.leaving > 0) {
+        if (!leaves.empty()) leaves += ',';
+        append_metas(leaves, un->first, u.flushed.data(), u.flushed.data() + u.flushed.size(),
+                     true);
+        std::erase_if(u.flushed, [](const Meta &m) { return m.leaving; });
+        u.leaving = 0;
+      }
+      if (!u.joins.empty()) {
+        if (!joins.empty()) joins += ',';
+        append_metas(joins, un->first, u.joins.data(), u.joins.data() + u.joins.size(), false);
+        // Every pending join has a larger id than every flushed meta: still sorted. A new
+        // user (the common case) takes the vector as it is.
+        if (u.flushed.empty()) {
+          u.flushed.swap(u.joins);
+        } else {
+          u.flushed.insert(u.flushed.end(), u.joins.begin(), u.joins.end());
+        }
+        u.joins.clear();
+      }
+      // By iterator: erase(key) would be handed a key living in the node it destroys.
+      if (u.flushed.empty()) t.users.erase(t.users.find(un->first));
+    }
+    t.dirty_users.clear();
+    t.dirty = false;
+    if (!joins.empty() || !leaves.empty()) {
+      t.state.reset();  // rebuilt by the next state()
+      std::string payload;
+      payload.reserve(joins.size() + leaves.size() + 24);
+      payload += "{\"joins\":{";
+      payload += joins;
+      payload += "},\"leaves\":{";
+      payload += leaves;
+      payload += "}}";
+      out.push_back({tn->first, std::move(payload)});
+      ++produced;
+    }
+    if (t.users.empty()) topic_table_.erase(topic_table_.find(tn->first));
+  }
+  dirty_topics_.clear();
+  diffs_.fetch_add(produced, std::memory_order_relaxed);
+  return produced;
+}
+
+std::size_t PresenceHub::metas_of(const std::string &topic) const {
+  std::lock_guard lock(mu_);
+  const auto it = topic_table_.find(topic);
+  return it == topic_table_.end() ? 0 : it->second.live_metas;
+}
+
+std::size_t PresenceHub::users_of(const std::string &topic) const {
+  std::lock_guard lock(mu_);
+  const auto it = topic_table_.find(topic);
+  return it == topic_table_.end() ? 0 : it->second.live_users;
+}
+
+std::size_t PresenceHub::topic_entries() const {
+  std::lock_guard lock(mu_);
+  return topic_table_.size();
+}
+
+// ---------------------------------------------------------------------------------------
+// User status
+
+PresenceHub::UserEntryNode &PresenceHub::find_or_add_user_locked(const std::string &user) {
+  const auto it = users_.find(user);
+  if (it != users_.end()) return *it;
+  // Make room: forget the users offline longest. Users with sockets are not in idle_, so
+  // when all are online the table goes over max_users (bounded by the sockets).
+  while (users_.size() >= options_.max_users && !idle_.empty()) {
+    const UserEntryNode *oldest = idle_.front();
+    idle_.pop_front();
+    users_.erase(users_.find(oldest->first));
+  }
+  return *users_.try_emplace(user).first;
+}
+
+// Puts a user with no sockets last in the eviction order (most recently seen).
+void PresenceHub::touch_idle_locked(UserEntryNode &node) {
+  UserEntry &e = node.second;
+  if (e.idle) {
+    idle_.splice(idle_.end(), idle_, e.idle_pos);
+  } else {
+    e.idle_pos = idle_.insert(idle_.end(), &node);
+    e.idle = true;
+  }
+}
+
+// Forgets the users with no sockets not seen for user_ttl_ms. idle_ is in the order users
+// were last seen (up to the callers' clocks disagreeing by a few ms), so this looks at the
+// front only: O(1) amortised, each entry being evicted once.
+void PresenceHub::expire_users_locked(uint64_t now_ms) {
+  while (!idle_.empty()) {
+    const UserEntryNode *oldest = idle_.front();
+    const uint64_t seen = oldest->second.last_seen_ms;
+    if (now_ms <= seen || now_ms - seen <= options_.user_ttl_ms) break;
+    idle_.pop_front();
+    users_.erase(users_.find(oldest->first));
+  }
+}
+
+PresenceHub::UserPresence PresenceHub::snapshot(const UserEntryNode &node, uint64_t now_ms) {
+  const UserEntry &e = node.second;
+  UserPresence p;
+  p.user_id = node.first;
+  p.status = e.status;
+  p.current_reel = e.current_reel;
+  p.activity = e.activity;
+  p.last_seen_ms = e.sockets > 0 ? now_ms : e.last_seen_ms;
+  p.sockets = e.sockets;
+  return p;
+}
+
+void PresenceHub::connected(const std::string &user, uint64_t now_ms) {
+  std::lock_guard lock(mu_);
+  expire_users_locked(now_ms);
+  UserEntryNode &node = find_or_add_user_locked(user);
+  UserEntry &e = node.second;
+  e.last_seen_ms = now_ms;
+  if (e.sockets++ > 0) return;
+  if (e.idle) {
+    idle_.erase(e.idle_pos);
+    e.idle = false;
+  }
+  // Away is the user's choice (made with no socket open, e.g. over the REST API) and
+  // outlives the connection; offline is what having no socket meant.
+  if (e.status != Status::kAway) e.status = Status::kOnline;
+  users_online_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void PresenceHub::disconnected(const std::string &user, uint64_t now_ms) {
+  std::lock_guard lock(mu_);
+  expire_users_locked(now_ms);
+  const auto it = users_.find(user);
+  if (it == users_.end() || it->second.sockets == 0) return;
+  UserEntry &e = it->second;
+  e.last_seen_ms = now_ms;
+  if (--e.sockets > 0) return;
+  e.status = Status::kOffline;
+  e.current_reel = 0;
+  std::string().swap(e.activity);
+  touch_idle_locked(*it);
+  users_online_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+PresenceHub::UserPresence PresenceHub::set_status(const std::string &user, Status s,
+                                                  int32_t current_reel, std::string activity,
+                                                  uint64_t now_ms) {
+  std::lock_guard lock(mu_);
+  expire_users_locked(now_ms);
+  UserEntryNode &node = find_or_add_user_locked(user);
+  UserEntry &e = node.second;
+  e.status = s;
+  e.current_reel = current_reel;
+  e.activity = std::move(activity);
+  e.last_seen_ms = now_ms;
+  if (e.sockets == 0) touch_idle_locked(node);
+  return snapshot(node, now_ms);
+}
+
+std::optional<PresenceHub::UserPresence> PresenceHub::user(const std::string &user,
+                                                           uint64_t now_ms) const {
+  std::lock_guard lock(mu_);
+  const auto it = users_.find(user);
+  if (it == users_.end()) return std::nullopt;
+  return snapshot(*it, now_ms);
+}
+
+std::size_t PresenceHub::user_entries() const {
+  std::lock_guard lock(mu_);
+  return users_.size();
+}
+
+const char *PresenceHub::status_name(Status s) {
+  switch (s) {
+    case Status::kOnline:
+      return "online";
+    case Status::kAway:
+      return "away";
+    case Status::kOffline:
+      return "offline";
+  }
+  return "offline";
+}
+
+bool PresenceHub::parse_status(std::string_view name, Status *out) {
+  for (const Status s : {Status::kOnline, Status::kAway, Status::kOffline}) {
+    if (name == status_name(s)) {
+      *out = s;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,218 @@
+// Phoenix Presence: who is on each topic (a reel's viewers), in the wire format of Phoenix's
+// Presence so that the official phoenix.js `Presence` class works unchanged; and each user's
+// own status (online / away / offline, the reel they watch), independent of topics.
+//
+// Topic presence. Each topic maps a user id to the metas of that user's sockets:
+//
+//   presence_state: {"USER":{"metas":[{"phx_ref":"REF","online_at":MS},...]},...}
+//   presence_diff:  {"joins":{"USER":{"metas":[...]}},"leaves":{"USER":{"metas":[...]}}}
+//
+// One user with several sockets is one key with several metas, each with a phx_ref unique
+// across the process (a random per-process prefix, so that a restarted daemon's refs never
+// match those a reconnecting client still holds, then a counter in base 36).
+//
+// Batching. Changes are not sent as they happen: a topic keeps its state as of the last
+// flush ("flushed") and the joins and leaves since then ("pending"). flush(), called by a
+// timer, turns each topic's pending changes into one presence_diff and applies them to the
+// flushed state. A socket that joins and leaves between two flushes is in neither side of
+// the diff; a topic left with no metas is erased at the flush (nothing is kept for empty
+// topics). So a reel with 10,000 viewers joining over one interval costs one diff per
+// interval, not 10,000 broadcasts of a growing message to a growing audience.
+//
+// state() is the presence_state as of the last flush, not including pending changes, cached
+// as one shared string per topic and rebuilt at most once per flush that changed the topic
+// (10,000 joins between two flushes, each sent the state, cost one encoding). This is
+// consistent with phoenix.js, provided the server subscribes a joining socket to the
+// topic's diffs BEFORE it calls state() (or in the same step, under a lock that flush's
+// fan-out also takes), and sends each flush's diffs in flush order: the socket then gets a
+// state S_k and every diff D_j with j <= k + 1, in order. phoenix.js buffers diffs that
+// arrive before the state (pendingDiffs) and applies them after it, and applying an older
+// diff to a newer state changes nothing in the end: syncDiff dedups joins by phx_ref, drops
+// leaves of unknown keys and refs, and a ref, once left, never joins again, so the last diff
+// that mentions a ref decides whether it is there, as it did on the server. (The reverse
+// order, state() then subscribe, can lose the diff of a flush that falls in between.)
+//
+// User status. connected()/disconnected() count a user's authenticated sockets; the first
+// one makes the user online (unless they set themselves away), the last one leaving makes
+// them offline and clears what they were doing. set_status() is the user's explicit choice.
+// The table is bounded: a user with no sockets is forgotten once not seen for 24 h (lazily,
+// on later changes), and when it holds max_users entries the user offline longest is
+// forgotten first. Users with sockets are never evicted (their sockets bound them).
+//
+// Strings. Topics and user ids come from valid_topic (envelope_validation.h) and are
+// json_safe (phoenix.h): payloads are built by concatenation, with no escaping (asserted in
+// debug builds). The activity text of set_status is stored as given; whoever encodes it
+// escapes it.
+//
+// Thread safety: every member function may be called from any thread (the I/O loops, the
+// flush timer, the REST API). One mutex guards the tables; the counters for metrics are
+// relaxed atomics, read without it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace kronop::daemon {
+
+class PresenceHub {
+ public:
+  struct Options {
+    // Entries of the user table beyond which the users offline longest are forgotten.
+    std::size_t max_users = 1'000'000;
+    // A user with no sockets not seen for longer than this is forgotten (lazily).
+    uint64_t user_ttl_ms = 24ull * 3600 * 1000;
+  };
+
+  PresenceHub();
+  explicit PresenceHub(Options options);
+  PresenceHub(const PresenceHub &) = delete;
+  PresenceHub &operator=(const PresenceHub &) = delete;
+
+  // ---------------------------------------------------------------------------------------
+  // Topic presence
+
+  // A socket of `user` joined `topic` at `now_ms` (Unix ms, the meta's online_at); returns
+  // the phx_ref of its meta, which the caller keeps to untrack it. Both strings json_safe.
+  std::string track(const std::string &topic, const std::string &user, uint64_t now_ms);
+  // That socket left (or disconnected). Unknown refs, and refs already untracked, are
+  // ignored.
+  void untrack(const std::string &topic, const std::string &user, const std::string &phx_ref);
+
+  // The presence_state payload as of the last flush; never null (a shared "{}" when the
+  // topic has no presences). The same object until a flush changes the topic.
+  std::shared_ptr<const std::string> state(const std::string &topic);
+
+  struct Diff {
+    std::string topic;
+    std::string payload;  // the presence_diff payload
+  };
+  // Appends one presence_diff per topic whose presences changed since the last flush (a
+  // join cancelled by its leave is no change); returns how many it appended.
+  std::size_t flush(std::vector<Diff> &out);
+
+  // Metrics, from any thread without the lock. topics: topics with at least one live meta;
+  // metas: live metas (flushed + pending joins - pending leaves); diffs: produced since start.
+  uint64_t topics() const { return topics_.load(std::memory_order_relaxed); }
+  uint64_t metas() const { return metas_.load(std::memory_order_relaxed); }
+  uint64_t diffs() const { return diffs_.load(std::memory_order_relaxed); }
+
+  // Live metas (sockets) of one topic and its distinct users (with at least one live meta).
+  std::size_t metas_of(const std::string &topic) const;
+  std::size_t users_of(const std::string &topic) const;
+  // Entries of the topic table: live topics, plus those emptied since the last flush (which
+  // the flush erases). For tests and memory accounting.
+  std::size_t topic_entries() const;
+
+  // ---------------------------------------------------------------------------------------
+  // User status
+
+  enum class Status : uint8_t { kOffline, kOnline, kAway };
+  struct UserPresence {
+    std::string user_id;
+    Status status = Status::kOffline;
+    int32_t current_reel = 0;  // 0: none
+    std::string activity;
+    uint64_t last_seen_ms = 0;
+    uint32_t sockets = 0;
+  };
+
+  // An authenticated socket of `user` opened / closed. The first socket makes the status
+  // online, unless it is away; the last one closing makes it offline with current_reel 0
+  // and no activity. Both update last_seen_ms. A close with no socket open is ignored.
+  void connected(const std::string &user, uint64_t now_ms);
+  void disconnected(const std::string &user, uint64_t now_ms);
+  // The user's explicit status (their channel's push, the REST API); updates last_seen_ms
+  // and returns the result. kOffline while sockets are open is allowed: the user appears
+  // offline (until they set another status or their sockets all close and one reopens).
+  UserPresence set_status(const std::string &user, Status s, int32_t current_reel,
+                          std::string activity, uint64_t now_ms);
+  // nullopt when the user was never seen (or has been forgotten). While the user has
+  // sockets, last_seen_ms is reported as now_ms.
+  std::optional<UserPresence> user(const std::string &user, uint64_t now_ms) const;
+  // Users with at least one socket (any status), without the lock.
+  uint64_t users_online() const { return users_online_.load(std::memory_order_relaxed); }
+  // Entries of the user table (for tests and memory accounting).
+  std::size_t user_entries() const;
+
+  static const char *status_name(Status s);  // "online" / "away" / "offline"
+  // The inverse of status_name; false (and *out unchanged) for any other name.
+  static bool parse_status(std::string_view name, Status *out);
+
+ private:
+  // A socket's meta. Its phx_ref is the process prefix + `id` in base 36, so a meta needs no
+  // string of its own, and untrack finds it by binary search: ids grow with each track
+  // (taken under the lock), so every user's metas are sorted by id, and pending joins all
+  // come after the flushed metas.
+  struct Meta {
+    uint64_t id = 0;
+    uint64_t online_at = 0;
+    bool leaving = false;  // flushed, untracked since: in the next diff's leaves
+  };
+  struct UserMetas {
+    std::vector<Meta> flushed;  // as of the last flush (leaving ones included)
+    std::vector<Meta> joins;    // tracked since the last flush
+    uint32_t leaving = 0;       // flushed metas marked leaving
+    bool dirty = false;         // listed in its topic's dirty_users
+    std::size_t live() const { return flushed.size() - leaving + joins.size(); }
+  };
+  using UserNode = std::pair<const std::string, UserMetas>;
+  struct Topic {
+    std::unordered_map<std::string, UserMetas> users;
+    // Users with pending changes; map nodes do not move, and are erased only by flush.
+    std::vector<UserNode *> dirty_users;
+    std::shared_ptr<const std::string> state;  // cached presence_state; null: to rebuild
+    std::size_t live_metas = 0;
+    std::size_t live_users = 0;
+    bool dirty = false;  // listed in dirty_topics_
+  };
+  using TopicNode = std::pair<const std::string, Topic>;
+
+  struct UserEntry;
+  using UserEntryNode = std::pair<const std::string, UserEntry>;
+  struct UserEntry {
+    Status status = Status::kOffline;
+    int32_t current_reel = 0;
+    std::string activity;
+    uint64_t last_seen_ms = 0;
+    uint32_t sockets = 0;
+    // Position in idle_ while sockets == 0.
+    bool idle = false;
+    std::list<UserEntryNode *>::iterator idle_pos;
+  };
+
+  void meta_gone_locked(Topic &t, std::size_t user_live_after);
+  static void append_metas(std::string &out, const std::string &user, const Meta *begin,
+                           const Meta *end, bool only_leaving);
+  static std::string encode_state(const Topic &t);
+
+  UserEntryNode &find_or_add_user_locked(const std::string &user);
+  void touch_idle_locked(UserEntryNode &node);
+  void expire_users_locked(uint64_t now_ms);
+  static UserPresence snapshot(const UserEntryNode &node, uint64_t now_ms);
+
+  const Options options_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Topic> topic_table_;
+  std::vector<TopicNode *> dirty_topics_;  // topics with pending changes
+  std::unordered_map<std::string, UserEntry> users_;
+  // Users with no sockets, least recently seen first: the eviction order.
+  std::list<UserEntryNode *> idle_;
+
+  std::atomic<uint64_t> topics_{0};
+  std::atomic<uint64_t> metas_{0};
+  std::atomic<uint64_t> diffs_{0};
+  std::atomic<uint64_t> users_online_{0};
+};
+
+}  // namespace kronop::daemon

@@ -1,0 +1,38 @@
+// The daemon's own producer: what clients push (likes, comments, shares, status) and what
+// REST callers post enters the rings like any producer's record, so it is validated,
+// numbered, fanned out (and, with the durable log, logged) by the same path as everything
+// else. One ring lease for the whole daemon, shared by the I/O threads under a mutex: these
+// are client-paced writes, far from the rate that would make the lock matter.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "kronop/ipc/producer.h"
+#include "kronop/v1/envelope.pb.h"
+#include "kronop_ipc.h"
+
+namespace kronop::daemon {
+
+class Publisher {
+ public:
+  explicit Publisher(std::unique_ptr<ipc::Producer> producer) : producer_(std::move(producer)) {}
+
+  // Any thread. KRONOP_OK, or a KRONOP_E* code (KRONOP_EFULL when the ring has no room:
+  // never waits, since the caller is an event loop).
+  int publish(const kronop::v1::Envelope &envelope) {
+    std::string bytes;
+    if (!envelope.SerializeToString(&bytes)) return KRONOP_EINVAL;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!producer_) return KRONOP_ENODAEMON;
+    return producer_->publish_envelope(bytes);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unique_ptr<ipc::Producer> producer_;
+};
+
+}  // namespace kronop::daemon

@@ -1,0 +1,176 @@
+// Per-reel counters and recent updates; see reels.h.
+#include "reels.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <charconv>
+
+#include "kronop/clock.h"
+#include "kronop/v1/envelope.pb.h"
+#include "kronop/v1/reel.pb.h"
+#include "kronop_ipc.h"
+
+namespace kronop::daemon {
+
+ReelState::ReelState(std::size_t recent_per_reel, std::size_t max_reels)
+    : recent_per_reel_(recent_per_reel == 0 ? 1 : recent_per_reel),
+      max_reels_(max_reels == 0 ? 1 : max_reels) {}
+
+int32_t reel_number(std::string_view topic) {
+  std::string_view id = topic.substr(topic.find(':') + 1);
+  int32_t n = 0;
+  auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
+  return ec == std::errc() && end == id.data() + id.size() && n > 0 ? n : 0;
+}
+
+ReelState::Reel &ReelState::touch(std::string_view topic) {
+  auto it = reels_.find(std::string(topic));
+  if (it != reels_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return it->second;
+  }
+  if (reels_.size() >= max_reels_) {
+    Reel *oldest = lru_.back();
+    lru_.pop_back();
+    std::erase(dirty_, oldest->topic);
+    reels_.erase(oldest->topic);
+  }
+  Reel &r = reels_[std::string(topic)];
+  r.topic.assign(topic);
+  lru_.push_front(&r);
+  r.lru = lru_.begin();
+  return r;
+}
+
+bool ReelState::count_interaction(const EnvelopeView &view, EnvelopeView *out) {
+  if (!view.topic.starts_with("reel:")) return false;
+  kronop::v1::Envelope e;
+  kronop::v1::Interaction *in = e.mutable_interaction();
+  if (view.body_kind == BodyKind::kInteraction) {
+    if (!in->ParseFromArray(view.body.data(), static_cast<int>(view.body.size()))) return false;
+  } else if (view.body_kind == BodyKind::kJson) {
+    google::protobuf::util::JsonParseOptions opts;
+    opts.ignore_unknown_fields = false;
+    if (!google::protobuf::util::JsonStringToMessage(std::string(view.body), in, opts).ok())
+      return false;
+  } else {
+    return false;
+  }
+  ReelCounters totals;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Reel &r = touch(view.topic);
+    switch (in->kind()) {
+      case kronop::v1::Interaction::KIND_LIKE:
+        ++r.counters.likes;
+        break;
+      case kronop::v1::Interaction::KIND_COMMENT:
+        ++r.counters.comments;
+        break;
+      case kronop::v1::Interaction::KIND_SHARE:
+        ++r.counters.shares;
+        break;
+      default:
+        return false;  // not something that is counted: delivered as it came
+    }
+    if (!r.counters_dirty) {
+      r.counters_dirty = true;
+      dirty_.push_back(r.topic);
+    }
+    totals = r.counters;
+  }
+  in->set_like_count(totals.likes);
+  in->set_comment_count(totals.comments);
+  in->set_share_count(totals.shares);
+  if (in->reel_id() == 0) in->set_reel_id(reel_number(view.topic));
+  e.set_topic(std::string(view.topic));
+  e.set_event(std::string(view.event));
+  e.set_producer_id(view.producer_id);
+  e.set_producer_seq(view.producer_seq);
+  e.set_publish_time_ns(view.publish_time_ns);
+  e.set_priority(static_cast<kronop::v1::Priority>(view.priority));
+  record_ = e.SerializeAsString();
+  return validator_.validate(record_, *out) == Reject::kNone;
+}
+
+void ReelState::remember(const EnvelopeView &view, uint64_t seq) {
+  if (view.event != "reel_update" || !view.topic.starts_with("reel:")) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  Reel &r = touch(view.topic);
+  Reel::Update u{seq, view.body_kind, std::string(view.body)};
+  if (r.recent.size() < recent_per_reel_) {
+    r.recent.push_back(std::move(u));
+  } else {
+    r.recent[r.next] = std::move(u);
+    r.next = (r.next + 1) % r.recent.size();
+  }
+}
+
+void ReelState::flush_counter_updates(const std::function<void(const EnvelopeView &)> &dispatch) {
+  if (dirty_.empty()) return;
+  std::vector<std::pair<std::string, ReelCounters>> changed;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const std::string &topic : dirty_) {
+      auto it = reels_.find(topic);
+      if (it == reels_.end()) continue;
+      it->second.counters_dirty = false;
+      changed.emplace_back(topic, it->second.counters);
+    }
+    dirty_.clear();
+  }
+  const uint64_t now_ns = realtime_ns();
+  for (const auto &[topic, c] : changed) {
+    kronop::v1::Envelope e;
+    e.set_topic(topic);
+    e.set_event("reel_update");
+    e.set_publish_time_ns(now_ns);
+    e.set_priority(kronop::v1::PRIORITY_LOW);  // the next counter update supersedes it
+    auto *u = e.mutable_reel_update();
+    u->set_reel_id(reel_number(topic));
+    auto &data = *u->mutable_update_data();
+    data["likes"] = std::to_string(c.likes);
+    data["comments"] = std::to_string(c.comments);
+    data["shares"] = std::to_string(c.shares);
+    u->set_timestamp(static_cast<int64_t>(now_ns / 1'000'000));
+    u->set_priority(kronop::v1::PRIORITY_LOW);
+    std::string bytes = e.SerializeAsString();
+    EnvelopeView view;
+    if (validator_.validate(bytes, view) == Reject::kNone) dispatch(view);
+  }
+}
+
+std::optional<ReelState::Snapshot> ReelState::snapshot(std::string_view topic,
+                                                       std::size_t limit) const {
+  Snapshot s;
+  std::vector<Reel::Update> updates;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = reels_.find(std::string(topic));
+    if (it == reels_.end()) return std::nullopt;
+    const Reel &r = it->second;
+    s.counters = r.counters;
+    const std::size_t n = r.recent.size();
+    const std::size_t take = std::min(limit, n);
+    // Oldest first: once full, the oldest is at `next`.
+    const std::size_t start = n < recent_per_reel_ ? 0 : r.next;
+    for (std::size_t i = n - take; i < n; ++i) updates.push_back(r.recent[(start + i) % n]);
+  }
+  // The JSON clients got for each (with its seq), made outside the lock.
+  for (const Reel::Update &u : updates) {
+    EnvelopeView view;
+    view.topic = topic;
+    view.event = "reel_update";
+    view.body_kind = u.kind;
+    view.body = u.body;
+    if (MessagePtr m = Message::make(view, u.seq)) s.updates.push_back(m->payload_json());
+  }
+  return s;
+}
+
+uint64_t ReelState::reels() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return reels_.size();
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,501 @@
+// The REST API and the reel / user body parsers; see rest_api.h.
+#include "rest_api.h"
+
+#include <simdjson.h>
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <random>
+
+#include "envelope_validation.h"
+#include "kronop/clock.h"
+#include "kronop/v1/api.pb.h"
+#include "kronop_ipc.h"
+#include "proto_json.h"
+
+namespace kronop::daemon {
+namespace {
+
+constexpr std::size_t kMaxActivityBytes = 128;
+constexpr std::size_t kMaxIdBytes = 64;
+constexpr std::size_t kMaxTargetUsers = 1000;
+
+enum class BodyType : uint8_t { kJson, kProtobuf, kUnsupported };
+
+// The media type of a Content-Type header, without parameters; none means JSON (what the
+// API documents), so `curl -d` with a JSON body and no header is still understood.
+BodyType body_type(std::string_view content_type) {
+  std::string_view t = content_type.substr(0, content_type.find(';'));
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  auto iequals = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      char c = a[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != b[i]) return false;
+    }
+    return true;
+  };
+  if (t.empty() || iequals(t, "application/json")) return BodyType::kJson;
+  if (iequals(t, "application/x-protobuf") || iequals(t, "application/protobuf"))
+    return BodyType::kProtobuf;
+  return BodyType::kUnsupported;
+}
+
+BodyError fail(int status, std::string message) { return BodyError{status, std::move(message)}; }
+
+const BodyError kUnsupportedType{
+    415, "unsupported Content-Type: send application/json or application/x-protobuf"};
+
+// The body as a JSON object (the parser is per thread; the element lives until its next use).
+BodyError parse_object(std::string_view body, simdjson::dom::object *out) {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(body.data(), body.size(), true).get(root) != simdjson::SUCCESS) {
+    return fail(400, "body is not valid JSON");
+  }
+  if (root.get_object().get(*out) != simdjson::SUCCESS) {
+    return fail(400, "body must be a JSON object");
+  }
+  return {};
+}
+
+bool parse_priority(std::string_view name, kronop::v1::Priority *out) {
+  static constexpr std::pair<std::string_view, kronop::v1::Priority> kNames[] = {
+      {"low", kronop::v1::PRIORITY_LOW},
+      {"normal", kronop::v1::PRIORITY_NORMAL},
+      {"high", kronop::v1::PRIORITY_HIGH},
+      {"critical", kronop::v1::PRIORITY_CRITICAL}};
+  for (auto [n, p] : kNames) {
+    if (n == name) {
+      *out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool valid_user_id(std::string_view id) { return valid_topic("user:" + std::string(id)); }
+
+std::string random_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// RFC 3339 in UTC with milliseconds.
+std::string rfc3339(uint64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03uZ", static_cast<unsigned>(ms % 1000));
+  return buf;
+}
+
+std::string with_header(std::string response, std::string_view header) {
+  response.insert(response.find("\r\n") + 2, std::string(header) + "\r\n");
+  return response;
+}
+
+std::string error(int status, std::string_view message) {
+  std::string r = http::error_response(status, message, true);
+  if (status == 401) r = with_header(std::move(r), "WWW-Authenticate: Bearer realm=\"kronop\"");
+  if (status == 503) r = with_header(std::move(r), "Retry-After: 1");
+  return r;
+}
+
+std::string json_response(int status, std::string_view body) {
+  return http::response(status, "application/json", body, {}, true);
+}
+
+std::optional<std::string> id_segment(std::string_view path, std::string_view prefix,
+                                      std::string_view suffix) {
+  if (!path.starts_with(prefix) || !path.ends_with(suffix)) return std::nullopt;
+  if (path.size() < prefix.size() + suffix.size()) return std::nullopt;
+  return std::string(path.substr(prefix.size(), path.size() - prefix.size() - suffix.size()));
+}
+
+}  // namespace
+
+BodyError parse_reel_update(std::string_view topic, std::string_view content_type,
+                            std::string_view body, uint64_t now_ns, kronop::v1::Envelope *out) {
+  const int32_t reel = reel_number(topic);
+  const std::string_view reel_id = topic.substr(topic.find(':') + 1);
+  out->Clear();
+  out->set_topic(std::string(topic));
+  out->set_event("reel_update");
+  out->set_publish_time_ns(now_ns);
+  const int64_t now_ms = static_cast<int64_t>(now_ns / 1'000'000);
+  switch (body_type(content_type)) {
+    case BodyType::kUnsupported:
+      return kUnsupportedType;
+    case BodyType::kProtobuf: {
+      kronop::v1::ReelUpdate *u = out->mutable_reel_update();
+      if (!u->ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+        return fail(400, "body is not a kronop.v1.ReelUpdate");
+      }
+      if (u->reel_id() != 0 && u->reel_id() != reel) {
+        return fail(400, "reel_id in the body differs from the reel in the path");
+      }
+      if (u->update_data().empty()) return fail(400, "update_data is required");
+      for (const std::string &user : u->target_users()) {
+        if (!valid_user_id(user)) return fail(400, "target_users holds an invalid user id");
+      }
+      if (!kronop::v1::Priority_IsValid(u->priority())) return fail(400, "unknown priority");
+      u->set_reel_id(reel);
+      if (u->id().empty()) u->set_id(random_id());
+      if (u->timestamp() == 0) u->set_timestamp(now_ms);
+      out->set_priority(u->priority());
+      return {};
+    }
+    case BodyType::kJson:
+      break;
+  }
+  simdjson::dom::object root;
+  if (BodyError e = parse_object(body, &root); !e.ok()) return e;
+  std::string id_json, data_json, targets_json;
+  int64_t timestamp = now_ms;
+  kronop::v1::Priority priority = kronop::v1::PRIORITY_NORMAL;
+  for (auto field : root) {
+    const std::string_view key = field.key;
+    if (key == "update_data") {
+      if (!field.value.is_object()) return fail(400, "update_data must be a JSON object");
+      data_json = simdjson::to_string(field.value);
+    } else if (key == "priority") {
+      std::string_view name;
+      if (field.value.get_string().get(name) != simdjson::SUCCESS ||
+          !parse_priority(name, &priority)) {
+        return fail(400, "priority must be one of low, normal, high, critical");
+      }
+    } else if (key == "target_users") {
+      simdjson::dom::array users;
+      if (field.value.get_array().get(users) != simdjson::SUCCESS) {
+        return fail(400, "target_users must be an array of user ids");
+      }
+      if (users.size() > kMaxTargetUsers) return fail(400, "too many target_users (max 1000)");
+      targets_json = "[";
+      for (simdjson::dom::element u : users) {
+        std::string_view name;
+        if (u.get_string().get(name) != simdjson::SUCCESS || !valid_user_id(name)) {
+          return fail(400, "target_users holds an invalid user id");
+        }
+        if (targets_json.size() > 1) targets_json += ',';
+        // A valid user id is a valid topic id: safe characters only, no escaping needed.
+        targets_json += '"';
+        targets_json += name;
+        targets_json += '"';
+      }
+      targets_json += ']';
+    } else if (key == "id") {
+      std::string_view id;
+      if (field.value.get_string().get(id) != simdjson::SUCCESS || id.empty() ||
+          id.size() > kMaxIdBytes) {
+        return fail(400, "id must be a string of 1 to 64 bytes");
+      }
+      id_json = simdjson::to_string(field.value);  // escaped by the library
+    } else if (key == "timestamp") {
+      if (field.value.get_int64().get(timestamp) != simdjson::SUCCESS || timestamp < 0) {
+        return fail(400, "timestamp must be a non-negative integer (Unix milliseconds)");
+      }
+    } else {
+      return fail(400,
+                  "unknown member in the body (allowed: update_data, priority, "
+                  "target_users, id, timestamp)");
+    }
+  }
+  if (data_json.empty()) return fail(400, "update_data is required");
+  // The published object: every piece is JSON the library produced, or a number, or an id
+  // made of safe characters.
+  std::string json = "{\"id\":";
+  json += id_json.empty() ? "\"" + random_id() + "\"" : id_json;
+  json += ",\"reel_id\":";
+  json += reel > 0 ? std::to_string(reel) : "\"" + std::string(reel_id) + "\"";
+  json += ",\"update_data\":";
+  json += data_json;
+  if (!targets_json.empty()) {
+    json += ",\"target_users\":";
+    json += targets_json;
+  }
+  json += ",\"timestamp\":";
+  json += std::to_string(timestamp);
+  json += '}';
+  out->set_priority(priority);
+  out->set_json(std::move(json));
+  return {};
+}
+
+BodyError parse_status_change(std::string_view content_type, std::string_view body,
+                              StatusChange *out) {
+  *out = StatusChange{};
+  switch (body_type(content_type)) {
+    case BodyType::kUnsupported:
+      return kUnsupportedType;
+    case BodyType::kProtobuf: {
+      kronop::v1::PresenceUpdate p;
+      if (!p.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+        return fail(400, "body is not a kronop.v1.PresenceUpdate");
+      }
+      switch (p.status()) {
+        case kronop::v1::PresenceUpdate::STATUS_ONLINE:
+          out->status = PresenceHub::Status::kOnline;
+          break;
+        case kronop::v1::PresenceUpdate::STATUS_AWAY:
+          out->status = PresenceHub::Status::kAway;
+          break;
+        case kronop::v1::PresenceUpdate::STATUS_OFFLINE:
+          out->status = PresenceHub::Status::kOffline;
+          break;
+        default:
+          return fail(400, "status is required (STATUS_ONLINE, STATUS_AWAY or STATUS_OFFLINE)");
+      }
+      if (p.current_reel() < 0) return fail(400, "current_reel must not be negative");
+      if (p.activity().size() > kMaxActivityBytes) return fail(400, "activity is too long");
+      out->current_reel = p.current_reel();
+      out->activity = p.activity();
+      return {};
+    }
+    case BodyType::kJson:
+      break;
+  }
+  simdjson::dom::object root;
+  if (BodyError e = parse_object(body, &root); !e.ok()) return e;
+  bool have_status = false;
+  for (auto field : root) {
+    const std::string_view key = field.key;
+    if (key == "status") {
+      std::string_view name;
+      if (field.value.get_string().get(name) != simdjson::SUCCESS ||
+          !PresenceHub::parse_status(name, &out->status)) {
+        return fail(400, "status must be one of online, away, offline");
+      }
+      have_status = true;
+    } else if (key == "current_reel") {
+      int64_t reel = 0;
+      std::string_view text;
+      if (field.value.get_int64().get(reel) == simdjson::SUCCESS) {
+      } else if (field.value.get_string().get(text) == simdjson::SUCCESS) {
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), reel);
+        if (ec != std::errc() || end != text.data() + text.size()) reel = -1;
+      } else if (field.value.is_null()) {
+        reel = 0;
+      } else {
+        reel = -1;
+      }
+      if (reel < 0 || reel > INT32_MAX) {
+        return fail(400, "current_reel must be a reel number (0 for none)");
+      }
+      out->current_reel = static_cast<int32_t>(reel);
+    } else if (key == "activity") {
+      std::string_view activity;
+      if (field.value.get_string().get(activity) != simdjson::SUCCESS ||
+          activity.size() > kMaxActivityBytes) {
+        return fail(400, "activity must be a string of at most 128 bytes");
+      }
+      out->activity.assign(activity);
+    } else {
+      return fail(400, "unknown member in the body (allowed: status, current_reel, activity)");
+    }
+  }
+  if (!have_status) return fail(400, "status is required (online, away or offline)");
+  return {};
+}
+
+BodyError parse_interaction(std::string_view event, std::string_view payload,
+                            std::size_t max_comment_bytes, kronop::v1::Interaction *out) {
+  out->Clear();
+  if (event == "like") {
+    out->set_kind(kronop::v1::Interaction::KIND_LIKE);
+  } else if (event == "comment") {
+    out->set_kind(kronop::v1::Interaction::KIND_COMMENT);
+  } else if (event == "share") {
+    out->set_kind(kronop::v1::Interaction::KIND_SHARE);
+  } else {
+    return fail(400, "unhandled event");
+  }
+  simdjson::dom::object root;
+  if (BodyError e = parse_object(payload, &root); !e.ok()) return e;
+  for (auto field : root) {
+    if (field.key != "text" || event != "comment") {
+      return fail(400, event == "comment" ? "a comment has only a text"
+                                          : "a like or a share has no fields");
+    }
+    std::string_view text;
+    if (field.value.get_string().get(text) != simdjson::SUCCESS) {
+      return fail(400, "text must be a string");
+    }
+    if (text.empty()) return fail(400, "empty comment");
+    if (text.size() > max_comment_bytes) return fail(413, "comment too long");
+    out->set_text(std::string(text));
+  }
+  if (event == "comment" && out->text().empty()) return fail(400, "a comment needs a text");
+  return {};
+}
+
+std::string user_presence_json(const PresenceHub::UserPresence &p) {
+  kronop::v1::UserPresenceBody b;
+  b.set_user_id(p.user_id);
+  b.set_status(PresenceHub::status_name(p.status));
+  b.set_current_reel(p.current_reel);
+  b.set_activity(p.activity);
+  b.set_last_seen(rfc3339(p.last_seen_ms));
+  b.set_connections(p.sockets);
+  return proto_to_json(b);
+}
+
+std::optional<std::string> RestApi::handle(const http::Request &req,
+                                           const HttpCaller &caller) const {
+  std::optional<std::string> id;
+  bool reel = true;
+  if ((id = id_segment(req.path, "/api/v1/reels/", "/updates"))) {
+    reel = true;
+  } else if ((id = id_segment(req.path, "/api/v1/users/", "/presence"))) {
+    reel = false;
+  } else {
+    return std::nullopt;
+  }
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  if (req.method != "GET" && req.method != "POST") {
+    return with_header(error(405, "use GET or POST"), "Allow: GET, POST");
+  }
+  if (!valid_topic((reel ? "reel:" : "user:") + *id)) {
+    return error(400, reel ? "invalid reel id" : "invalid user id");
+  }
+  return reel ? reel_updates(req, caller, *id) : user_presence(req, caller, *id);
+}
+
+namespace {
+
+// nullopt when the caller may go on; otherwise the refusal. `user`: the user whose data it
+// is (empty: none); `admin`: an admin token is needed (a user's own token is not enough).
+std::optional<std::string> authorize(const HttpCaller &caller, bool trust_loopback,
+                                     bool anonymous_ok, const std::string &user, bool admin) {
+  if (caller.loopback && trust_loopback) return std::nullopt;
+  if (caller.has_token && caller.token_error != TokenError::kNone) {
+    return error(401, token_error_message(caller.token_error));
+  }
+  if (!caller.has_token) {
+    if (anonymous_ok) return std::nullopt;
+    return error(401, "authentication required: send Authorization: Bearer <token>");
+  }
+  if (caller.identity.admin) return std::nullopt;
+  if (admin) return error(403, "this needs an admin token");
+  if (!user.empty() && caller.identity.user_id != user) {
+    return error(403, "only that user (or an admin) may do this");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string RestApi::reel_updates(const http::Request &req, const HttpCaller &caller,
+                                  const std::string &id) const {
+  const std::string topic = "reel:" + id;
+  if (req.method == "GET") {
+    if (auto refused =
+            authorize(caller, options_.trust_loopback, options_.allow_anonymous, {}, false)) {
+      return *refused;
+    }
+    std::size_t limit = 50;
+    std::string text;
+    if (req.query_param("limit", &text)) {
+      unsigned n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > 100) {
+        return error(400, "limit must be a number from 1 to 100");
+      }
+      limit = n;
+    }
+    auto snap = reels_->snapshot(topic, limit);
+    ReelCounters counters = snap ? snap->counters : ReelCounters{};
+    // The id is a valid topic id (safe characters); the updates are the payloads as sent.
+    std::string body = "{\"reel_id\":\"" + id +
+                       "\",\"counters\":{\"likes\":" + std::to_string(counters.likes) +
+                       ",\"comments\":" + std::to_string(counters.comments) +
+                       ",\"shares\":" + std::to_string(counters.shares) + "},\"updates\":[";
+    if (snap) {
+      for (std::size_t i = 0; i < snap->updates.size(); ++i) {
+        if (i > 0) body += ',';
+        body += snap->updates[i];
+      }
+    }
+    body += "]}";
+    return json_response(200, body);
+  }
+  if (auto refused = authorize(caller, options_.trust_loopback, false, {}, true)) return *refused;
+  kronop::v1::Envelope envelope;
+  BodyError e =
+      parse_reel_update(topic, req.header("content-type"), req.body, realtime_ns(), &envelope);
+  if (!e.ok()) return error(e.status, e.message);
+  const int rc = publisher_->publish(envelope);
+  if (rc == KRONOP_ETOOBIG) return error(413, "update too large for the ring");
+  if (rc != KRONOP_OK) return error(503, "kronopd is busy: its ring is full, retry");
+  kronop::v1::AcceptedBody b;
+  b.set_status("accepted");
+  b.set_topic(topic);
+  if (envelope.has_reel_update()) {
+    b.set_id(envelope.reel_update().id());
+  } else {
+    // The id is the first member of the object built by parse_reel_update.
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    std::string_view id_value;
+    if (parser.parse(envelope.json()).get(root) == simdjson::SUCCESS &&
+        root["id"].get_string().get(id_value) == simdjson::SUCCESS) {
+      b.set_id(std::string(id_value));
+    }
+  }
+  return json_response(202, proto_to_json(b));
+}
+
+std::string RestApi::apply_status(const std::string &user, const StatusChange &change) const {
+  const uint64_t now_ns = realtime_ns();
+  PresenceHub::UserPresence p = presence_->set_status(user, change.status, change.current_reel,
+                                                      change.activity, now_ns / 1'000'000);
+  kronop::v1::Envelope e;
+  e.set_topic("user:" + user);
+  e.set_event("presence_update");
+  e.set_publish_time_ns(now_ns);
+  auto *u = e.mutable_presence();
+  u->set_user_id(user);
+  switch (p.status) {
+    case PresenceHub::Status::kOnline:
+      u->set_status(kronop::v1::PresenceUpdate::STATUS_ONLINE);
+      break;
+    case PresenceHub::Status::kAway:
+      u->set_status(kronop::v1::PresenceUpdate::STATUS_AWAY);
+      break;
+    case PresenceHub::Status::kOffline:
+      u->set_status(kronop::v1::PresenceUpdate::STATUS_OFFLINE);
+      break;
+  }
+  u->set_current_reel(p.current_reel);
+  u->set_activity(p.activity);
+  u->set_timestamp(static_cast<int64_t>(now_ns / 1'000'000));
+  // The user's other sockets learn of it on user:<id>. The status is recorded even when the
+  // ring is full: the state is what the caller asked for, and GET shows it.
+  (void)publisher_->publish(e);
+  return user_presence_json(p);
+}
+
+std::string RestApi::user_presence(const http::Request &req, const HttpCaller &caller,
+                                   const std::string &id) const {
+  if (auto refused = authorize(caller, options_.trust_loopback, false, id, false)) {
+    return *refused;
+  }
+  if (req.method == "GET") {
+    auto p = presence_->user(id, realtime_ns() / 1'000'000);
+    if (!p) return error(404, "no presence known for this user");
+    return json_response(200, user_presence_json(*p));
+  }
+  StatusChange change;
+  BodyError e = parse_status_change(req.header("content-type"), req.body, &change);
+  if (!e.ok()) return error(e.status, e.message);
+  return json_response(200, apply_status(id, change));
+}
+
+}  // namespace kronop::daemon

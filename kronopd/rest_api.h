@@ -1,0 +1,121 @@
+// The REST API on the client port (DESIGN.md §5), and the parsers of what clients and REST
+// callers send about reels and users:
+//
+//   POST /api/v1/reels/:id/updates    publish a reel_update to reel:<id> (202)
+//   GET  /api/v1/reels/:id/updates    the reel's counters and recent updates (?limit=1..100)
+//   POST /api/v1/users/:id/presence   set a user's status (online/away/offline, reel, activity)
+//   GET  /api/v1/users/:id/presence   a user's status and last-seen time (404: never seen)
+//
+// Bodies are JSON (parsed with simdjson) or, with Content-Type: application/x-protobuf, the
+// ReelUpdate / PresenceUpdate message. Published updates enter the rings through the
+// daemon's own producer (Publisher), exactly like a producer's record.
+//
+// Who may call: writes need a bearer token (Authorization: Bearer <JWT>), an admin token
+// for reel updates and the user's own (or an admin) token for a user's presence, unless the
+// request comes from a loopback address and --trust-loopback is set (the development
+// default). Reading a reel's updates follows the reel topics' rule (any valid token, or none
+// with --allow-anonymous); reading a user's presence needs that user's or an admin token, or
+// trusted loopback.
+//
+// Errors: 400 (malformed body, bad field, bad id or query), 401 (no or invalid token, with
+// WWW-Authenticate), 403 (token of someone else / not admin), 404 (unknown path or user),
+// 405 (with Allow), 413 (body over the limit, refused by the HTTP parser before it is
+// buffered), 415 (content type), 503 (the daemon's ring is full): each with the JSON body
+// {"error":{"status":S,"message":"..."}}.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "auth.h"
+#include "http.h"
+#include "kronop/v1/envelope.pb.h"
+#include "kronop/v1/presence.pb.h"
+#include "kronop/v1/reel.pb.h"
+#include "presence.h"
+#include "publisher.h"
+#include "reels.h"
+
+namespace kronop::daemon {
+
+// A refused body: the HTTP status and a message (plain text chosen by the daemon; never
+// echoes the input).
+struct BodyError {
+  int status = 0;  // 0: no error
+  std::string message;
+  bool ok() const { return status == 0; }
+};
+
+// The body of POST /api/v1/reels/:id/updates as the Envelope to publish on `topic`
+// (reel:<id>). JSON: {"update_data": {...any JSON values...}, "priority": "low"|"normal"|
+// "high"|"critical", "target_users": ["u1",...], "id": "...", "timestamp": ms}; only
+// update_data is required; unknown members are refused. Published as a JSON body (values
+// keep their JSON types). Protobuf: a ReelUpdate whose reel_id is 0 or the path's id;
+// published typed. `now_ns` stamps the update.
+BodyError parse_reel_update(std::string_view topic, std::string_view content_type,
+                            std::string_view body, uint64_t now_ns, kronop::v1::Envelope *out);
+
+// A status change: from POST /api/v1/users/:id/presence or the user's channel push.
+struct StatusChange {
+  PresenceHub::Status status = PresenceHub::Status::kOnline;
+  int32_t current_reel = 0;
+  std::string activity;
+};
+// JSON {"status": "online"|"away"|"offline", "current_reel": N (or "N"), "activity": "..."}
+// (status required, activity at most 128 bytes), or a PresenceUpdate (protobuf).
+BodyError parse_status_change(std::string_view content_type, std::string_view body,
+                              StatusChange *out);
+
+// A client's like / comment / share push on reel:<id>: `event` is "like", "comment" or
+// "share"; `payload` the push's JSON payload: {} for like and share, {"text": "..."} (1 to
+// max_comment_bytes bytes of UTF-8) for comment. Fills the Interaction's kind and text.
+BodyError parse_interaction(std::string_view event, std::string_view payload,
+                            std::size_t max_comment_bytes, kronop::v1::Interaction *out);
+
+struct RestOptions {
+  bool trust_loopback = true;
+  bool allow_anonymous = true;
+};
+
+// Who sent a REST request: the bearer token's verdict and the source address.
+struct HttpCaller {
+  bool loopback = false;
+  bool has_token = false;
+  TokenError token_error = TokenError::kNone;
+  Identity identity;
+};
+
+class RestApi {
+ public:
+  RestApi(RestOptions options, Publisher *publisher, ReelState *reels, PresenceHub *presence)
+      : options_(options), publisher_(publisher), reels_(reels), presence_(presence) {}
+
+  // Any I/O thread: the complete response for /api/v1/reels/... and /api/v1/users/...;
+  // nullopt for other paths.
+  std::optional<std::string> handle(const http::Request &req, const HttpCaller &caller) const;
+
+  // A user's status change from any source: records it and publishes a presence_update on
+  // user:<id>. The resulting presence as the API's JSON body.
+  std::string apply_status(const std::string &user, const StatusChange &change) const;
+
+  uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
+
+ private:
+  std::string reel_updates(const http::Request &req, const HttpCaller &caller,
+                           const std::string &id) const;
+  std::string user_presence(const http::Request &req, const HttpCaller &caller,
+                            const std::string &id) const;
+
+  RestOptions options_;
+  Publisher *publisher_;
+  ReelState *reels_;
+  PresenceHub *presence_;
+  mutable std::atomic<uint64_t> requests_{0};
+};
+
+// The JSON body of a user's presence (GET/POST /api/v1/users/:id/presence).
+std::string user_presence_json(const PresenceHub::UserPresence &p);
+
+}  // namespace kronop::daemon
