@@ -1,5 +1,5 @@
 // The operators' HTTP endpoints on the client port: /metrics (Prometheus text format) and
-// /api/v1/system/{health,stats}, /api/v1/connections/stats, read while real clients are
+// /api/v1/system/{health,stats,performance}, /api/v1/connections/stats, read while real clients are
 // connected and messages flow.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -71,6 +71,10 @@ test("health, stats and connection stats are JSON", T, async () => {
   const conns = await (await http("/api/v1/connections/stats")).json();
   assert.ok(Number(conns.connections_total) >= 1);
   assert.ok("channels_by_kind" in conns);
+  const perf = await (await http("/api/v1/system/performance")).json();
+  assert.ok(Number(perf.records) >= 2, JSON.stringify(perf));
+  assert.ok(Number(perf.publish_to_delivery.count) >= 1);
+  assert.ok(Number(perf.frames_out) >= Number(perf.writes) && Number(perf.writes) > 0);
 });
 
 test("other methods get 405 with Allow; unknown paths 404 with a JSON error", T, async () => {
