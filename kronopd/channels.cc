@@ -49,6 +49,7 @@ void ChannelRouter::route(const phoenix::ClientMessage &m, const Identity &who, 
         return;
     }
     if (joined == channels_.end() && channels_.size() >= max_channels_) {
+      ++out.over_limit;
       reply(m.join_ref.json, ReplyStatus::kError, R"({"reason":"too many channels joined"})");
       return;
     }

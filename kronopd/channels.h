@@ -48,6 +48,7 @@ struct RouteOutcome {
   std::string subscribe;
   std::string unsubscribe;
   int unauthorized = 0;  // joins refused by the policy (counted by the server)
+  int over_limit = 0;    // joins refused for the socket's channel limit (counted too)
   bool joined = false;   // a join was accepted (a first one, or one that replaced another)
   bool push = false;     // a client event on a joined topic, for the server to handle
   void clear() {
@@ -55,6 +56,7 @@ struct RouteOutcome {
     subscribe.clear();
     unsubscribe.clear();
     unauthorized = 0;
+    over_limit = 0;
     joined = false;
     push = false;
   }

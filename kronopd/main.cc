@@ -79,6 +79,7 @@ void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
   m->set_writes(c[Counter::kWrites]);
   m->set_auth_rejected(c[Counter::kAuthRejected]);
   m->set_closed_rate_limited(c[Counter::kRateLimited]);
+  m->set_joins_over_limit(c[Counter::kJoinsOverLimit]);
   m->set_interactions(c[Counter::kInteractions]);
   m->set_interactions_invalid(c[Counter::kInteractionsInvalid]);
   m->set_interactions_rate_limited(c[Counter::kInteractionsRateLimited]);

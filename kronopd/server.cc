@@ -467,6 +467,7 @@ void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
   RouteOutcome &routed = server->route_outcome_;
   router.route(m, identity, routed);
   if (routed.unauthorized > 0) server->bump(Counter::kAuthRejected);
+  if (routed.over_limit > 0) server->bump(Counter::kJoinsOverLimit);
   for (std::string &reply : routed.replies) server->send(this, text(reply));
   if (!routed.subscribe.empty()) server->subscribe(routed.subscribe, this);
   if (!routed.unsubscribe.empty()) {

@@ -80,9 +80,10 @@ enum class Counter : uint8_t {
   kClosedSlow,  // closed with 1013
   kDroppedLow,  // low-priority messages not sent to a slow client
   kHttpErrors,
-  kAuthRejected,  // connections and joins refused for their token
-  kRateLimited,   // sockets closed (1008) for sending messages too fast
-  kInteractions,  // likes, comments and shares accepted (published)
+  kAuthRejected,    // connections and joins refused for their token
+  kRateLimited,     // sockets closed (1008) for sending messages too fast
+  kJoinsOverLimit,  // joins refused for --max-channels
+  kInteractions,    // likes, comments and shares accepted (published)
   kInteractionsInvalid,
   kInteractionsRateLimited,
   kMessages,  // messages the loop received from the dispatcher

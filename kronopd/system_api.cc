@@ -90,6 +90,8 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
            d(c.closed_rate_limited()));
   e.simple("kronop_auth_rejected_total", "counter",
            "Connections and joins refused for their token.", d(c.auth_rejected()));
+  e.simple("kronop_joins_over_limit_total", "counter",
+           "Joins refused for a socket's --max-channels.", d(c.joins_over_limit()));
   e.simple("kronop_connections_refused_per_ip_total", "counter",
            "Connections refused over --max-connections-per-ip.", d(c.refused_per_ip()));
   e.simple("kronop_http_errors_total", "counter", "Requests answered with an HTTP error.",

@@ -1,9 +1,9 @@
-// Per-socket message rate and per-address connection limits: a violation gets a clear close
+// Per-socket message rate, per-socket channel and per-address connection limits: a violation gets a clear close
 // code or HTTP status, is counted, and other clients are not affected.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { joinOk, sleep, startDaemon } from "./helpers.mjs";
+import { eventually, join, joinOk, sleep, startDaemon } from "./helpers.mjs";
 
 const T = { timeout: 30000 };
 
@@ -42,6 +42,26 @@ test("--max-connections-per-ip refuses the connection over the limit, and admits
       const m = await c.messages.next(5000);
       assert.equal(JSON.parse(m.text).payload.views, 2);
     }
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test("joins beyond --max-channels are refused with a reason and counted", T, async () => {
+  const daemon = await startDaemon({ extraArgs: ["--max-channels", "2"] });
+  try {
+    const socket = await daemon.phoenix();
+    await joinOk(socket, "reel:1");
+    await joinOk(socket, "reel:2");
+    const third = await join(socket, "reel:3");
+    third.channel.leave();
+    assert.deepEqual(third.response, { reason: "too many channels joined" });
+    assert.equal(Number((await daemon.clientStats()).joins_over_limit), 1);
+    const text = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
+    assert.match(text, /^kronop_joins_over_limit_total 1$/m);
+    // The socket keeps its two channels.
+    await daemon.publish("reel:2", "reel_update", { views: 3 });
+    await eventually(() => socket.frames.some((f) => f.topic === "reel:2" && f.event === "reel_update"), 3000, "reel:2 still served");
   } finally {
     await daemon.stop();
   }

@@ -140,6 +140,8 @@ TEST_F(RouterTest, ChannelLimitRefusesNewTopicsButNotRejoins) {
   EXPECT_EQ(out_.replies,
             Replies{R"(["4","4","reel:4","phx_reply",)"
                     R"({"response":{"reason":"too many channels joined"},"status":"error"}])"});
+  EXPECT_EQ(out_.over_limit, 1);
+  EXPECT_FALSE(out_.joined);
   EXPECT_TRUE(out_.subscribe.empty());
   EXPECT_EQ(topics(), (std::vector<std::string>{"reel:1", "reel:2", "system"}));
   // A topic already joined may be joined again at the limit.
