@@ -8,6 +8,7 @@
 #include <simdjson.h>
 
 #include <cstring>
+#include <random>
 
 #include "kronop/clock.h"
 #include "kronop/v1/envelope.pb.h"
@@ -245,15 +246,27 @@ void Dispatcher::apply_interest() {
   HandoffStack<InterestChange>::delete_list(list);
 }
 
-uint64_t Dispatcher::on_record(const EnvelopeView &view) {
+void Dispatcher::seed(const std::string &topic, uint64_t last_seq, uint64_t epoch) {
+  auto [it, inserted] = topics_.try_emplace(topic);
+  if (inserted) bump(counters_.topics);
+  it->second.seq = last_seq;
+  it->second.epoch = epoch;
+}
+
+uint64_t Dispatcher::on_record(const EnvelopeView &view, uint64_t *epoch) {
   // Before each record: a join acknowledged before this record was published must see it.
   if (!interest_.empty()) apply_interest();
   auto it = topics_.find(view.topic);
   if (it == topics_.end()) {
-    it = topics_.emplace(std::string(view.topic), TopicState{}).first;
+    TopicState fresh;
+    // A new stream: an epoch no earlier stream of this name had (63 random bits, not 0).
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    fresh.epoch = (rng() >> 1) | 1;
+    it = topics_.emplace(std::string(view.topic), fresh).first;
     bump(counters_.topics);
   }
   TopicState &t = it->second;
+  if (epoch != nullptr) *epoch = t.epoch;
   const uint64_t seq = ++t.seq;
   bump(counters_.messages);
   // Numbering happens even without subscribers: seq is the topic's, not the audience's.

@@ -183,8 +183,11 @@ class Dispatcher {
   Dispatcher &operator=(const Dispatcher &) = delete;
 
   // Ingest thread: numbers the record's topic and stages the message for interested loops.
-  // Returns the seq it gave.
-  uint64_t on_record(const EnvelopeView &view);
+  // Returns the seq it gave; *epoch (when given) is the topic's epoch.
+  uint64_t on_record(const EnvelopeView &view, uint64_t *epoch = nullptr);
+  // Before the ingest thread starts: a topic's numbering continues after `last_seq` in
+  // stream `epoch` (from the durable log).
+  void seed(const std::string &topic, uint64_t last_seq, uint64_t epoch);
   // Ingest thread: hands each loop its staged batch (after a drain pass).
   void end_batch();
 
@@ -198,6 +201,7 @@ class Dispatcher {
  private:
   struct TopicState {
     uint64_t seq = 0;
+    uint64_t epoch = 0;  // the stream's identity; a new one when its history is lost
     uint64_t loops = 0;  // bit i: loop i has subscribers
   };
   struct Hash {

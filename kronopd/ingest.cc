@@ -52,6 +52,17 @@ void Ingest::handle(uint32_t ring, std::string_view record) {
   const uint64_t now = realtime_ns();
   counters_.publish_to_ingest_ns.record(now > view.publish_time_ns ? now - view.publish_time_ns
                                                                    : 0);
+  if (!options_.already_logged.empty()) {
+    auto it = options_.already_logged.find(view.producer_id);
+    if (it != options_.already_logged.end()) {
+      if (view.producer_seq <= it->second) {
+        bump(counters_.already_logged);
+        return;
+      }
+      // Past what was logged: this producer's later records are all new.
+      options_.already_logged.erase(it);
+    }
+  }
   bump(counters_.records);
   bump(counters_.bytes, record.size());
   if (sink_) sink_(view);
@@ -82,9 +93,8 @@ void Ingest::run() {
     std::size_t n = consumer_->drain(
         options_.batch_per_ring,
         [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); });
-    // Nothing downstream holds records back yet, so everything read is released at once.
     if (n > 0 && batch_end_) batch_end_();
-    consumer_->release_all_read();
+    release(n > 0);
     uint64_t corrupt = consumer_->corrupt_ranges();
     if (corrupt != corrupt_seen) {
       KLOG_WARN("skipped %llu corrupt ring range(s)",
@@ -101,7 +111,9 @@ void Ingest::run() {
       bump(counters_.idle_waits);
       // Spin only right after records arrived: that is when the next one is likely to be
       // microseconds away. After an idle timeout nothing is coming, so sleep at once.
-      consumer_->wait_for_records(had_records ? options_.spin_ns : 0, options_.idle_timeout_ms);
+      // Positions waiting for the log's commit: look again soon, the producers want the room.
+      consumer_->wait_for_records(had_records ? options_.spin_ns : 0,
+                                  pending_.empty() ? options_.idle_timeout_ms : 1);
     }
     had_records = n > 0;
   }
@@ -113,9 +125,36 @@ void Ingest::run() {
              options_.batch_per_ring,
              [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); }) > 0) {
     if (batch_end_) batch_end_();
-    consumer_->release_all_read();
+    release(true);
   }
-  consumer_->release_all_read();
+  if (options_.log == nullptr) consumer_->release_all_read();
+  // With a log, what it has not committed stays in the rings for the next start (the log
+  // commits what was submitted when it stops, after this thread).
+}
+
+void Ingest::release(bool read_something) {
+  if (options_.log == nullptr) {
+    consumer_->release_all_read();
+    return;
+  }
+  if (read_something) {
+    PendingRelease p;
+    p.batch = options_.log->submitted();
+    p.read_pos.resize(consumer_->ring_count());
+    for (uint32_t i = 0; i < consumer_->ring_count(); ++i) {
+      p.read_pos[i] = consumer_->reader(i).read_pos();
+    }
+    pending_.push_back(std::move(p));
+  }
+  const uint64_t committed = options_.log->committed();
+  std::size_t done = 0;
+  while (done < pending_.size() && pending_[done].batch <= committed) ++done;
+  if (done == 0) return;
+  // The newest committed positions free everything before them.
+  const PendingRelease &last = pending_[done - 1];
+  for (uint32_t i = 0; i < consumer_->ring_count(); ++i)
+    consumer_->reader(i).release(last.read_pos[i]);
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
 }  // namespace kronop::daemon

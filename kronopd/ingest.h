@@ -12,11 +12,13 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "envelope_validation.h"
 #include "kronop/ipc/consumer.h"
 #include "latency_histogram.h"
+#include "log_store.h"
 
 namespace kronop::daemon {
 
@@ -27,6 +29,13 @@ struct IngestOptions {
   int idle_timeout_ms = 100;
   // Records taken from one ring before moving to the next (fairness between producers).
   std::size_t batch_per_ring = 256;
+  // The durable log, when there is one: the positions a drain pass read are released to the
+  // producers only once the log has committed what that pass submitted (the batch-end
+  // callback submits it), so an accepted record is always in the log or in its ring.
+  LogStore *log = nullptr;
+  // producer id -> the last producer seq the log holds: records of that producer up to it
+  // were logged (and delivered) before a restart, and are skipped when read again.
+  std::unordered_map<uint64_t, uint64_t> already_logged;
 };
 
 struct IngestCounters {
@@ -40,6 +49,7 @@ struct IngestCounters {
   std::atomic<uint64_t> producers_attached{0};
   std::atomic<uint64_t> leases_reclaimed{0};
   std::atomic<uint64_t> idle_waits{0};
+  std::atomic<uint64_t> already_logged{0};  // re-read after a restart, skipped
   // Publish (the producer's clock) to validated by ingest, in nanoseconds. Same host, so
   // both sides read the same CLOCK_REALTIME; a record "from the future" counts as 0.
   LatencyHistogram publish_to_ingest_ns;
@@ -67,6 +77,9 @@ class Ingest {
   void run();
   void handle(uint32_t ring, std::string_view record);
   void housekeeping();
+  // After a drain pass: releases what may be released (everything, or with a log, what it
+  // has committed).
+  void release(bool read_something);
   static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
@@ -83,6 +96,11 @@ class Ingest {
     uint64_t last_seq = 0;
   };
   std::vector<ProducerTrack> tracks_;
+  struct PendingRelease {
+    uint64_t batch = 0;              // the log batch that covers these positions
+    std::vector<uint64_t> read_pos;  // per ring
+  };
+  std::vector<PendingRelease> pending_;  // oldest first
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

@@ -21,6 +21,7 @@
 #include "kronop/clock.h"
 #include "kronop/ipc/producer.h"
 #include "log.h"
+#include "log_store.h"
 #include "presence.h"
 #include "publisher.h"
 #include "reels.h"
@@ -133,6 +134,7 @@ void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
   s.set_wakeups(consumer.wake_calls());
   s.set_seq_gaps(c.seq_gaps.load(std::memory_order_relaxed));
   s.set_seq_regressions(c.seq_regressions.load(std::memory_order_relaxed));
+  s.set_already_logged(c.already_logged.load(std::memory_order_relaxed));
   fill_latency(c.publish_to_ingest_ns.summarize(), *s.mutable_publish_to_ingest());
   for (std::size_t i = 1; i < c.rejects_by_reason.size(); ++i) {
     uint64_t n = c.rejects_by_reason[i].load(std::memory_order_relaxed);
@@ -195,6 +197,14 @@ int main(int argc, char **argv) {
                std::strerror(errno));
     return 1;
   }
+  // The durable log before the segment: a log that cannot be used stops kronopd before it
+  // takes any producer's records.
+  auto opened_log = LogStore::open(config.data_dir + "/kronop.db");
+  if (!opened_log.ok()) {
+    KLOG_ERROR("durable log: %s", opened_log.error().message.c_str());
+    return 1;
+  }
+  std::unique_ptr<LogStore> log_store = std::move(opened_log).value();
   std::string note;
   auto consumer = ipc::Consumer::attach(
       ipc::SegmentOptions{config.shm_name, config.rings, config.ring_size}, &note);
@@ -251,9 +261,17 @@ int main(int argc, char **argv) {
   }
   Dispatcher dispatcher(inboxes);
   for (auto &l : loops) l->set_dispatcher(&dispatcher);
+  // Numbering continues where the log left it.
+  auto logged_topics = log_store->topics();
+  for (const auto &[topic, state] : logged_topics)
+    dispatcher.seed(topic, state.last_seq, state.epoch);
+  KLOG_INFO("durable log %s: %zu topics", log_store->path().c_str(), logged_topics.size());
 
   IngestOptions ingest_options;
   ingest_options.spin_ns = config.ingest_spin_us * 1000;
+  ingest_options.log = log_store.get();
+  ingest_options.already_logged = log_store->producers();
+  std::vector<LogRecord> to_log;  // the drain pass's records (ingest thread)
   Ingest ingest(
       std::move(consumer).value(), ingest_options,
       [&](const EnvelopeView &view) {
@@ -261,11 +279,23 @@ int main(int argc, char **argv) {
         EnvelopeView counted;
         const EnvelopeView &v =
             view.event == "interaction" && reels.count_interaction(view, &counted) ? counted : view;
-        reels.remember(v, dispatcher.on_record(v));
+        uint64_t epoch = 0;
+        const uint64_t seq = dispatcher.on_record(v, &epoch);
+        reels.remember(v, seq);
+        to_log.push_back(LogRecord::of(v, seq, epoch));
       },
       [&] {
-        reels.flush_counter_updates([&](const EnvelopeView &v) { dispatcher.on_record(v); });
+        reels.flush_counter_updates([&](const EnvelopeView &v) {
+          uint64_t epoch = 0;
+          const uint64_t seq = dispatcher.on_record(v, &epoch);
+          to_log.push_back(LogRecord::of(v, seq, epoch));
+        });
+        // Fan-out first: the log never delays delivery.
         dispatcher.end_batch();
+        if (!to_log.empty()) {
+          log_store->submit(std::move(to_log));
+          to_log.clear();
+        }
       });
 
   std::size_t next_loop = 0;
@@ -298,6 +328,16 @@ int main(int argc, char **argv) {
     p->set_users_online(presence.users_online());
     p->set_diffs(presence.diffs());
     p->set_reels(reels.reels());
+    const LogCounters &lc = log_store->counters();
+    auto *l = s.mutable_log();
+    l->set_path(log_store->path());
+    l->set_rows(lc.rows.load(std::memory_order_relaxed));
+    l->set_duplicates(lc.duplicates.load(std::memory_order_relaxed));
+    l->set_transactions(lc.transactions.load(std::memory_order_relaxed));
+    l->set_payload_bytes(lc.payload_bytes.load(std::memory_order_relaxed));
+    l->set_stored_bytes(lc.compressed_bytes.load(std::memory_order_relaxed));
+    l->set_errors(lc.errors.load(std::memory_order_relaxed));
+    l->set_batches_behind(log_store->submitted() - log_store->committed());
   };
   SystemApi system_api(snapshot);
   for (auto &l : loops) {
@@ -328,6 +368,7 @@ int main(int argc, char **argv) {
   }
   warn_about_file_limit(config);
   for (auto &l : loops) l->start();
+  log_store->start();
   ingest.start();
 
   // Presence diffs: every --presence-interval-ms, one presence_diff per reel whose viewers
@@ -362,13 +403,17 @@ int main(int argc, char **argv) {
     Acceptor *acceptor;
     std::vector<std::unique_ptr<IoLoop>> *loops;
     uv_timer_t *presence_timer;
+    LogStore *log;
     uv_signal_t term{}, intr{};
-  } stopper{&control, &ingest, &acceptor, &loops, &presence_flush.timer};
+  } stopper{&control, &ingest, &acceptor, &loops, &presence_flush.timer, log_store.get()};
   auto on_signal = [](uv_signal_t *handle, int signum) {
     auto *s = static_cast<Stopper *>(handle->data);
     KLOG_NOTICE("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     // The ingest thread first: it is the one that wakes the loops, whose inboxes close next.
     s->ingest->stop();
+    // Everything the ingest thread submitted is committed before kronopd exits; what it
+    // read but did not submit stays in the rings for the next start.
+    s->log->stop();
     s->acceptor->close();
     // Each loop sends close frames (1012), gives clients two seconds to take them, cuts the
     // rest and ends.

@@ -1,0 +1,352 @@
+// The durable log; see log_store.h.
+#include "log_store.h"
+
+#include <sqlite3.h>
+#include <zstd.h>
+
+#include <chrono>
+
+#include "kronop_ipc.h"
+#include "log.h"
+
+namespace kronop::daemon {
+namespace {
+
+constexpr const char *kSchema = R"sql(
+CREATE TABLE topics (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  epoch INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL
+);
+CREATE TABLE messages (
+  topic_id INTEGER NOT NULL REFERENCES topics(id),
+  seq INTEGER NOT NULL,
+  publish_time_ns INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  producer_id INTEGER,
+  producer_seq INTEGER,
+  priority INTEGER NOT NULL,
+  body_kind INTEGER NOT NULL,
+  -- zstd frame of the body, or the body itself when compression did not shrink it
+  compressed INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  PRIMARY KEY (topic_id, seq)
+) WITHOUT ROWID;
+-- A re-delivered ring record (same producer identity) is logged once. kronopd's own
+-- records (counter updates) have no producer identity: NULLs are distinct.
+CREATE UNIQUE INDEX messages_producer ON messages (producer_id, producer_seq);
+CREATE INDEX messages_time ON messages (publish_time_ns);
+CREATE TABLE producers (
+  producer_id INTEGER PRIMARY KEY,
+  last_seq INTEGER NOT NULL
+);
+)sql";
+
+Error sql_error(const std::string &path, sqlite3 *db, const char *what) {
+  const int code = db != nullptr ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  std::string msg = path + ": " + what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "error");
+  const int primary = code & 0xff;
+  if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
+    msg +=
+        " (the file is not a usable SQLite database: move it aside to start a new log, or "
+        "restore it from a backup)";
+  } else if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM) {
+    msg += " (kronopd needs to read and write the database and its directory)";
+  }
+  return Error{KRONOP_ESYS, msg};
+}
+
+bool exec(sqlite3 *db, const char *sql) {
+  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
+}
+
+// As signed 64-bit for SQLite; the bits are the producer's id.
+int64_t as_i64(uint64_t v) { return static_cast<int64_t>(v); }
+
+}  // namespace
+
+LogRecord LogRecord::of(const EnvelopeView &view, uint64_t seq, uint64_t epoch) {
+  LogRecord r;
+  r.topic.assign(view.topic);
+  r.seq = seq;
+  r.epoch = epoch;
+  r.publish_time_ns = view.publish_time_ns;
+  r.event.assign(view.event);
+  r.producer_id = view.producer_id;
+  r.producer_seq = view.producer_seq;
+  r.priority = view.priority;
+  r.body_kind = view.body_kind;
+  r.body.assign(view.body);
+  return r;
+}
+
+struct LogStore::Statements {
+  sqlite3_stmt *topic_upsert = nullptr;
+  sqlite3_stmt *insert = nullptr;
+  sqlite3_stmt *producer_upsert = nullptr;
+  ~Statements() {
+    sqlite3_finalize(topic_upsert);
+    sqlite3_finalize(insert);
+    sqlite3_finalize(producer_upsert);
+  }
+};
+
+Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOptions options) {
+  sqlite3 *db = nullptr;
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto fail = [&](const char *what) {
+    Error e = sql_error(path, db, what);
+    sqlite3_close(db);
+    return e;
+  };
+  if (rc != SQLITE_OK) return fail("cannot open the log");
+  sqlite3_busy_timeout(db, 5000);
+  // Reading the version touches the file header: a file that is not a database fails here.
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) != SQLITE_OK ||
+      sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return fail("cannot read the schema version");
+  }
+  const int version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (version > kSchemaVersion) {
+    sqlite3_close(db);
+    return Error{KRONOP_ELAYOUT, path + ": the log's schema version is " + std::to_string(version) +
+                                     ", newer than this kronopd's (" +
+                                     std::to_string(kSchemaVersion) +
+                                     "): run a kronopd at least as new as the one that wrote it"};
+  }
+  if (sqlite3_db_readonly(db, "main") == 1) {
+    sqlite3_close(db);
+    return Error{KRONOP_EACCES, path + ": the log is read-only (kronopd needs to write it)"};
+  }
+  // WAL: readers (kronopctl, replay) never block the writer. NORMAL: a commit is durable
+  // against a kronopd crash at once, against a host crash once the WAL is checkpointed.
+  if (!exec(db, "PRAGMA journal_mode=WAL") || !exec(db, "PRAGMA synchronous=NORMAL")) {
+    return fail("cannot switch the log to WAL mode");
+  }
+  if (version == 0) {
+    if (!exec(db, "BEGIN IMMEDIATE")) return fail("cannot create the log");
+    if (!exec(db, kSchema) ||
+        !exec(db, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str()) ||
+        !exec(db, "COMMIT")) {
+      return fail("cannot create the log's tables");
+    }
+  } else if (!exec(db, "SELECT count(*) FROM topics")) {
+    return fail("cannot read the log");
+  }
+  auto store = std::unique_ptr<LogStore>(new LogStore(db, path, options));
+  auto &s = *store->stmts_;
+  if (sqlite3_prepare_v3(db,
+                         "INSERT INTO topics (name, epoch, last_seq) VALUES (?1, ?2, ?3) "
+                         "ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, ?3), "
+                         "epoch = ?2 RETURNING id",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.topic_upsert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db,
+                         "INSERT OR IGNORE INTO messages (topic_id, seq, publish_time_ns, event, "
+                         "producer_id, producer_seq, priority, body_kind, compressed, payload) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.insert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db,
+                         "INSERT INTO producers (producer_id, last_seq) VALUES (?1, ?2) "
+                         "ON CONFLICT (producer_id) DO UPDATE SET last_seq = max(last_seq, ?2)",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.producer_upsert, nullptr) != SQLITE_OK) {
+    return sql_error(path, db, "cannot prepare the log's statements");
+  }
+  return store;
+}
+
+LogStore::LogStore(sqlite3 *db, std::string path, LogOptions options)
+    : db_(db), path_(std::move(path)), options_(options), stmts_(std::make_unique<Statements>()) {}
+
+LogStore::~LogStore() {
+  stop();
+  stmts_.reset();
+  sqlite3_close(db_);
+}
+
+std::unordered_map<std::string, LogStore::TopicState> LogStore::topics() {
+  std::unordered_map<std::string, TopicState> out;
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT name, last_seq, epoch FROM topics", -1, &st, nullptr) !=
+      SQLITE_OK)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const auto *name = reinterpret_cast<const char *>(sqlite3_column_text(st, 0));
+    out[name] = TopicState{static_cast<uint64_t>(sqlite3_column_int64(st, 1)),
+                           static_cast<uint64_t>(sqlite3_column_int64(st, 2))};
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+std::unordered_map<uint64_t, uint64_t> LogStore::producers() {
+  std::unordered_map<uint64_t, uint64_t> out;
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT producer_id, last_seq FROM producers", -1, &st, nullptr) !=
+      SQLITE_OK)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    out[static_cast<uint64_t>(sqlite3_column_int64(st, 0))] =
+        static_cast<uint64_t>(sqlite3_column_int64(st, 1));
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+void LogStore::start() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void LogStore::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t LogStore::submit(std::vector<LogRecord> batch) {
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    id = ++queued_id_;
+    queue_.push_back(std::move(batch));
+  }
+  submitted_.store(id, std::memory_order_release);
+  wake_.notify_one();
+  return id;
+}
+
+void LogStore::run() {
+  std::vector<LogRecord> records;
+  for (;;) {
+    std::vector<std::vector<LogRecord>> taken;
+    uint64_t last_id = 0;
+    bool stopping = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Let a transaction fill for up to batch_ms, unless it is full already.
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.batch_ms);
+      auto queued = [&] {
+        std::size_t n = 0;
+        for (const auto &b : queue_) n += b.size();
+        return n;
+      };
+      while (!stopping_ && queued() < options_.batch_records &&
+             wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
+      }
+      taken.swap(queue_);
+      last_id = queued_id_;
+      stopping = stopping_;
+    }
+    records.clear();
+    for (auto &b : taken) {
+      for (auto &r : b) records.push_back(std::move(r));
+    }
+    if (!records.empty() || !taken.empty()) {
+      // An SQLite error (disk full, I/O) must not lose what is queued: retry until it works
+      // or we are told to stop; the rings hold the records meanwhile (they are not released).
+      // Given up only when stopping: the records stay unreleased in their rings and are
+      // read (and logged) again at the next start.
+      int attempt = 0;
+      bool ok;
+      while (!(ok = write(records))) {
+        counters_.errors.fetch_add(1, std::memory_order_relaxed);
+        if (++attempt == 1 || attempt % 100 == 0) {
+          KLOG_ERROR("log %s: write failed (%s); retrying", path_.c_str(), sqlite3_errmsg(db_));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_ && attempt >= 10) break;
+      }
+      if (!ok) return;
+      committed_.store(last_id, std::memory_order_release);
+    }
+    if (stopping) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (queue_.empty()) return;
+    }
+  }
+}
+
+bool LogStore::write(const std::vector<LogRecord> &records) {
+  if (records.empty()) return true;
+  auto &s = *stmts_;
+  if (!exec(db_, "BEGIN IMMEDIATE")) return false;
+  std::unordered_map<std::string, std::pair<int64_t, uint64_t>> topic_ids;  // id, last seq
+  std::unordered_map<uint64_t, uint64_t> producer_last;
+  std::string compressed;
+  uint64_t rows = 0, duplicates = 0, raw_bytes = 0, stored_bytes = 0;
+  auto fail = [&] {
+    exec(db_, "ROLLBACK");
+    return false;
+  };
+  for (const LogRecord &r : records) {
+    auto [it, inserted] = topic_ids.try_emplace(r.topic, 0, 0);
+    if (inserted || r.seq > it->second.second) {
+      sqlite3_reset(s.topic_upsert);
+      sqlite3_bind_text(s.topic_upsert, 1, r.topic.data(), static_cast<int>(r.topic.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(s.topic_upsert, 2, as_i64(r.epoch));
+      sqlite3_bind_int64(s.topic_upsert, 3, as_i64(r.seq));
+      if (sqlite3_step(s.topic_upsert) != SQLITE_ROW) return fail();
+      it->second = {sqlite3_column_int64(s.topic_upsert, 0), r.seq};
+      sqlite3_reset(s.topic_upsert);
+    }
+    compressed.resize(ZSTD_compressBound(r.body.size()));
+    const std::size_t n = ZSTD_compress(compressed.data(), compressed.size(), r.body.data(),
+                                        r.body.size(), options_.zstd_level);
+    const bool use = !ZSTD_isError(n) && n < r.body.size();
+    const std::string_view payload = use ? std::string_view(compressed.data(), n) : r.body;
+    sqlite3_stmt *ins = s.insert;
+    sqlite3_reset(ins);
+    sqlite3_bind_int64(ins, 1, it->second.first);
+    sqlite3_bind_int64(ins, 2, as_i64(r.seq));
+    sqlite3_bind_int64(ins, 3, as_i64(r.publish_time_ns));
+    sqlite3_bind_text(ins, 4, r.event.data(), static_cast<int>(r.event.size()), SQLITE_STATIC);
+    if (r.producer_id != 0) {
+      sqlite3_bind_int64(ins, 5, as_i64(r.producer_id));
+      sqlite3_bind_int64(ins, 6, as_i64(r.producer_seq));
+      auto &last = producer_last[r.producer_id];
+      last = std::max(last, r.producer_seq);
+    } else {
+      sqlite3_bind_null(ins, 5);
+      sqlite3_bind_null(ins, 6);
+    }
+    sqlite3_bind_int(ins, 7, r.priority);
+    sqlite3_bind_int(ins, 8, static_cast<int>(r.body_kind));
+    sqlite3_bind_int(ins, 9, use ? 1 : 0);
+    sqlite3_bind_blob(ins, 10, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
+    if (sqlite3_step(ins) != SQLITE_DONE) return fail();
+    if (sqlite3_changes(db_) == 1) {
+      ++rows;
+    } else {
+      ++duplicates;
+    }
+    raw_bytes += r.body.size();
+    stored_bytes += payload.size();
+  }
+  for (auto [id, last] : producer_last) {
+    sqlite3_reset(s.producer_upsert);
+    sqlite3_bind_int64(s.producer_upsert, 1, as_i64(id));
+    sqlite3_bind_int64(s.producer_upsert, 2, as_i64(last));
+    if (sqlite3_step(s.producer_upsert) != SQLITE_DONE) return fail();
+  }
+  if (!exec(db_, "COMMIT")) return fail();
+  counters_.rows.fetch_add(rows, std::memory_order_relaxed);
+  counters_.duplicates.fetch_add(duplicates, std::memory_order_relaxed);
+  counters_.transactions.fetch_add(1, std::memory_order_relaxed);
+  counters_.payload_bytes.fetch_add(raw_bytes, std::memory_order_relaxed);
+  counters_.compressed_bytes.fetch_add(stored_bytes, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,122 @@
+// The durable log: every numbered message in SQLite (WAL), written by one thread in batched
+// transactions, payloads compressed with zstd.
+//
+// The ingest thread numbers records and fans them out at once; it hands each drain pass's
+// records to the log as one batch (submit) and keeps the ring positions they came from.
+// Those positions are released to the producers only once committed() reaches the batch, so
+// a record a producer's publish accepted is either in the log or still in its ring: a
+// kronopd killed at any moment reads it again at the next start. Re-read records that were
+// already logged are recognised by their producer identity (producer id + producer seq,
+// unique in the log, last value per producer in the `producers` table) and skipped, so
+// nothing is logged twice.
+//
+// Per topic the log keeps the last seq and the stream's epoch (`topics`), so numbering
+// continues across restarts.
+//
+// Schema versions: PRAGMA user_version. 0 (a new file) is created; a version newer than this
+// binary knows is refused at open, as are files that are not SQLite databases, corrupt or
+// read-only ones, each with a message that says so.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "envelope_validation.h"
+#include "kronop/result.h"
+
+struct sqlite3;
+
+namespace kronop::daemon {
+
+struct LogRecord {
+  std::string topic;
+  uint64_t seq = 0;
+  uint64_t epoch = 0;
+  uint64_t publish_time_ns = 0;
+  std::string event;
+  uint64_t producer_id = 0;  // 0: made by kronopd itself (not deduplicated)
+  uint64_t producer_seq = 0;
+  int priority = 0;
+  BodyKind body_kind = BodyKind::kNone;
+  std::string body;
+
+  static LogRecord of(const EnvelopeView &view, uint64_t seq, uint64_t epoch);
+};
+
+struct LogOptions {
+  std::size_t batch_records = 4096;  // most records per transaction
+  uint64_t batch_ms = 5;             // a transaction waits at most this long to fill
+  int zstd_level = 1;
+};
+
+struct LogCounters {
+  std::atomic<uint64_t> rows{0};        // records inserted
+  std::atomic<uint64_t> duplicates{0};  // records the unique producer identity turned away
+  std::atomic<uint64_t> transactions{0};
+  std::atomic<uint64_t> payload_bytes{0};     // before compression
+  std::atomic<uint64_t> compressed_bytes{0};  // as stored
+  std::atomic<uint64_t> errors{0};            // failed transactions (retried)
+};
+
+class LogStore {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens (creating when missing) the database at `path`; errors name the file and say what
+  // is wrong with it.
+  static Result<std::unique_ptr<LogStore>> open(const std::string &path, LogOptions options = {});
+  ~LogStore();  // stops the writer (committing what was submitted)
+  LogStore(const LogStore &) = delete;
+  LogStore &operator=(const LogStore &) = delete;
+
+  // Before start(): what numbering continues from.
+  struct TopicState {
+    uint64_t last_seq = 0;
+    uint64_t epoch = 0;
+  };
+  std::unordered_map<std::string, TopicState> topics();
+  // producer id -> the last producer seq logged for it.
+  std::unordered_map<uint64_t, uint64_t> producers();
+
+  void start();
+  // Commits everything submitted, then ends the writer thread.
+  void stop();
+
+  // Ingest thread: queues one drain pass's records; returns the batch's id (1, 2, ...).
+  uint64_t submit(std::vector<LogRecord> batch);
+  // The highest batch id whose records are committed (any thread).
+  uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
+  uint64_t submitted() const { return submitted_.load(std::memory_order_acquire); }
+  const LogCounters &counters() const { return counters_; }
+  const std::string &path() const { return path_; }
+
+ private:
+  LogStore(sqlite3 *db, std::string path, LogOptions options);
+  void run();
+  // One transaction; false (rolled back) on an SQLite error.
+  bool write(const std::vector<LogRecord> &records);
+
+  sqlite3 *db_;
+  std::string path_;
+  LogOptions options_;
+  LogCounters counters_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::vector<LogRecord>> queue_;  // guarded by mutex_
+  uint64_t queued_id_ = 0;                     // guarded by mutex_: id of queue_.back()
+  bool stopping_ = false;                      // guarded by mutex_
+  std::atomic<uint64_t> submitted_{0};
+  std::atomic<uint64_t> committed_{0};
+  std::thread thread_;
+  struct Statements;
+  std::unique_ptr<Statements> stmts_;
+};
+
+}  // namespace kronop::daemon

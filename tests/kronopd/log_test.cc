@@ -1,0 +1,228 @@
+// The durable log: LogStore on its own (schema, dedupe, what numbering resumes from, the
+// files it refuses), and kronopd killed with SIGKILL in the middle of a sustained publish:
+// after a restart every accepted record is in the log exactly once, numbered without a gap.
+#include "log_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+
+#include "kronop/ipc/producer.h"
+#include "kronop/ipc/segment.h"
+#include "kronop_ipc.h"
+#include "support/test_support.h"
+
+namespace kronop::daemon {
+namespace {
+
+using test::eventually;
+using test::run_capture;
+
+LogRecord record(const std::string &topic, uint64_t seq, uint64_t producer, uint64_t pseq,
+                 std::string body = R"({"views":1})") {
+  LogRecord r;
+  r.topic = topic;
+  r.seq = seq;
+  r.epoch = 77;
+  r.publish_time_ns = 1'000 + seq;
+  r.event = "reel_update";
+  r.producer_id = producer;
+  r.producer_seq = pseq;
+  r.body_kind = BodyKind::kJson;
+  r.body = std::move(body);
+  return r;
+}
+
+// One integer from the database, read as kronopctl or an operator would (another connection).
+int64_t query(const std::string &path, const std::string &sql) {
+  sqlite3 *db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt *st = nullptr;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+TEST(LogStore, LogsResumesAndDeduplicates) {
+  test::TempDir dir;
+  const std::string path = dir.path + "/kronop.db";
+  {
+    auto store = LogStore::open(path);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    auto &s = *store.value();
+    EXPECT_TRUE(s.topics().empty());
+    s.start();
+    std::vector<LogRecord> batch;
+    for (uint64_t i = 1; i <= 100; ++i) batch.push_back(record("reel:1", i, 5, i));
+    batch.push_back(record("reel:2", 1, 0, 0, std::string(2000, 'x')));  // kronopd's own
+    const uint64_t id = s.submit(std::move(batch));
+    ASSERT_TRUE(eventually([&] { return s.committed() >= id; }));
+    // A re-delivered record (same producer identity) is not logged again.
+    std::vector<LogRecord> again;
+    again.push_back(record("reel:1", 101, 5, 100));
+    s.submit(std::move(again));
+    s.stop();
+    EXPECT_EQ(s.counters().rows.load(), 101u);
+    EXPECT_EQ(s.counters().duplicates.load(), 1u);
+    // The 2,000 repeated bytes are stored compressed; the 11-byte bodies as they are.
+    EXPECT_EQ(s.counters().payload_bytes.load(), 101u * 11 + 2000);
+    EXPECT_LT(s.counters().compressed_bytes.load(), 101u * 11 + 100);
+  }
+  auto store = LogStore::open(path);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto topics = store.value()->topics();
+  ASSERT_EQ(topics.size(), 2u);
+  EXPECT_EQ(topics["reel:1"].last_seq, 101u);  // numbering resumes after the highest given
+  EXPECT_EQ(topics["reel:1"].epoch, 77u);
+  auto producers = store.value()->producers();
+  ASSERT_EQ(producers.size(), 1u);  // kronopd's own records have no producer identity
+  EXPECT_EQ(producers[5], 100u);
+  EXPECT_EQ(query(path, "SELECT count(*) FROM messages"), 101);
+  EXPECT_EQ(query(path, "PRAGMA user_version"), LogStore::kSchemaVersion);
+  EXPECT_EQ(query(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+}
+
+TEST(LogStore, RefusesANewerSchemaAndFilesThatAreNotALog) {
+  test::TempDir dir;
+  const std::string path = dir.path + "/kronop.db";
+  { ASSERT_TRUE(LogStore::open(path).ok()); }
+  sqlite3 *db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto newer = LogStore::open(path);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_NE(newer.error().message.find("schema version is 99, newer than this kronopd's"),
+            std::string::npos)
+      << newer.error().message;
+
+  const std::string junk = dir.path + "/junk.db";
+  std::ofstream(junk) << std::string(8192, 'j');
+  auto bad = LogStore::open(junk);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("not a usable SQLite database"), std::string::npos)
+      << bad.error().message;
+}
+
+class LogDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    shm = test::unique_name("kronopd-log-test");
+    ipc::Segment::remove(shm);
+    socket = dir.path + "/ctl.sock";
+    db = dir.path + "/kronop.db";
+  }
+  void TearDown() override {
+    stop(SIGKILL);
+    ipc::Segment::remove(shm);
+  }
+  void start() {
+    daemon =
+        test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm, "--control-socket",
+                     socket, "--rings", "8", "--ring-size", "65536", "--port", "0"},
+                    dir.path + "/kronopd.log");
+    ASSERT_GT(daemon, 0);
+    ASSERT_TRUE(eventually([&] {
+      return run_capture({KRONOPCTL_BIN, "--socket", socket, "health"}, nullptr) == 0;
+    }));
+  }
+  int stop(int sig) {
+    if (daemon <= 0) return -1;
+    ::kill(daemon, sig);
+    const int rc = test::wait_child(daemon);
+    daemon = -1;
+    return rc;
+  }
+  int64_t logged(const std::string &topic) {
+    return query(db,
+                 "SELECT count(*) FROM messages m JOIN topics t ON t.id = m.topic_id "
+                 "WHERE t.name = '" +
+                     topic + "'");
+  }
+
+  test::TempDir dir;
+  std::string shm, socket, db;
+  pid_t daemon = -1;
+};
+
+TEST_F(LogDaemonTest, SigkillDuringSustainedPublishLosesAndDuplicatesNothing) {
+  start();
+  constexpr int kRecords = 20'000;
+  // The producer: a separate process that publishes without pause and insists on every
+  // record being accepted (waiting while the ring is full, e.g. while kronopd is down).
+  pid_t producer = test::fork_child([&] {
+    auto p = ipc::Producer::open(shm);
+    if (!p.ok()) return 3;
+    for (int i = 1; i <= kRecords; ++i) {
+      const std::string json = R"({"n":)" + std::to_string(i) + "}";
+      if (p.value()->publish_wait("reel:kill", "reel_update", json, 0, 20'000) != KRONOP_OK) {
+        return 4;
+      }
+    }
+    return 0;
+  });
+  // Kill kronopd twice, mid-stream.
+  for (int64_t at : {3'000, 9'000}) {
+    ASSERT_TRUE(eventually([&] { return logged("reel:kill") >= at; }, std::chrono::seconds(20)));
+    EXPECT_EQ(stop(SIGKILL), 128 + SIGKILL);
+    start();
+  }
+  EXPECT_EQ(test::wait_child(producer), 0);
+  ASSERT_TRUE(eventually([&] { return logged("reel:kill") == kRecords; }, std::chrono::seconds(20)))
+      << logged("reel:kill");
+  EXPECT_EQ(stop(SIGTERM), 0);
+  const std::string where =
+      " FROM messages m JOIN topics t ON t.id = m.topic_id WHERE t.name = 'reel:kill'";
+  // Exactly once: every producer sequence 1..N, each once.
+  EXPECT_EQ(query(db, "SELECT count(DISTINCT producer_seq)" + where), kRecords);
+  EXPECT_EQ(query(db, "SELECT min(producer_seq)" + where), 1);
+  EXPECT_EQ(query(db, "SELECT max(producer_seq)" + where), kRecords);
+  // Numbered 1..N without a gap, in the producer's order, across both restarts.
+  EXPECT_EQ(query(db, "SELECT min(seq)" + where), 1);
+  EXPECT_EQ(query(db, "SELECT max(seq)" + where), kRecords);
+  EXPECT_EQ(query(db, "SELECT count(*)" + where + " AND seq <> producer_seq"), 0);
+}
+
+TEST_F(LogDaemonTest, NumberingAndEpochSurviveARestart) {
+  start();
+  auto p = ipc::Producer::open(shm);
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(p.value()->publish("reel:9", "reel_update", "{}", 0), 0);
+  ASSERT_TRUE(eventually([&] { return logged("reel:9") == 5; }));
+  const int64_t epoch = query(db, "SELECT epoch FROM topics WHERE name = 'reel:9'");
+  EXPECT_NE(epoch, 0);
+  EXPECT_EQ(stop(SIGTERM), 0);
+  start();
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(p.value()->publish("reel:9", "reel_update", "{}", 0), 0);
+  ASSERT_TRUE(eventually([&] { return logged("reel:9") == 10; }));
+  EXPECT_EQ(query(db,
+                  "SELECT max(seq) FROM messages m JOIN topics t ON t.id = m.topic_id "
+                  "WHERE t.name = 'reel:9'"),
+            10);
+  EXPECT_EQ(query(db, "SELECT epoch FROM topics WHERE name = 'reel:9'"), epoch);
+}
+
+TEST_F(LogDaemonTest, AnUnusableLogStopsKronopdWithAMessage) {
+  std::ofstream(db) << std::string(8192, 'j');
+  const std::string log = dir.path + "/kronopd.log";
+  const pid_t pid = test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm,
+                                 "--control-socket", socket, "--port", "0"},
+                                log);
+  EXPECT_EQ(test::wait_child(pid), 1);
+  std::ifstream f(log);
+  const std::string out(std::istreambuf_iterator<char>(f), {});
+  EXPECT_NE(out.find("durable log:"), std::string::npos) << out;
+  EXPECT_NE(out.find("not a usable SQLite database"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace kronop::daemon
