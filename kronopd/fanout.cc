@@ -233,8 +233,7 @@ void Dispatcher::apply_interest() {
     auto it = topics_.find(c->topic);
     if (it == topics_.end()) {
       if (!c->interested) continue;
-      it = topics_.emplace(c->topic, TopicState{}).first;
-      bump(counters_.topics);
+      it = add_topic(c->topic);
     }
     const uint64_t bit = uint64_t{1} << c->loop;
     if (c->interested) {
@@ -244,6 +243,15 @@ void Dispatcher::apply_interest() {
     }
   }
   HandoffStack<InterestChange>::delete_list(list);
+}
+
+Dispatcher::TopicMap::iterator Dispatcher::add_topic(std::string_view name) {
+  TopicState fresh;
+  // A new stream: an epoch no earlier stream of this name had (63 random bits, not 0).
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  fresh.epoch = (rng() >> 1) | 1;
+  bump(counters_.topics);
+  return topics_.emplace(std::string(name), fresh).first;
 }
 
 void Dispatcher::seed(const std::string &topic, uint64_t last_seq, uint64_t epoch) {
@@ -257,14 +265,7 @@ uint64_t Dispatcher::on_record(const EnvelopeView &view, uint64_t *epoch) {
   // Before each record: a join acknowledged before this record was published must see it.
   if (!interest_.empty()) apply_interest();
   auto it = topics_.find(view.topic);
-  if (it == topics_.end()) {
-    TopicState fresh;
-    // A new stream: an epoch no earlier stream of this name had (63 random bits, not 0).
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    fresh.epoch = (rng() >> 1) | 1;
-    it = topics_.emplace(std::string(view.topic), fresh).first;
-    bump(counters_.topics);
-  }
+  if (it == topics_.end()) it = add_topic(view.topic);
   TopicState &t = it->second;
   if (epoch != nullptr) *epoch = t.epoch;
   const uint64_t seq = ++t.seq;

@@ -209,12 +209,15 @@ class Dispatcher {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   void apply_interest();
+  using TopicMap = std::unordered_map<std::string, TopicState, Hash, std::equal_to<>>;
+  // A topic seen for the first time: seq 0 and a new epoch.
+  TopicMap::iterator add_topic(std::string_view name);
   static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
   std::vector<LoopInbox *> inboxes_;
-  std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics_;
+  TopicMap topics_;
   std::vector<std::vector<MessagePtr>> staged_;  // per loop
   HandoffStack<InterestChange> interest_;
   DispatchCounters counters_;

@@ -240,6 +240,22 @@ TEST_F(DispatcherTest, NumbersEveryTopicButDeliversOnlyToInterestedLoops) {
   EXPECT_EQ(d.counters().without_audience.load(), 2u);
 }
 
+TEST_F(DispatcherTest, EveryStreamHasAnEpochAndSeededOnesContinue) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  d.seed("reel:7", 41, 1234);
+  d.report_interest(0, "reel:8", true);  // a topic first seen through a subscriber
+  uint64_t e7 = 0, e8 = 0, e9 = 0;
+  EXPECT_EQ(d.on_record(json_view("reel:7", "reel_update", "{}"), &e7), 42u);
+  EXPECT_EQ(d.on_record(json_view("reel:8", "reel_update", "{}"), &e8), 1u);
+  EXPECT_EQ(d.on_record(json_view("reel:9", "reel_update", "{}"), &e9), 1u);
+  EXPECT_EQ(e7, 1234u);
+  EXPECT_NE(e8, 0u);
+  EXPECT_NE(e9, 0u);
+  EXPECT_NE(e8, e9);
+  d.end_batch();
+  MessageBatch::Stack::delete_list(inboxes_[0].batches.take_all());
+}
+
 TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
   Dispatcher d({&inboxes_[0], &inboxes_[1]});
   d.report_interest(0, "system", true);
