@@ -10,11 +10,18 @@
 #include <iterator>
 #include <thread>
 
+#include <zstd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "auth.h"
 #include "control_client.h"
 #include "envelope_validation.h"
 #include "kronop/ipc/producer.h"
+#include "kronop/v1/envelope.pb.h"
 #include "kronop_ipc.h"
+#include "log_reader.h"
 #include "proto_json.h"
 
 using namespace kronop;
@@ -28,6 +35,7 @@ constexpr int kExitUsage = 2;
 struct Globals {
   std::string socket = "./var/kronopd.sock";
   std::string shm_name = "kronop";
+  std::string data_dir = "./var";
   bool json = false;
 };
 
@@ -73,6 +81,226 @@ int64_t parse_ttl(const std::string &text) {
   if (unit == "h") return n * 3600;
   if (unit == "d") return n * 86400;
   return -1;
+}
+
+struct ReplayArgs {
+  std::string topic;
+  std::string since, until;  // RFC 3339 UTC, Unix seconds, or "15m" (that long ago)
+  uint64_t since_seq = 0;    // messages after this seq
+  uint64_t until_seq = 0;    // 0: no bound
+  uint64_t limit = 0;        // 0: no bound
+  std::string export_file;
+  bool republish = false;
+};
+
+// A --since/--until value as Unix nanoseconds; false when it is none of the forms.
+bool parse_time(const std::string &text, uint64_t *ns) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const uint64_t now_ns =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count());
+  if (!text.empty() && std::isalpha(static_cast<unsigned char>(text.back())) &&
+      text.find('-') == std::string::npos) {
+    const int64_t ago = parse_ttl(text);
+    if (ago <= 0) return false;
+    *ns = now_ns - static_cast<uint64_t>(ago) * 1'000'000'000ULL;
+    return true;
+  }
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+    *ns = std::stoull(text) * 1'000'000'000ULL;
+    return true;
+  }
+  std::tm tm{};
+  const char *rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return false;
+  uint64_t frac_ns = 0;
+  if (*rest == '.') {
+    uint64_t scale = 100'000'000;
+    for (++rest; std::isdigit(static_cast<unsigned char>(*rest)); ++rest, scale /= 10) {
+      frac_ns += static_cast<uint64_t>(*rest - '0') * scale;
+    }
+  }
+  if (std::string_view(rest) != "Z" && std::string_view(rest) != "") return false;
+  const time_t secs = ::timegm(&tm);
+  if (secs < 0) return false;
+  *ns = static_cast<uint64_t>(secs) * 1'000'000'000ULL + frac_ns;
+  return true;
+}
+
+std::string rfc3339_ns(uint64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000ULL);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[48];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03uZ", static_cast<unsigned>(ns / 1'000'000 % 1000));
+  return buf;
+}
+
+// One message as a JSON line. Topic and event passed validation (safe characters); the
+// payload is the JSON clients received.
+std::string json_line(const daemon::LoggedMessage &m) {
+  return "{\"topic\":\"" + m.topic + "\",\"seq\":" + std::to_string(m.seq) + ",\"epoch\":\"" +
+         std::to_string(m.epoch) + "\",\"time\":\"" + rfc3339_ns(m.publish_time_ns) +
+         "\",\"event\":\"" + m.event + "\",\"producer_id\":\"" + std::to_string(m.producer_id) +
+         "\",\"producer_seq\":" + std::to_string(m.producer_seq) +
+         ",\"priority\":" + std::to_string(m.priority) + ",\"payload\":" + m.payload_json() + "}";
+}
+
+// The record to publish again: the logged Envelope's topic, event, priority and body (the
+// producer identity and time are the republisher's).
+std::string envelope_of(const daemon::LoggedMessage &m) {
+  kronop::v1::Envelope e;
+  e.set_topic(m.topic);
+  e.set_event(m.event);
+  e.set_priority(static_cast<kronop::v1::Priority>(m.priority));
+  bool ok = true;
+  switch (m.body_kind) {
+    case daemon::BodyKind::kJson:
+      e.set_json(m.body);
+      break;
+    case daemon::BodyKind::kReelUpdate:
+      ok = e.mutable_reel_update()->ParseFromString(m.body);
+      break;
+    case daemon::BodyKind::kInteraction:
+      ok = e.mutable_interaction()->ParseFromString(m.body);
+      break;
+    case daemon::BodyKind::kPresence:
+      ok = e.mutable_presence()->ParseFromString(m.body);
+      break;
+    case daemon::BodyKind::kUserActivity:
+      ok = e.mutable_user_activity()->ParseFromString(m.body);
+      break;
+    case daemon::BodyKind::kSystemNotice:
+      ok = e.mutable_system_notice()->ParseFromString(m.body);
+      break;
+    case daemon::BodyKind::kNone:
+      ok = false;
+      break;
+  }
+  return ok ? e.SerializeAsString() : std::string();
+}
+
+int run_replay(const Globals &g, const ReplayArgs &a) {
+  if (!daemon::valid_topic(a.topic)) {
+    std::fprintf(stderr, "kronopctl: invalid topic '%s' (reel:<id>, user:<id> or system)\n",
+                 a.topic.c_str());
+    return kExitUsage;
+  }
+  daemon::LogQuery q;
+  q.topic = a.topic;
+  q.after_seq = a.since_seq;
+  if (a.until_seq > 0) q.until_seq = a.until_seq;
+  if (a.limit > 0) q.limit = a.limit;
+  if (!a.since.empty() && !parse_time(a.since, &q.since_ns)) {
+    std::fprintf(stderr,
+                 "kronopctl: invalid --since '%s': e.g. 2026-11-27T10:00:00Z, "
+                 "1795737600 or 15m\n",
+                 a.since.c_str());
+    return kExitUsage;
+  }
+  if (!a.until.empty() && !parse_time(a.until, &q.until_ns)) {
+    std::fprintf(stderr,
+                 "kronopctl: invalid --until '%s': e.g. 2026-11-27T10:00:00Z, "
+                 "1795737600 or 15m\n",
+                 a.until.c_str());
+    return kExitUsage;
+  }
+  auto reader = daemon::LogReader::open(g.data_dir + "/kronop.db");
+  if (!reader.ok()) {
+    std::fprintf(stderr, "kronopctl: %s\n", reader.error().message.c_str());
+    return kExitFailed;
+  }
+  auto topic = reader.value()->topic(a.topic);
+  if (!topic) {
+    std::fprintf(stderr, "kronopctl: %s has no messages in the log\n", a.topic.c_str());
+    return kExitFailed;
+  }
+  std::unique_ptr<ipc::Producer> producer;
+  if (a.republish) {
+    auto p = ipc::Producer::open(g.shm_name);
+    if (!p.ok()) {
+      std::fprintf(stderr, "kronopctl: %s\n", p.error().message.c_str());
+      return kExitFailed;
+    }
+    producer = std::move(p).value();
+  }
+  FILE *out = nullptr;
+  ZSTD_CCtx *zc = nullptr;
+  std::string zbuf;
+  if (!a.export_file.empty()) {
+    out = std::fopen(a.export_file.c_str(), "wbx");
+    if (out == nullptr) {
+      std::fprintf(stderr, "kronopctl: cannot create %s: %s\n", a.export_file.c_str(),
+                   std::strerror(errno));
+      return kExitFailed;
+    }
+    zc = ZSTD_createCCtx();
+    zbuf.resize(ZSTD_CStreamOutSize());
+  }
+  bool write_failed = false;
+  auto compress = [&](std::string_view in, ZSTD_EndDirective mode) {
+    ZSTD_inBuffer input{in.data(), in.size(), 0};
+    for (;;) {
+      ZSTD_outBuffer output{zbuf.data(), zbuf.size(), 0};
+      const std::size_t left = ZSTD_compressStream2(zc, &output, &input, mode);
+      if (ZSTD_isError(left) || std::fwrite(zbuf.data(), 1, output.pos, out) != output.pos) {
+        write_failed = true;
+        return;
+      }
+      if (mode == ZSTD_e_end ? left == 0 : input.pos == input.size) return;
+    }
+  };
+  uint64_t republished = 0;
+  int publish_error = KRONOP_OK;
+  auto n = reader.value()->read(q, [&](const daemon::LoggedMessage &m) {
+    if (zc != nullptr) {
+      compress(json_line(m) + "\n", ZSTD_e_continue);
+    } else if (g.json) {
+      std::printf("%s\n", json_line(m).c_str());
+    } else if (!a.republish) {
+      std::printf("%8llu  %s  %-16s %s\n", static_cast<unsigned long long>(m.seq),
+                  rfc3339_ns(m.publish_time_ns).c_str(), m.event.c_str(), m.payload_json().c_str());
+    }
+    if (producer) {
+      const std::string env = envelope_of(m);
+      int rc = KRONOP_EINVAL;
+      for (int tries = 0; tries < 5000 && !env.empty(); ++tries) {
+        rc = producer->publish_envelope(env);
+        if (rc != KRONOP_EFULL) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (rc != KRONOP_OK) {
+        publish_error = rc;
+        return false;
+      }
+      ++republished;
+    }
+    return !write_failed;
+  });
+  if (zc != nullptr) {
+    if (!write_failed) compress({}, ZSTD_e_end);
+    ZSTD_freeCCtx(zc);
+    if (std::fclose(out) != 0) write_failed = true;
+  }
+  if (!n.ok()) {
+    std::fprintf(stderr, "kronopctl: %s\n", n.error().message.c_str());
+    return kExitFailed;
+  }
+  if (write_failed) {
+    std::fprintf(stderr, "kronopctl: writing %s failed\n", a.export_file.c_str());
+    return kExitFailed;
+  }
+  if (publish_error != KRONOP_OK) {
+    std::fprintf(stderr, "kronopctl: republish stopped after %llu message(s): %s\n",
+                 static_cast<unsigned long long>(republished), kronop_strerror(publish_error));
+    return kExitFailed;
+  }
+  if (zc != nullptr || a.republish) {
+    std::fprintf(stderr, "kronopctl: %llu message(s) %s\n",
+                 static_cast<unsigned long long>(n.value()),
+                 a.republish ? "republished" : ("exported to " + a.export_file).c_str());
+  }
+  return kExitOk;
 }
 
 int run_token(const Globals &g, const TokenArgs &a) {
@@ -287,6 +515,9 @@ int main(int argc, char **argv) {
   app.add_option("--shm-name", g.shm_name, "Shared-memory segment to publish into")
       ->capture_default_str()
       ->envname("KRONOP_SHM_NAME");
+  app.add_option("--data-dir", g.data_dir, "kronopd's data directory (replay reads its log)")
+      ->capture_default_str()
+      ->envname("KRONOP_DATA_DIR");
   app.add_flag("--json", g.json, "Machine-readable output");
 
   PublishArgs pub;
@@ -316,6 +547,21 @@ int main(int argc, char **argv) {
   token->add_option("--secret-file", tok.secret_file, "The secret kronopd verifies tokens with")
       ->required();
   token->add_flag("--json", g.json, "Machine-readable output");
+  ReplayArgs rep;
+  auto *replay = app.add_subcommand(
+      "replay", "Print a topic's logged messages (read-only; works with kronopd stopped)");
+  replay->add_option("--topic", rep.topic, "reel:<id>, user:<id> or system")->required();
+  replay->add_option("--since", rep.since,
+                     "From this time: 2026-11-27T10:00:00Z, Unix seconds, or 15m (ago)");
+  replay->add_option("--until", rep.until, "Before this time (same forms)");
+  replay->add_option("--since-seq", rep.since_seq, "Messages after this seq");
+  replay->add_option("--until-seq", rep.until_seq, "Messages up to this seq");
+  replay->add_option("--limit", rep.limit, "At most this many messages");
+  replay->add_option("--export", rep.export_file,
+                     "Write them as zstd-compressed JSON lines to FILE.zst (new file)");
+  replay->add_flag("--republish", rep.republish,
+                   "Publish them again through the rings (--shm-name)");
+  replay->add_flag("--json", g.json, "One JSON object per line");
   auto *stats = app.add_subcommand("stats", "Show the daemon's counters");
   auto *health = app.add_subcommand("health", "Check that the daemon answers (exit 1 if not)");
   // --json is accepted after these subcommands too (publish's --json is its payload).
@@ -335,6 +581,7 @@ int main(int argc, char **argv) {
   }
   if (*publish) return run_publish(g, pub);
   if (*token) return run_token(g, tok);
+  if (*replay) return run_replay(g, rep);
   if (*stats) return run_stats(g);
   if (*health) return run_health(g);
   return kExitUsage;

@@ -7,7 +7,9 @@
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zstd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 
@@ -209,6 +211,71 @@ TEST_F(LogDaemonTest, NumberingAndEpochSurviveARestart) {
                   "WHERE t.name = 'reel:9'"),
             10);
   EXPECT_EQ(query(db, "SELECT epoch FROM topics WHERE name = 'reel:9'"), epoch);
+}
+
+TEST_F(LogDaemonTest, KronopctlReplayReadsTheLogWithKronopdStopped) {
+  start();
+  ASSERT_EQ(run_capture({KRONOPCTL_BIN, "--shm-name", shm, "publish", "--topic", "reel:3",
+                         "--event", "reel_update", "--json", R"({"views":7})", "--count", "6"},
+                        nullptr),
+            0);
+  ASSERT_TRUE(eventually([&] { return logged("reel:3") == 6; }));
+  EXPECT_EQ(stop(SIGTERM), 0);
+
+  const std::vector<std::string> base = {KRONOPCTL_BIN, "--data-dir", dir.path,  "--shm-name",
+                                         shm,           "replay",     "--topic", "reel:3"};
+  std::string out;
+  auto with = [&](std::vector<std::string> extra) {
+    out.clear();  // run_capture appends
+    std::vector<std::string> v = base;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  ASSERT_EQ(run_capture(with({"--json", "--since-seq", "4"}), &out), 0);
+  // Two JSON lines, seq 5 and 6, with the payload clients got.
+  EXPECT_NE(out.find(R"("seq":5,"epoch":")"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("payload":{"seq":6,"views":7}})"), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2);
+  ASSERT_EQ(run_capture(with({"--until-seq", "2"}), &out), 0);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  ASSERT_EQ(run_capture(with({"--since", "1h", "--limit", "3"}), &out), 0);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3) << out;
+  ASSERT_EQ(run_capture(with({"--until", "2000-01-01T00:00:00Z"}), &out), 0);
+  EXPECT_EQ(out, "");
+
+  // --export: zstd-compressed JSON lines, one per message.
+  const std::string file = dir.path + "/reel3.jsonl.zst";
+  ASSERT_EQ(run_capture(with({"--export", file}), nullptr), 0);
+  std::ifstream f(file, std::ios::binary);
+  const std::string z(std::istreambuf_iterator<char>(f), {});
+  std::string text(1 << 16, '\0');
+  const std::size_t n = ZSTD_decompress(text.data(), text.size(), z.data(), z.size());
+  ASSERT_FALSE(ZSTD_isError(n));
+  text.resize(n);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 6) << text;
+  EXPECT_EQ(run_capture(with({"--export", file}), nullptr), 1) << "an existing file is kept";
+
+  // Errors: usage 2, failures 1.
+  EXPECT_EQ(run_capture(with({"--since", "yesterday"}), nullptr), 2);
+  EXPECT_EQ(run_capture({KRONOPCTL_BIN, "--data-dir", dir.path, "replay", "--topic", "bad topic"},
+                        nullptr),
+            2);
+  EXPECT_EQ(
+      run_capture({KRONOPCTL_BIN, "--data-dir", dir.path, "replay", "--topic", "reel:4"}, nullptr),
+      1);
+  EXPECT_EQ(
+      run_capture({KRONOPCTL_BIN, "--data-dir", dir.path + "/none", "replay", "--topic", "reel:3"},
+                  nullptr),
+      1);
+
+  // --republish: the messages go through the rings again and are numbered after the others.
+  start();
+  ASSERT_EQ(run_capture(with({"--republish"}), nullptr), 0);
+  ASSERT_TRUE(eventually([&] { return logged("reel:3") == 12; }));
+  EXPECT_EQ(query(db,
+                  "SELECT max(seq) FROM messages m JOIN topics t ON t.id = m.topic_id "
+                  "WHERE t.name = 'reel:3'"),
+            12);
 }
 
 TEST_F(LogDaemonTest, AnUnusableLogStopsKronopdWithAMessage) {

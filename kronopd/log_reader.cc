@@ -1,0 +1,152 @@
+// Reading the durable log; see log_reader.h.
+#include "log_reader.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <zstd.h>
+
+#include "fanout.h"
+#include "kronop_ipc.h"
+#include "log_store.h"
+
+namespace kronop::daemon {
+
+EnvelopeView LoggedMessage::view() const {
+  EnvelopeView v;
+  v.topic = topic;
+  v.event = event;
+  v.producer_id = producer_id;
+  v.producer_seq = producer_seq;
+  v.publish_time_ns = publish_time_ns;
+  v.priority = priority;
+  v.body_kind = body_kind;
+  v.body = body;
+  return v;
+}
+
+std::string LoggedMessage::payload_json() const {
+  MessagePtr m = Message::make(view(), seq);
+  return m ? m->payload_json() : std::string("{}");
+}
+
+Result<std::unique_ptr<LogReader>> LogReader::open(const std::string &path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return Error{KRONOP_ESYS, path + ": no durable log here (is --data-dir kronopd's?)"};
+  }
+  sqlite3 *db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    Error e{KRONOP_ESYS, path + ": cannot open the log: " + sqlite3_errmsg(db)};
+    sqlite3_close(db);
+    return e;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt *s = nullptr;
+  int version = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW) {
+    version = sqlite3_column_int(s, 0);
+  }
+  sqlite3_finalize(s);
+  if (version < 0) {
+    Error e{KRONOP_ESYS, path + ": not a readable SQLite database: " + sqlite3_errmsg(db)};
+    sqlite3_close(db);
+    return e;
+  }
+  if (version != LogStore::kSchemaVersion) {
+    sqlite3_close(db);
+    return Error{KRONOP_ELAYOUT, path + ": log schema version " + std::to_string(version) +
+                                     ", this kronopctl reads version " +
+                                     std::to_string(LogStore::kSchemaVersion)};
+  }
+  return std::unique_ptr<LogReader>(new LogReader(db, path));
+}
+
+LogReader::~LogReader() { sqlite3_close(db_); }
+
+std::optional<LogReader::Topic> LogReader::topic(const std::string &name) {
+  sqlite3_stmt *s = nullptr;
+  std::optional<Topic> out;
+  if (sqlite3_prepare_v2(db_, "SELECT last_seq, epoch FROM topics WHERE name = ?1", -1, &s,
+                         nullptr) == SQLITE_OK) {
+    sqlite3_bind_text(s, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+      out = Topic{static_cast<uint64_t>(sqlite3_column_int64(s, 0)),
+                  static_cast<uint64_t>(sqlite3_column_int64(s, 1))};
+    }
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+Result<uint64_t> LogReader::read(const LogQuery &q,
+                                 const std::function<bool(const LoggedMessage &)> &fn) {
+  auto clamp = [](uint64_t v) {
+    return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
+  };
+  sqlite3_stmt *s = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT m.seq, t.epoch, m.publish_time_ns, m.event, m.producer_id, "
+                         "m.producer_seq, m.priority, m.body_kind, m.compressed, m.payload "
+                         "FROM messages m JOIN topics t ON t.id = m.topic_id "
+                         "WHERE t.name = ?1 AND m.seq > ?2 AND m.seq <= ?3 "
+                         "AND m.publish_time_ns >= ?4 AND m.publish_time_ns < ?5 "
+                         "ORDER BY m.seq LIMIT ?6",
+                         -1, &s, nullptr) != SQLITE_OK) {
+    Error e{KRONOP_ESYS, path_ + ": cannot query the log: " + sqlite3_errmsg(db_)};
+    sqlite3_finalize(s);
+    return e;
+  }
+  sqlite3_bind_text(s, 1, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, clamp(q.after_seq));
+  sqlite3_bind_int64(s, 3, clamp(q.until_seq));
+  sqlite3_bind_int64(s, 4, clamp(q.since_ns));
+  sqlite3_bind_int64(s, 5, clamp(q.until_ns));
+  sqlite3_bind_int64(s, 6, clamp(q.limit));
+  uint64_t n = 0;
+  LoggedMessage m;
+  m.topic = q.topic;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    m.seq = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    m.epoch = static_cast<uint64_t>(sqlite3_column_int64(s, 1));
+    m.publish_time_ns = static_cast<uint64_t>(sqlite3_column_int64(s, 2));
+    m.event.assign(reinterpret_cast<const char *>(sqlite3_column_text(s, 3)));
+    m.producer_id = static_cast<uint64_t>(sqlite3_column_int64(s, 4));
+    m.producer_seq = static_cast<uint64_t>(sqlite3_column_int64(s, 5));
+    m.priority = sqlite3_column_int(s, 6);
+    m.body_kind = static_cast<BodyKind>(sqlite3_column_int(s, 7));
+    const bool compressed = sqlite3_column_int(s, 8) != 0;
+    const auto *data = static_cast<const char *>(sqlite3_column_blob(s, 9));
+    const auto size = static_cast<std::size_t>(sqlite3_column_bytes(s, 9));
+    if (compressed) {
+      const unsigned long long raw = ZSTD_getFrameContentSize(data, size);
+      if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw > (64u << 20)) {
+        sqlite3_finalize(s);
+        return Error{KRONOP_ESYS, path_ + ": a compressed payload is damaged (seq " +
+                                      std::to_string(m.seq) + ")"};
+      }
+      m.body.resize(raw);
+      const std::size_t got = ZSTD_decompress(m.body.data(), m.body.size(), data, size);
+      if (ZSTD_isError(got) || got != raw) {
+        sqlite3_finalize(s);
+        return Error{KRONOP_ESYS, path_ + ": a compressed payload is damaged (seq " +
+                                      std::to_string(m.seq) + ")"};
+      }
+    } else {
+      m.body.assign(data, size);
+    }
+    ++n;
+    if (!fn(m)) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    Error e{KRONOP_ESYS, path_ + ": reading the log failed: " + sqlite3_errmsg(db_)};
+    sqlite3_finalize(s);
+    return e;
+  }
+  sqlite3_finalize(s);
+  return n;
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,70 @@
+// Reading the durable log (log_store.h) without writing it: kronopctl replay (which works
+// with kronopd stopped) and, later, history for rejoining clients. Opens the database
+// read-only; SQLite's WAL lets it read while kronopd writes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "envelope_validation.h"
+#include "kronop/result.h"
+
+struct sqlite3;
+
+namespace kronop::daemon {
+
+struct LoggedMessage {
+  std::string topic;
+  uint64_t seq = 0;
+  uint64_t epoch = 0;
+  uint64_t publish_time_ns = 0;
+  std::string event;
+  uint64_t producer_id = 0;  // 0: kronopd's own
+  uint64_t producer_seq = 0;
+  int priority = 0;
+  BodyKind body_kind = BodyKind::kNone;
+  std::string body;  // decompressed
+
+  // The view Message::make and the validators take (valid while this object lives).
+  EnvelopeView view() const;
+  // The payload clients received: the JSON object with "seq" first.
+  std::string payload_json() const;
+};
+
+struct LogQuery {
+  std::string topic;
+  uint64_t after_seq = 0;  // messages with seq > after_seq
+  uint64_t until_seq = std::numeric_limits<uint64_t>::max();
+  uint64_t since_ns = 0;                                     // publish time >= since_ns
+  uint64_t until_ns = std::numeric_limits<uint64_t>::max();  // publish time < until_ns
+  uint64_t limit = std::numeric_limits<uint64_t>::max();
+};
+
+class LogReader {
+ public:
+  // Errors: no log at `path`, not a database, a schema this binary does not know.
+  static Result<std::unique_ptr<LogReader>> open(const std::string &path);
+  ~LogReader();
+  LogReader(const LogReader &) = delete;
+  LogReader &operator=(const LogReader &) = delete;
+
+  struct Topic {
+    uint64_t last_seq = 0;
+    uint64_t epoch = 0;
+  };
+  std::optional<Topic> topic(const std::string &name);
+  // Calls fn for each matching message in seq order until it returns false; returns how many
+  // it was given.
+  Result<uint64_t> read(const LogQuery &q, const std::function<bool(const LoggedMessage &)> &fn);
+
+ private:
+  LogReader(sqlite3 *db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3 *db_;
+  std::string path_;
+};
+
+}  // namespace kronop::daemon
