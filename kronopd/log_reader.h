@@ -42,6 +42,8 @@ struct LogQuery {
   uint64_t since_ns = 0;                                     // publish time >= since_ns
   uint64_t until_ns = std::numeric_limits<uint64_t>::max();  // publish time < until_ns
   uint64_t limit = std::numeric_limits<uint64_t>::max();
+  std::string event;          // only this event (empty: all)
+  bool newest_first = false;  // the last `limit` messages (still given oldest first)
 };
 
 class LogReader {

@@ -228,8 +228,8 @@ int main(int argc, char **argv) {
   PresenceHub presence;
   KeyedRateLimiter interaction_limiter(config.max_interactions_per_second,
                                        2 * config.max_interactions_per_second);
-  RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous}, &publisher, &reels,
-               &presence);
+  RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous, log_store->path()},
+               &publisher, &reels, &presence);
 
   uv_loop_t *loop = uv_default_loop();
   ServerOptions server_options;

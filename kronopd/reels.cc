@@ -163,7 +163,7 @@ std::optional<ReelState::Snapshot> ReelState::snapshot(std::string_view topic,
     view.event = "reel_update";
     view.body_kind = u.kind;
     view.body = u.body;
-    if (MessagePtr m = Message::make(view, u.seq)) s.updates.push_back(m->payload_json());
+    if (MessagePtr m = Message::make(view, u.seq)) s.updates.emplace_back(u.seq, m->payload_json());
   }
   return s;
 }

@@ -55,11 +55,11 @@ class ReelState {
   // whose counters changed since the last call (the view is valid during the call).
   void flush_counter_updates(const std::function<void(const EnvelopeView &)> &dispatch);
 
-  // Any thread: a reel's counters and its most recent updates (payload JSON, oldest first,
-  // at most `limit`); nullopt when nothing is known about the reel.
+  // Any thread: a reel's counters and its most recent updates (seq and payload JSON, oldest
+  // first, at most `limit`); nullopt when nothing is known about the reel.
   struct Snapshot {
     ReelCounters counters;
-    std::vector<std::string> updates;
+    std::vector<std::pair<uint64_t, std::string>> updates;  // seq, payload
   };
   std::optional<Snapshot> snapshot(std::string_view topic, std::size_t limit) const;
   uint64_t reels() const;

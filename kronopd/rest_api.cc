@@ -12,6 +12,7 @@
 #include "kronop/clock.h"
 #include "kronop/v1/api.pb.h"
 #include "kronop_ipc.h"
+#include "log_reader.h"
 #include "proto_json.h"
 
 namespace kronop::daemon {
@@ -410,18 +411,61 @@ std::string RestApi::reel_updates(const http::Request &req, const HttpCaller &ca
       }
       limit = n;
     }
-    auto snap = reels_->snapshot(topic, limit);
+    uint64_t since_seq = 0;
+    const bool since = req.query_param("since_seq", &text);
+    if (since) {
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), since_seq);
+      if (ec != std::errc() || end != text.data() + text.size()) {
+        return error(400, "since_seq must be a sequence number");
+      }
+    }
+    // History from the log; the last few milliseconds' updates (not committed yet) from memory.
+    std::vector<std::pair<uint64_t, std::string>> updates;
+    if (!options_.log_path.empty()) {
+      thread_local std::unique_ptr<LogReader> reader;
+      if (!reader) {
+        auto opened = LogReader::open(options_.log_path);
+        if (opened.ok()) reader = std::move(opened).value();
+      }
+      if (reader) {
+        LogQuery q;
+        q.topic = topic;
+        q.event = "reel_update";
+        q.after_seq = since_seq;
+        q.limit = limit;
+        q.newest_first = !since;
+        auto read = reader->read(q, [&](const LoggedMessage &m) {
+          updates.emplace_back(m.seq, m.payload_json());
+          return true;
+        });
+        if (!read.ok()) return error(503, "the durable log cannot be read now, retry");
+      }
+    }
+    auto snap = reels_->snapshot(topic, 100);
     ReelCounters counters = snap ? snap->counters : ReelCounters{};
+    if (snap) {
+      uint64_t last = updates.empty() ? since_seq : std::max(since_seq, updates.back().first);
+      for (auto &u : snap->updates) {
+        if (u.first > last) updates.push_back(std::move(u));
+      }
+    }
+    // Oldest first: after since_seq the first `limit`, otherwise the last `limit`.
+    if (updates.size() > limit) {
+      if (since) {
+        updates.resize(limit);
+      } else {
+        updates.erase(updates.begin(),
+                      updates.begin() + static_cast<std::ptrdiff_t>(updates.size() - limit));
+      }
+    }
     // The id is a valid topic id (safe characters); the updates are the payloads as sent.
     std::string body = "{\"reel_id\":\"" + id +
                        "\",\"counters\":{\"likes\":" + std::to_string(counters.likes) +
                        ",\"comments\":" + std::to_string(counters.comments) +
                        ",\"shares\":" + std::to_string(counters.shares) + "},\"updates\":[";
-    if (snap) {
-      for (std::size_t i = 0; i < snap->updates.size(); ++i) {
-        if (i > 0) body += ',';
-        body += snap->updates[i];
-      }
+    for (std::size_t i = 0; i < updates.size(); ++i) {
+      if (i > 0) body += ',';
+      body += updates[i].second;
     }
     body += "]}";
     return json_response(200, body);

@@ -2,7 +2,9 @@
 // callers send about reels and users:
 //
 //   POST /api/v1/reels/:id/updates    publish a reel_update to reel:<id> (202)
-//   GET  /api/v1/reels/:id/updates    the reel's counters and recent updates (?limit=1..100)
+//   GET  /api/v1/reels/:id/updates    the reel's counters and its reel_update messages from the
+//                                     durable log: the newest ?limit=1..100 (default 50), or
+//                                     those after ?since_seq=N, oldest first
 //   POST /api/v1/users/:id/presence   set a user's status (online/away/offline, reel, activity)
 //   GET  /api/v1/users/:id/presence   a user's status and last-seen time (404: never seen)
 //
@@ -77,6 +79,8 @@ BodyError parse_interaction(std::string_view event, std::string_view payload,
 struct RestOptions {
   bool trust_loopback = true;
   bool allow_anonymous = true;
+  // The durable log GET /api/v1/reels/:id/updates reads history from (empty: memory only).
+  std::string log_path;
 };
 
 // Who sent a REST request: the bearer token's verdict and the source address.

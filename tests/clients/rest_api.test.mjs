@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { after, before, test } from "node:test";
 
-import { joinOk, kronopProto, run, startDaemon } from "./helpers.mjs";
+import { eventually, joinOk, kronopProto, run, startDaemon } from "./helpers.mjs";
 
 const T = { timeout: 30000 };
 let daemon;
@@ -261,4 +261,23 @@ test("bearer tokens: writes need one without --trust-loopback", T, async () => {
     headers: { authorization: `Bearer ${user}` },
   });
   assert.equal(mine.status, 200);
+});
+
+test("GET updates pages through the log with since_seq and limit", T, async () => {
+  const p = "/api/v1/reels/900/updates";
+  for (let i = 1; i <= 5; i++) {
+    const r = await fetch(url(daemon, p), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ update_data: { n: i } }),
+    });
+    assert.equal(r.status, 202);
+  }
+  const seqs = async (query) =>
+    (await (await fetch(url(daemon, `${p}${query}`))).json()).updates.map((u) => u.seq);
+  await eventually(async () => (await seqs("")).length === 5, 3000, "five updates");
+  assert.deepEqual(await seqs("?since_seq=2&limit=2"), [3, 4]);
+  assert.deepEqual(await seqs("?limit=2"), [4, 5]);
+  assert.deepEqual(await seqs("?since_seq=5"), []);
+  await expectError(await fetch(url(daemon, `${p}?since_seq=x`)), 400, /since_seq/);
 });
