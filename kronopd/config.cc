@@ -104,6 +104,12 @@ void add_options(CLI::App &app, Config &config) {
                  "reel_update messages kept per reel for GET /api/v1/reels/ID/updates")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000}))
       ->capture_default_str();
+  app.add_option("--retention-hours", config.retention_hours,
+                 "The durable log keeps messages this many hours (0: whatever their age)")
+      ->capture_default_str();
+  app.add_option("--retention-count", config.retention_count,
+                 "The durable log keeps at most this many newest messages per topic (0: no limit)")
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
       ->capture_default_str();

@@ -38,6 +38,9 @@ struct Config {
   std::size_t max_request_body = 64 * 1024;
   bool trust_loopback = true;
   std::size_t recent_updates = 100;  // per reel, for GET /api/v1/reels/:id/updates
+  // The durable log's retention.
+  uint64_t retention_hours = 168;
+  uint64_t retention_count = 100'000;
 
   std::string control_socket_path() const {
     return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;

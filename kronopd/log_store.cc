@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <chrono>
+#include <functional>
 
 #include "kronop_ipc.h"
 #include "log.h"
@@ -223,15 +224,95 @@ uint64_t LogStore::submit(std::vector<LogRecord> batch) {
   return id;
 }
 
+uint64_t LogStore::trim(uint64_t now_ns) {
+  uint64_t deleted = 0;
+  auto run_chunk = [&](const char *sql, const std::function<void(sqlite3_stmt *)> &bind) {
+    sqlite3_stmt *st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return;
+    bind(st);
+    if (exec(db_, "BEGIN IMMEDIATE")) {
+      if (sqlite3_step(st) == SQLITE_DONE) {
+        const auto n = static_cast<uint64_t>(sqlite3_changes(db_));
+        if (exec(db_, "COMMIT")) {
+          deleted += n;
+        } else {
+          exec(db_, "ROLLBACK");
+        }
+      } else {
+        exec(db_, "ROLLBACK");
+      }
+    }
+    sqlite3_finalize(st);
+  };
+  const auto chunk = static_cast<int64_t>(options_.trim_chunk);
+  if (options_.retention_age_ms > 0 && now_ns > options_.retention_age_ms * 1'000'000) {
+    const auto cutoff = static_cast<int64_t>(now_ns - options_.retention_age_ms * 1'000'000);
+    run_chunk(
+        "DELETE FROM messages WHERE (topic_id, seq) IN (SELECT topic_id, seq FROM messages "
+        "WHERE publish_time_ns < ?1 LIMIT ?2)",
+        [&](sqlite3_stmt *st) {
+          sqlite3_bind_int64(st, 1, cutoff);
+          sqlite3_bind_int64(st, 2, chunk);
+        });
+  }
+  if (options_.retention_count > 0) {
+    // Topics that may hold more than the count: their oldest rows beyond it.
+    std::vector<std::pair<int64_t, int64_t>> over;  // topic id, highest seq to delete
+    sqlite3_stmt *st = nullptr;
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT t.id, t.last_seq - ?1 FROM topics t WHERE t.last_seq > ?1 "
+                           "AND EXISTS (SELECT 1 FROM messages m WHERE m.topic_id = t.id AND "
+                           "m.seq <= t.last_seq - ?1)",
+                           -1, &st, nullptr) == SQLITE_OK) {
+      sqlite3_bind_int64(st, 1, static_cast<int64_t>(options_.retention_count));
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        over.emplace_back(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+      }
+    }
+    sqlite3_finalize(st);
+    for (auto [topic, upto] : over) {
+      run_chunk(
+          "DELETE FROM messages WHERE (topic_id, seq) IN (SELECT topic_id, seq FROM messages "
+          "WHERE topic_id = ?1 AND seq <= ?2 LIMIT ?3)",
+          [&](sqlite3_stmt *s) {
+            sqlite3_bind_int64(s, 1, topic);
+            sqlite3_bind_int64(s, 2, upto);
+            sqlite3_bind_int64(s, 3, chunk);
+          });
+    }
+  }
+  counters_.trimmed.fetch_add(deleted, std::memory_order_relaxed);
+  return deleted;
+}
+
+uint64_t LogStore::trim_all(uint64_t now_ns) {
+  uint64_t total = 0;
+  for (uint64_t n; (n = trim(now_ns)) > 0;) total += n;
+  return total;
+}
+
 void LogStore::run() {
   std::vector<LogRecord> records;
+  auto next_trim = std::chrono::steady_clock::now() +
+                   std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
   for (;;) {
     std::vector<std::vector<LogRecord>> taken;
     uint64_t last_id = 0;
     bool stopping = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Idle: wake for the next retention round too.
+      while (!stopping_ && queue_.empty()) {
+        if (wake_.wait_until(lock, next_trim) == std::cv_status::timeout && queue_.empty()) {
+          lock.unlock();
+          trim(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count()));
+          next_trim = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
+          lock.lock();
+        }
+      }
       // Let a transaction fill for up to batch_ms, unless it is full already.
       const auto deadline =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.batch_ms);
@@ -269,6 +350,15 @@ void LogStore::run() {
       }
       if (!ok) return;
       committed_.store(last_id, std::memory_order_release);
+    }
+    // Under steady load the queue is never empty: a retention round between batches, at
+    // most one chunk per rule, keeps the log bounded without holding logging up for long.
+    if (std::chrono::steady_clock::now() >= next_trim) {
+      trim(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count()));
+      next_trim = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
     }
     if (stopping) {
       std::lock_guard<std::mutex> lock(mutex_);

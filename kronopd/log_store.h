@@ -54,6 +54,14 @@ struct LogOptions {
   std::size_t batch_records = 4096;  // most records per transaction
   uint64_t batch_ms = 5;             // a transaction waits at most this long to fill
   int zstd_level = 1;
+  // Retention: messages older than this (0: kept whatever their age), and beyond the newest
+  // this many per topic (0: no limit). Enforced incrementally: every trim_interval_ms the
+  // writer deletes at most trim_chunk rows per rule, each in its own short transaction, and
+  // only when no batch is waiting, so trimming never holds up logging.
+  uint64_t retention_age_ms = 7ull * 24 * 3600 * 1000;
+  uint64_t retention_count = 100'000;
+  uint64_t trim_interval_ms = 1000;
+  std::size_t trim_chunk = 2000;
 };
 
 struct LogCounters {
@@ -63,6 +71,7 @@ struct LogCounters {
   std::atomic<uint64_t> payload_bytes{0};     // before compression
   std::atomic<uint64_t> compressed_bytes{0};  // as stored
   std::atomic<uint64_t> errors{0};            // failed transactions (retried)
+  std::atomic<uint64_t> trimmed{0};           // rows deleted by retention
 };
 
 class LogStore {
@@ -102,7 +111,15 @@ class LogStore {
   void run();
   // One transaction; false (rolled back) on an SQLite error.
   bool write(const std::vector<LogRecord> &records);
+  // One round of retention (a chunk per rule); returns the rows deleted.
+  uint64_t trim(uint64_t now_ns);
 
+ public:
+  // Runs retention rounds until nothing is left to trim (tests, and `now_ns` lets them pick
+  // the time). Not while the writer thread runs.
+  uint64_t trim_all(uint64_t now_ns);
+
+ private:
   sqlite3 *db_;
   std::string path_;
   LogOptions options_;

@@ -199,7 +199,10 @@ int main(int argc, char **argv) {
   }
   // The durable log before the segment: a log that cannot be used stops kronopd before it
   // takes any producer's records.
-  auto opened_log = LogStore::open(config.data_dir + "/kronop.db");
+  LogOptions log_options;
+  log_options.retention_age_ms = config.retention_hours * 3600 * 1000;
+  log_options.retention_count = config.retention_count;
+  auto opened_log = LogStore::open(config.data_dir + "/kronop.db", log_options);
   if (!opened_log.ok()) {
     KLOG_ERROR("durable log: %s", opened_log.error().message.c_str());
     return 1;
@@ -338,6 +341,7 @@ int main(int argc, char **argv) {
     l->set_stored_bytes(lc.compressed_bytes.load(std::memory_order_relaxed));
     l->set_errors(lc.errors.load(std::memory_order_relaxed));
     l->set_batches_behind(log_store->submitted() - log_store->committed());
+    l->set_trimmed(lc.trimmed.load(std::memory_order_relaxed));
   };
   SystemApi system_api(snapshot);
   for (auto &l : loops) {

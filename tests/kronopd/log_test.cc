@@ -58,7 +58,9 @@ TEST(LogStore, LogsResumesAndDeduplicates) {
   test::TempDir dir;
   const std::string path = dir.path + "/kronop.db";
   {
-    auto store = LogStore::open(path);
+    LogOptions o;
+    o.retention_age_ms = 0;  // the records below are from 1970
+    auto store = LogStore::open(path, o);
     ASSERT_TRUE(store.ok()) << store.error().message;
     auto &s = *store.value();
     EXPECT_TRUE(s.topics().empty());
@@ -91,6 +93,43 @@ TEST(LogStore, LogsResumesAndDeduplicates) {
   EXPECT_EQ(query(path, "SELECT count(*) FROM messages"), 101);
   EXPECT_EQ(query(path, "PRAGMA user_version"), LogStore::kSchemaVersion);
   EXPECT_EQ(query(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+}
+
+TEST(LogStore, RetentionTrimsByCountPerTopicAndByAge) {
+  test::TempDir dir;
+  const std::string path = dir.path + "/kronop.db";
+  LogOptions o;
+  o.retention_count = 10;
+  o.retention_age_ms = 1000;       // 1 s
+  o.trim_chunk = 7;                // several rounds
+  o.trim_interval_ms = 3'600'000;  // none by the writer thread: trim_all below decides
+  auto store = LogStore::open(path, o);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto &s = *store.value();
+  s.start();
+  std::vector<LogRecord> batch;
+  for (uint64_t i = 1; i <= 50; ++i) batch.push_back(record("reel:1", i, 1, i));
+  for (uint64_t i = 1; i <= 5; ++i) batch.push_back(record("reel:2", i, 2, i));
+  // publish_time_ns is 1000 + seq: "now" below decides what is old.
+  const uint64_t id = s.submit(std::move(batch));
+  ASSERT_TRUE(eventually([&] { return s.committed() >= id; }));
+  s.stop();
+  // Now = 1 s after the records: none is older than 1 s yet; only the count applies.
+  EXPECT_EQ(s.trim_all(1'000'000'000), 40u);
+  const std::string count1 =
+      "SELECT count(*) FROM messages WHERE topic_id = "
+      "(SELECT id FROM topics WHERE name = 'reel:1')";
+  EXPECT_EQ(query(path, count1), 10);
+  EXPECT_EQ(query(path,
+                  "SELECT min(seq) FROM messages WHERE topic_id = "
+                  "(SELECT id FROM topics WHERE name = 'reel:1')"),
+            41);
+  EXPECT_EQ(query(path, "SELECT count(*) FROM messages"), 15);
+  // Later, everything is older than 1 s; numbering is kept (topics.last_seq).
+  EXPECT_EQ(s.trim_all(10'000'000'000), 15u);
+  EXPECT_EQ(query(path, "SELECT count(*) FROM messages"), 0);
+  EXPECT_EQ(query(path, "SELECT last_seq FROM topics WHERE name = 'reel:1'"), 50);
+  EXPECT_EQ(s.counters().trimmed.load(), 55u);
 }
 
 TEST(LogStore, RefusesANewerSchemaAndFilesThatAreNotALog) {
