@@ -94,6 +94,13 @@ struct LogStore::Statements {
 };
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOptions options) {
+  // SQLite's allocation statistics take a global mutex on every malloc; kronopd does not
+  // read them. Must be set before SQLite initialises (the first open does that).
+  static const bool configured = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)configured;
   sqlite3 *db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -161,12 +168,17 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
 }
 
 LogStore::LogStore(sqlite3 *db, std::string path, LogOptions options)
-    : db_(db), path_(std::move(path)), options_(options), stmts_(std::make_unique<Statements>()) {}
+    : db_(db),
+      path_(std::move(path)),
+      options_(options),
+      zstd_(ZSTD_createCCtx()),
+      stmts_(std::make_unique<Statements>()) {}
 
 LogStore::~LogStore() {
   stop();
   stmts_.reset();
   sqlite3_close(db_);
+  ZSTD_freeCCtx(zstd_);
 }
 
 std::unordered_map<std::string, LogStore::TopicState> LogStore::topics() {
@@ -392,8 +404,9 @@ bool LogStore::write(const std::vector<LogRecord> &records) {
       sqlite3_reset(s.topic_upsert);
     }
     compressed.resize(ZSTD_compressBound(r.body.size()));
-    const std::size_t n = ZSTD_compress(compressed.data(), compressed.size(), r.body.data(),
-                                        r.body.size(), options_.zstd_level);
+    // One context for the writer's life: ZSTD_compress would set one up for every row.
+    const std::size_t n = ZSTD_compressCCtx(zstd_, compressed.data(), compressed.size(),
+                                            r.body.data(), r.body.size(), options_.zstd_level);
     const bool use = !ZSTD_isError(n) && n < r.body.size();
     const std::string_view payload = use ? std::string_view(compressed.data(), n) : r.body;
     sqlite3_stmt *ins = s.insert;

@@ -32,6 +32,8 @@
 #include "kronop/result.h"
 
 struct sqlite3;
+struct ZSTD_CCtx_s;
+typedef struct ZSTD_CCtx_s ZSTD_CCtx;
 
 namespace kronop::daemon {
 
@@ -123,6 +125,7 @@ class LogStore {
   sqlite3 *db_;
   std::string path_;
   LogOptions options_;
+  ZSTD_CCtx *zstd_;  // the writer thread's
   LogCounters counters_;
   std::mutex mutex_;
   std::condition_variable wake_;
