@@ -43,6 +43,16 @@ CREATE TABLE producers (
   last_seq INTEGER NOT NULL
 );
 )sql";
+// Added within version 1 (created on open when missing).
+constexpr const char *kPresenceSchema = R"sql(
+CREATE TABLE IF NOT EXISTS presence (
+  user_id TEXT PRIMARY KEY,
+  status INTEGER NOT NULL,
+  current_reel INTEGER NOT NULL,
+  activity TEXT NOT NULL,
+  last_seen_ms INTEGER NOT NULL
+);
+)sql";
 
 Error sql_error(const std::string &path, sqlite3 *db, const char *what) {
   const int code = db != nullptr ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
@@ -146,6 +156,7 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   } else if (!exec(db, "SELECT count(*) FROM topics")) {
     return fail("cannot read the log");
   }
+  if (!exec(db, kPresenceSchema)) return fail("cannot create the log's presence table");
   auto store = std::unique_ptr<LogStore>(new LogStore(db, path, options));
   auto &s = *store->stmts_;
   if (sqlite3_prepare_v3(db,
@@ -208,6 +219,63 @@ std::unordered_map<uint64_t, uint64_t> LogStore::producers() {
   }
   sqlite3_finalize(st);
   return out;
+}
+
+std::vector<UserRow> LogStore::users() {
+  std::vector<UserRow> out;
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT user_id, status, current_reel, activity, last_seen_ms FROM "
+                         "presence ORDER BY last_seen_ms",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    UserRow r;
+    r.user_id = reinterpret_cast<const char *>(sqlite3_column_text(st, 0));
+    r.status = sqlite3_column_int(st, 1);
+    r.current_reel = sqlite3_column_int(st, 2);
+    r.activity = reinterpret_cast<const char *>(sqlite3_column_text(st, 3));
+    r.last_seen_ms = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
+    out.push_back(std::move(r));
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+void LogStore::submit_user(UserRow row) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string key = row.user_id;
+    user_rows_[std::move(key)] = std::move(row);
+  }
+  wake_.notify_one();
+}
+
+bool LogStore::write_users(const std::unordered_map<std::string, UserRow> &rows) {
+  if (rows.empty()) return true;
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "INSERT INTO presence (user_id, status, current_reel, activity, "
+                         "last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id) DO "
+                         "UPDATE SET status = ?2, current_reel = ?3, activity = ?4, "
+                         "last_seen_ms = ?5",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return false;
+  bool ok = exec(db_, "BEGIN IMMEDIATE");
+  for (auto it = rows.begin(); ok && it != rows.end(); ++it) {
+    const UserRow &r = it->second;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, r.user_id.data(), static_cast<int>(r.user_id.size()), SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, r.status);
+    sqlite3_bind_int(st, 3, r.current_reel);
+    sqlite3_bind_text(st, 4, r.activity.data(), static_cast<int>(r.activity.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, as_i64(r.last_seen_ms));
+    ok = sqlite3_step(st) == SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (ok && exec(db_, "COMMIT")) return true;
+  exec(db_, "ROLLBACK");
+  return false;
 }
 
 void LogStore::start() {
@@ -305,6 +373,7 @@ uint64_t LogStore::trim_all(uint64_t now_ns) {
 
 void LogStore::run() {
   std::vector<LogRecord> records;
+  std::unordered_map<std::string, UserRow> users;
   auto next_trim = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
   for (;;) {
@@ -314,8 +383,9 @@ void LogStore::run() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       // Idle: wake for the next retention round too.
-      while (!stopping_ && queue_.empty()) {
-        if (wake_.wait_until(lock, next_trim) == std::cv_status::timeout && queue_.empty()) {
+      while (!stopping_ && queue_.empty() && user_rows_.empty()) {
+        if (wake_.wait_until(lock, next_trim) == std::cv_status::timeout && queue_.empty() &&
+            user_rows_.empty()) {
           lock.unlock();
           trim(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
@@ -337,9 +407,17 @@ void LogStore::run() {
              wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
       taken.swap(queue_);
+      users.swap(user_rows_);
       last_id = queued_id_;
       stopping = stopping_;
     }
+    // Presence is state, not a stream: a failed write is logged and the next change of
+    // that user writes it again.
+    if (!write_users(users)) {
+      counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      KLOG_WARN("log %s: presence write failed: %s", path_.c_str(), sqlite3_errmsg(db_));
+    }
+    users.clear();
     records.clear();
     for (auto &b : taken) {
       for (auto &r : b) records.push_back(std::move(r));
@@ -374,7 +452,7 @@ void LogStore::run() {
     }
     if (stopping) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (queue_.empty()) return;
+      if (queue_.empty() && user_rows_.empty()) return;
     }
   }
 }

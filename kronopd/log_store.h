@@ -52,6 +52,15 @@ struct LogRecord {
   static LogRecord of(const EnvelopeView &view, uint64_t seq, uint64_t epoch);
 };
 
+// A user's last-known presence (PresenceHub::UserPresence, without the hub's types).
+struct UserRow {
+  std::string user_id;
+  int status = 0;  // PresenceHub::Status
+  int32_t current_reel = 0;
+  std::string activity;
+  uint64_t last_seen_ms = 0;
+};
+
 struct LogOptions {
   std::size_t batch_records = 4096;  // most records per transaction
   uint64_t batch_ms = 5;             // a transaction waits at most this long to fill
@@ -95,6 +104,11 @@ class LogStore {
   std::unordered_map<std::string, TopicState> topics();
   // producer id -> the last producer seq logged for it.
   std::unordered_map<uint64_t, uint64_t> producers();
+  // Users' last-known presence, least recently seen first.
+  std::vector<UserRow> users();
+  // Any thread: keep this as the user's last-known presence (written with the next batch;
+  // only the newest per user is kept).
+  void submit_user(UserRow row);
 
   void start();
   // Commits everything submitted, then ends the writer thread.
@@ -129,9 +143,11 @@ class LogStore {
   LogCounters counters_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::vector<std::vector<LogRecord>> queue_;  // guarded by mutex_
-  uint64_t queued_id_ = 0;                     // guarded by mutex_: id of queue_.back()
-  bool stopping_ = false;                      // guarded by mutex_
+  std::vector<std::vector<LogRecord>> queue_;           // guarded by mutex_
+  std::unordered_map<std::string, UserRow> user_rows_;  // guarded by mutex_
+  bool write_users(const std::unordered_map<std::string, UserRow> &rows);
+  uint64_t queued_id_ = 0;  // guarded by mutex_: id of queue_.back()
+  bool stopping_ = false;   // guarded by mutex_
   std::atomic<uint64_t> submitted_{0};
   std::atomic<uint64_t> committed_{0};
   std::thread thread_;

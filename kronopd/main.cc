@@ -229,6 +229,20 @@ int main(int argc, char **argv) {
   Publisher publisher(std::move(own_producer).value());
   ReelState reels(config.recent_updates);
   PresenceHub presence;
+  // Last-known presence survives restarts: restored now, kept up to date by the log.
+  for (const UserRow &r : log_store->users()) {
+    PresenceHub::UserPresence p;
+    p.user_id = r.user_id;
+    p.status = static_cast<PresenceHub::Status>(r.status);
+    p.current_reel = r.current_reel;
+    p.activity = r.activity;
+    p.last_seen_ms = r.last_seen_ms;
+    presence.restore(p);
+  }
+  presence.set_observer([store = log_store.get()](const PresenceHub::UserPresence &p) {
+    store->submit_user(
+        UserRow{p.user_id, static_cast<int>(p.status), p.current_reel, p.activity, p.last_seen_ms});
+  });
   KeyedRateLimiter interaction_limiter(config.max_interactions_per_second,
                                        2 * config.max_interactions_per_second);
   RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous, log_store->path()},

@@ -343,51 +343,80 @@ PresenceHub::UserPresence PresenceHub::snapshot(const UserEntryNode &node, uint6
   return p;
 }
 
-void PresenceHub::connected(const std::string &user, uint64_t now_ms) {
+void PresenceHub::restore(const UserPresence &p) {
   std::lock_guard lock(mu_);
-  expire_users_locked(now_ms);
-  UserEntryNode &node = find_or_add_user_locked(user);
+  UserEntryNode &node = find_or_add_user_locked(p.user_id);
   UserEntry &e = node.second;
-  e.last_seen_ms = now_ms;
-  if (e.sockets++ > 0) return;
-  if (e.idle) {
-    idle_.erase(e.idle_pos);
-    e.idle = false;
+  if (e.sockets > 0) return;  // already live again
+  e.status = p.status == Status::kAway ? Status::kAway : Status::kOffline;
+  e.current_reel = p.current_reel;
+  e.activity = p.activity;
+  e.last_seen_ms = p.last_seen_ms;
+  touch_idle_locked(node);
+}
+
+void PresenceHub::connected(const std::string &user, uint64_t now_ms) {
+  UserPresence changed;
+  {
+    std::lock_guard lock(mu_);
+    expire_users_locked(now_ms);
+    UserEntryNode &node = find_or_add_user_locked(user);
+    UserEntry &e = node.second;
+    e.last_seen_ms = now_ms;
+    if (e.sockets++ > 0) return;
+    if (e.idle) {
+      idle_.erase(e.idle_pos);
+      e.idle = false;
+    }
+    // Away is the user's choice (made with no socket open, e.g. over the REST API) and
+    // outlives the connection; offline is what having no socket meant.
+    if (e.status != Status::kAway) e.status = Status::kOnline;
+    users_online_.fetch_add(1, std::memory_order_relaxed);
+    if (!observer_) return;
+    changed = snapshot(node, now_ms);
   }
-  // Away is the user's choice (made with no socket open, e.g. over the REST API) and
-  // outlives the connection; offline is what having no socket meant.
-  if (e.status != Status::kAway) e.status = Status::kOnline;
-  users_online_.fetch_add(1, std::memory_order_relaxed);
+  observer_(changed);
 }
 
 void PresenceHub::disconnected(const std::string &user, uint64_t now_ms) {
-  std::lock_guard lock(mu_);
-  expire_users_locked(now_ms);
-  const auto it = users_.find(user);
-  if (it == users_.end() || it->second.sockets == 0) return;
-  UserEntry &e = it->second;
-  e.last_seen_ms = now_ms;
-  if (--e.sockets > 0) return;
-  e.status = Status::kOffline;
-  e.current_reel = 0;
-  std::string().swap(e.activity);
-  touch_idle_locked(*it);
-  users_online_.fetch_sub(1, std::memory_order_relaxed);
+  UserPresence changed;
+  {
+    std::lock_guard lock(mu_);
+    expire_users_locked(now_ms);
+    const auto it = users_.find(user);
+    if (it == users_.end() || it->second.sockets == 0) return;
+    UserEntry &e = it->second;
+    e.last_seen_ms = now_ms;
+    if (--e.sockets > 0) return;
+    e.status = Status::kOffline;
+    e.current_reel = 0;
+    std::string().swap(e.activity);
+    touch_idle_locked(*it);
+    users_online_.fetch_sub(1, std::memory_order_relaxed);
+    if (!observer_) return;
+    changed = snapshot(*it, now_ms);
+  }
+  observer_(changed);
 }
 
 PresenceHub::UserPresence PresenceHub::set_status(const std::string &user, Status s,
                                                   int32_t current_reel, std::string activity,
                                                   uint64_t now_ms) {
-  std::lock_guard lock(mu_);
-  expire_users_locked(now_ms);
-  UserEntryNode &node = find_or_add_user_locked(user);
-  UserEntry &e = node.second;
-  e.status = s;
-  e.current_reel = current_reel;
-  e.activity = std::move(activity);
-  e.last_seen_ms = now_ms;
-  if (e.sockets == 0) touch_idle_locked(node);
-  return snapshot(node, now_ms);
+  UserPresence result;
+  {
+    std::lock_guard lock(mu_);
+    expire_users_locked(now_ms);
+    UserEntryNode &node = find_or_add_user_locked(user);
+    UserEntry &e = node.second;
+    e.status = s;
+    e.current_reel = current_reel;
+    e.activity = std::move(activity);
+    e.last_seen_ms = now_ms;
+    if (e.sockets == 0) touch_idle_locked(node);
+    result = snapshot(node, now_ms);
+  }
+  if (observer_) observer_(result);
+  return result;
 }
 
 std::optional<PresenceHub::UserPresence> PresenceHub::user(const std::string &user,

@@ -52,6 +52,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -129,6 +130,14 @@ class PresenceHub {
   // An authenticated socket of `user` opened / closed. The first socket makes the status
   // online, unless it is away; the last one closing makes it offline with current_reel 0
   // and no activity. Both update last_seen_ms. A close with no socket open is ignored.
+  // Told of every change of a user's status (first socket, last socket, set_status), after
+  // the hub's lock is released; e.g. to keep last-known presence in the durable log. Set
+  // before the hub is shared.
+  using Observer = std::function<void(const UserPresence &)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
+  // At start: a user's last-known presence from before a restart. No socket survives a
+  // restart, so "online" becomes offline; away is the user's choice and stays.
+  void restore(const UserPresence &p);
   void connected(const std::string &user, uint64_t now_ms);
   void disconnected(const std::string &user, uint64_t now_ms);
   // The user's explicit status (their channel's push, the REST API); updates last_seen_ms
@@ -202,6 +211,7 @@ class PresenceHub {
 
   const Options options_;
 
+  Observer observer_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Topic> topic_table_;
   std::vector<TopicNode *> dirty_topics_;  // topics with pending changes

@@ -132,6 +132,30 @@ TEST(LogStore, RetentionTrimsByCountPerTopicAndByAge) {
   EXPECT_EQ(s.counters().trimmed.load(), 55u);
 }
 
+TEST(LogStore, KeepsEachUsersLastKnownPresence) {
+  test::TempDir dir;
+  const std::string path = dir.path + "/kronop.db";
+  {
+    auto store = LogStore::open(path);
+    ASSERT_TRUE(store.ok());
+    auto &s = *store.value();
+    s.start();
+    s.submit_user(UserRow{"ann", 1, 5, "watching", 2000});
+    s.submit_user(UserRow{"bob", 2, 0, "", 1000});
+    s.submit_user(UserRow{"ann", 0, 0, "", 3000});  // the newest of ann's wins
+    s.stop();
+  }
+  auto store = LogStore::open(path);
+  ASSERT_TRUE(store.ok());
+  auto users = store.value()->users();
+  ASSERT_EQ(users.size(), 2u);
+  EXPECT_EQ(users[0].user_id, "bob");  // least recently seen first
+  EXPECT_EQ(users[0].status, 2);
+  EXPECT_EQ(users[1].user_id, "ann");
+  EXPECT_EQ(users[1].status, 0);
+  EXPECT_EQ(users[1].last_seen_ms, 3000u);
+}
+
 TEST(LogStore, RefusesANewerSchemaAndFilesThatAreNotALog) {
   test::TempDir dir;
   const std::string path = dir.path + "/kronop.db";

@@ -577,5 +577,40 @@ TEST(PresenceHub, ConcurrentTrackUntrackFlushStaysConsistent) {
   EXPECT_EQ(hub.topic_entries(), expected.size());
 }
 
+TEST(PresenceHubUsers, RestoredUsersAreOfflineOrAwayAndObservedChangesAreReported) {
+  PresenceHub hub;
+  std::vector<PresenceHub::UserPresence> seen;
+  hub.set_observer([&](const PresenceHub::UserPresence &p) { seen.push_back(p); });
+  PresenceHub::UserPresence was;
+  was.user_id = "ann";
+  was.status = PresenceHub::Status::kOnline;  // online when kronopd stopped
+  was.current_reel = 4;
+  was.activity = "watching";
+  was.last_seen_ms = 1000;
+  hub.restore(was);
+  was.user_id = "bob";
+  was.status = PresenceHub::Status::kAway;
+  hub.restore(was);
+  EXPECT_TRUE(seen.empty()) << "restoring is not a change";
+  auto ann = hub.user("ann", 5000);
+  ASSERT_TRUE(ann);
+  EXPECT_EQ(ann->status, PresenceHub::Status::kOffline);
+  EXPECT_EQ(ann->last_seen_ms, 1000u);
+  EXPECT_EQ(ann->activity, "watching");
+  EXPECT_EQ(hub.user("bob", 5000)->status, PresenceHub::Status::kAway);
+  EXPECT_EQ(hub.users_online(), 0u);
+
+  hub.connected("ann", 6000);
+  hub.connected("ann", 6001);  // a second socket: no change
+  hub.disconnected("ann", 7000);
+  hub.disconnected("ann", 8000);
+  hub.set_status("bob", PresenceHub::Status::kOnline, 0, "", 9000);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].status, PresenceHub::Status::kOnline);
+  EXPECT_EQ(seen[1].status, PresenceHub::Status::kOffline);
+  EXPECT_EQ(seen[1].last_seen_ms, 8000u);
+  EXPECT_EQ(seen[2].user_id, "bob");
+}
+
 }  // namespace
 }  // namespace kronop::daemon
