@@ -497,8 +497,13 @@ int run_health(const Globals &g) {
   if (g.json) {
     std::printf("%s\n", daemon::proto_to_json(h).c_str());
   } else {
-    std::printf("%s (pid %u, up %.1f s)\n", h.status().c_str(), h.pid(),
-                double(h.uptime_ms()) / 1000.0);
+    std::printf(
+        "%s (pid %u, up %.1f s; log %llu batch(es) behind, fullest ring %.0f %%, "
+        "%llu MiB free)\n",
+        h.status().c_str(), h.pid(), double(h.uptime_ms()) / 1000.0,
+        static_cast<unsigned long long>(h.log_batches_behind()), h.max_ring_fill() * 100,
+        static_cast<unsigned long long>(h.disk_free_bytes() >> 20));
+    for (const auto &p : h.problems()) std::printf("  problem: %s\n", p.c_str());
   }
   return h.healthy() ? kExitOk : kExitFailed;
 }

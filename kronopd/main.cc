@@ -3,6 +3,7 @@
 #include <google/protobuf/stubs/logging.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -356,6 +357,10 @@ int main(int argc, char **argv) {
     l->set_errors(lc.errors.load(std::memory_order_relaxed));
     l->set_batches_behind(log_store->submitted() - log_store->committed());
     l->set_trimmed(lc.trimmed.load(std::memory_order_relaxed));
+    struct statvfs fs {};
+    if (::statvfs(config.data_dir.c_str(), &fs) == 0) {
+      s.set_data_dir_free_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize);
+    }
   };
   SystemApi system_api(snapshot);
   for (auto &l : loops) {
@@ -367,11 +372,9 @@ int main(int argc, char **argv) {
         if (req.has_stats()) {
           snapshot(*resp.mutable_stats());
         } else if (req.has_health()) {
-          auto *h = resp.mutable_health();
-          h->set_healthy(true);
-          h->set_status("ok");
-          h->set_pid(static_cast<uint32_t>(::getpid()));
-          h->set_uptime_ms(monotonic_ms() - started_ms);
+          kronop::v1::DaemonStats s;
+          snapshot(s);
+          *resp.mutable_health() = assess_health(s);
         } else {
           resp.set_error("unknown control request");
         }

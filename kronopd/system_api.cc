@@ -127,6 +127,38 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
   return e.take();
 }
 
+kronop::v1::Health assess_health(const kronop::v1::DaemonStats &s) {
+  kronop::v1::Health h;
+  h.set_pid(s.pid());
+  h.set_uptime_ms(s.uptime_ms());
+  h.set_log_batches_behind(s.log().batches_behind());
+  h.set_disk_free_bytes(s.data_dir_free_bytes());
+  if (s.log().batches_behind() > 200) {
+    h.add_problems("the durable log is " + std::to_string(s.log().batches_behind()) +
+                   " batches behind ingest");
+  }
+  double max_fill = 0;
+  for (const auto &r : s.rings()) {
+    if (r.capacity_bytes() == 0) continue;
+    const double fill =
+        static_cast<double>(r.used_bytes()) / static_cast<double>(r.capacity_bytes());
+    max_fill = std::max(max_fill, fill);
+    if (fill > 0.9) {
+      h.add_problems("ring " + std::to_string(r.index()) + " is " +
+                     std::to_string(static_cast<int>(fill * 100)) + " % full");
+    }
+  }
+  h.set_max_ring_fill(max_fill);
+  constexpr uint64_t kMinFree = uint64_t{256} << 20;
+  if (s.data_dir_free_bytes() < kMinFree) {
+    h.add_problems("the data directory has " + std::to_string(s.data_dir_free_bytes() >> 20) +
+                   " MiB free");
+  }
+  h.set_healthy(h.problems().empty());
+  h.set_status(h.healthy() ? "ok" : "degraded");
+  return h;
+}
+
 std::optional<std::string> SystemApi::handle(const http::Request &req) const {
   const std::string &p = req.path;
   const bool ours = p == "/metrics" || p == "/api/v1/system/health" ||
@@ -142,16 +174,15 @@ std::optional<std::string> SystemApi::handle(const http::Request &req) const {
   kronop::v1::DaemonStats s;
   stats_(s);
   std::string body, type = "application/json";
+  int status = 200;
   if (p == "/metrics") {
     body = prometheus_text(s);
     type = "text/plain; version=0.0.4; charset=utf-8";
   } else if (p == "/api/v1/system/health") {
-    kronop::v1::Health h;
-    h.set_healthy(true);
-    h.set_status("ok");
-    h.set_pid(s.pid());
-    h.set_uptime_ms(s.uptime_ms());
+    const kronop::v1::Health h = assess_health(s);
     body = proto_to_json(h);
+    // Load balancers and probes read the status code.
+    if (!h.healthy()) status = 503;
   } else if (p == "/api/v1/system/stats") {
     body = proto_to_json(s);
   } else if (p == "/api/v1/system/performance") {
@@ -169,7 +200,7 @@ std::optional<std::string> SystemApi::handle(const http::Request &req) const {
   } else {
     body = proto_to_json(s.clients());
   }
-  std::string r = http::response(200, type, body, {}, true);
+  std::string r = http::response(status, type, body, {}, true);
   if (req.method == "HEAD") r.resize(r.size() - body.size());
   return r;
 }

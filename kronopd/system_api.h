@@ -37,4 +37,10 @@ class SystemApi {
 // The Prometheus text for a snapshot (exposed for the tests).
 std::string prometheus_text(const kronop::v1::DaemonStats &s);
 
+// Whether kronopd is healthy, from a snapshot (the control socket's `health` and GET
+// /api/v1/system/health agree): degraded when the durable log is more than 200 batches
+// (about a second) behind, a producer ring is over 90 % full, or the data directory has less
+// than 256 MiB free; each problem is named.
+kronop::v1::Health assess_health(const kronop::v1::DaemonStats &s);
+
 }  // namespace kronop::daemon

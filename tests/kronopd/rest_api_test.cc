@@ -1,6 +1,7 @@
 // The REST and channel-push body parsers (rest_api.h): what is accepted, what it becomes,
 // and the status and message of every refusal.
 #include "rest_api.h"
+#include "system_api.h"
 
 #include <gtest/gtest.h>
 #include <simdjson.h>
@@ -188,6 +189,31 @@ TEST(UserPresenceJson, Rfc3339LastSeenAndStatusNames) {
   EXPECT_EQ(std::string_view(e["last_seen"]), "2023-11-14T22:13:20.123Z");
   EXPECT_EQ(int64_t(e["current_reel"]), 4);
   EXPECT_EQ(int64_t(e["connections"]), 2);
+}
+
+TEST(Health, DegradedWithEachProblemNamed) {
+  kronop::v1::DaemonStats s;
+  s.set_pid(7);
+  s.set_data_dir_free_bytes(uint64_t{10} << 30);
+  auto *r = s.add_rings();
+  r->set_index(3);
+  r->set_capacity_bytes(1000);
+  r->set_used_bytes(500);
+  kronop::v1::Health h = assess_health(s);
+  EXPECT_TRUE(h.healthy());
+  EXPECT_EQ(h.status(), "ok");
+  EXPECT_DOUBLE_EQ(h.max_ring_fill(), 0.5);
+
+  r->set_used_bytes(950);
+  s.mutable_log()->set_batches_behind(500);
+  s.set_data_dir_free_bytes(uint64_t{100} << 20);
+  h = assess_health(s);
+  EXPECT_FALSE(h.healthy());
+  EXPECT_EQ(h.status(), "degraded");
+  ASSERT_EQ(h.problems_size(), 3);
+  EXPECT_EQ(h.problems(0), "the durable log is 500 batches behind ingest");
+  EXPECT_EQ(h.problems(1), "ring 3 is 95 % full");
+  EXPECT_EQ(h.problems(2), "the data directory has 100 MiB free");
 }
 
 }  // namespace
