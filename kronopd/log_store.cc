@@ -350,7 +350,9 @@ uint64_t LogStore::trim(uint64_t now_ns) {
       }
     }
     sqlite3_finalize(st);
-    for (auto [topic, upto] : over) {
+    for (const auto &entry : over) {
+      const int64_t topic = entry.first;
+      const int64_t upto = entry.second;
       run_chunk(
           "DELETE FROM messages WHERE (topic_id, seq) IN (SELECT topic_id, seq FROM messages "
           "WHERE topic_id = ?1 AND seq <= ?2 LIMIT ?3)",
