@@ -23,6 +23,7 @@
 #include "kronop_ipc.h"
 #include "log_reader.h"
 #include "proto_json.h"
+#include "time_format.h"
 
 using namespace kronop;
 
@@ -126,15 +127,7 @@ bool parse_time(const std::string &text, uint64_t *ns) {
   return true;
 }
 
-std::string rfc3339_ns(uint64_t ns) {
-  const time_t secs = static_cast<time_t>(ns / 1'000'000'000ULL);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[48];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03uZ", static_cast<unsigned>(ns / 1'000'000 % 1000));
-  return buf;
-}
+std::string rfc3339_ns(uint64_t ns) { return daemon::rfc3339_ms(ns / 1'000'000); }
 
 // One message as a JSON line. Topic and event passed validation (safe characters); the
 // payload is the JSON clients received.

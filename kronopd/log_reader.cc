@@ -80,30 +80,41 @@ std::optional<LogReader::Topic> LogReader::topic(const std::string &name) {
   return out;
 }
 
-Result<uint64_t> LogReader::read(const LogQuery &q,
-                                 const std::function<bool(const LoggedMessage &)> &fn) {
-  auto clamp = [](uint64_t v) {
+namespace {
+
+// The WHERE clause both queries of read() share, and its parameters ?1..?7 (?6: the limit).
+constexpr const char *kMatch =
+    "FROM messages m JOIN topics t ON t.id = m.topic_id "
+    "WHERE t.name = ?1 AND m.seq > ?2 AND m.seq <= ?3 "
+    "AND m.publish_time_ns >= ?4 AND m.publish_time_ns < ?5 AND (?7 = '' OR m.event = ?7) ";
+
+void bind_query(sqlite3_stmt *s, const LogQuery &q) {
+  auto i64 = [](uint64_t v) {
     return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
   };
+  sqlite3_bind_text(s, 1, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, i64(q.after_seq));
+  sqlite3_bind_int64(s, 3, i64(q.until_seq));
+  sqlite3_bind_int64(s, 4, i64(q.since_ns));
+  sqlite3_bind_int64(s, 5, i64(q.until_ns));
+  sqlite3_bind_int64(s, 6, i64(q.limit));
+  sqlite3_bind_text(s, 7, q.event.data(), static_cast<int>(q.event.size()), SQLITE_STATIC);
+}
+
+}  // namespace
+
+Result<uint64_t> LogReader::read(const LogQuery &q,
+                                 const std::function<bool(const LoggedMessage &)> &fn) {
   sqlite3_stmt *s = nullptr;
   if (q.newest_first) {
     // The newest `limit`: where they start, then read forward from there.
     LogQuery forward = q;
     forward.newest_first = false;
     sqlite3_stmt *c = nullptr;
-    if (sqlite3_prepare_v2(db_,
-                           "SELECT m.seq FROM messages m JOIN topics t ON t.id = m.topic_id "
-                           "WHERE t.name = ?1 AND m.seq > ?2 AND m.seq <= ?3 "
-                           "AND m.publish_time_ns >= ?4 AND m.publish_time_ns < ?5 "
-                           "AND (?7 = '' OR m.event = ?7) ORDER BY m.seq DESC LIMIT 1 OFFSET ?6",
-                           -1, &c, nullptr) == SQLITE_OK) {
-      sqlite3_bind_text(c, 1, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
-      sqlite3_bind_int64(c, 2, clamp(q.after_seq));
-      sqlite3_bind_int64(c, 3, clamp(q.until_seq));
-      sqlite3_bind_int64(c, 4, clamp(q.since_ns));
-      sqlite3_bind_int64(c, 5, clamp(q.until_ns));
-      sqlite3_bind_int64(c, 6, clamp(q.limit));
-      sqlite3_bind_text(c, 7, q.event.data(), static_cast<int>(q.event.size()), SQLITE_STATIC);
+    const std::string sql =
+        std::string("SELECT m.seq ") + kMatch + "ORDER BY m.seq DESC LIMIT 1 OFFSET ?6";
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &c, nullptr) == SQLITE_OK) {
+      bind_query(c, q);
       // The seq just before the newest `limit`; none: fewer than that many, read them all.
       if (sqlite3_step(c) == SQLITE_ROW) {
         forward.after_seq = static_cast<uint64_t>(sqlite3_column_int64(c, 0));
@@ -112,26 +123,16 @@ Result<uint64_t> LogReader::read(const LogQuery &q,
     sqlite3_finalize(c);
     return read(forward, fn);
   }
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT m.seq, t.epoch, m.publish_time_ns, m.event, m.producer_id, "
-                         "m.producer_seq, m.priority, m.body_kind, m.compressed, m.payload "
-                         "FROM messages m JOIN topics t ON t.id = m.topic_id "
-                         "WHERE t.name = ?1 AND m.seq > ?2 AND m.seq <= ?3 "
-                         "AND m.publish_time_ns >= ?4 AND m.publish_time_ns < ?5 "
-                         "AND (?7 = '' OR m.event = ?7) "
-                         "ORDER BY m.seq LIMIT ?6",
-                         -1, &s, nullptr) != SQLITE_OK) {
+  const std::string sql = std::string(
+                              "SELECT m.seq, t.epoch, m.publish_time_ns, m.event, m.producer_id, "
+                              "m.producer_seq, m.priority, m.body_kind, m.compressed, m.payload ") +
+                          kMatch + "ORDER BY m.seq LIMIT ?6";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
     Error e{KRONOP_ESYS, path_ + ": cannot query the log: " + sqlite3_errmsg(db_)};
     sqlite3_finalize(s);
     return e;
   }
-  sqlite3_bind_text(s, 1, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(s, 2, clamp(q.after_seq));
-  sqlite3_bind_int64(s, 3, clamp(q.until_seq));
-  sqlite3_bind_int64(s, 4, clamp(q.since_ns));
-  sqlite3_bind_int64(s, 5, clamp(q.until_ns));
-  sqlite3_bind_int64(s, 6, clamp(q.limit));
-  sqlite3_bind_text(s, 7, q.event.data(), static_cast<int>(q.event.size()), SQLITE_STATIC);
+  bind_query(s, q);
   uint64_t n = 0;
   LoggedMessage m;
   m.topic = q.topic;

@@ -14,6 +14,7 @@
 #include "kronop_ipc.h"
 #include "log_reader.h"
 #include "proto_json.h"
+#include "time_format.h"
 
 namespace kronop::daemon {
 namespace {
@@ -84,17 +85,6 @@ std::string random_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-// RFC 3339 in UTC with milliseconds.
-std::string rfc3339(uint64_t ms) {
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03uZ", static_cast<unsigned>(ms % 1000));
   return buf;
 }
 
@@ -343,7 +333,7 @@ std::string user_presence_json(const PresenceHub::UserPresence &p) {
   b.set_status(PresenceHub::status_name(p.status));
   b.set_current_reel(p.current_reel);
   b.set_activity(p.activity);
-  b.set_last_seen(rfc3339(p.last_seen_ms));
+  b.set_last_seen(rfc3339_ms(p.last_seen_ms));
   b.set_connections(p.sockets);
   return proto_to_json(b);
 }

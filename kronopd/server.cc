@@ -506,9 +506,14 @@ void ClientServer::leave_presence(Connection *c, const std::string &topic) {
   }
 }
 
+void ClientServer::reply_to(Connection *c, const phoenix::ClientMessage &m,
+                            phoenix::ReplyStatus status, std::string_view response) {
+  send(c, text(phoenix::encode_reply(m.join_ref.json, m.ref.json, m.topic_json, status, response)));
+}
+
 void ClientServer::handle_push(Connection *c, const phoenix::ClientMessage &m) {
   auto reply = [&](phoenix::ReplyStatus st, std::string_view response) {
-    send(c, text(phoenix::encode_reply(m.join_ref.json, m.ref.json, m.topic_json, st, response)));
+    reply_to(c, m, st, response);
   };
   if (m.topic.starts_with("reel:") &&
       (m.event == "like" || m.event == "comment" || m.event == "share")) {
@@ -535,7 +540,7 @@ void ClientServer::handle_push(Connection *c, const phoenix::ClientMessage &m) {
 // reply says it was accepted, with its id.
 void ClientServer::handle_interaction(Connection *c, const phoenix::ClientMessage &m) {
   auto reply = [&](phoenix::ReplyStatus st, std::string_view response) {
-    send(c, text(phoenix::encode_reply(m.join_ref.json, m.ref.json, m.topic_json, st, response)));
+    reply_to(c, m, st, response);
   };
   // Reasons are the daemon's own sentences (no quotes or backslashes): they go between quotes
   // as they are.

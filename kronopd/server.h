@@ -162,6 +162,9 @@ class ClientServer {
   // changes on the user's own topic; anything else is answered "unhandled event".
   void handle_push(Connection *c, const phoenix::ClientMessage &m);
   void handle_interaction(Connection *c, const phoenix::ClientMessage &m);
+  // The phx_reply to a client message.
+  void reply_to(Connection *c, const phoenix::ClientMessage &m, phoenix::ReplyStatus status,
+                std::string_view response);
   // After an accepted join of a reel topic: track the socket's user (once per channel) and
   // send the topic's presence_state with the join's join_ref.
   void join_presence(Connection *c, const phoenix::ClientMessage &m);
