@@ -53,7 +53,7 @@ void ChannelRouter::route(const phoenix::ClientMessage &m, const Identity &who, 
       reply(m.join_ref.json, ReplyStatus::kError, R"({"reason":"too many channels joined"})");
       return;
     }
-    reply(m.join_ref.json, ReplyStatus::kOk, "{}");
+    // The ok reply is the server's to send (see RouteOutcome::joined).
     out.joined = true;
     if (joined != channels_.end()) {
       // A second join of the same topic replaces the first, as in Phoenix: the old join is

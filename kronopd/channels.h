@@ -9,8 +9,10 @@
 //  - phx_join of a topic the policy refuses (topic_policy): error reply ("unmatched topic"
 //    with join_ref null; "unauthorized" with the join's join_ref);
 //  - phx_join beyond the socket's channel limit: error "too many channels joined";
-//  - phx_join: ok reply and a subscription; a second join of a joined topic replaces the
-//    first: ok reply, then phx_close to the old join_ref, and no new subscription;
+//  - phx_join: accepted (RouteOutcome::joined) with a subscription; the server sends the ok
+//    reply, whose response says where the topic's stream stands (and recovers what the
+//    client missed), once it knows; a second join of a joined topic replaces the first:
+//    phx_close to the old join_ref, and no new subscription;
 //  - phx_leave of the current join: ok reply, phx_close, unsubscribe; of a topic not joined:
 //    ok reply; of an earlier, replaced join: ignored;
 //  - any other event on a topic not joined: error "unmatched topic" (join_ref null); on a
@@ -49,8 +51,10 @@ struct RouteOutcome {
   std::string unsubscribe;
   int unauthorized = 0;  // joins refused by the policy (counted by the server)
   int over_limit = 0;    // joins refused for the socket's channel limit (counted too)
-  bool joined = false;   // a join was accepted (a first one, or one that replaced another)
-  bool push = false;     // a client event on a joined topic, for the server to handle
+  // A join was accepted (a first one, or one that replaced another): the server owes the
+  // client its ok reply.
+  bool joined = false;
+  bool push = false;  // a client event on a joined topic, for the server to handle
   void clear() {
     replies.clear();
     subscribe.clear();

@@ -110,6 +110,11 @@ void add_options(CLI::App &app, Config &config) {
   app.add_option("--retention-count", config.retention_count,
                  "The durable log keeps at most this many newest messages per topic (0: no limit)")
       ->capture_default_str();
+  app.add_option("--max-recovery-messages", config.max_recovery_messages,
+                 "Most missed messages a client joining with last_seq is sent (more: it is "
+                 "told {\"recovered\": false})")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
       ->capture_default_str();

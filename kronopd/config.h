@@ -41,6 +41,8 @@ struct Config {
   // The durable log's retention.
   uint64_t retention_hours = 168;
   uint64_t retention_count = 100'000;
+  // Most messages one rejoining client recovers (more missed: {"recovered": false}).
+  std::size_t max_recovery_messages = 100'000;
 
   std::string control_socket_path() const {
     return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;

@@ -219,17 +219,26 @@ std::string client_envelope(const Message &m) {
 }
 
 Dispatcher::Dispatcher(std::vector<LoopInbox *> inboxes)
-    : inboxes_(std::move(inboxes)), staged_(inboxes_.size()) {}
+    : inboxes_(std::move(inboxes)), staged_(inboxes_.size()), staged_syncs_(inboxes_.size()) {}
 
 Dispatcher::~Dispatcher() = default;
 
 void Dispatcher::report_interest(uint32_t loop, std::string topic, bool interested) {
-  interest_.push(new InterestChange{std::move(topic), loop, interested, nullptr});
+  interest_.push(new InterestChange{std::move(topic), loop, interested, 0, nullptr});
+}
+
+void Dispatcher::request_sync(uint32_t loop, std::string topic, uint64_t id) {
+  interest_.push(new InterestChange{std::move(topic), loop, false, id, nullptr});
+  if (wake_) wake_();
 }
 
 void Dispatcher::apply_interest() {
   InterestChange *list = interest_.take_all();
   for (InterestChange *c = list; c != nullptr; c = c->next) {
+    if (c->sync_id != 0) {
+      pending_syncs_.push_back({c->loop, std::move(c->topic), c->sync_id});
+      continue;
+    }
     auto it = topics_.find(c->topic);
     if (it == topics_.end()) {
       if (!c->interested) continue;
@@ -247,9 +256,10 @@ void Dispatcher::apply_interest() {
 
 Dispatcher::TopicMap::iterator Dispatcher::add_topic(std::string_view name) {
   TopicState fresh;
-  // A new stream: an epoch no earlier stream of this name had (63 random bits, not 0).
+  // A new stream: an epoch no earlier stream of this name had (53 random bits, not 0, so
+  // that it is exact as a JSON number in every client).
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  fresh.epoch = (rng() >> 1) | 1;
+  fresh.epoch = (rng() >> 11) | 1;
   bump(counters_.topics);
   return topics_.emplace(std::string(name), fresh).first;
 }
@@ -288,10 +298,26 @@ uint64_t Dispatcher::on_record(const EnvelopeView &view, uint64_t *epoch) {
 }
 
 void Dispatcher::end_batch() {
+  if (!interest_.empty()) apply_interest();
+  if (!pending_syncs_.empty()) {
+    // Every record of this pass is numbered (and, with a log, submitted): answer with where
+    // each topic stands now.
+    const uint64_t durable = durable_position_ ? durable_position_() : 0;
+    for (PendingSync &p : pending_syncs_) {
+      SyncReply r{p.id, 0, 0, durable};
+      if (auto it = topics_.find(p.topic); it != topics_.end()) {
+        r.last_seq = it->second.seq;
+        r.epoch = it->second.epoch;
+      }
+      staged_syncs_[p.loop].push_back(r);
+    }
+    pending_syncs_.clear();
+  }
   for (std::size_t i = 0; i < staged_.size(); ++i) {
-    if (staged_[i].empty()) continue;
+    if (staged_[i].empty() && staged_syncs_[i].empty()) continue;
     auto *batch = new MessageBatch;
     batch->messages.swap(staged_[i]);
+    batch->syncs.swap(staged_syncs_[i]);
     staged_[i].reserve(batch->messages.size());
     inboxes_[i]->batches.push(batch);
     // Coalesced by libuv: batches pushed before the loop runs cost one wake-up.

@@ -18,6 +18,7 @@
 #include <uv.h>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -146,18 +147,33 @@ class HandoffStack {
   std::atomic<Node *> head_{nullptr};
 };
 
-// Messages for one loop from one drain pass.
+// The answer to a loop's sync request (Dispatcher::request_sync): where a topic's stream
+// stood when the loop's interest in it was in force. Every message of the topic numbered
+// after `last_seq` reaches the loop after this answer; those up to it reached it before (if
+// it was interested then) and are readable from the durable log once its committed batch
+// reaches `durable`.
+struct SyncReply {
+  uint64_t id = 0;
+  uint64_t last_seq = 0;
+  uint64_t epoch = 0;
+  uint64_t durable = 0;
+};
+
+// Messages for one loop from one drain pass, then the sync answers of that pass.
 struct MessageBatch {
   using Stack = HandoffStack<MessageBatch>;
   std::vector<MessagePtr> messages;
+  std::vector<SyncReply> syncs;
   MessageBatch *next = nullptr;
 };
 
-// A loop's report that it gained its first subscriber of a topic, or lost its last.
+// A loop's report that it gained its first subscriber of a topic, or lost its last; or,
+// with a sync_id, its request for a SyncReply on the topic.
 struct InterestChange {
   std::string topic;
   uint32_t loop = 0;
   bool interested = false;
+  uint64_t sync_id = 0;
   InterestChange *next = nullptr;
 };
 
@@ -188,11 +204,24 @@ class Dispatcher {
   // Before the ingest thread starts: a topic's numbering continues after `last_seq` in
   // stream `epoch` (from the durable log).
   void seed(const std::string &topic, uint64_t last_seq, uint64_t epoch);
-  // Ingest thread: hands each loop its staged batch (after a drain pass).
+  // Ingest thread: applies the loops' reports, answers their sync requests and hands each
+  // loop its staged batch (after a drain pass, or when a request is waiting).
   void end_batch();
+  // Whether loops have reports or requests waiting (the ingest thread checks when idle).
+  bool has_requests() const { return !interest_.empty(); }
 
   // Loop threads: report a topic's first subscriber on `loop` (true) or its last (false).
   void report_interest(uint32_t loop, std::string topic, bool interested);
+  // Loop threads: ask for a SyncReply `id` on `topic` (after reporting interest in it); it
+  // comes in the loop's inbox, after every message numbered before it.
+  void request_sync(uint32_t loop, std::string topic, uint64_t id);
+
+  // Before the ingest thread starts: how to wake it for a sync request, and the durable
+  // log's position (the id of the last batch submitted) for SyncReply::durable.
+  void set_waker(std::function<void()> wake) { wake_ = std::move(wake); }
+  void set_durable_position(std::function<uint64_t()> position) {
+    durable_position_ = std::move(position);
+  }
 
   // Ingest thread (or after it stopped): the last seq given on a topic, 0 if none.
   uint64_t last_seq(std::string_view topic) const;
@@ -220,6 +249,15 @@ class Dispatcher {
   TopicMap topics_;
   std::vector<std::vector<MessagePtr>> staged_;  // per loop
   HandoffStack<InterestChange> interest_;
+  struct PendingSync {
+    uint32_t loop;
+    std::string topic;
+    uint64_t id;
+  };
+  std::vector<PendingSync> pending_syncs_;  // taken by apply_interest, answered by end_batch
+  std::vector<std::vector<SyncReply>> staged_syncs_;  // per loop
+  std::function<void()> wake_;
+  std::function<uint64_t()> durable_position_;
   DispatchCounters counters_;
 };
 

@@ -108,6 +108,7 @@ void Ingest::run() {
       next_housekeeping = now + 100;
     }
     if (n == 0) {
+      if (options_.on_idle) options_.on_idle();
       bump(counters_.idle_waits);
       // Spin only right after records arrived: that is when the next one is likely to be
       // microseconds away. After an idle timeout nothing is coming, so sleep at once.

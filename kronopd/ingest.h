@@ -36,6 +36,10 @@ struct IngestOptions {
   // producer id -> the last producer seq the log holds: records of that producer up to it
   // were logged (and delivered) before a restart, and are skipped when read again.
   std::unordered_map<uint64_t, uint64_t> already_logged;
+  // Called on the ingest thread after a drain pass that found nothing, before it waits:
+  // other work the thread does (the dispatcher's answers to the loops). Wake the thread
+  // for it with consumer().wake().
+  std::function<void()> on_idle;
 };
 
 struct IngestCounters {

@@ -10,9 +10,18 @@ namespace kronop::daemon {
 IoLoop::IoLoop(uint32_t index, const ServerOptions &options, Dispatcher *dispatcher)
     : index_(index),
       dispatcher_(dispatcher),
-      server_(&loop_, options, [this](const std::string &topic, bool interested) {
-        if (dispatcher_ != nullptr) dispatcher_->report_interest(index_, topic, interested);
-      }) {
+      server_(
+          &loop_, options,
+          [this](const std::string &topic, bool interested) {
+            if (dispatcher_ != nullptr) dispatcher_->report_interest(index_, topic, interested);
+          },
+          [this](const std::string &topic, uint64_t id) {
+            if (dispatcher_ != nullptr) {
+              dispatcher_->request_sync(index_, topic, id);
+            } else {
+              server_.on_sync(SyncReply{id, 0, 0, 0});  // no dispatcher: an empty stream
+            }
+          }) {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &inbox_async_, on_inbox);
   inbox_async_.data = this;
@@ -111,7 +120,10 @@ void IoLoop::shut_down(uint16_t code, const std::string &reason, uint64_t linger
 void IoLoop::on_inbox(uv_async_t *handle) {
   auto *self = static_cast<IoLoop *>(handle->data);
   MessageBatch *list = self->inbox_.batches.take_all();
-  for (MessageBatch *b = list; b != nullptr; b = b->next) self->server_.fan_out(b->messages);
+  for (MessageBatch *b = list; b != nullptr; b = b->next) {
+    self->server_.fan_out(b->messages);
+    for (const SyncReply &r : b->syncs) self->server_.on_sync(r);
+  }
   MessageBatch::Stack::delete_list(list);
 }
 

@@ -85,6 +85,9 @@ void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
   m->set_interactions(c[Counter::kInteractions]);
   m->set_interactions_invalid(c[Counter::kInteractionsInvalid]);
   m->set_interactions_rate_limited(c[Counter::kInteractionsRateLimited]);
+  m->set_recoveries(c[Counter::kRecoveries]);
+  m->set_recoveries_failed(c[Counter::kRecoveriesFailed]);
+  m->set_recovered_messages(c[Counter::kRecoveredMessages]);
   auto &kinds = *m->mutable_channels_by_kind();
   kinds["reel"] = c[Counter::kChannelsReel];
   kinds["user"] = c[Counter::kChannelsUser];
@@ -256,6 +259,9 @@ int main(int argc, char **argv) {
   server_options.publisher = &publisher;
   server_options.interaction_limiter = &interaction_limiter;
   server_options.max_comment_bytes = config.max_comment_bytes;
+  server_options.log = log_store.get();
+  server_options.max_recovery = config.max_recovery_messages;
+  server_options.reels = &reels;
   server_options.max_request_body = config.max_request_body;
   server_options.idle_timeout_ms = config.idle_timeout_ms;
   server_options.max_channels = config.max_channels;
@@ -290,6 +296,12 @@ int main(int argc, char **argv) {
   ingest_options.log = log_store.get();
   ingest_options.already_logged = log_store->producers();
   std::vector<LogRecord> to_log;  // the drain pass's records (ingest thread)
+  ingest_options.on_idle = [&dispatcher] {
+    if (dispatcher.has_requests()) dispatcher.end_batch();
+  };
+  // The pass's records are submitted right after fan-out (below), as the next batch.
+  dispatcher.set_durable_position(
+      [&] { return log_store->submitted() + (to_log.empty() ? 0 : 1); });
   Ingest ingest(
       std::move(consumer).value(), ingest_options,
       [&](const EnvelopeView &view) {
@@ -315,6 +327,8 @@ int main(int argc, char **argv) {
           to_log.clear();
         }
       });
+
+  dispatcher.set_waker([&ingest] { ingest.consumer().wake(); });
 
   std::size_t next_loop = 0;
   Acceptor acceptor(

@@ -293,7 +293,8 @@ Lookup MessageParser::payload_uint(std::string_view key, uint64_t &value) const 
   const Scratch &s = *scratch_;
   if (!s.have_payload_object) return Lookup::kAbsent;
   simdjson::dom::element member;
-  if (s.payload_object.at_key(key).get(member) != simdjson::SUCCESS) return Lookup::kAbsent;
+  if (s.payload_object.at_key(key).get(member) != simdjson::SUCCESS || member.is_null())
+    return Lookup::kAbsent;
   // get_uint64 refuses doubles (5.0) and negative integers.
   uint64_t v = 0;
   if (member.get_uint64().get(v) != simdjson::SUCCESS) return Lookup::kWrongType;

@@ -156,7 +156,7 @@ class MessageParser {
 
   // Members of the payload object of the last message parse_text accepted (e.g. a join's
   // {"last_seq": N, "epoch": E}): kAbsent after parse_binary or a failed parse. An unsigned
-  // integer is a JSON integer in 0..2^64-1 (not 5.0, not -1).
+  // integer is a JSON integer in 0..2^64-1 (not 5.0, not -1); a null member is absent.
   // A string's view is valid until the next parse. With duplicate keys the first counts.
   Lookup payload_uint(std::string_view key, uint64_t &value) const;
   Lookup payload_string(std::string_view key, std::string_view &value) const;

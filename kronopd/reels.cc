@@ -16,6 +16,11 @@ ReelState::ReelState(std::size_t recent_per_reel, std::size_t max_reels)
     : recent_per_reel_(recent_per_reel == 0 ? 1 : recent_per_reel),
       max_reels_(max_reels == 0 ? 1 : max_reels) {}
 
+std::string counters_json(const ReelCounters &c) {
+  return "{\"likes\":" + std::to_string(c.likes) + ",\"comments\":" + std::to_string(c.comments) +
+         ",\"shares\":" + std::to_string(c.shares) + "}";
+}
+
 int32_t reel_number(std::string_view topic) {
   std::string_view id = topic.substr(topic.find(':') + 1);
   int32_t n = 0;

@@ -37,6 +37,8 @@ struct ReelCounters {
   int64_t comments = 0;
   int64_t shares = 0;
 };
+// {"likes":L,"comments":C,"shares":S}
+std::string counters_json(const ReelCounters &c);
 
 class ReelState {
  public:

@@ -449,10 +449,8 @@ std::string RestApi::reel_updates(const http::Request &req, const HttpCaller &ca
       }
     }
     // The id is a valid topic id (safe characters); the updates are the payloads as sent.
-    std::string body = "{\"reel_id\":\"" + id +
-                       "\",\"counters\":{\"likes\":" + std::to_string(counters.likes) +
-                       ",\"comments\":" + std::to_string(counters.comments) +
-                       ",\"shares\":" + std::to_string(counters.shares) + "},\"updates\":[";
+    std::string body =
+        "{\"reel_id\":\"" + id + "\",\"counters\":" + counters_json(counters) + ",\"updates\":[";
     for (std::size_t i = 0; i < updates.size(); ++i) {
       if (i > 0) body += ',';
       body += updates[i].second;

@@ -4,14 +4,18 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "envelope_validation.h"
 #include "http.h"
 #include "kronop/clock.h"
 #include "kronop_ipc.h"
 #include "log.h"
+#include "log_reader.h"
+#include "log_store.h"
 #include "rate_limit.h"
 #include "reels.h"
 #include "websocket.h"
@@ -27,7 +31,79 @@ SharedFrame shared(std::string bytes) {
 
 SharedFrame text(std::string_view s) { return shared(ws::text_frame(s)); }
 
+// A thread-pool thread: the messages of `topic` numbered after..until in stream `epoch`,
+// from the log once it has committed batch `durable` (which holds them). True when all of
+// them are there: a row missing (trimmed by retention) or of another epoch means the client
+// cannot recover. Rows whose body does not convert are not sent, as live.
+bool read_log_history(LogStore &log, const std::string &topic, uint64_t after, uint64_t until,
+                      uint64_t epoch, uint64_t durable, std::vector<MessagePtr> &out) {
+  const uint64_t give_up = monotonic_ms() + 10'000;
+  while (log.committed() < durable) {
+    if (monotonic_ms() > give_up) {
+      KLOG_WARN("recovery of %s: the log has not committed batch %llu in 10 s", topic.c_str(),
+                static_cast<unsigned long long>(durable));
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  // One read-only connection per pool thread, kept.
+  thread_local std::unique_ptr<LogReader> reader;
+  thread_local std::string reader_path;
+  if (!reader || reader_path != log.path()) {
+    auto opened = LogReader::open(log.path());
+    if (!opened.ok()) {
+      KLOG_WARN("recovery of %s: %s", topic.c_str(), opened.error().message.c_str());
+      return false;
+    }
+    reader = std::move(opened).value();
+    reader_path = log.path();
+  }
+  LogQuery q;
+  q.topic = topic;
+  q.after_seq = after;
+  q.until_seq = until;
+  uint64_t expect = after + 1;
+  auto read = reader->read(q, [&](const LoggedMessage &row) {
+    if (row.seq != expect || row.epoch != epoch) return false;
+    ++expect;
+    if (MessagePtr m = Message::make(row.view(), row.seq)) out.push_back(std::move(m));
+    return true;
+  });
+  if (!read.ok()) {
+    KLOG_WARN("recovery of %s: %s", topic.c_str(), read.error().message.c_str());
+    return false;
+  }
+  return expect == until + 1;
+}
+
 }  // namespace
+
+struct ClientServer::PendingJoin {
+  uint64_t sync_id = 0;  // the sync request or history read it waits for
+  std::string topic;
+  std::string join_ref_json;
+  std::string ref_json;
+  std::string topic_json;
+  bool recover = false;  // the join gave last_seq
+  uint64_t last_seq = 0;
+  uint64_t epoch = 0;            // 0: not given
+  SyncReply synced;              // once answered
+  std::vector<MessagePtr> held;  // the topic's live messages since the join
+};
+
+struct ClientServer::HistoryRead {
+  uv_work_t req{};
+  ClientServer *server = nullptr;
+  uint64_t sync_id = 0;
+  LogStore *log = nullptr;
+  std::string topic;
+  uint64_t after = 0;
+  uint64_t until = 0;
+  uint64_t epoch = 0;
+  uint64_t durable = 0;
+  std::vector<MessagePtr> messages;
+  bool complete = false;
+};
 
 struct ClientServer::Connection final : ws::FrameSink {
   using Send = ClientServer::Send;
@@ -68,6 +144,14 @@ struct ClientServer::Connection final : ws::FrameSink {
   // each reel channel it is tracked on.
   bool online = false;
   std::vector<std::pair<std::string, std::string>> presences;  // topic, phx_ref
+  // Joins not answered yet (see ClientServer::begin_join).
+  std::vector<std::unique_ptr<PendingJoin>> joining;
+  PendingJoin *joining_on(std::string_view topic) {
+    for (auto &j : joining) {
+      if (j->topic == topic) return j.get();
+    }
+    return nullptr;
+  }
 
   explicit Connection(ClientServer *s)
       : server(s),
@@ -146,10 +230,12 @@ struct ClientServer::Connection final : ws::FrameSink {
   }
 };
 
-ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallback interest)
+ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallback interest,
+                           SyncCallback sync)
     : loop_(loop),
       options_(std::move(options)),
       interest_(std::move(interest)),
+      sync_(std::move(sync)),
       parser_(options_.max_message),
       verifier_(options_.auth_secret),
       read_buffer_(kReadBuffer) {}
@@ -464,6 +550,7 @@ void ClientServer::Connection::on_binary(std::string_view message) {
 }
 
 void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
+  if (m.event == "phx_join" && !server->check_join_params(this, m)) return;
   RouteOutcome &routed = server->route_outcome_;
   router.route(m, identity, routed);
   if (routed.unauthorized > 0) server->bump(Counter::kAuthRejected);
@@ -471,16 +558,158 @@ void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
   for (std::string &reply : routed.replies) server->send(this, text(reply));
   if (!routed.subscribe.empty()) server->subscribe(routed.subscribe, this);
   if (!routed.unsubscribe.empty()) {
+    server->drop_pending_join(this, routed.unsubscribe);
     server->unsubscribe(routed.unsubscribe, this);
     server->leave_presence(this, routed.unsubscribe);
   }
-  if (routed.joined) server->join_presence(this, m);
+  if (routed.joined) server->begin_join(this, m);
   if (routed.push) server->handle_push(this, m);
 }
 
-void ClientServer::join_presence(Connection *c, const phoenix::ClientMessage &m) {
-  if (options_.presence == nullptr || !m.topic.starts_with("reel:")) return;
-  const std::string topic(m.topic);
+bool ClientServer::check_join_params(Connection *c, const phoenix::ClientMessage &m) {
+  uint64_t v = 0;
+  if (parser_.payload_uint("last_seq", v) == phoenix::Lookup::kWrongType) {
+    reply_to(c, m, phoenix::ReplyStatus::kError,
+             R"({"reason":"last_seq must be a non-negative integer"})");
+    return false;
+  }
+  if (parser_.payload_uint("epoch", v) == phoenix::Lookup::kWrongType) {
+    reply_to(c, m, phoenix::ReplyStatus::kError,
+             R"({"reason":"epoch must be a non-negative integer"})");
+    return false;
+  }
+  return true;
+}
+
+void ClientServer::begin_join(Connection *c, const phoenix::ClientMessage &m) {
+  // A join of a topic whose earlier join is still waiting replaces it (the router has told
+  // the earlier one it is closed); what was held is kept.
+  PendingJoin *j = c->joining_on(m.topic);
+  if (j != nullptr) {
+    syncs_.erase(j->sync_id);
+  } else {
+    c->joining.push_back(std::make_unique<PendingJoin>());
+    j = c->joining.back().get();
+    j->topic = std::string(m.topic);
+  }
+  j->join_ref_json = std::string(m.join_ref.json);
+  j->ref_json = std::string(m.ref.json);
+  j->topic_json = std::string(m.topic_json);
+  uint64_t v = 0;
+  j->recover = parser_.payload_uint("last_seq", v) == phoenix::Lookup::kFound;
+  j->last_seq = j->recover ? v : 0;
+  j->epoch = parser_.payload_uint("epoch", v) == phoenix::Lookup::kFound ? v : 0;
+  j->sync_id = ++next_sync_id_;
+  syncs_[j->sync_id] = c;
+  if (sync_) {
+    sync_(j->topic, j->sync_id);
+  } else {
+    on_sync(SyncReply{j->sync_id, 0, 0, 0});  // no dispatcher: an empty stream
+  }
+}
+
+void ClientServer::on_sync(const SyncReply &r) {
+  auto it = syncs_.find(r.id);
+  if (it == syncs_.end()) return;  // the connection closed, left, or joined again since
+  Connection *c = it->second;
+  syncs_.erase(it);
+  PendingJoin *j = nullptr;
+  for (auto &p : c->joining) {
+    if (p->sync_id == r.id) j = p.get();
+  }
+  if (j == nullptr) return;
+  j->synced = r;
+  if (!j->recover) {
+    finish_join(c, j, std::nullopt, {});
+    return;
+  }
+  // last_seq 0 (nothing received yet) is the start of whichever stream there is now.
+  const uint64_t n = j->last_seq;
+  const bool same_stream = n == 0 || j->epoch == 0 || j->epoch == r.epoch;
+  if (!same_stream || n > r.last_seq || r.last_seq - n > options_.max_recovery ||
+      (n < r.last_seq && options_.log == nullptr)) {
+    finish_join(c, j, false, {});
+  } else if (n == r.last_seq) {
+    finish_join(c, j, true, {});
+  } else {
+    read_history(c, j, r);
+  }
+}
+
+void ClientServer::read_history(Connection *c, PendingJoin *j, const SyncReply &r) {
+  auto *h = new HistoryRead;
+  h->req.data = h;
+  h->server = this;
+  h->log = options_.log;
+  h->topic = j->topic;
+  h->after = j->last_seq;
+  h->until = r.last_seq;
+  h->epoch = r.epoch;
+  h->durable = r.durable;
+  j->sync_id = h->sync_id = ++next_sync_id_;
+  syncs_[j->sync_id] = c;
+  uv_queue_work(
+      loop_, &h->req,
+      [](uv_work_t *req) {
+        auto *read = static_cast<HistoryRead *>(req->data);
+        read->complete = read_log_history(*read->log, read->topic, read->after, read->until,
+                                          read->epoch, read->durable, read->messages);
+      },
+      [](uv_work_t *req, int) {
+        std::unique_ptr<HistoryRead> read(static_cast<HistoryRead *>(req->data));
+        ClientServer *self = read->server;
+        auto it = self->syncs_.find(read->sync_id);
+        if (it == self->syncs_.end()) return;  // gone meanwhile
+        Connection *conn = it->second;
+        self->syncs_.erase(it);
+        for (auto &p : conn->joining) {
+          if (p->sync_id == read->sync_id) {
+            self->finish_join(conn, p.get(), read->complete,
+                              read->complete ? read->messages : std::vector<MessagePtr>{});
+            return;
+          }
+        }
+      });
+}
+
+void ClientServer::finish_join(Connection *c, PendingJoin *j, std::optional<bool> recovered,
+                               const std::vector<MessagePtr> &history) {
+  const SyncReply &r = j->synced;
+  std::string response =
+      "{\"epoch\":" + std::to_string(r.epoch) + ",\"last_seq\":" + std::to_string(r.last_seq);
+  if (recovered.has_value()) {
+    bump(*recovered ? Counter::kRecoveries : Counter::kRecoveriesFailed);
+    response += *recovered ? ",\"recovered\":true" : ",\"recovered\":false";
+    // What a client that cannot recover starts again from: the reel's counters.
+    if (!*recovered && options_.reels != nullptr) {
+      if (auto snap = options_.reels->snapshot(j->topic, 0))
+        response += ",\"state\":" + counters_json(snap->counters);
+    }
+  }
+  response += '}';
+  send(c, text(phoenix::encode_reply(j->join_ref_json, j->ref_json, j->topic_json,
+                                     phoenix::ReplyStatus::kOk, response)));
+  join_presence(c, j->topic, j->join_ref_json, j->topic_json);
+  for (const MessagePtr &m : history) deliver_to(c, *m);
+  bump(Counter::kRecoveredMessages, history.size());
+  // Held live messages up to last_seq were numbered before the join was in force: the
+  // client has them from history, or did not ask for them. Ephemeral ones (seq 0) go out.
+  for (const MessagePtr &m : j->held) {
+    if (m->seq() == 0 || m->seq() > r.last_seq) deliver_to(c, *m);
+  }
+  std::erase_if(c->joining, [j](const auto &p) { return p.get() == j; });
+}
+
+void ClientServer::drop_pending_join(Connection *c, std::string_view topic) {
+  if (PendingJoin *j = c->joining_on(topic)) {
+    syncs_.erase(j->sync_id);
+    std::erase_if(c->joining, [j](const auto &p) { return p.get() == j; });
+  }
+}
+
+void ClientServer::join_presence(Connection *c, const std::string &topic,
+                                 std::string_view join_ref_json, std::string_view topic_json) {
+  if (options_.presence == nullptr || !topic.starts_with("reel:")) return;
   const bool tracked = std::any_of(c->presences.begin(), c->presences.end(),
                                    [&](const auto &p) { return p.first == topic; });
   if (c->identity.authenticated() && !tracked) {
@@ -492,7 +721,7 @@ void ClientServer::join_presence(Connection *c, const phoenix::ClientMessage &m)
   // `push(socket, "presence_state", ...)` does, and as JSON text whatever the socket's format:
   // phoenix.js's Presence reads JSON.
   auto state = options_.presence->state(topic);
-  send(c, text(phoenix::encode_push(m.join_ref.json, m.topic_json, "presence_state", *state)));
+  send(c, text(phoenix::encode_push(join_ref_json, topic_json, "presence_state", *state)));
 }
 
 void ClientServer::leave_presence(Connection *c, const std::string &topic) {
@@ -621,6 +850,8 @@ void ClientServer::unsubscribe(const std::string &topic, Connection *c) {
 }
 
 void ClientServer::forget(Connection *c) {
+  for (const auto &j : c->joining) syncs_.erase(j->sync_id);
+  c->joining.clear();
   for (const auto &ch : c->router.channels()) unsubscribe(ch.topic, c);
   c->router.clear();
   if (options_.presence != nullptr) {
@@ -787,27 +1018,43 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
   for (const MessagePtr &m : messages) {
     auto it = subscribers_.find(m->topic());
     if (it == subscribers_.end()) continue;  // the last subscriber left since
-    const auto &targets = m->target_users();
-    const Send how = m->priority() == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
     // Sending never closes a handle at once (a slow consumer is shut, and closed later), so
     // the subscriber list stays as it is during this loop.
     for (Connection *c : it->second) {
-      if (c->closing) continue;
-      // target_users: only the sockets of those users (anonymous sockets are nobody's).
-      if (!targets.empty() &&
-          (!c->identity.authenticated() ||
-           std::find(targets.begin(), targets.end(), c->identity.user_id) == targets.end()))
-        continue;
-      if (c->mode == Connection::Mode::kPlain) {
-        send(c, m->plain_text(), how);
-      } else if (c->protobuf && !m->json_only()) {
-        if (const SharedFrame &f = m->phoenix_binary()) send(c, f, how);
-      } else {
-        send(c, m->phoenix_text(), how);
+      if (!c->joining.empty()) {
+        if (PendingJoin *j = c->joining_on(m->topic())) {
+          // Held until the join is answered; a join that waits while more arrive than a
+          // recovery may send is given up on, as a slow consumer.
+          if (j->held.size() >= options_.max_recovery && !c->closing) {
+            bump(Counter::kClosedSlow);
+            c->close_with(ws::kCloseTryAgainLater, "too far behind");
+          }
+          j->held.push_back(m);
+          continue;
+        }
       }
+      deliver_to(c, *m);
     }
     const uint64_t now = realtime_ns();
     delivery_ns_.record(now > m->publish_time_ns() ? now - m->publish_time_ns() : 0);
+  }
+}
+
+void ClientServer::deliver_to(Connection *c, const Message &m) {
+  if (c->closing) return;
+  // target_users: only the sockets of those users (anonymous sockets are nobody's).
+  const auto &targets = m.target_users();
+  if (!targets.empty() &&
+      (!c->identity.authenticated() ||
+       std::find(targets.begin(), targets.end(), c->identity.user_id) == targets.end()))
+    return;
+  const Send how = m.priority() == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
+  if (c->mode == Connection::Mode::kPlain) {
+    send(c, m.plain_text(), how);
+  } else if (c->protobuf && !m.json_only()) {
+    if (const SharedFrame &f = m.phoenix_binary()) send(c, f, how);
+  } else {
+    send(c, m.phoenix_text(), how);
   }
 }
 

@@ -35,6 +35,9 @@
 
 namespace kronop::daemon {
 
+class LogStore;
+class ReelState;
+
 struct ServerOptions {
   std::size_t max_message = 64 * 1024;
   uint64_t idle_timeout_ms = 60'000;
@@ -64,6 +67,14 @@ struct ServerOptions {
   Publisher *publisher = nullptr;   // where likes, comments and shares are published
   KeyedRateLimiter *interaction_limiter = nullptr;  // per user
   std::size_t max_comment_bytes = 1000;
+
+  // Recovery: a join with {"last_seq": N, "epoch": E} gets the topic's messages after N
+  // before live ones, read from the durable log (null: joins never recover), at most
+  // max_recovery of them (more: {"recovered": false}). `reels` gives reel topics' counters,
+  // the current state sent to a client that cannot recover.
+  LogStore *log = nullptr;
+  std::size_t max_recovery = 100'000;
+  ReelState *reels = nullptr;
 };
 
 // What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
@@ -86,7 +97,10 @@ enum class Counter : uint8_t {
   kInteractions,    // likes, comments and shares accepted (published)
   kInteractionsInvalid,
   kInteractionsRateLimited,
-  kMessages,  // messages the loop received from the dispatcher
+  kRecoveries,         // joins with last_seq that recovered (recovered: true)
+  kRecoveriesFailed,   // joins with last_seq that could not ({"recovered": false})
+  kRecoveredMessages,  // messages sent to recovering joins from the log
+  kMessages,           // messages the loop received from the dispatcher
   kChannelsReel,
   kChannelsUser,
   kChannelsSystem,
@@ -105,12 +119,16 @@ struct ServerCounters {
 
 // Called by a loop when it gains its first subscriber of a topic (true) or loses its last.
 using InterestCallback = std::function<void(const std::string &topic, bool interested)>;
+// Called by a loop to ask where a topic's stream stands (Dispatcher::request_sync); the
+// answer comes to ClientServer::on_sync.
+using SyncCallback = std::function<void(const std::string &topic, uint64_t id)>;
 
 // The connections of one I/O loop. Everything here runs on that loop's thread, except
 // counters(), which any thread may call.
 class ClientServer {
  public:
-  ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallback interest = nullptr);
+  ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallback interest = nullptr,
+               SyncCallback sync = nullptr);
   ~ClientServer();
   ClientServer(const ClientServer &) = delete;
   ClientServer &operator=(const ClientServer &) = delete;
@@ -130,6 +148,9 @@ class ClientServer {
 
   // Writes each message to this loop's subscribers of its topic.
   void fan_out(const std::vector<MessagePtr> &messages);
+  // The answer to a sync request this server made for a join (after the messages numbered
+  // before it were fanned out).
+  void on_sync(const SyncReply &reply);
   ServerCounters counters() const;
   // Publish (the producer's clock) to the message's frames being queued to all of this
   // loop's subscribers of its topic, in nanoseconds; written by the loop only.
@@ -165,9 +186,29 @@ class ClientServer {
   // The phx_reply to a client message.
   void reply_to(Connection *c, const phoenix::ClientMessage &m, phoenix::ReplyStatus status,
                 std::string_view response);
+  // Joins. An accepted join is answered once the loop knows where the topic's stream stands
+  // (a sync request through the dispatcher): the ok reply says {"epoch","last_seq"} and,
+  // for a join with last_seq, whether it "recovered"; then come the presence state, the
+  // recovered messages (read from the log off the loop, on libuv's thread pool) and the
+  // live messages that arrived meanwhile, which were held. So the client sees the reply,
+  // then history, then live messages, with no gap and no duplicate.
+  struct PendingJoin;
+  struct HistoryRead;
+  // false (and an error reply sent) when the join's recovery parameters are malformed.
+  bool check_join_params(Connection *c, const phoenix::ClientMessage &m);
+  void begin_join(Connection *c, const phoenix::ClientMessage &m);
+  void read_history(Connection *c, PendingJoin *j, const SyncReply &r);
+  // Sends the reply (recovered: nullopt when recovery was not asked for), presence, history
+  // and the held messages, and makes the join live.
+  void finish_join(Connection *c, PendingJoin *j, std::optional<bool> recovered,
+                   const std::vector<MessagePtr> &history);
+  void drop_pending_join(Connection *c, std::string_view topic);
+  // One message to one subscriber, in its format, unless target_users excludes it.
+  void deliver_to(Connection *c, const Message &m);
   // After an accepted join of a reel topic: track the socket's user (once per channel) and
   // send the topic's presence_state with the join's join_ref.
-  void join_presence(Connection *c, const phoenix::ClientMessage &m);
+  void join_presence(Connection *c, const std::string &topic, std::string_view join_ref_json,
+                     std::string_view topic_json);
   void leave_presence(Connection *c, const std::string &topic);
 
   void subscribe(const std::string &topic, Connection *c);
@@ -177,6 +218,10 @@ class ClientServer {
   uv_loop_t *loop_;
   ServerOptions options_;
   InterestCallback interest_;
+  SyncCallback sync_;
+  uint64_t next_sync_id_ = 0;
+  // Sync requests (and history reads) in flight: id -> the connection whose join waits.
+  std::unordered_map<uint64_t, Connection *> syncs_;
   uv_timer_t sweep_{};
   uv_check_t flush_check_{};
   uv_prepare_t flush_prepare_{};

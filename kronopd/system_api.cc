@@ -121,6 +121,12 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
            d(c.interactions_rate_limited()));
   e.simple("kronop_rest_requests_total", "counter", "REST API requests (reels, users).",
            d(c.rest_requests()));
+  e.family("kronop_recoveries_total", "counter",
+           "Joins with last_seq, by outcome (recovered, or told recovered: false).");
+  e.sample("kronop_recoveries_total", "outcome=\"recovered\"", d(c.recoveries()));
+  e.sample("kronop_recoveries_total", "outcome=\"not_recovered\"", d(c.recoveries_failed()));
+  e.simple("kronop_recovered_messages_total", "counter",
+           "Missed messages sent to rejoining clients from the log.", d(c.recovered_messages()));
   e.summary("kronop_delivery_seconds",
             "From a producer's publish to the message's frames queued for every subscriber.",
             c.publish_to_delivery());

@@ -51,23 +51,31 @@ bool Consumer::any_pending() const {
 }
 
 void Consumer::wait_for_records(uint64_t spin_ns, int timeout_ms) {
-  if (shutdown_.load(std::memory_order_acquire)) return;
+  if (shutdown_.load(std::memory_order_acquire) || poked_.exchange(false)) return;
   // Spin first: under steady load the next record is microseconds away and a futex round
   // trip would cost more than it saves. _mm_pause keeps the spin polite to the sibling
   // hyperthread.
   const uint64_t until = monotonic_ns() + spin_ns;
   do {
     if (any_pending()) return;
+    if (poked_.load(std::memory_order_relaxed) && poked_.exchange(false)) return;
     for (int i = 0; i < 32; ++i) _mm_pause();
   } while (spin_ns > 0 && monotonic_ns() < until);
 
   SegmentHeader *hdr = segment_->header();
   uint32_t seen = announce_sleep(hdr);
-  if (any_pending() || shutdown_.load(std::memory_order_acquire)) {
+  // seq_cst on both sides: either wake() sees the sleep announced and bumps the futex word,
+  // or this sees its flag.
+  if (any_pending() || shutdown_.load(std::memory_order_acquire) || poked_.exchange(false)) {
     cancel_sleep(hdr);
     return;
   }
   sleep_until_woken(hdr, seen, timeout_ms);
+}
+
+void Consumer::wake() {
+  poked_.store(true, std::memory_order_seq_cst);
+  wake_consumer(segment_->header());
 }
 
 void Consumer::wake_for_shutdown() {

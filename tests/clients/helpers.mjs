@@ -197,7 +197,6 @@ process.on("exit", () => {
 
 export class Daemon {
   constructor({ proc, port, shmName, dir, controlSocket, args, secretFile }) {
-    this.proc = proc;
     this.secretFile = secretFile;
     this.port = port;
     this.shmName = shmName;
@@ -205,6 +204,12 @@ export class Daemon {
     this.controlSocket = controlSocket;
     this.args = args;
     this.output = "";
+    this.resources = new Set(); // sockets opened through this daemon, closed by stop()
+    this.attach(proc);
+  }
+
+  attach(proc) {
+    this.proc = proc;
     this.exit = null; // { code, signal } once exited
     this.exited = new Promise((resolve) => {
       proc.once("exit", (code, signal) => {
@@ -212,9 +217,32 @@ export class Daemon {
         resolve(this.exit);
       });
     });
-    this.resources = new Set(); // sockets opened through this daemon, closed by stop()
     proc.stdout.on("data", (b) => this.appendOutput(b));
     proc.stderr.on("data", (b) => this.appendOutput(b));
+  }
+
+  // Stops the daemon with `signal` (SIGKILL: a crash) and starts it again with the same
+  // arguments: same port, segment, data directory and control socket, as systemd's
+  // Restart= would. Clients are left open: they see the socket close and reconnect on
+  // their own. Resolves once `kronopctl stats` answers and the port accepts connections.
+  async restart({ signal = "SIGKILL", readyMs = 15000 } = {}) {
+    if (!this.exit) {
+      this.proc.kill(signal);
+      await withTimeout(this.exited, 10000, `kronopd to exit after ${signal}`);
+    }
+    this.proc.stdout.destroy();
+    this.proc.stderr.destroy();
+    this.attach(spawn(kronopdBin(), this.args, { stdio: ["ignore", "pipe", "pipe"] }));
+    const deadline = Date.now() + readyMs;
+    for (;;) {
+      this.assertAlive();
+      const r = await run(kronopctlBin(), ["--socket", this.controlSocket, "stats"], 5000);
+      if (r.code === 0 && (await canConnect(this.port))) return;
+      if (Date.now() >= deadline) {
+        throw new Error(`kronopd did not come back within ${readyMs} ms:\n${this.tail()}`);
+      }
+      await sleep(50);
+    }
   }
 
   appendOutput(b) {

@@ -426,10 +426,11 @@ TEST_F(PhoenixTest, ReadsUnsignedPayloadMembers) {
   EXPECT_EQ(parser.payload_uint("epoch", v), Lookup::kFound);
   EXPECT_EQ(v, std::numeric_limits<uint64_t>::max());
   v = 99;
-  for (const char *key : {"neg", "dbl", "frac", "str", "nil", "token"}) {
+  for (const char *key : {"neg", "dbl", "frac", "str", "token"}) {
     EXPECT_EQ(parser.payload_uint(key, v), Lookup::kWrongType) << key;
   }
-  EXPECT_EQ(v, 99u);  // untouched
+  EXPECT_EQ(v, 99u);                                          // untouched
+  EXPECT_EQ(parser.payload_uint("nil", v), Lookup::kAbsent);  // null: not given
   EXPECT_EQ(parser.payload_uint("missing", v), Lookup::kAbsent);
   EXPECT_EQ(parser.payload_uint("last", v), Lookup::kAbsent);
 

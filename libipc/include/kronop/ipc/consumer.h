@@ -1,7 +1,8 @@
 // The daemon's side of the segment: attaches as the segment's daemon (identity, epoch,
 // heartbeat), reads every ring through a RingReader, sleeps when all are empty (wakeup.h),
 // and frees the leases of producers that died once their committed records are drained.
-// Used by one thread (kronopd's ingest thread); wake_for_shutdown() may be called from any.
+// Used by one thread (kronopd's ingest thread); wake() and wake_for_shutdown() may be called
+// from any.
 #pragma once
 
 #include <atomic>
@@ -54,8 +55,10 @@ class Consumer {
   uint32_t ring_count() const { return static_cast<uint32_t>(readers_.size()); }
 
   // Waits for work: spins for up to spin_ns checking every ring, then sleeps on the futex
-  // for at most timeout_ms. Returns early when wake_for_shutdown() is called.
+  // for at most timeout_ms. Returns early when wake() or wake_for_shutdown() is called.
   void wait_for_records(uint64_t spin_ns, int timeout_ms);
+  // Any thread: the consumer has other work (it returns from, or skips, its next wait once).
+  void wake();
   void wake_for_shutdown();
 
   // Refreshes the heartbeat in the segment header.
@@ -77,6 +80,7 @@ class Consumer {
   std::vector<RingReader> readers_;
   uint64_t epoch_ = 0;
   std::atomic<bool> shutdown_{false};
+  std::atomic<bool> poked_{false};  // wake() since the last wait
 };
 
 }  // namespace kronop::ipc

@@ -1,0 +1,195 @@
+// Recovery on rejoin with the official client: a channel whose params are a function
+// ({last_seq, epoch} from what it last received) gets, after any reconnect, the messages it
+// missed, in order, before live ones, with no gap and no duplicate — across a dropped
+// connection and across a kronopd crash (kill -9) and restart. A join that cannot recover
+// is told {"recovered": false} with the reel's current state.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { eventually, join, run, kronopctlBin, sleep, startDaemon } from "./helpers.mjs";
+
+const T = { timeout: 60000 };
+let daemon;
+
+before(async () => {
+  daemon = await startDaemon();
+});
+
+after(async () => {
+  if (daemon) await daemon.stop();
+});
+
+// A channel as the README shows it: the params function is evaluated on every (re)join.
+// Records every reply and every seq received.
+function recoveringChannel(socket, topic) {
+  const state = { last_seq: undefined, epoch: undefined, seqs: [], replies: [] };
+  const channel = socket.channel(topic, () => ({ last_seq: state.last_seq, epoch: state.epoch }));
+  channel.on("reel_update", (payload) => {
+    state.seqs.push(payload.seq);
+    state.last_seq = payload.seq;
+  });
+  const first = new Promise((resolve, reject) => {
+    channel
+      .join()
+      .receive("ok", (reply) => {
+        state.replies.push(reply);
+        state.epoch = reply.epoch;
+        if (state.last_seq === undefined) state.last_seq = reply.last_seq;
+        resolve(reply);
+      })
+      .receive("error", reject);
+  });
+  return { channel, state, first };
+}
+
+async function publishMany(topic, from, to) {
+  for (let i = from; i <= to; i++) await daemon.publish(topic, "reel_update", { n: i });
+}
+
+const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+test("a dropped connection: the rejoin recovers the missed messages before live ones", T, async () => {
+  const socket = await daemon.phoenix();
+  const topic = "reel:7001";
+  const { state, first } = recoveringChannel(socket, topic);
+  const reply = await first;
+  assert.equal(reply.last_seq, 0);
+  assert.equal(reply.recovered, undefined, "a first join without last_seq does not recover");
+  await publishMany(topic, 1, 3);
+  await eventually(() => state.seqs.length === 3, 5000, "seq 1..3 live");
+
+  socket.disconnect();
+  await publishMany(topic, 4, 8); // while away
+  socket.connect();
+  await eventually(() => state.replies.length === 2, 10000, "the rejoin's reply");
+  await publishMany(topic, 9, 9);
+  await eventually(() => state.seqs.length >= 9, 10000, "seq 4..9");
+  await sleep(100); // room for a duplicate to show
+  assert.deepEqual(state.seqs, range(1, 9), "no gap, no duplicate, in order");
+  assert.deepEqual(state.replies[1], { epoch: reply.epoch, last_seq: 8, recovered: true });
+});
+
+test("kill -9 of kronopd and a restart: phoenix reconnects and recovers gap-free", T, async () => {
+  const socket = await daemon.phoenix();
+  const topic = "reel:7002";
+  const { state, first } = recoveringChannel(socket, topic);
+  const reply = await first;
+  await publishMany(topic, 1, 5);
+  await eventually(() => state.seqs.length === 5, 5000, "seq 1..5 live");
+
+  await daemon.restart({ signal: "SIGKILL" });
+  // Published while the client is still reconnecting (its backoff is 10 ms to 2 s).
+  await publishMany(topic, 6, 10);
+  await eventually(() => state.replies.length >= 2, 15000, "the rejoin after the restart");
+  await publishMany(topic, 11, 12);
+  await eventually(() => state.seqs.length >= 12, 10000, "seq 6..12");
+  await sleep(100);
+  assert.deepEqual(state.seqs, range(1, 12), "no gap, no duplicate, in order");
+  const rejoin = state.replies.at(-1);
+  assert.equal(rejoin.epoch, reply.epoch, "the stream's epoch survives the restart");
+  assert.equal(rejoin.recovered, true);
+});
+
+test("a stream of another epoch, or a last_seq ahead of it, is not recovered", T, async () => {
+  const topic = "reel:7003";
+  await publishMany(topic, 1, 4);
+  const socket = await daemon.phoenix();
+  const fresh = await join(socket, topic, { params: {} });
+  assert.equal(fresh.status, "ok");
+  assert.equal(fresh.response.last_seq, 4);
+  fresh.channel.leave();
+
+  const other = await join(socket, topic, {
+    params: { last_seq: 2, epoch: fresh.response.epoch + 1 },
+    events: ["reel_update"],
+  });
+  assert.equal(other.status, "ok");
+  assert.equal(other.response.recovered, false);
+  assert.equal(other.response.last_seq, 4);
+  assert.deepEqual(other.response.state, { likes: 0, comments: 0, shares: 0 }, "current state");
+  await sleep(200);
+  assert.equal(other.queues.reel_update.length, 0, "nothing replayed");
+  other.channel.leave();
+
+  const ahead = await join(socket, topic, { params: { last_seq: 99, epoch: fresh.response.epoch } });
+  assert.equal(ahead.response.recovered, false);
+  ahead.channel.leave();
+
+  // last_seq 0: nothing received yet, whatever the epoch: everything from seq 1.
+  const zero = await join(socket, topic, {
+    params: { last_seq: 0, epoch: 12345 },
+    events: ["reel_update"],
+  });
+  assert.equal(zero.response.recovered, true);
+  for (const seq of range(1, 4)) {
+    assert.equal((await zero.queues.reel_update.next(5000)).seq, seq);
+  }
+  zero.channel.leave();
+});
+
+test("malformed recovery parameters get an error reply", T, async () => {
+  const socket = await daemon.phoenix();
+  for (const [params, reason] of [
+    [{ last_seq: "3" }, "last_seq must be a non-negative integer"],
+    [{ last_seq: -1 }, "last_seq must be a non-negative integer"],
+    [{ last_seq: 1.5 }, "last_seq must be a non-negative integer"],
+    [{ last_seq: 1, epoch: "x" }, "epoch must be a non-negative integer"],
+  ]) {
+    const r = await join(socket, "reel:7004", { params });
+    assert.equal(r.status, "error", JSON.stringify(params));
+    assert.deepEqual(r.response, { reason });
+    r.channel.leave();
+  }
+  // null is "not given".
+  const ok = await join(socket, "reel:7004", { params: { last_seq: null, epoch: null } });
+  assert.equal(ok.status, "ok");
+  assert.equal(ok.response.recovered, undefined);
+});
+
+test("history older than retention, or more than --max-recovery-messages, is not recovered", T, async () => {
+  const d = await startDaemon({
+    extraArgs: ["--retention-count", "5", "--max-recovery-messages", "100"],
+  });
+  try {
+    const socket = await d.phoenix();
+    const publish = (topic, count) =>
+      run(kronopctlBin(), [
+        "--shm-name", d.shmName, "publish", "--topic", topic, "--event", "reel_update",
+        "--json", '{"n":1}', "--count", String(count),
+      ]);
+    assert.equal((await publish("reel:1", 20)).code, 0);
+    const fresh = await join(socket, "reel:1", { params: {} });
+    assert.equal(fresh.response.last_seq, 20);
+    fresh.channel.leave();
+    // Retention keeps the newest 5 (seq 16..20) once its next round has run (every second).
+    const epoch = fresh.response.epoch;
+    let r;
+    await eventually(
+      async () => {
+        r = await join(socket, "reel:1", { params: { last_seq: 10, epoch } });
+        r.channel.leave();
+        return r.response.recovered === false;
+      },
+      10000,
+      "seq 11..15 trimmed by retention",
+      500,
+    );
+    // What is still retained is recovered.
+    const kept = await join(socket, "reel:1", { params: { last_seq: 16, epoch }, events: ["reel_update"] });
+    assert.equal(kept.response.recovered, true);
+    for (const seq of range(17, 20)) assert.equal((await kept.queues.reel_update.next(5000)).seq, seq);
+    kept.channel.leave();
+
+    assert.equal((await publish("reel:2", 150)).code, 0);
+    const many = await join(socket, "reel:2", { params: { last_seq: 0 }, events: ["reel_update"] });
+    assert.equal(many.response.recovered, false, "150 missed > --max-recovery-messages 100");
+    assert.equal(many.response.last_seq, 150);
+
+    const stats = await d.clientStats();
+    assert.ok(Number(stats.recoveries) >= 1, JSON.stringify(stats));
+    assert.ok(Number(stats.recoveries_failed) >= 2, JSON.stringify(stats));
+    assert.ok(Number(stats.recovered_messages) >= 4, JSON.stringify(stats));
+  } finally {
+    await d.stop();
+  }
+});
