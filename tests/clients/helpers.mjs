@@ -158,7 +158,7 @@ export function run(file, args, timeoutMs = 10000, input = undefined) {
     const child = execFile(
       file,
       args,
-      { timeout: timeoutMs, killSignal: "SIGKILL" },
+      { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 64 << 20 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== "number" && !err.signal) {
           reject(err);
