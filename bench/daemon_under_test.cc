@@ -85,7 +85,7 @@ Result<std::unique_ptr<DaemonUnderTest>> DaemonUnderTest::start(const DaemonOpti
                                    "--log-level",
                                    "warning",
                                    "--port",
-                                   "0"};
+                                   std::to_string(options.port)};
   if (options.ring_size != 0) {
     args.insert(args.end(), {"--ring-size", std::to_string(options.ring_size)});
   }

@@ -25,6 +25,7 @@ struct DaemonOptions {
   std::string shm_name;    // unique per run
   int cpu = -1;            // pin every daemon thread to this CPU; -1: no pinning
   uint64_t ring_size = 0;  // bytes per ring; 0: the daemon's default
+  int port = 0;            // the client port; 0: any free one (the kernel picks)
   std::vector<std::string> extra_args;
 };
 

@@ -63,7 +63,13 @@ Result<std::unique_ptr<LogReader>> LogReader::open(const std::string &path) {
   return std::unique_ptr<LogReader>(new LogReader(db, path));
 }
 
-LogReader::~LogReader() { sqlite3_close(db_); }
+LogReader::LogReader(sqlite3 *db, std::string path)
+    : db_(db), zstd_(ZSTD_createDCtx()), path_(std::move(path)) {}
+
+LogReader::~LogReader() {
+  ZSTD_freeDCtx(zstd_);
+  sqlite3_close(db_);
+}
 
 std::optional<LogReader::Topic> LogReader::topic(const std::string &name) {
   sqlite3_stmt *s = nullptr;
@@ -157,7 +163,7 @@ Result<uint64_t> LogReader::read(const LogQuery &q,
                                       std::to_string(m.seq) + ")"};
       }
       m.body.resize(raw);
-      const std::size_t got = ZSTD_decompress(m.body.data(), m.body.size(), data, size);
+      const std::size_t got = ZSTD_decompressDCtx(zstd_, m.body.data(), m.body.size(), data, size);
       if (ZSTD_isError(got) || got != raw) {
         sqlite3_finalize(s);
         return Error{KRONOP_ESYS, path_ + ": a compressed payload is damaged (seq " +

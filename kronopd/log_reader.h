@@ -1,5 +1,5 @@
 // Reading the durable log (log_store.h) without writing it: kronopctl replay (which works
-// with kronopd stopped) and, later, history for rejoining clients. Opens the database
+// with kronopd stopped), REST history, and the history of rejoining clients. Opens the database
 // read-only; SQLite's WAL lets it read while kronopd writes.
 #pragma once
 
@@ -14,6 +14,8 @@
 #include "kronop/result.h"
 
 struct sqlite3;
+struct ZSTD_DCtx_s;
+typedef struct ZSTD_DCtx_s ZSTD_DCtx;
 
 namespace kronop::daemon {
 
@@ -64,8 +66,9 @@ class LogReader {
   Result<uint64_t> read(const LogQuery &q, const std::function<bool(const LoggedMessage &)> &fn);
 
  private:
-  LogReader(sqlite3 *db, std::string path) : db_(db), path_(std::move(path)) {}
+  LogReader(sqlite3 *db, std::string path);
   sqlite3 *db_;
+  ZSTD_DCtx *zstd_;  // reused: a context per payload would cost an allocation each
   std::string path_;
 };
 

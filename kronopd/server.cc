@@ -31,12 +31,45 @@ SharedFrame shared(std::string bytes) {
 
 SharedFrame text(std::string_view s) { return shared(ws::text_frame(s)); }
 
-// A thread-pool thread: the messages of `topic` numbered after..until in stream `epoch`,
-// from the log once it has committed batch `durable` (which holds them). True when all of
-// them are there: a row missing (trimmed by retention) or of another epoch means the client
-// cannot recover. Rows whose body does not convert are not sent, as live.
+// How one subscriber receives messages: its format, and who it is (for target_users).
+struct Audience {
+  bool plain = false;     // the plain endpoints' {"topic","event","payload"} text
+  bool protobuf = false;  // format=protobuf: the binary broadcast
+  const Identity *identity = nullptr;
+};
+
+// The frame `a` gets for `m`, or null when target_users leaves it out (ReelUpdate's
+// target_users: only those users' sockets; anonymous sockets are nobody's) or when the
+// message has no frame in its format.
+const SharedFrame *frame_for(const Message &m, const Audience &a) {
+  const auto &targets = m.target_users();
+  if (!targets.empty() &&
+      (!a.identity->authenticated() ||
+       std::find(targets.begin(), targets.end(), a.identity->user_id) == targets.end()))
+    return nullptr;
+  if (a.plain) return &m.plain_text();
+  if (a.protobuf && !m.json_only()) {
+    const SharedFrame &f = m.phoenix_binary();
+    return f ? &f : nullptr;
+  }
+  return &m.phoenix_text();
+}
+
+// History goes out in chunks of frames: one allocation and one write each, rather than a
+// message object and a frame per message. At most 64 KiB, and a quarter of
+// --max-unsent-bytes, so that a chunk always fits next to what pump_history lets queue.
+std::size_t history_chunk_bytes(std::size_t max_unsent_bytes) {
+  return std::clamp<std::size_t>(max_unsent_bytes / 4, 1, 64 * 1024);
+}
+
+// A thread-pool thread: the frames `a` gets for the messages of `topic` numbered
+// after..until in stream `epoch`, from the log once it has committed batch `durable` (which
+// holds them), concatenated into chunks. True when all of them are there: a row missing
+// (trimmed by retention) or of another epoch means the client cannot recover. Rows whose
+// body does not convert are not sent, as live.
 bool read_log_history(LogStore &log, const std::string &topic, uint64_t after, uint64_t until,
-                      uint64_t epoch, uint64_t durable, std::vector<MessagePtr> &out) {
+                      uint64_t epoch, uint64_t durable, const Audience &a, std::size_t chunk_bytes,
+                      std::vector<SharedFrame> &chunks, uint64_t &messages) {
   const uint64_t give_up = monotonic_ms() + 10'000;
   while (log.committed() < durable) {
     if (monotonic_ms() > give_up) {
@@ -63,12 +96,27 @@ bool read_log_history(LogStore &log, const std::string &topic, uint64_t after, u
   q.after_seq = after;
   q.until_seq = until;
   uint64_t expect = after + 1;
+  std::string chunk;
   auto read = reader->read(q, [&](const LoggedMessage &row) {
     if (row.seq != expect || row.epoch != epoch) return false;
     ++expect;
-    if (MessagePtr m = Message::make(row.view(), row.seq)) out.push_back(std::move(m));
+    MessagePtr m = Message::make(row.view(), row.seq);
+    const SharedFrame *f = m ? frame_for(*m, a) : nullptr;
+    if (f == nullptr) return true;
+    ++messages;
+    if (!chunk.empty() && chunk.size() + (*f)->size() > chunk_bytes) {
+      chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
+      chunk.clear();
+    }
+    if (chunk.empty()) chunk.reserve(std::max(chunk_bytes, (*f)->size()));
+    chunk += **f;
+    if (chunk.size() >= chunk_bytes) {
+      chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
+      chunk.clear();
+    }
     return true;
   });
+  if (!chunk.empty()) chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
   if (!read.ok()) {
     KLOG_WARN("recovery of %s: %s", topic.c_str(), read.error().message.c_str());
     return false;
@@ -89,6 +137,11 @@ struct ClientServer::PendingJoin {
   uint64_t epoch = 0;            // 0: not given
   SyncReply synced;              // once answered
   std::vector<MessagePtr> held;  // the topic's live messages since the join
+  // Once answered: the recovered messages' frames (in chunks), sent as the socket drains
+  // (pump_history).
+  bool answered = false;
+  std::vector<SharedFrame> history;
+  std::size_t next = 0;
 };
 
 struct ClientServer::HistoryRead {
@@ -101,7 +154,11 @@ struct ClientServer::HistoryRead {
   uint64_t until = 0;
   uint64_t epoch = 0;
   uint64_t durable = 0;
-  std::vector<MessagePtr> messages;
+  Identity identity;  // the reader's own copy: the connection may close meanwhile
+  Audience audience;
+  std::size_t chunk_bytes = 0;
+  std::vector<SharedFrame> chunks;
+  uint64_t messages = 0;
   bool complete = false;
 };
 
@@ -144,6 +201,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   // each reel channel it is tracked on.
   bool online = false;
   std::vector<std::pair<std::string, std::string>> presences;  // topic, phx_ref
+  Audience audience() const { return {mode == Mode::kPlain, protobuf, &identity}; }
   // Joins not answered yet (see ClientServer::begin_join).
   std::vector<std::unique_ptr<PendingJoin>> joining;
   PendingJoin *joining_on(std::string_view topic) {
@@ -587,6 +645,9 @@ void ClientServer::begin_join(Connection *c, const phoenix::ClientMessage &m) {
   PendingJoin *j = c->joining_on(m.topic);
   if (j != nullptr) {
     syncs_.erase(j->sync_id);
+    j->answered = false;
+    j->history.clear();
+    j->next = 0;
   } else {
     c->joining.push_back(std::make_unique<PendingJoin>());
     j = c->joining.back().get();
@@ -620,7 +681,7 @@ void ClientServer::on_sync(const SyncReply &r) {
   if (j == nullptr) return;
   j->synced = r;
   if (!j->recover) {
-    finish_join(c, j, std::nullopt, {});
+    finish_join(c, j, std::nullopt);
     return;
   }
   // last_seq 0 (nothing received yet) is the start of whichever stream there is now.
@@ -628,9 +689,9 @@ void ClientServer::on_sync(const SyncReply &r) {
   const bool same_stream = n == 0 || j->epoch == 0 || j->epoch == r.epoch;
   if (!same_stream || n > r.last_seq || r.last_seq - n > options_.max_recovery ||
       (n < r.last_seq && options_.log == nullptr)) {
-    finish_join(c, j, false, {});
+    finish_join(c, j, false);
   } else if (n == r.last_seq) {
-    finish_join(c, j, true, {});
+    finish_join(c, j, true);
   } else {
     read_history(c, j, r);
   }
@@ -646,6 +707,10 @@ void ClientServer::read_history(Connection *c, PendingJoin *j, const SyncReply &
   h->until = r.last_seq;
   h->epoch = r.epoch;
   h->durable = r.durable;
+  h->identity = c->identity;
+  h->audience = c->audience();
+  h->audience.identity = &h->identity;
+  h->chunk_bytes = history_chunk_bytes(options_.max_unsent_bytes);
   j->sync_id = h->sync_id = ++next_sync_id_;
   syncs_[j->sync_id] = c;
   uv_queue_work(
@@ -653,7 +718,8 @@ void ClientServer::read_history(Connection *c, PendingJoin *j, const SyncReply &
       [](uv_work_t *req) {
         auto *read = static_cast<HistoryRead *>(req->data);
         read->complete = read_log_history(*read->log, read->topic, read->after, read->until,
-                                          read->epoch, read->durable, read->messages);
+                                          read->epoch, read->durable, read->audience,
+                                          read->chunk_bytes, read->chunks, read->messages);
       },
       [](uv_work_t *req, int) {
         std::unique_ptr<HistoryRead> read(static_cast<HistoryRead *>(req->data));
@@ -664,8 +730,11 @@ void ClientServer::read_history(Connection *c, PendingJoin *j, const SyncReply &
         self->syncs_.erase(it);
         for (auto &p : conn->joining) {
           if (p->sync_id == read->sync_id) {
-            self->finish_join(conn, p.get(), read->complete,
-                              read->complete ? read->messages : std::vector<MessagePtr>{});
+            if (read->complete) {
+              self->finish_join(conn, p.get(), true, std::move(read->chunks), read->messages);
+            } else {
+              self->finish_join(conn, p.get(), false);
+            }
             return;
           }
         }
@@ -673,7 +742,7 @@ void ClientServer::read_history(Connection *c, PendingJoin *j, const SyncReply &
 }
 
 void ClientServer::finish_join(Connection *c, PendingJoin *j, std::optional<bool> recovered,
-                               const std::vector<MessagePtr> &history) {
+                               std::vector<SharedFrame> history, uint64_t messages) {
   const SyncReply &r = j->synced;
   std::string response =
       "{\"epoch\":" + std::to_string(r.epoch) + ",\"last_seq\":" + std::to_string(r.last_seq);
@@ -690,14 +759,42 @@ void ClientServer::finish_join(Connection *c, PendingJoin *j, std::optional<bool
   send(c, text(phoenix::encode_reply(j->join_ref_json, j->ref_json, j->topic_json,
                                      phoenix::ReplyStatus::kOk, response)));
   join_presence(c, j->topic, j->join_ref_json, j->topic_json);
-  for (const MessagePtr &m : history) deliver_to(c, *m);
-  bump(Counter::kRecoveredMessages, history.size());
+  j->answered = true;
+  j->history = std::move(history);
+  j->next = 0;
+  bump(Counter::kRecoveredMessages, messages);
+  pump_history(c, j);
+}
+
+void ClientServer::pump_history(Connection *c, PendingJoin *j) {
+  // History may be far more than --max-unsent-bytes: it goes out as the socket drains,
+  // half the bound at a time, the rest when libuv's write completes (resume_history).
+  const std::size_t room = std::max<std::size_t>(options_.max_unsent_bytes / 2, 1);
+  while (j->next < j->history.size()) {
+    if (c->closing) return;
+    if (c->out_bytes + c->tcp.write_queue_size >= room) {
+      if (c->out_bytes > 0) flush(c);  // the kernel takes what it can, libuv queues the rest
+      if (c->closing || c->handle_closed) return;
+      if (c->tcp.write_queue_size >= room) return;  // a write is in flight: resumed after it
+      continue;
+    }
+    send(c, j->history[j->next++]);
+  }
   // Held live messages up to last_seq were numbered before the join was in force: the
   // client has them from history, or did not ask for them. Ephemeral ones (seq 0) go out.
+  const uint64_t last = j->synced.last_seq;
   for (const MessagePtr &m : j->held) {
-    if (m->seq() == 0 || m->seq() > r.last_seq) deliver_to(c, *m);
+    if (m->seq() == 0 || m->seq() > last) deliver_to(c, *m);
   }
   std::erase_if(c->joining, [j](const auto &p) { return p.get() == j; });
+}
+
+void ClientServer::resume_history(Connection *c) {
+  std::vector<PendingJoin *> sending;
+  for (auto &j : c->joining) {
+    if (j->answered) sending.push_back(j.get());
+  }
+  for (PendingJoin *j : sending) pump_history(c, j);
 }
 
 void ClientServer::drop_pending_join(Connection *c, std::string_view topic) {
@@ -972,6 +1069,8 @@ void ClientServer::flush(Connection *c) {
                        conn->close_handle();
                      } else if (conn->closing && conn->writes_in_flight == 0 && conn->out.empty()) {
                        conn->half_close();
+                     } else if (!conn->joining.empty()) {
+                       conn->server->resume_history(conn);
                      }
                    });
       if (rc != 0) {
@@ -1042,19 +1141,8 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
 
 void ClientServer::deliver_to(Connection *c, const Message &m) {
   if (c->closing) return;
-  // target_users: only the sockets of those users (anonymous sockets are nobody's).
-  const auto &targets = m.target_users();
-  if (!targets.empty() &&
-      (!c->identity.authenticated() ||
-       std::find(targets.begin(), targets.end(), c->identity.user_id) == targets.end()))
-    return;
-  const Send how = m.priority() == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal;
-  if (c->mode == Connection::Mode::kPlain) {
-    send(c, m.plain_text(), how);
-  } else if (c->protobuf && !m.json_only()) {
-    if (const SharedFrame &f = m.phoenix_binary()) send(c, f, how);
-  } else {
-    send(c, m.phoenix_text(), how);
+  if (const SharedFrame *f = frame_for(m, c->audience())) {
+    send(c, *f, m.priority() == KRONOP_PRIORITY_LOW ? Send::kDroppable : Send::kNormal);
   }
 }
 

@@ -198,10 +198,14 @@ class ClientServer {
   bool check_join_params(Connection *c, const phoenix::ClientMessage &m);
   void begin_join(Connection *c, const phoenix::ClientMessage &m);
   void read_history(Connection *c, PendingJoin *j, const SyncReply &r);
-  // Sends the reply (recovered: nullopt when recovery was not asked for), presence, history
-  // and the held messages, and makes the join live.
+  // Sends the reply (recovered: nullopt when recovery was not asked for) and presence, then
+  // the history and the held messages (pump_history), and makes the join live.
   void finish_join(Connection *c, PendingJoin *j, std::optional<bool> recovered,
-                   const std::vector<MessagePtr> &history);
+                   std::vector<SharedFrame> history = {}, uint64_t messages = 0);
+  // Sends what fits of an answered join's history; when all is sent, the held messages, and
+  // the join is live. resume_history: after a write completed.
+  void pump_history(Connection *c, PendingJoin *j);
+  void resume_history(Connection *c);
   void drop_pending_join(Connection *c, std::string_view topic);
   // One message to one subscriber, in its format, unless target_users excludes it.
   void deliver_to(Connection *c, const Message &m);

@@ -240,3 +240,31 @@ test("kill -9 during a sustained publish: the log has every update once, every c
     if (seq !== k + 1) assert.fail(`log row ${k} has seq ${seq}`);
   });
 });
+
+test("a recovery larger than --max-unsent-bytes goes out as the socket drains, not closed", T, async () => {
+  const d = await startDaemon({ extraArgs: ["--max-unsent-bytes", "65536"] });
+  try {
+    const count = 3000; // about 700 kB of frames, ten times the bound
+    const r = await run(kronopctlBin(), [
+      "--shm-name", d.shmName, "publish", "--topic", "reel:9", "--event", "reel_update",
+      "--json", '{"pad":"' + "y".repeat(200) + '"}', "--count", String(count),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const socket = await d.phoenix();
+    const seqs = [];
+    const channel = socket.channel("reel:9", { last_seq: 0 });
+    channel.on("reel_update", (p) => seqs.push(p.seq));
+    const reply = await new Promise((resolve, reject) =>
+      channel.join().receive("ok", resolve).receive("error", reject),
+    );
+    assert.equal(reply.recovered, true);
+    await eventually(() => seqs.length >= count, 10000, `${count} recovered messages`).catch((e) => {
+      throw new Error(`${e.message}: got ${seqs.length}, last ${seqs.at(-1)}, closes ${socket.closes.length}`);
+    });
+    assert.deepEqual(seqs, range(1, count));
+    assert.equal(socket.closes.length, 0, "the socket stayed open");
+    assert.equal((await d.clientStats()).closed_slow, "0");
+  } finally {
+    await d.stop();
+  }
+});
