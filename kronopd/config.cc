@@ -104,6 +104,10 @@ void add_options(CLI::App &app, Config &config) {
                  "reel_update messages kept per reel for GET /api/v1/reels/ID/updates")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000}))
       ->capture_default_str();
+  app.add_flag("--durable-log,!--no-durable-log", config.durable_log,
+               "Log every message in DATA_DIR/kronop.db (without it: nothing survives a "
+               "restart, joins recover nothing; for development and for measuring the log)")
+      ->capture_default_str();
   app.add_option("--retention-hours", config.retention_hours,
                  "The durable log keeps messages this many hours (0: whatever their age)")
       ->capture_default_str();

@@ -38,6 +38,8 @@ struct Config {
   std::size_t max_request_body = 64 * 1024;
   bool trust_loopback = true;
   std::size_t recent_updates = 100;  // per reel, for GET /api/v1/reels/:id/updates
+  // The durable log (DATA_DIR/kronop.db); without it nothing survives a restart.
+  bool durable_log = true;
   // The durable log's retention.
   uint64_t retention_hours = 168;
   uint64_t retention_count = 100'000;

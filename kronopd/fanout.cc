@@ -254,14 +254,31 @@ void Dispatcher::apply_interest() {
   HandoffStack<InterestChange>::delete_list(list);
 }
 
+namespace {
+// A new stream: an epoch no earlier stream of this name had (53 random bits, not 0, so that
+// it is exact as a JSON number in every client).
+uint64_t new_epoch() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return (rng() >> 11) | 1;
+}
+}  // namespace
+
 Dispatcher::TopicMap::iterator Dispatcher::add_topic(std::string_view name) {
   TopicState fresh;
-  // A new stream: an epoch no earlier stream of this name had (53 random bits, not 0, so
-  // that it is exact as a JSON number in every client).
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  fresh.epoch = (rng() >> 11) | 1;
+  fresh.epoch = new_epoch();
   bump(counters_.topics);
   return topics_.emplace(std::string(name), fresh).first;
+}
+
+void Dispatcher::renew_epoch(std::string_view topic) {
+  if (renewed_.contains(topic)) return;
+  renewed_.emplace(topic);
+  auto it = topics_.find(topic);
+  if (it == topics_.end()) {
+    add_topic(topic);  // a new stream anyway
+    return;
+  }
+  it->second.epoch = new_epoch();
 }
 
 void Dispatcher::seed(const std::string &topic, uint64_t last_seq, uint64_t epoch) {

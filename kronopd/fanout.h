@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "envelope_validation.h"
@@ -204,6 +205,9 @@ class Dispatcher {
   // Before the ingest thread starts: a topic's numbering continues after `last_seq` in
   // stream `epoch` (from the durable log).
   void seed(const std::string &topic, uint64_t last_seq, uint64_t epoch);
+  // Ingest thread: the topic's stream gets a new epoch (once per run): its history from
+  // here on is not the one its clients may have seen (see IngestOptions::on_replayed).
+  void renew_epoch(std::string_view topic);
   // Ingest thread: applies the loops' reports, answers their sync requests and hands each
   // loop its staged batch (after a drain pass, or when a request is waiting).
   void end_batch();
@@ -254,7 +258,9 @@ class Dispatcher {
     std::string topic;
     uint64_t id;
   };
-  std::vector<PendingSync> pending_syncs_;  // taken by apply_interest, answered by end_batch
+  std::vector<PendingSync> pending_syncs_;
+  std::unordered_set<std::string, Hash, std::equal_to<>>
+      renewed_;  // renew_epoch's topics  // taken by apply_interest, answered by end_batch
   std::vector<std::vector<SyncReply>> staged_syncs_;  // per loop
   std::function<void()> wake_;
   std::function<uint64_t()> durable_position_;

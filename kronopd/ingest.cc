@@ -20,6 +20,13 @@ Ingest::Ingest(std::unique_ptr<ipc::Consumer> consumer, IngestOptions options, I
 Ingest::~Ingest() { stop(); }
 
 void Ingest::start() {
+  if (options_.after_unclean_stop) {
+    for (uint32_t i = 0; i < consumer_->ring_count(); ++i) {
+      written_before_start_.push_back(
+          consumer_->reader(i).control()->write_pos.load(std::memory_order_acquire));
+    }
+    replaying_ = true;
+  }
   housekeeping();
   thread_ = std::thread([this] { run(); });
 }
@@ -31,7 +38,7 @@ void Ingest::stop() {
   thread_.join();
 }
 
-void Ingest::handle(uint32_t ring, std::string_view record) {
+void Ingest::handle(uint32_t ring, std::string_view record, uint64_t end_pos) {
   EnvelopeView view;
   Reject r = validator_.validate(record, view);
   if (r != Reject::kNone) {
@@ -63,6 +70,9 @@ void Ingest::handle(uint32_t ring, std::string_view record) {
       options_.already_logged.erase(it);
     }
   }
+  if (replaying_ && options_.on_replay) {
+    options_.on_replay(view, end_pos <= written_before_start_[ring]);
+  }
   bump(counters_.records);
   bump(counters_.bytes, record.size());
   if (sink_) sink_(view);
@@ -90,10 +100,17 @@ void Ingest::run() {
   uint64_t corrupt_seen = 0;
   bool had_records = true;
   while (!stopping_.load(std::memory_order_acquire)) {
-    std::size_t n = consumer_->drain(
-        options_.batch_per_ring,
-        [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); });
+    std::size_t n = consumer_->drain(options_.batch_per_ring,
+                                     [this](uint32_t ring, const ipc::RingRecord &rec) {
+                                       handle(ring, rec.bytes, rec.end_pos);
+                                     });
     if (n > 0 && batch_end_) batch_end_();
+    if (replaying_) {
+      replaying_ = false;
+      for (uint32_t i = 0; i < written_before_start_.size(); ++i) {
+        if (consumer_->reader(i).read_pos() < written_before_start_[i]) replaying_ = true;
+      }
+    }
     release(n > 0);
     uint64_t corrupt = consumer_->corrupt_ranges();
     if (corrupt != corrupt_seen) {
@@ -121,10 +138,11 @@ void Ingest::run() {
   // Drain what is already committed so a clean stop leaves nothing read-but-unreleased;
   // bounded, since producers may keep publishing while we stop.
   const uint64_t give_up = monotonic_ms() + 1000;
-  while (monotonic_ms() < give_up &&
-         consumer_->drain(
-             options_.batch_per_ring,
-             [this](uint32_t ring, const ipc::RingRecord &rec) { handle(ring, rec.bytes); }) > 0) {
+  while (
+      monotonic_ms() < give_up &&
+      consumer_->drain(options_.batch_per_ring, [this](uint32_t ring, const ipc::RingRecord &rec) {
+        handle(ring, rec.bytes, rec.end_pos);
+      }) > 0) {
     if (batch_end_) batch_end_();
     release(true);
   }

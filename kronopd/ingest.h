@@ -36,6 +36,15 @@ struct IngestOptions {
   // producer id -> the last producer seq the log holds: records of that producer up to it
   // were logged (and delivered) before a restart, and are skipped when read again.
   std::unordered_map<uint64_t, uint64_t> already_logged;
+  // After an unclean stop (kronopd killed), the records the rings held at start may have been
+  // fanned out, numbered, by the run that died before logging them. Read again now, each
+  // producer's come in the same order, so a topic fed by one producer gets the same seqs;
+  // but where records of two producers meet on a topic, the interleaving (and so the
+  // numbering) may differ from what clients saw. Until every ring is read past what it held
+  // at start, each record is shown to on_replay (`replayed`: it is one of those), and the
+  // caller gives such topics a new epoch.
+  bool after_unclean_stop = false;
+  std::function<void(const EnvelopeView &, bool replayed)> on_replay;
   // Called on the ingest thread after a drain pass that found nothing, before it waits:
   // other work the thread does (the dispatcher's answers to the loops). Wake the thread
   // for it with consumer().wake().
@@ -79,7 +88,7 @@ class Ingest {
 
  private:
   void run();
-  void handle(uint32_t ring, std::string_view record);
+  void handle(uint32_t ring, std::string_view record, uint64_t end_pos);
   void housekeeping();
   // After a drain pass: releases what may be released (everything, or with a log, what it
   // has committed).
@@ -100,6 +109,9 @@ class Ingest {
     uint64_t last_seq = 0;
   };
   std::vector<ProducerTrack> tracks_;
+  // Per ring: where the records written before this start end (after an unclean stop).
+  std::vector<uint64_t> written_before_start_;
+  bool replaying_ = false;  // some ring is not yet read past written_before_start_
   struct PendingRelease {
     uint64_t batch = 0;              // the log batch that covers these positions
     std::vector<uint64_t> read_pos;  // per ring

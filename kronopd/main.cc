@@ -206,12 +206,27 @@ int main(int argc, char **argv) {
   LogOptions log_options;
   log_options.retention_age_ms = config.retention_hours * 3600 * 1000;
   log_options.retention_count = config.retention_count;
-  auto opened_log = LogStore::open(config.data_dir + "/kronop.db", log_options);
-  if (!opened_log.ok()) {
-    KLOG_ERROR("durable log: %s", opened_log.error().message.c_str());
-    return 1;
+  std::unique_ptr<LogStore> log_store;
+  if (config.durable_log) {
+    auto opened_log = LogStore::open(config.data_dir + "/kronop.db", log_options);
+    if (!opened_log.ok()) {
+      KLOG_ERROR("durable log: %s", opened_log.error().message.c_str());
+      return 1;
+    }
+    log_store = std::move(opened_log).value();
+  } else {
+    KLOG_WARN("--no-durable-log: nothing is kept across restarts, joins recover nothing");
   }
-  std::unique_ptr<LogStore> log_store = std::move(opened_log).value();
+  // DATA_DIR/kronopd.running exists while kronopd runs: found at start, the last run did not
+  // stop cleanly (see IngestOptions::on_replayed).
+  const std::string running_marker = config.data_dir + "/kronopd.running";
+  struct stat marker_stat {};
+  const bool after_unclean_stop = log_store && ::stat(running_marker.c_str(), &marker_stat) == 0;
+  if (after_unclean_stop) {
+    KLOG_WARN(
+        "the last run did not stop cleanly: topics whose unlogged records it may have "
+        "fanned out get a new epoch");
+  }
   std::string note;
   auto consumer = ipc::Consumer::attach(
       ipc::SegmentOptions{config.shm_name, config.rings, config.ring_size}, &note);
@@ -234,7 +249,7 @@ int main(int argc, char **argv) {
   ReelState reels(config.recent_updates);
   PresenceHub presence;
   // Last-known presence survives restarts: restored now, kept up to date by the log.
-  for (const UserRow &r : log_store->users()) {
+  for (const UserRow &r : log_store ? log_store->users() : std::vector<UserRow>{}) {
     PresenceHub::UserPresence p;
     p.user_id = r.user_id;
     p.status = static_cast<PresenceHub::Status>(r.status);
@@ -243,13 +258,16 @@ int main(int argc, char **argv) {
     p.last_seen_ms = r.last_seen_ms;
     presence.restore(p);
   }
-  presence.set_observer([store = log_store.get()](const PresenceHub::UserPresence &p) {
-    store->submit_user(
-        UserRow{p.user_id, static_cast<int>(p.status), p.current_reel, p.activity, p.last_seen_ms});
-  });
+  if (log_store) {
+    presence.set_observer([store = log_store.get()](const PresenceHub::UserPresence &p) {
+      store->submit_user(UserRow{p.user_id, static_cast<int>(p.status), p.current_reel, p.activity,
+                                 p.last_seen_ms});
+    });
+  }
   KeyedRateLimiter interaction_limiter(config.max_interactions_per_second,
                                        2 * config.max_interactions_per_second);
-  RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous, log_store->path()},
+  RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous,
+                           log_store ? log_store->path() : std::string()},
                &publisher, &reels, &presence);
 
   uv_loop_t *loop = uv_default_loop();
@@ -286,22 +304,42 @@ int main(int argc, char **argv) {
   Dispatcher dispatcher(inboxes);
   for (auto &l : loops) l->set_dispatcher(&dispatcher);
   // Numbering continues where the log left it.
-  auto logged_topics = log_store->topics();
-  for (const auto &[topic, state] : logged_topics)
-    dispatcher.seed(topic, state.last_seq, state.epoch);
-  KLOG_INFO("durable log %s: %zu topics", log_store->path().c_str(), logged_topics.size());
+  if (log_store) {
+    auto logged_topics = log_store->topics();
+    for (const auto &[topic, state] : logged_topics)
+      dispatcher.seed(topic, state.last_seq, state.epoch);
+    KLOG_INFO("durable log %s: %zu topics", log_store->path().c_str(), logged_topics.size());
+  }
 
   IngestOptions ingest_options;
   ingest_options.spin_ns = config.ingest_spin_us * 1000;
   ingest_options.log = log_store.get();
-  ingest_options.already_logged = log_store->producers();
+  if (log_store) ingest_options.already_logged = log_store->producers();
+  ingest_options.after_unclean_stop = after_unclean_stop;
+  // Per topic while the rings' old records are read again: the producer seen, whether two
+  // were, whether one of its records was an old one. Both: a new epoch.
+  struct ReplayTrack {
+    uint64_t producer = 0;
+    bool mixed = false;
+    bool replayed = false;
+  };
+  std::unordered_map<std::string, ReplayTrack> replay_tracks;
+  ingest_options.on_replay = [&](const EnvelopeView &v, bool replayed) {
+    auto [it, fresh] = replay_tracks.try_emplace(std::string(v.topic));
+    ReplayTrack &t = it->second;
+    if (fresh) t.producer = v.producer_id;
+    t.mixed = t.mixed || t.producer != v.producer_id;
+    t.replayed = t.replayed || replayed;
+    if (t.mixed && t.replayed) dispatcher.renew_epoch(v.topic);
+  };
   std::vector<LogRecord> to_log;  // the drain pass's records (ingest thread)
   ingest_options.on_idle = [&dispatcher] {
     if (dispatcher.has_requests()) dispatcher.end_batch();
   };
   // The pass's records are submitted right after fan-out (below), as the next batch.
-  dispatcher.set_durable_position(
-      [&] { return log_store->submitted() + (to_log.empty() ? 0 : 1); });
+  dispatcher.set_durable_position([&]() -> uint64_t {
+    return log_store ? log_store->submitted() + (to_log.empty() ? 0 : 1) : 0;
+  });
   Ingest ingest(
       std::move(consumer).value(), ingest_options,
       [&](const EnvelopeView &view) {
@@ -312,13 +350,13 @@ int main(int argc, char **argv) {
         uint64_t epoch = 0;
         const uint64_t seq = dispatcher.on_record(v, &epoch);
         reels.remember(v, seq);
-        to_log.push_back(LogRecord::of(v, seq, epoch));
+        if (log_store) to_log.push_back(LogRecord::of(v, seq, epoch));
       },
       [&] {
         reels.flush_counter_updates([&](const EnvelopeView &v) {
           uint64_t epoch = 0;
           const uint64_t seq = dispatcher.on_record(v, &epoch);
-          to_log.push_back(LogRecord::of(v, seq, epoch));
+          if (log_store) to_log.push_back(LogRecord::of(v, seq, epoch));
         });
         // Fan-out first: the log never delays delivery.
         dispatcher.end_batch();
@@ -360,17 +398,19 @@ int main(int argc, char **argv) {
     p->set_users_online(presence.users_online());
     p->set_diffs(presence.diffs());
     p->set_reels(reels.reels());
-    const LogCounters &lc = log_store->counters();
-    auto *l = s.mutable_log();
-    l->set_path(log_store->path());
-    l->set_rows(lc.rows.load(std::memory_order_relaxed));
-    l->set_duplicates(lc.duplicates.load(std::memory_order_relaxed));
-    l->set_transactions(lc.transactions.load(std::memory_order_relaxed));
-    l->set_payload_bytes(lc.payload_bytes.load(std::memory_order_relaxed));
-    l->set_stored_bytes(lc.compressed_bytes.load(std::memory_order_relaxed));
-    l->set_errors(lc.errors.load(std::memory_order_relaxed));
-    l->set_batches_behind(log_store->submitted() - log_store->committed());
-    l->set_trimmed(lc.trimmed.load(std::memory_order_relaxed));
+    if (log_store) {
+      const LogCounters &lc = log_store->counters();
+      auto *l = s.mutable_log();
+      l->set_path(log_store->path());
+      l->set_rows(lc.rows.load(std::memory_order_relaxed));
+      l->set_duplicates(lc.duplicates.load(std::memory_order_relaxed));
+      l->set_transactions(lc.transactions.load(std::memory_order_relaxed));
+      l->set_payload_bytes(lc.payload_bytes.load(std::memory_order_relaxed));
+      l->set_stored_bytes(lc.compressed_bytes.load(std::memory_order_relaxed));
+      l->set_errors(lc.errors.load(std::memory_order_relaxed));
+      l->set_batches_behind(log_store->submitted() - log_store->committed());
+      l->set_trimmed(lc.trimmed.load(std::memory_order_relaxed));
+    }
     struct statvfs fs {};
     if (::statvfs(config.data_dir.c_str(), &fs) == 0) {
       s.set_data_dir_free_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize);
@@ -403,7 +443,13 @@ int main(int argc, char **argv) {
   }
   warn_about_file_limit(config);
   for (auto &l : loops) l->start();
-  log_store->start();
+  if (log_store) {
+    log_store->start();
+    if (FILE *f = std::fopen(running_marker.c_str(), "w")) {
+      std::fprintf(f, "%d\n", static_cast<int>(::getpid()));
+      std::fclose(f);
+    }
+  }
   ingest.start();
 
   // Presence diffs: every --presence-interval-ms, one presence_diff per reel whose viewers
@@ -448,7 +494,7 @@ int main(int argc, char **argv) {
     s->ingest->stop();
     // Everything the ingest thread submitted is committed before kronopd exits; what it
     // read but did not submit stays in the rings for the next start.
-    s->log->stop();
+    if (s->log != nullptr) s->log->stop();
     s->acceptor->close();
     // Each loop sends close frames (1012), gives clients two seconds to take them, cuts the
     // rest and ends.
@@ -476,6 +522,8 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   for (auto &l : loops) l->join();
   uv_loop_close(loop);
+  // Everything fanned out is logged (the log stopped after the ingest thread): a clean stop.
+  if (log_store) ::unlink(running_marker.c_str());
   KLOG_NOTICE("stopped");
   return 0;
 }

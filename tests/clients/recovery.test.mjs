@@ -4,6 +4,8 @@
 // connection and across a kronopd crash (kill -9) and restart. A join that cannot recover
 // is told {"recovered": false} with the reel's current state.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { after, before, test } from "node:test";
 
 import { eventually, join, run, kronopctlBin, sleep, startDaemon } from "./helpers.mjs";
@@ -264,6 +266,79 @@ test("a recovery larger than --max-unsent-bytes goes out as the socket drains, n
     assert.deepEqual(seqs, range(1, count));
     assert.equal(socket.closes.length, 0, "the socket stayed open");
     assert.equal((await d.clientStats()).closed_slow, "0");
+  } finally {
+    await d.stop();
+  }
+});
+
+test("after kill -9, a topic whose waiting records come from two producers gets a new epoch", T, async () => {
+  // Records that a killed kronopd read but did not log are numbered again at the next start;
+  // one producer's come in the same order (same seqs), two producers' may interleave
+  // otherwise, so such a topic's stream is declared new. A clean stop renews nothing.
+  const epochOf = async (topic) => {
+    const socket = await daemon.phoenix();
+    const r = await join(socket, topic, { params: {} });
+    r.channel.leave();
+    return r.response;
+  };
+  const one = "reel:7201";
+  const two = "reel:7202";
+  await publishMany(one, 1, 1);
+  await daemon.publish(two, "reel_update", { n: 1 });
+  const before = { one: await epochOf(one), two: await epochOf(two) };
+
+  await daemon.restart({ signal: "SIGTERM" });
+  await daemon.publish(two, "reel_update", { n: 2 });
+  assert.equal((await epochOf(two)).epoch, before.two.epoch, "a clean stop keeps the epoch");
+
+  await daemon.restart({ signal: "SIGKILL" });
+  assert.equal((await epochOf(two)).epoch, before.two.epoch, "nothing waiting: same epoch");
+  daemon.proc.kill("SIGKILL");
+  await daemon.exited;
+  // While no daemon runs: one producer (one process) on `one`, two on `two`.
+  const r = await run(kronopctlBin(), [
+    "--shm-name", daemon.shmName, "publish", "--topic", one, "--event", "reel_update",
+    "--json", '{"n":2}', "--count", "2",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  await daemon.publish(two, "reel_update", { n: 3 });
+  await daemon.publish(two, "reel_update", { n: 4 });
+  await daemon.restart();
+  const after = { one: await epochOf(one), two: await epochOf(two) };
+  assert.equal(after.one.epoch, before.one.epoch, "one producer: the same stream");
+  assert.equal(after.one.last_seq, 3);
+  assert.notEqual(after.two.epoch, before.two.epoch, "two producers: a new epoch");
+  assert.equal(after.two.last_seq, 4, "numbering continues");
+
+  const socket = await daemon.phoenix();
+  const stale = await join(socket, two, { params: { last_seq: 2, epoch: before.two.epoch } });
+  assert.equal(stale.response.recovered, false);
+  stale.channel.leave();
+  const fine = await join(socket, one, {
+    params: { last_seq: 1, epoch: before.one.epoch },
+    events: ["reel_update"],
+  });
+  assert.equal(fine.response.recovered, true);
+  assert.equal((await fine.queues.reel_update.next(5000)).seq, 2);
+  assert.equal((await fine.queues.reel_update.next(5000)).seq, 3);
+  fine.channel.leave();
+});
+
+test("--no-durable-log: no database, and a join that missed messages cannot recover", T, async () => {
+  const d = await startDaemon({ extraArgs: ["--no-durable-log"] });
+  try {
+    const dataDir = d.args[d.args.indexOf("--data-dir") + 1];
+    await d.publish("reel:1", "reel_update", { n: 1 });
+    await d.publish("reel:1", "reel_update", { n: 2 });
+    const socket = await d.phoenix();
+    const r = await join(socket, "reel:1", { params: { last_seq: 1 } });
+    assert.equal(r.response.recovered, false);
+    assert.equal(r.response.last_seq, 2);
+    assert.equal(existsSync(path.join(dataDir, "kronop.db")), false, "no database file");
+    const stats = JSON.parse(
+      (await run(kronopctlBin(), ["--socket", d.controlSocket, "--json", "stats"])).stdout,
+    );
+    assert.equal(stats.log, undefined, "no log section in stats");
   } finally {
     await d.stop();
   }
