@@ -73,6 +73,9 @@ struct LogOptions {
   uint64_t retention_count = 100'000;
   uint64_t trim_interval_ms = 1000;
   std::size_t trim_chunk = 2000;
+  // How often the WAL is checkpointed into the database (and synced to disk), on a thread of
+  // its own: the most a host crash can take from the log, give or take one checkpoint.
+  uint64_t checkpoint_ms = 1000;
 };
 
 struct LogCounters {
@@ -83,6 +86,7 @@ struct LogCounters {
   std::atomic<uint64_t> compressed_bytes{0};  // as stored
   std::atomic<uint64_t> errors{0};            // failed transactions (retried)
   std::atomic<uint64_t> trimmed{0};           // rows deleted by retention
+  std::atomic<uint64_t> checkpoints{0};       // WAL checkpoints done
 };
 
 class LogStore {
@@ -146,11 +150,14 @@ class LogStore {
   std::vector<std::vector<LogRecord>> queue_;           // guarded by mutex_
   std::unordered_map<std::string, UserRow> user_rows_;  // guarded by mutex_
   bool write_users(const std::unordered_map<std::string, UserRow> &rows);
-  uint64_t queued_id_ = 0;  // guarded by mutex_: id of queue_.back()
-  bool stopping_ = false;   // guarded by mutex_
+  uint64_t queued_id_ = 0;              // guarded by mutex_: id of queue_.back()
+  bool stopping_ = false;               // guarded by mutex_
+  bool checkpointer_stopping_ = false;  // guarded by mutex_
   std::atomic<uint64_t> submitted_{0};
   std::atomic<uint64_t> committed_{0};
   std::thread thread_;
+  std::thread checkpointer_;
+  void checkpoint_run();
   struct Statements;
   std::unique_ptr<Statements> stmts_;
 };

@@ -410,6 +410,7 @@ int main(int argc, char **argv) {
       l->set_errors(lc.errors.load(std::memory_order_relaxed));
       l->set_batches_behind(log_store->submitted() - log_store->committed());
       l->set_trimmed(lc.trimmed.load(std::memory_order_relaxed));
+      l->set_checkpoints(lc.checkpoints.load(std::memory_order_relaxed));
     }
     struct statvfs fs {};
     if (::statvfs(config.data_dir.c_str(), &fs) == 0) {
