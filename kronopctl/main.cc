@@ -665,6 +665,9 @@ int run_reel_presence(const Globals &g, const std::string &reel) {
     std::printf("%s: %u user(s) present, %u socket(s)\n", r.topic().c_str(), r.users_count(),
                 r.metas_count());
     for (const auto &u : r.users()) std::printf("  %-32s %u\n", u.user_id().c_str(), u.metas());
+    if (static_cast<uint32_t>(r.users_size()) < r.users_count()) {
+      std::printf("  (the first %d by user id)\n", r.users_size());
+    }
     return kExitOk;
   });
 }
@@ -688,7 +691,11 @@ int run_connections(const Globals &g, const std::string &topic) {
                   c.format().c_str(), static_cast<unsigned long long>(c.unsent_bytes()),
                   c.age_seconds(), topics.empty() ? "-" : topics.c_str());
     }
-    std::printf("%d connection(s)\n", list.connections_size());
+    if (static_cast<uint32_t>(list.connections_size()) < list.total()) {
+      std::printf("%u connection(s), the oldest %d shown\n", list.total(), list.connections_size());
+    } else {
+      std::printf("%d connection(s)\n", list.connections_size());
+    }
     return kExitOk;
   });
 }

@@ -163,6 +163,10 @@ void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
 // main loop (signals, the control socket, presence flushes) blocks meanwhile; a loop answers
 // at its next turn, normally within a millisecond.
 constexpr auto kLoopAnswerTimeout = std::chrono::seconds(2);
+// What lists in a control response may take: kronopctl refuses responses over
+// kMaxControlMessage, so a list that would be larger (a reel with 100,000 viewers, as many
+// connections) stops short, with its full count beside it.
+constexpr std::size_t kListBudget = kMaxControlMessage - 64 * 1024;
 
 void answer_user_presence(const PresenceHub &presence, const std::string &user,
                           kronop::v1::ControlResponse &resp) {
@@ -183,14 +187,18 @@ void answer_reel_presence(const PresenceHub &presence, const std::string &reel_i
   }
   auto *r = resp.mutable_reel_presence();
   r->set_topic(topic);
+  const auto present = presence.present(topic);
   uint32_t metas = 0;
-  for (const PresenceHub::Present &p : presence.present(topic)) {
+  std::size_t listed_bytes = 0;
+  for (const PresenceHub::Present &p : present) {
+    metas += static_cast<uint32_t>(p.metas);
+    listed_bytes += p.user_id.size() + 16;  // the id, its tags and lengths, the count
+    if (listed_bytes > kListBudget) continue;
     auto *u = r->add_users();
     u->set_user_id(p.user_id);
     u->set_metas(static_cast<uint32_t>(p.metas));
-    metas += static_cast<uint32_t>(p.metas);
   }
-  r->set_users_count(static_cast<uint32_t>(r->users_size()));
+  r->set_users_count(static_cast<uint32_t>(present.size()));
   r->set_metas_count(metas);
 }
 
@@ -220,16 +228,21 @@ void answer_connections(std::vector<std::unique_ptr<IoLoop>> &loops, const std::
   });
   const uint64_t now = monotonic_ns();
   auto *out = resp.mutable_connections();
+  out->set_total(static_cast<uint32_t>(all.size()));
+  std::size_t listed_bytes = 0;
   for (const auto &[loop, info] : all) {
-    auto *c = out->add_connections();
-    c->set_loop(loop);
-    c->set_peer(info.peer);
-    c->set_user_id(info.user_id);
-    c->set_mode(info.mode);
-    c->set_format(info.protobuf ? "protobuf" : "json");
-    for (const std::string &t : info.topics) c->add_topics(t);
-    c->set_unsent_bytes(info.unsent_bytes);
-    c->set_age_seconds(static_cast<double>(now - info.accepted_ns) / 1e9);
+    kronop::v1::ClientConnection c;
+    c.set_loop(loop);
+    c.set_peer(info.peer);
+    c.set_user_id(info.user_id);
+    c.set_mode(info.mode);
+    c.set_format(info.protobuf ? "protobuf" : "json");
+    for (const std::string &t : info.topics) c.add_topics(t);
+    c.set_unsent_bytes(info.unsent_bytes);
+    c.set_age_seconds(static_cast<double>(now - info.accepted_ns) / 1e9);
+    listed_bytes += c.ByteSizeLong() + 8;  // and its tag and length
+    if (listed_bytes > kListBudget) break;
+    *out->add_connections() = std::move(c);
   }
 }
 

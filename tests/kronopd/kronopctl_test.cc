@@ -461,6 +461,7 @@ TEST_F(KronopctlTest, PresenceOfAReelAndConnections) {
   v1::Connections list;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &list).ok()) << r.out;
   ASSERT_EQ(list.connections_size(), 3);
+  EXPECT_EQ(list.total(), 3u);
   std::set<uint32_t> loops;
   for (const auto &c : list.connections()) {
     loops.insert(c.loop());
