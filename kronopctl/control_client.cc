@@ -42,15 +42,20 @@ Result<kronop::v1::ControlResponse> call_daemon(const std::string &socket_path,
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   if (::connect(s.fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-    int e = errno;
-    if (e == ENOENT || e == ECONNREFUSED) {
-      return Error{1, "kronopd is not running (nothing answers on " + socket_path + ")"};
+    const int e = errno;
+    if (e == ENOENT) {
+      return Error{1, "no control socket at " + socket_path + " (is kronopd running?)"};
     }
-    if (e == EACCES) {
-      return Error{1, "permission denied on " + socket_path +
-                          " (run as root, the daemon's user, or a member of its group)"};
+    if (e == ECONNREFUSED) {
+      // The file is there but nobody listens: a daemon that died without removing it.
+      return Error{1, "cannot connect to kronopd at " + socket_path + ": connection refused"};
     }
-    return Error{1, "cannot connect to " + socket_path + ": " + std::strerror(e)};
+    if (e == EACCES || e == EPERM) {
+      return Error{1, "cannot connect to kronopd at " + socket_path +
+                          ": permission denied (run as root, the daemon's user, or a member "
+                          "of its group)"};
+    }
+    return Error{1, "cannot connect to kronopd at " + socket_path + ": " + std::strerror(e)};
   }
   std::string body = request.SerializeAsString();
   uint32_t len = static_cast<uint32_t>(body.size());
@@ -83,7 +88,10 @@ Result<kronop::v1::ControlResponse> call_daemon(const std::string &socket_path,
     ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n == 0) {
-      return Error{1, "kronopd closed the control connection (refused this user?)"};
+      // What kronopd does to a peer that is not root, its user or in its group.
+      return Error{1, "kronopd at " + socket_path +
+                          " closed the connection without answering: permission denied for "
+                          "this user?"};
     }
     if (n < 0) return Error{1, std::string("control socket read: ") + std::strerror(errno)};
     in.append(buf, static_cast<std::size_t>(n));

@@ -1,13 +1,20 @@
 // kronopctl: the operator's command line for kronopd.
 //
-// Exit codes: 0 success, 1 the operation failed (daemon down, ring full, refused),
-// 2 usage or bad input (unknown flag, bad JSON, bad topic).
+// Three ways to the daemon: the control socket (stats, health, presence, connections), the
+// shared-memory rings as a producer (publish, replay --republish), and the durable log,
+// read-only, which works with the daemon stopped (replay, tail).
+//
+// Exit codes: 0 success, 1 the operation failed (daemon down, ring full, refused, unknown
+// user), 2 usage or bad input (unknown flag, bad JSON, bad topic).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <thread>
 
 #include <zstd.h>
@@ -139,6 +146,44 @@ std::string json_line(const daemon::LoggedMessage &m) {
          ",\"priority\":" + std::to_string(m.priority) + ",\"payload\":" + m.payload_json() + "}";
 }
 
+// One logged message as replay and tail print it: a `seq time event payload` line, or with
+// --json a JSON line.
+void print_message(const Globals &g, const daemon::LoggedMessage &m) {
+  if (g.json) {
+    std::printf("%s\n", json_line(m).c_str());
+  } else {
+    std::printf("%8llu  %s  %-16s %s\n", static_cast<unsigned long long>(m.seq),
+                rfc3339_ns(m.publish_time_ns).c_str(), m.event.c_str(), m.payload_json().c_str());
+  }
+}
+
+// SIGINT and SIGTERM end the commands that run until interrupted (tail, stats --watch)
+// normally: they finish the line they print and exit 0.
+volatile std::sig_atomic_t g_stop = 0;
+
+void stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop = 1; };
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a sleep is cut short
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Sleeps `ms` unless a stop signal comes first; false when one did.
+bool sleep_unless_stopped(int64_t ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (g_stop == 0) {
+    const auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return true;
+    // In steps, so that a signal that arrives between the check and the sleep waits 20 ms
+    // at most.
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(20)));
+  }
+  return false;
+}
+
 // The record to publish again: the logged Envelope's topic, event, priority and body (the
 // producer identity and time are the republisher's).
 std::string envelope_of(const daemon::LoggedMessage &m) {
@@ -173,12 +218,26 @@ std::string envelope_of(const daemon::LoggedMessage &m) {
   return ok ? e.SerializeAsString() : std::string();
 }
 
+// A topic or id from the command line, checked with the daemon's rules; a bad one is
+// reported here (the caller exits with kExitUsage).
+bool valid_topic_arg(const std::string &topic) {
+  if (daemon::valid_topic(topic)) return true;
+  std::fprintf(stderr,
+               "kronopctl: invalid topic '%s': use reel:<id>, user:<id> or system (ids: "
+               "letters, digits, '_', '-', '.')\n",
+               topic.c_str());
+  return false;
+}
+
+bool valid_id_arg(const char *kind, const std::string &id) {
+  if (daemon::valid_topic(kind + (":" + id))) return true;
+  std::fprintf(stderr, "kronopctl: invalid %s id '%s': 1-128 of letters, digits, '_', '-', '.'\n",
+               kind, id.c_str());
+  return false;
+}
+
 int run_replay(const Globals &g, const ReplayArgs &a) {
-  if (!daemon::valid_topic(a.topic)) {
-    std::fprintf(stderr, "kronopctl: invalid topic '%s' (reel:<id>, user:<id> or system)\n",
-                 a.topic.c_str());
-    return kExitUsage;
-  }
+  if (!valid_topic_arg(a.topic)) return kExitUsage;
   daemon::LogQuery q;
   q.topic = a.topic;
   q.after_seq = a.since_seq;
@@ -248,11 +307,8 @@ int run_replay(const Globals &g, const ReplayArgs &a) {
   auto n = reader.value()->read(q, [&](const daemon::LoggedMessage &m) {
     if (zc != nullptr) {
       compress(json_line(m) + "\n", ZSTD_e_continue);
-    } else if (g.json) {
-      std::printf("%s\n", json_line(m).c_str());
     } else if (!a.republish) {
-      std::printf("%8llu  %s  %-16s %s\n", static_cast<unsigned long long>(m.seq),
-                  rfc3339_ns(m.publish_time_ns).c_str(), m.event.c_str(), m.payload_json().c_str());
+      print_message(g, m);
     }
     if (producer) {
       const std::string env = envelope_of(m);
@@ -288,21 +344,25 @@ int run_replay(const Globals &g, const ReplayArgs &a) {
                  static_cast<unsigned long long>(republished), kronop_strerror(publish_error));
     return kExitFailed;
   }
-  if (zc != nullptr || a.republish) {
-    std::fprintf(stderr, "kronopctl: %llu message(s) %s\n",
-                 static_cast<unsigned long long>(n.value()),
+  const auto count = static_cast<unsigned long long>(n.value());
+  if (g.json && (zc != nullptr || a.republish)) {
+    // The messages went to the file or the rings: the summary is what there is to print.
+    std::string summary;
+    if (zc != nullptr) summary = "\"exported\":" + std::to_string(count);
+    if (a.republish) {
+      summary += (summary.empty() ? "\"republished\":" : ",\"republished\":") +
+                 std::to_string(republished);
+    }
+    std::printf("{%s}\n", summary.c_str());
+  } else if (zc != nullptr || a.republish) {
+    std::fprintf(stderr, "kronopctl: %llu message(s) %s\n", count,
                  a.republish ? "republished" : ("exported to " + a.export_file).c_str());
   }
   return kExitOk;
 }
 
 int run_token(const Globals &g, const TokenArgs &a) {
-  if (!daemon::valid_topic("user:" + a.user)) {
-    std::fprintf(stderr,
-                 "kronopctl: invalid user id '%s': 1-128 of letters, digits, '_', '-', '.'\n",
-                 a.user.c_str());
-    return kExitUsage;
-  }
+  if (!valid_id_arg("user", a.user)) return kExitUsage;
   const int64_t ttl = parse_ttl(a.ttl);
   if (ttl < 0) {
     std::fprintf(stderr, "kronopctl: invalid --ttl '%s': e.g. 90s, 15m, 1h, 7d\n", a.ttl.c_str());
@@ -327,13 +387,7 @@ int run_token(const Globals &g, const TokenArgs &a) {
 }
 
 int run_publish(const Globals &g, PublishArgs a) {
-  if (!daemon::valid_topic(a.topic)) {
-    std::fprintf(stderr,
-                 "kronopctl: invalid topic '%s': use reel:<id>, user:<id> or system (ids: "
-                 "letters, digits, '_', '-', '.')\n",
-                 a.topic.c_str());
-    return kExitUsage;
-  }
+  if (!valid_topic_arg(a.topic)) return kExitUsage;
   if (!daemon::valid_event(a.event)) {
     std::fprintf(stderr,
                  "kronopctl: invalid event '%s': 1-64 of [a-z0-9_.-], not starting with phx_\n",
@@ -416,16 +470,20 @@ int call(const Globals &g, const v1::ControlRequest &req, v1::ControlResponse &r
   return kExitOk;
 }
 
-int run_stats(const Globals &g) {
-  v1::ControlRequest req;
-  req.mutable_stats();
+// Sends `req` and prints the answer's `result` part: as JSON with --json, else by `print`,
+// which returns the exit status.
+template <typename Result, typename Print>
+int query(const Globals &g, const v1::ControlRequest &req,
+          const Result &(v1::ControlResponse::*result)() const, Print print) {
   v1::ControlResponse resp;
   if (int rc = call(g, req, resp); rc != kExitOk) return rc;
-  const auto &s = resp.stats();
-  if (g.json) {
-    std::printf("%s\n", daemon::proto_to_json(s).c_str());
-    return kExitOk;
-  }
+  const Result &answer = (resp.*result)();
+  if (!g.json) return print(answer);
+  std::printf("%s\n", daemon::proto_to_json(answer).c_str());
+  return kExitOk;
+}
+
+void print_stats(const v1::DaemonStats &s) {
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::printf("kronopd pid %u, up %.1f s, segment /dev/shm/%s (epoch %llu)\n", s.pid(),
               double(s.uptime_ms()) / 1000.0, s.shm_name().c_str(), u(s.segment_epoch()));
@@ -475,6 +533,80 @@ int run_stats(const Globals &g) {
                   u(r.refused_too_large()));
     }
   }
+}
+
+struct StatsArgs {
+  bool watch = false;
+  int64_t interval_ms = 1000;
+  uint64_t count = 0;  // readings in watch mode; 0: until interrupted
+};
+
+// Per-second rates between two readings of the counters, timed by the daemon's uptime. The
+// first reading (or the first after a restart of the daemon) is compared with the daemon's
+// start: its rates are averages since then.
+struct Rates {
+  double seconds = 0;  // the span the rates are over
+  bool since_start = false;
+  double records = 0, messages_fanned_out = 0, frames_out = 0;
+};
+
+Rates rates_between(const v1::DaemonStats *before, const v1::DaemonStats &now) {
+  Rates r;
+  r.since_start = before == nullptr || before->pid() != now.pid() ||
+                  before->uptime_ms() > now.uptime_ms() || before->records() > now.records();
+  const v1::DaemonStats zero;
+  const v1::DaemonStats &b = r.since_start ? zero : *before;
+  r.seconds = double(now.uptime_ms() - b.uptime_ms()) / 1000.0;
+  if (r.seconds <= 0) return r;
+  auto per_second = [&](uint64_t then, uint64_t later) {
+    return later >= then ? double(later - then) / r.seconds : 0.0;
+  };
+  r.records = per_second(b.records(), now.records());
+  r.messages_fanned_out =
+      per_second(b.clients().messages_fanned_out(), now.clients().messages_fanned_out());
+  r.frames_out = per_second(b.clients().frames_out(), now.clients().frames_out());
+  return r;
+}
+
+int run_stats(const Globals &g, const StatsArgs &a) {
+  v1::ControlRequest req;
+  req.mutable_stats();
+  if (!a.watch) {
+    return query(g, req, &v1::ControlResponse::stats, [](const v1::DaemonStats &s) {
+      print_stats(s);
+      return kExitOk;
+    });
+  }
+  v1::ControlResponse resp;
+  stop_on_signals();
+  std::optional<v1::DaemonStats> previous;
+  for (uint64_t reading = 0; a.count == 0 || reading < a.count; ++reading) {
+    if (reading > 0 && !sleep_unless_stopped(a.interval_ms)) break;
+    if (int rc = call(g, req, resp); rc != kExitOk) return rc;
+    const v1::DaemonStats &s = resp.stats();
+    const Rates r = rates_between(previous ? &*previous : nullptr, s);
+    const uint64_t now_ms =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+    if (g.json) {
+      // One object per line: the time, the rates and the whole DaemonStats.
+      std::printf(
+          "{\"time\":\"%s\",\"rates\":{\"seconds\":%.3f,\"since_start\":%s,"
+          "\"records_per_second\":%.1f,\"messages_fanned_out_per_second\":%.1f,"
+          "\"frames_out_per_second\":%.1f},\"stats\":%s}\n",
+          daemon::rfc3339_ms(now_ms).c_str(), r.seconds, r.since_start ? "true" : "false",
+          r.records, r.messages_fanned_out, r.frames_out, daemon::proto_to_json(s).c_str());
+    } else {
+      if (reading > 0) std::printf("\n");
+      std::printf("--- %s: %.1f records/s, %.1f messages fanned out/s, %.1f frames out/s (%s)\n",
+                  daemon::rfc3339_ms(now_ms).c_str(), r.records, r.messages_fanned_out,
+                  r.frames_out, r.since_start ? "average since start" : "since the last reading");
+      print_stats(s);
+    }
+    std::fflush(stdout);
+    previous = s;
+  }
   return kExitOk;
 }
 
@@ -501,6 +633,133 @@ int run_health(const Globals &g) {
   return h.healthy() ? kExitOk : kExitFailed;
 }
 
+int run_user_presence(const Globals &g, const std::string &user) {
+  if (!valid_id_arg("user", user)) return kExitUsage;
+  v1::ControlRequest req;
+  req.mutable_user_presence()->set_user_id(user);
+  return query(g, req, &v1::ControlResponse::user_presence, [](const v1::UserPresenceBody &p) {
+    std::printf("%-13s %s\n", "user", p.user_id().c_str());
+    std::printf("%-13s %s\n", "status", p.status().c_str());
+    if (p.current_reel() != 0) {
+      std::printf("%-13s reel:%d\n", "current reel", p.current_reel());
+    } else {
+      std::printf("%-13s none\n", "current reel");
+    }
+    std::printf("%-13s %s\n", "activity", p.activity().empty() ? "-" : p.activity().c_str());
+    std::printf("%-13s %u\n", "connections", p.connections());
+    std::printf("%-13s %s%s\n", "last seen", p.last_seen().c_str(),
+                p.connections() > 0 ? " (connected now)" : "");
+    return kExitOk;
+  });
+}
+
+int run_reel_presence(const Globals &g, const std::string &reel) {
+  if (!valid_id_arg("reel", reel)) return kExitUsage;
+  v1::ControlRequest req;
+  req.mutable_reel_presence()->set_reel_id(reel);
+  return query(g, req, &v1::ControlResponse::reel_presence, [](const v1::ReelPresence &r) {
+    if (r.users_count() == 0) {
+      std::printf("%s: nobody present\n", r.topic().c_str());
+      return kExitOk;
+    }
+    std::printf("%s: %u user(s) present, %u socket(s)\n", r.topic().c_str(), r.users_count(),
+                r.metas_count());
+    for (const auto &u : r.users()) std::printf("  %-32s %u\n", u.user_id().c_str(), u.metas());
+    if (static_cast<uint32_t>(r.users_size()) < r.users_count()) {
+      std::printf("  (the first %d by user id)\n", r.users_size());
+    }
+    return kExitOk;
+  });
+}
+
+int run_connections(const Globals &g, const std::string &topic) {
+  if (!topic.empty() && !valid_topic_arg(topic)) return kExitUsage;
+  v1::ControlRequest req;
+  req.mutable_connections()->set_topic(topic);
+  return query(g, req, &v1::ControlResponse::connections, [&](const v1::Connections &list) {
+    if (list.connections_size() == 0) {
+      std::printf("no connections%s%s\n", topic.empty() ? "" : " joined to ", topic.c_str());
+      return kExitOk;
+    }
+    std::printf("%4s  %-21s %-16s %-7s %-8s %8s %8s  %s\n", "loop", "peer", "user", "mode",
+                "format", "unsent", "age (s)", "topics");
+    for (const auto &c : list.connections()) {
+      std::string topics;
+      for (const auto &t : c.topics()) topics += (topics.empty() ? "" : ",") + t;
+      std::printf("%4u  %-21s %-16s %-7s %-8s %8llu %8.1f  %s\n", c.loop(), c.peer().c_str(),
+                  c.user_id().empty() ? "anonymous" : c.user_id().c_str(), c.mode().c_str(),
+                  c.format().c_str(), static_cast<unsigned long long>(c.unsent_bytes()),
+                  c.age_seconds(), topics.empty() ? "-" : topics.c_str());
+    }
+    if (static_cast<uint32_t>(list.connections_size()) < list.total()) {
+      std::printf("%u connection(s), the oldest %d shown\n", list.total(), list.connections_size());
+    } else {
+      std::printf("%d connection(s)\n", list.connections_size());
+    }
+    return kExitOk;
+  });
+}
+
+struct TailArgs {
+  std::string topic;
+  uint64_t since_seq = 0;
+  bool since_seq_given = false;
+  uint64_t count = 0;      // 0: no bound
+  int64_t timeout_ms = 0;  // 0: until interrupted
+};
+
+// How often tail looks for new rows: the log commits in batches a few ms apart, so a poll
+// costs one indexed query and finds what the last few batches added.
+constexpr int64_t kTailPollMs = 50;
+
+int run_tail(const Globals &g, const TailArgs &a) {
+  if (!valid_topic_arg(a.topic)) return kExitUsage;
+  auto reader = daemon::LogReader::open(g.data_dir + "/kronop.db");
+  if (!reader.ok()) {
+    std::fprintf(stderr, "kronopctl: %s\n", reader.error().message.c_str());
+    return kExitFailed;
+  }
+  daemon::LogReader &log = *reader.value();
+  uint64_t after = a.since_seq;
+  if (!a.since_seq_given) {
+    auto topic = log.topic(a.topic);
+    after = topic ? topic->last_seq : 0;
+  }
+  // On stderr, so that standard output holds only messages; tests wait for this line.
+  std::fprintf(stderr, "kronopctl: following %s in %s/kronop.db after seq %llu\n", a.topic.c_str(),
+               g.data_dir.c_str(), static_cast<unsigned long long>(after));
+  stop_on_signals();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+  uint64_t shown = 0;
+  for (;;) {
+    daemon::LogQuery q;
+    q.topic = a.topic;
+    q.after_seq = after;
+    if (a.count > 0) q.limit = a.count - shown;
+    auto n = log.read(q, [&](const daemon::LoggedMessage &m) {
+      print_message(g, m);
+      after = m.seq;
+      ++shown;
+      return g_stop == 0;
+    });
+    std::fflush(stdout);
+    if (!n.ok()) {
+      std::fprintf(stderr, "kronopctl: %s\n", n.error().message.c_str());
+      return kExitFailed;
+    }
+    if ((a.count > 0 && shown >= a.count) || g_stop != 0) return kExitOk;
+    int64_t wait_ms = kTailPollMs;
+    if (a.timeout_ms > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) return kExitOk;
+      wait_ms = std::min<int64_t>(wait_ms, left);
+    }
+    if (!sleep_unless_stopped(wait_ms)) return kExitOk;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -513,7 +772,8 @@ int main(int argc, char **argv) {
   app.add_option("--shm-name", g.shm_name, "Shared-memory segment to publish into")
       ->capture_default_str()
       ->envname("KRONOP_SHM_NAME");
-  app.add_option("--data-dir", g.data_dir, "kronopd's data directory (replay reads its log)")
+  app.add_option("--data-dir", g.data_dir,
+                 "kronopd's data directory (replay and tail read its log)")
       ->capture_default_str()
       ->envname("KRONOP_DATA_DIR");
   app.add_flag("--json", g.json, "Machine-readable output");
@@ -544,7 +804,6 @@ int main(int argc, char **argv) {
   token->add_option("--ttl", tok.ttl, "Lifetime: 90s, 15m, 1h, 7d")->capture_default_str();
   token->add_option("--secret-file", tok.secret_file, "The secret kronopd verifies tokens with")
       ->required();
-  token->add_flag("--json", g.json, "Machine-readable output");
   ReplayArgs rep;
   auto *replay = app.add_subcommand(
       "replay", "Print a topic's logged messages (read-only; works with kronopd stopped)");
@@ -559,11 +818,49 @@ int main(int argc, char **argv) {
                      "Write them as zstd-compressed JSON lines to FILE.zst (new file)");
   replay->add_flag("--republish", rep.republish,
                    "Publish them again through the rings (--shm-name)");
-  replay->add_flag("--json", g.json, "One JSON object per line");
+
+  TailArgs tail_args;
+  auto *tail = app.add_subcommand(
+      "tail", "Print a topic's messages as they are logged (follows the durable log, read-only)");
+  tail->add_option("--topic", tail_args.topic, "reel:<id>, user:<id> or system")->required();
+  auto *since_seq = tail->add_option("--since-seq", tail_args.since_seq,
+                                     "Start after this seq (default: the topic's last)");
+  tail->add_option("--count", tail_args.count, "Exit after this many messages")
+      ->check(CLI::PositiveNumber);
+  tail->add_option("--timeout-ms", tail_args.timeout_ms,
+                   "Exit after this many milliseconds (default: at SIGINT or SIGTERM)")
+      ->check(CLI::PositiveNumber);
+
+  StatsArgs st;
   auto *stats = app.add_subcommand("stats", "Show the daemon's counters");
+  auto *watch = stats->add_flag("--watch", st.watch,
+                                "Show them again every --interval-ms, with per-second rates");
+  stats->add_option("--interval-ms", st.interval_ms, "Between readings with --watch")
+      ->check(CLI::Range(int64_t{10}, int64_t{3'600'000}))
+      ->capture_default_str()
+      ->needs(watch);
+  stats->add_option("--count", st.count, "Readings to show with --watch (default: until stopped)")
+      ->check(CLI::PositiveNumber)
+      ->needs(watch);
   auto *health = app.add_subcommand("health", "Check that the daemon answers (exit 1 if not)");
-  // --json is accepted after these subcommands too (publish's --json is its payload).
-  for (auto *sub : {stats, health}) {
+
+  auto *presence = app.add_subcommand("presence", "Who is online, and who watches a reel");
+  presence->require_subcommand(1);
+  std::string presence_id;
+  auto *presence_user = presence->add_subcommand("user", "A user's status and last-seen time");
+  presence_user->add_option("id", presence_id, "The user id")->required();
+  auto *presence_reel =
+      presence->add_subcommand("reel", "The users present on reel:<id> (Phoenix Presence)");
+  presence_reel->add_option("id", presence_id, "The reel id")->required();
+
+  std::string connections_topic;
+  auto *connections =
+      app.add_subcommand("connections", "The open client connections of every I/O loop");
+  connections->add_option("--topic", connections_topic, "Only those joined to this topic");
+
+  // --json is accepted after the subcommands too (publish's --json is its payload).
+  for (auto *sub :
+       {token, replay, tail, stats, health, presence, presence_user, presence_reel, connections}) {
     sub->add_flag("--json", g.json, "Machine-readable output");
   }
 
@@ -577,10 +874,15 @@ int main(int argc, char **argv) {
     app.exit(e);
     return kExitUsage;
   }
+  tail_args.since_seq_given = since_seq->count() > 0;
   if (*publish) return run_publish(g, pub);
   if (*token) return run_token(g, tok);
   if (*replay) return run_replay(g, rep);
-  if (*stats) return run_stats(g);
+  if (*tail) return run_tail(g, tail_args);
+  if (*stats) return run_stats(g, st);
   if (*health) return run_health(g);
+  if (*presence_user) return run_user_presence(g, presence_id);
+  if (*presence_reel) return run_reel_presence(g, presence_id);
+  if (*connections) return run_connections(g, connections_topic);
   return kExitUsage;
 }

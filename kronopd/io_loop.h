@@ -1,14 +1,18 @@
 // An I/O thread: one libuv loop, its ClientServer (the connections it owns), and its inbox
-// from the ingest thread. Other threads talk to it only through adopt() and close(), which
-// post to the loop, and counters(), which reads atomics.
+// from the ingest thread. Other threads talk to it only through adopt(), deliver(), ask()
+// and close(), which post to the loop, and counters(), which reads atomics.
 #pragma once
 
 #include <uv.h>
 #include <cstdint>
 #include <functional>
+#include <future>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "fanout.h"
@@ -45,6 +49,26 @@ class IoLoop {
   ServerCounters counters() const { return server_.counters(); }
   const LatencyHistogram &delivery_latency() const { return server_.delivery_latency(); }
   uint32_t index() const { return index_; }
+
+  // Any thread but this loop's own: runs fn() on the loop's thread, after what was posted
+  // before it, and hands its result to the future; nullopt once close() was called (fn never
+  // runs). A caller that stops waiting (future::wait_for with a timeout) loses nothing but
+  // the answer: fn owns what it uses and the promise is shared with the command.
+  template <typename Fn>
+  std::optional<std::future<std::invoke_result_t<Fn &>>> ask(Fn fn) {
+    using T = std::invoke_result_t<Fn &>;
+    auto promise = std::make_shared<std::promise<T>>();
+    std::future<T> answer = promise->get_future();
+    if (!post([promise, fn = std::move(fn)]() mutable { promise->set_value(fn()); })) {
+      return std::nullopt;
+    }
+    return answer;
+  }
+  // Any thread: this loop's connections (ClientServer::describe_connections), through ask().
+  std::optional<std::future<std::vector<ClientServer::ConnectionInfo>>> describe_connections(
+      std::string topic) {
+    return ask([this, topic = std::move(topic)] { return server_.describe_connections(topic); });
+  }
 
  private:
   static void on_inbox(uv_async_t *handle);

@@ -146,7 +146,9 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   // Checkpoints (which fsync) run on a thread of their own (checkpoint_run), not in the
   // writer's commits, where SQLite's automatic ones would hold logging up.
   if (!exec(db, "PRAGMA journal_mode=WAL") || !exec(db, "PRAGMA synchronous=NORMAL") ||
-      !exec(db, "PRAGMA wal_autocheckpoint=0")) {
+      !exec(db, "PRAGMA wal_autocheckpoint=0") ||
+      // The indexes' pages stay in memory as they grow (64 MiB; SQLite's default is 2).
+      !exec(db, "PRAGMA cache_size=-65536")) {
     return fail("cannot switch the log to WAL mode");
   }
   if (version == 0) {

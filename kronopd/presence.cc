@@ -291,6 +291,21 @@ std::size_t PresenceHub::topic_entries() const {
   return topic_table_.size();
 }
 
+std::vector<PresenceHub::Present> PresenceHub::present(const std::string &topic) const {
+  std::vector<Present> out;
+  {
+    std::lock_guard lock(mu_);
+    const auto it = topic_table_.find(topic);
+    if (it == topic_table_.end()) return out;
+    for (const auto &[user, u] : it->second.users) {
+      if (!u.flushed.empty()) out.push_back({user, u.flushed.size()});  // as encode_state
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Present &a, const Present &b) { return a.user_id < b.user_id; });
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------
 // User status
 

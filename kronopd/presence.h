@@ -114,6 +114,15 @@ class PresenceHub {
   // the flush erases). For tests and memory accounting.
   std::size_t topic_entries() const;
 
+  // Who is on `topic` as of the last flush, as state() shows it: each user with the number
+  // of their metas (sockets), by user id. Joins since the flush are not in it yet; metas
+  // untracked since are still in it (until the next flush). For the operator (kronopctl).
+  struct Present {
+    std::string user_id;
+    std::size_t metas = 0;
+  };
+  std::vector<Present> present(const std::string &topic) const;
+
   // ---------------------------------------------------------------------------------------
   // User status
 

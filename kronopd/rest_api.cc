@@ -327,7 +327,7 @@ BodyError parse_interaction(std::string_view event, std::string_view payload,
   return {};
 }
 
-std::string user_presence_json(const PresenceHub::UserPresence &p) {
+kronop::v1::UserPresenceBody user_presence_body(const PresenceHub::UserPresence &p) {
   kronop::v1::UserPresenceBody b;
   b.set_user_id(p.user_id);
   b.set_status(PresenceHub::status_name(p.status));
@@ -335,7 +335,11 @@ std::string user_presence_json(const PresenceHub::UserPresence &p) {
   b.set_activity(p.activity);
   b.set_last_seen(rfc3339_ms(p.last_seen_ms));
   b.set_connections(p.sockets);
-  return proto_to_json(b);
+  return b;
+}
+
+std::string user_presence_json(const PresenceHub::UserPresence &p) {
+  return proto_to_json(user_presence_body(p));
 }
 
 std::optional<std::string> RestApi::handle(const http::Request &req,

@@ -33,6 +33,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "kronop/v1/api.pb.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/presence.pb.h"
 #include "kronop/v1/reel.pb.h"
@@ -119,7 +120,9 @@ class RestApi {
   mutable std::atomic<uint64_t> requests_{0};
 };
 
-// The JSON body of a user's presence (GET/POST /api/v1/users/:id/presence).
+// The body of a user's presence (GET/POST /api/v1/users/:id/presence, kronopctl presence
+// user), as a message and as JSON.
+kronop::v1::UserPresenceBody user_presence_body(const PresenceHub::UserPresence &p);
 std::string user_presence_json(const PresenceHub::UserPresence &p);
 
 }  // namespace kronop::daemon

@@ -210,6 +210,7 @@ struct ClientServer::Connection final : ws::FrameSink {
     }
     return nullptr;
   }
+  uint64_t accepted_ns = 0;  // monotonic, for the operator's view of its age
 
   explicit Connection(ClientServer *s)
       : server(s),
@@ -358,6 +359,7 @@ void ClientServer::adopt(int fd, const PeerLimit::Key &peer) {
   }
   auto *c = new Connection(this);
   c->peer = peer;
+  c->accepted_ns = monotonic_ns();
   c->limiter.reset(options_.max_client_messages_per_second,
                    2 * options_.max_client_messages_per_second, monotonic_ms());
   uv_tcp_init(loop_, &c->tcp);
@@ -1167,6 +1169,56 @@ void ClientServer::on_sweep(uv_timer_t *timer) {
       c->close_with(ws::kCloseNormal, "idle timeout");
     }
   }
+}
+
+namespace {
+// "203.0.113.7:51234" or "[2001:db8::1]:51234"; empty when the socket has no peer any more.
+std::string peer_name(const uv_tcp_t *tcp) {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr *>(&addr), &len) != 0) return {};
+  char host[INET6_ADDRSTRLEN] = "";
+  if (addr.ss_family == AF_INET) {
+    const auto *a = reinterpret_cast<const sockaddr_in *>(&addr);
+    uv_ip4_name(a, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  const auto *a = reinterpret_cast<const sockaddr_in6 *>(&addr);
+  uv_ip6_name(a, host, sizeof host);
+  return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+}
+}  // namespace
+
+std::vector<ClientServer::ConnectionInfo> ClientServer::describe_connections(
+    const std::string &topic) const {
+  std::vector<ClientServer::ConnectionInfo> out;
+  for (const Connection *c : connections_) {
+    if (c->handle_closed) continue;  // gone; forgotten when libuv has closed it
+    const auto &channels = c->router.channels();
+    if (!topic.empty() && std::none_of(channels.begin(), channels.end(),
+                                       [&](const auto &ch) { return ch.topic == topic; })) {
+      continue;
+    }
+    ConnectionInfo &i = out.emplace_back();
+    i.peer = peer_name(&c->tcp);
+    i.user_id = c->identity.user_id;
+    switch (c->mode) {
+      case Connection::Mode::kHttp:
+        i.mode = "http";
+        break;
+      case Connection::Mode::kPhoenix:
+        i.mode = "phoenix";
+        break;
+      case Connection::Mode::kPlain:
+        i.mode = "plain";
+        break;
+    }
+    i.protobuf = c->protobuf;
+    for (const auto &ch : channels) i.topics.push_back(ch.topic);
+    i.unsent_bytes = c->out_bytes + c->tcp.write_queue_size;
+    i.accepted_ns = c->accepted_ns;
+  }
+  return out;
 }
 
 }  // namespace kronop::daemon

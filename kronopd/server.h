@@ -158,6 +158,21 @@ class ClientServer {
 
   struct Connection;
 
+  // One open connection as the operator sees it (kronopctl connections).
+  struct ConnectionInfo {
+    std::string peer;                 // "address:port" ("[v6]:port"); empty if the socket has none
+    std::string user_id;              // empty: anonymous
+    const char *mode = "http";        // "http" (not upgraded), "phoenix" or "plain"
+    bool protobuf = false;            // format=protobuf
+    std::vector<std::string> topics;  // joined channels
+    uint64_t unsent_bytes = 0;        // queued here and in libuv's write queue
+    uint64_t accepted_ns = 0;         // monotonic_ns() at adopt()
+  };
+  // This loop's open connections (in no particular order); with a topic, only those joined
+  // to it.
+  // On the loop's thread (IoLoop::describe_connections gets there from others).
+  std::vector<ConnectionInfo> describe_connections(const std::string &topic) const;
+
  private:
   friend struct Connection;
   static void on_sweep(uv_timer_t *timer);

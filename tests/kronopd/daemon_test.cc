@@ -23,36 +23,11 @@ namespace {
 using test::eventually;
 using test::run_capture;
 
-class DaemonTest : public ::testing::Test {
+class DaemonTest : public ::testing::Test, protected test::Kronopd {
  protected:
-  void SetUp() override {
-    shm = test::unique_name("kronopd-test");
-    ipc::Segment::remove(shm);
-    socket = dir.path + "/ctl.sock";
-    log = dir.path + "/kronopd.log";
-  }
-  void TearDown() override {
-    stop_daemon(SIGKILL);
-    ipc::Segment::remove(shm);
-  }
+  DaemonTest() : Kronopd("kronopd-test") {}
 
-  void start_daemon() {
-    daemon =
-        test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm, "--control-socket",
-                     socket, "--rings", "8", "--ring-size", "65536", "--port", "0"},
-                    log);
-    ASSERT_GT(daemon, 0);
-    ASSERT_TRUE(eventually([&] { return answers(); })) << daemon_log();
-  }
-  // The daemon answers on its control socket (health may say degraded: full rings).
-  bool answers() { return run_capture({KRONOPCTL_BIN, "--socket", socket, "stats"}, nullptr) == 0; }
-  int stop_daemon(int sig) {
-    if (daemon <= 0) return -1;
-    ::kill(daemon, sig);
-    int rc = test::wait_child(daemon);
-    daemon = -1;
-    return rc;
-  }
+  void start_daemon() { ASSERT_TRUE(start()) << output(); }
   int health() { return run_capture({KRONOPCTL_BIN, "--socket", socket, "health"}, nullptr); }
   v1::DaemonStats stats() {
     std::string out;
@@ -66,14 +41,6 @@ class DaemonTest : public ::testing::Test {
     args.insert(args.begin(), {KRONOPCTL_BIN, "--socket", socket, "--shm-name", shm});
     return run_capture(args, out);
   }
-  std::string daemon_log() {
-    std::ifstream f(log);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  }
-
-  test::TempDir dir;
-  std::string shm, socket, log;
-  pid_t daemon = -1;
 };
 
 TEST_F(DaemonTest, IngestsWhatKronopctlAndTheCAbiPublish) {
@@ -97,7 +64,7 @@ TEST_F(DaemonTest, IngestsWhatKronopctlAndTheCAbiPublish) {
   EXPECT_EQ(s.seq_gaps(), 0u);
   EXPECT_EQ(s.seq_regressions(), 0u);
   EXPECT_EQ(s.publish_to_ingest().count(), 1500u);
-  EXPECT_EQ(stop_daemon(SIGTERM), 0) << daemon_log();
+  EXPECT_EQ(stop(SIGTERM), 0) << output();
 }
 
 TEST_F(DaemonTest, RestartAfterSigkillDeliversWhatWasWrittenMeanwhile) {
@@ -109,7 +76,7 @@ TEST_F(DaemonTest, RestartAfterSigkillDeliversWhatWasWrittenMeanwhile) {
   ASSERT_TRUE(eventually([&] { return stats().records() == 100; }));
   const uint64_t epoch = stats().segment_epoch();
 
-  EXPECT_EQ(stop_daemon(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(stop(SIGKILL), 128 + SIGKILL);
   // No daemon: publishing still succeeds, into the ring, up to its capacity.
   int accepted = 0;
   for (int i = 0; i < 300; ++i) {
@@ -118,7 +85,7 @@ TEST_F(DaemonTest, RestartAfterSigkillDeliversWhatWasWrittenMeanwhile) {
   EXPECT_EQ(accepted, 300);
 
   start_daemon();
-  ASSERT_TRUE(eventually([&] { return stats().records() >= 300; })) << daemon_log();
+  ASSERT_TRUE(eventually([&] { return stats().records() >= 300; })) << output();
   auto s = stats();
   EXPECT_EQ(s.records(), 300u);  // everything written while down, nothing twice
   EXPECT_EQ(s.segment_epoch(), epoch + 1);
@@ -132,7 +99,7 @@ TEST_F(DaemonTest, RestartAfterSigkillDeliversWhatWasWrittenMeanwhile) {
 TEST_F(DaemonTest, FullRingRefusesAtOnceAndCountsIt) {
   // No daemon draining: fill the ring, then see KRONOP_EFULL immediately.
   start_daemon();
-  EXPECT_EQ(stop_daemon(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(stop(SIGKILL), 128 + SIGKILL);
   auto producer = ipc::Producer::open(shm);
   ASSERT_TRUE(producer.ok());
   auto &p = *producer.value();
@@ -260,8 +227,8 @@ TEST_F(DaemonTest, ConfigFileSetsTheSameKeys) {
   std::string conf = dir.path + "/kronopd.conf";
   std::ofstream(conf) << "shm-name = " << shm << "\ncontrol-socket = " << socket
                       << "\ndata-dir = " << dir.path << "\nrings = 4\nport = 0\n";
-  daemon = test::spawn({KRONOPD_BIN, "--config", conf}, log);
-  ASSERT_TRUE(eventually([&] { return health() == 0; })) << daemon_log();
+  pid = test::spawn({KRONOPD_BIN, "--config", conf}, log);
+  ASSERT_TRUE(eventually([&] { return health() == 0; })) << output();
   EXPECT_EQ(ctl({"publish", "--topic", "system", "--event", "system_notice", "--json",
                  R"({"message":"hello"})"}),
             0);

@@ -203,37 +203,11 @@ TEST(LogStore, RefusesANewerSchemaAndFilesThatAreNotALog) {
       << bad.error().message;
 }
 
-class LogDaemonTest : public ::testing::Test {
+class LogDaemonTest : public ::testing::Test, protected test::Kronopd {
  protected:
-  void SetUp() override {
-    shm = test::unique_name("kronopd-log-test");
-    ipc::Segment::remove(shm);
-    socket = dir.path + "/ctl.sock";
-    db = dir.path + "/kronop.db";
-  }
-  void TearDown() override {
-    stop(SIGKILL);
-    ipc::Segment::remove(shm);
-  }
-  void start() {
-    daemon =
-        test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm, "--control-socket",
-                     socket, "--rings", "8", "--ring-size", "65536", "--port", "0"},
-                    dir.path + "/kronopd.log");
-    ASSERT_GT(daemon, 0);
-    // Answering, not healthy: right after a restart under load the rings are full, which
-    // health rightly reports as degraded.
-    ASSERT_TRUE(eventually([&] {
-      return run_capture({KRONOPCTL_BIN, "--socket", socket, "stats"}, nullptr) == 0;
-    }));
-  }
-  int stop(int sig) {
-    if (daemon <= 0) return -1;
-    ::kill(daemon, sig);
-    const int rc = test::wait_child(daemon);
-    daemon = -1;
-    return rc;
-  }
+  LogDaemonTest() : Kronopd("kronopd-log-test") {}
+
+  void start_daemon() { ASSERT_TRUE(start()) << output(); }
   int64_t logged(const std::string &topic) {
     return query(db,
                  "SELECT count(*) FROM messages m JOIN topics t ON t.id = m.topic_id "
@@ -241,13 +215,11 @@ class LogDaemonTest : public ::testing::Test {
                      topic + "'");
   }
 
-  test::TempDir dir;
-  std::string shm, socket, db;
-  pid_t daemon = -1;
+  const std::string db = dir.path + "/kronop.db";
 };
 
 TEST_F(LogDaemonTest, SigkillDuringSustainedPublishLosesAndDuplicatesNothing) {
-  start();
+  start_daemon();
   constexpr int kRecords = 20'000;
   // The producer: a separate process that publishes without pause and insists on every
   // record being accepted (waiting while the ring is full, e.g. while kronopd is down).
@@ -266,7 +238,7 @@ TEST_F(LogDaemonTest, SigkillDuringSustainedPublishLosesAndDuplicatesNothing) {
   for (int64_t at : {3'000, 9'000}) {
     ASSERT_TRUE(eventually([&] { return logged("reel:kill") >= at; }, std::chrono::seconds(20)));
     EXPECT_EQ(stop(SIGKILL), 128 + SIGKILL);
-    start();
+    start_daemon();
   }
   EXPECT_EQ(test::wait_child(producer), 0);
   ASSERT_TRUE(eventually([&] { return logged("reel:kill") == kRecords; }, std::chrono::seconds(20)))
@@ -285,7 +257,7 @@ TEST_F(LogDaemonTest, SigkillDuringSustainedPublishLosesAndDuplicatesNothing) {
 }
 
 TEST_F(LogDaemonTest, NumberingAndEpochSurviveARestart) {
-  start();
+  start_daemon();
   auto p = ipc::Producer::open(shm);
   ASSERT_TRUE(p.ok());
   for (int i = 0; i < 5; ++i) ASSERT_EQ(p.value()->publish("reel:9", "reel_update", "{}", 0), 0);
@@ -293,7 +265,7 @@ TEST_F(LogDaemonTest, NumberingAndEpochSurviveARestart) {
   const int64_t epoch = query(db, "SELECT epoch FROM topics WHERE name = 'reel:9'");
   EXPECT_NE(epoch, 0);
   EXPECT_EQ(stop(SIGTERM), 0);
-  start();
+  start_daemon();
   for (int i = 0; i < 5; ++i) ASSERT_EQ(p.value()->publish("reel:9", "reel_update", "{}", 0), 0);
   ASSERT_TRUE(eventually([&] { return logged("reel:9") == 10; }));
   EXPECT_EQ(query(db,
@@ -304,7 +276,7 @@ TEST_F(LogDaemonTest, NumberingAndEpochSurviveARestart) {
 }
 
 TEST_F(LogDaemonTest, KronopctlReplayReadsTheLogWithKronopdStopped) {
-  start();
+  start_daemon();
   ASSERT_EQ(run_capture({KRONOPCTL_BIN, "--shm-name", shm, "publish", "--topic", "reel:3",
                          "--event", "reel_update", "--json", R"({"views":7})", "--count", "6"},
                         nullptr),
@@ -359,7 +331,7 @@ TEST_F(LogDaemonTest, KronopctlReplayReadsTheLogWithKronopdStopped) {
       1);
 
   // --republish: the messages go through the rings again and are numbered after the others.
-  start();
+  start_daemon();
   ASSERT_EQ(run_capture(with({"--republish"}), nullptr), 0);
   ASSERT_TRUE(eventually([&] { return logged("reel:3") == 12; }));
   EXPECT_EQ(query(db,
@@ -370,13 +342,11 @@ TEST_F(LogDaemonTest, KronopctlReplayReadsTheLogWithKronopdStopped) {
 
 TEST_F(LogDaemonTest, AnUnusableLogStopsKronopdWithAMessage) {
   std::ofstream(db) << std::string(8192, 'j');
-  const std::string log = dir.path + "/kronopd.log";
-  const pid_t pid = test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm,
-                                 "--control-socket", socket, "--port", "0"},
-                                log);
-  EXPECT_EQ(test::wait_child(pid), 1);
-  std::ifstream f(log);
-  const std::string out(std::istreambuf_iterator<char>(f), {});
+  const pid_t refused = test::spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm,
+                                     "--control-socket", socket, "--port", "0"},
+                                    log);
+  EXPECT_EQ(test::wait_child(refused), 1);
+  const std::string out = output();
   EXPECT_NE(out.find("durable log:"), std::string::npos) << out;
   EXPECT_NE(out.find("not a usable SQLite database"), std::string::npos) << out;
 }

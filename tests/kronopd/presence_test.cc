@@ -242,6 +242,34 @@ TEST(PresenceHub, EmptyTopicIsErased) {
   EXPECT_EQ(hub.users_of("reel:1"), 0u);
 }
 
+// What kronopctl presence reel shows: the flushed state, user by user, as state() has it.
+TEST(PresenceHub, PresentIsTheFlushedStateByUser) {
+  PresenceHub hub;
+  EXPECT_TRUE(hub.present("reel:1").empty());
+  const std::string b = hub.track("reel:1", "bob", kT0);
+  hub.track("reel:1", "alice", kT0);
+  hub.track("reel:1", "alice", kT0 + 1);
+  EXPECT_TRUE(hub.present("reel:1").empty()) << "joins show from the next flush";
+  std::vector<PresenceHub::Diff> out;
+  ASSERT_EQ(hub.flush(out), 1u);
+  auto present = hub.present("reel:1");
+  ASSERT_EQ(present.size(), 2u);
+  EXPECT_EQ(present[0].user_id, "alice");
+  EXPECT_EQ(present[0].metas, 2u);
+  EXPECT_EQ(present[1].user_id, "bob");
+  EXPECT_EQ(present[1].metas, 1u);
+  hub.untrack("reel:1", "bob", b);
+  hub.track("reel:1", "carol", kT0 + 2);
+  EXPECT_EQ(hub.present("reel:1").size(), 2u) << "bob until the flush, carol after it";
+  out.clear();
+  ASSERT_EQ(hub.flush(out), 1u);
+  present = hub.present("reel:1");
+  ASSERT_EQ(present.size(), 2u);
+  EXPECT_EQ(present[0].user_id, "alice");
+  EXPECT_EQ(present[1].user_id, "carol");
+  EXPECT_TRUE(hub.present("reel:2").empty());
+}
+
 TEST(PresenceHub, StateIsCachedUntilAFlushChangesTheTopic) {
   PresenceHub hub;
   hub.track("reel:1", "alice", kT0);

@@ -1,12 +1,17 @@
 #include "test_support.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "kronop/ipc/segment.h"
@@ -58,19 +63,25 @@ std::vector<char *> c_argv(const std::vector<std::string> &argv) {
   out.push_back(nullptr);
   return out;
 }
+
+// In the child: `path` (appended to) as file descriptor `target`.
+void redirect(const std::string &path, int target) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    ::dup2(fd, target);
+    ::close(fd);
+  }
+}
 }  // namespace
 
-pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path) {
+pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path,
+            const std::string &err_path) {
   auto args = c_argv(argv);
   pid_t pid = ::fork();
   if (pid == 0) {
     if (!log_path.empty()) {
-      int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-        ::close(fd);
-      }
+      redirect(log_path, 1);
+      redirect(err_path.empty() ? log_path : err_path, 2);
     }
     ::execv(args[0], args.data());
     ::_exit(127);
@@ -78,26 +89,89 @@ pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path) {
   return pid;
 }
 
-int run_capture(const std::vector<std::string> &argv, std::string *out) {
-  int fds[2];
+int run_capture(const std::vector<std::string> &argv, std::string *out, std::string *err) {
+  int fds[2], err_fds[2] = {-1, -1};
   if (::pipe(fds) != 0) return -1;
+  if (err != nullptr && ::pipe(err_fds) != 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return -1;
+  }
   auto args = c_argv(argv);
   pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], 1);
-    ::close(fds[0]);
-    ::close(fds[1]);
+    if (err != nullptr) ::dup2(err_fds[1], 2);
+    for (int fd : {fds[0], fds[1], err_fds[0], err_fds[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
     ::execv(args[0], args.data());
     ::_exit(127);
   }
   ::close(fds[1]);
+  if (err != nullptr) ::close(err_fds[1]);
+  // Both pipes at once: a child blocked writing one while we wait on the other never ends.
+  std::vector<pollfd> open_fds{{fds[0], POLLIN, 0}};
+  if (err != nullptr) open_fds.push_back({err_fds[0], POLLIN, 0});
   char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
-    if (out != nullptr) out->append(buf, static_cast<std::size_t>(n));
+  while (!open_fds.empty()) {
+    if (::poll(open_fds.data(), open_fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (std::size_t i = open_fds.size(); i-- > 0;) {
+      if (open_fds[i].revents == 0) continue;
+      const ssize_t n = ::read(open_fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        std::string *to = open_fds[i].fd == fds[0] ? out : err;
+        if (to != nullptr) to->append(buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(open_fds[i].fd);
+        open_fds.erase(open_fds.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
   }
-  ::close(fds[0]);
+  for (const pollfd &p : open_fds) ::close(p.fd);
   return wait_child(pid);
+}
+
+Kronopd::Kronopd(const std::string &name_prefix)
+    : shm(unique_name(name_prefix)),
+      socket(dir.path + "/ctl.sock"),
+      log(dir.path + "/kronopd.log") {
+  ipc::Segment::remove(shm);
+}
+
+Kronopd::~Kronopd() {
+  stop(SIGKILL);
+  ipc::Segment::remove(shm);
+}
+
+bool Kronopd::start(const std::vector<std::string> &extra) {
+  std::vector<std::string> argv{KRONOPD_BIN, "--data-dir",       dir.path, "--shm-name",
+                                shm,         "--control-socket", socket,   "--rings",
+                                "8",         "--ring-size",      "65536",  "--port",
+                                "0"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  pid = spawn(argv, log);
+  return pid > 0 && eventually([&] { return answers(); });
+}
+
+int Kronopd::stop(int sig) {
+  if (pid <= 0) return -1;
+  ::kill(pid, sig);
+  const int rc = wait_child(pid);
+  pid = -1;
+  return rc;
+}
+
+bool Kronopd::answers() const {
+  return run_capture({KRONOPCTL_BIN, "--socket", socket, "stats"}, nullptr) == 0;
+}
+
+std::string Kronopd::output() const {
+  std::ifstream f(log);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds timeout) {

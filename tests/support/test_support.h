@@ -30,13 +30,41 @@ pid_t fork_child(const std::function<int()> &fn);
 // Waits for a child; returns its exit status, or 128 + signal.
 int wait_child(pid_t pid);
 
-// Starts a program with arguments; stdout and stderr go to `log_path` (when not empty).
-pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path = "");
-// Runs a program to completion, capturing stdout; returns the exit status.
-int run_capture(const std::vector<std::string> &argv, std::string *out);
+// Starts a program with arguments; stdout and stderr go to `log_path` (when not empty), or
+// stderr to `err_path` when that is given.
+pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path = "",
+            const std::string &err_path = "");
+// Runs a program to completion, capturing stdout (and stderr, when `err` is not null);
+// returns the exit status.
+int run_capture(const std::vector<std::string> &argv, std::string *out, std::string *err = nullptr);
 
 // Polls cond() every few milliseconds until it is true or the timeout passes.
 bool eventually(const std::function<bool()> &cond,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A kronopd of one test's own, as a process: its own segment (a unique name), data directory,
+// control socket (DIR/ctl.sock) and output (DIR/kronopd.log). Killed with SIGKILL, and its
+// segment removed, when destroyed. Test fixtures derive from it (with ::testing::Test).
+struct Kronopd {
+  explicit Kronopd(const std::string &name_prefix);
+  ~Kronopd();
+  Kronopd(const Kronopd &) = delete;
+  Kronopd &operator=(const Kronopd &) = delete;
+
+  // Starts kronopd with 8 rings of 64 KiB, an ephemeral client port and `extra` arguments;
+  // true once it answers on its control socket (answers, not necessarily healthy: right
+  // after a restart under load the rings are full, which health rightly calls degraded).
+  bool start(const std::vector<std::string> &extra = {});
+  // Sends `sig` and waits; the exit status (128 + signal when killed), -1 when not running.
+  int stop(int sig);
+  // `kronopctl stats` succeeds.
+  bool answers() const;
+  // What kronopd wrote so far.
+  std::string output() const;
+
+  TempDir dir;
+  std::string shm, socket, log;
+  pid_t pid = -1;
+};
 
 }  // namespace kronop::test
