@@ -1,6 +1,9 @@
 // The durable log; see log_store.h.
 #include "log_store.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <sqlite3.h>
 #include <zstd.h>
 
@@ -66,6 +69,14 @@ Error sql_error(const std::string &path, sqlite3 *db, const char *what) {
     msg += " (kronopd needs to read and write the database and its directory)";
   }
   return Error{KRONOP_ESYS, msg};
+}
+
+// The log's threads run below the I/O loops and the ingest thread (nice 10): fan-out never
+// waits for the log, and on a busy machine it should wait as little as possible for a CPU
+// the log holds. Not SCHED_IDLE: a log starved outright by a saturated machine would stall
+// the producers (the rings' space is released only once logged) in bursts.
+void run_in_background(int nice) {
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
 }
 
 bool exec(sqlite3 *db, const char *sql) {
@@ -301,11 +312,12 @@ void LogStore::stop() {
     std::lock_guard<std::mutex> lock(mutex_);
     checkpointer_stopping_ = true;
   }
-  wake_.notify_all();
+  checkpoint_wake_.notify_all();
   if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 void LogStore::checkpoint_run() {
+  run_in_background(19);
   // A connection of its own: a PASSIVE checkpoint copies what it can without waiting for
   // (or blocking) the writer, which goes on appending to the WAL meanwhile.
   sqlite3 *db = nullptr;
@@ -322,7 +334,7 @@ void LogStore::checkpoint_run() {
     bool stopping;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait_for(lock, interval, [this] { return checkpointer_stopping_; });
+      checkpoint_wake_.wait_for(lock, interval, [this] { return checkpointer_stopping_; });
       stopping = checkpointer_stopping_;  // then one last round: the next start reads a short WAL
     }
     int wal_frames = 0, copied = 0;
@@ -341,13 +353,21 @@ void LogStore::checkpoint_run() {
 
 uint64_t LogStore::submit(std::vector<LogRecord> batch) {
   uint64_t id;
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     id = ++queued_id_;
+    // The writer needs waking when it sleeps for want of work, and when a transaction it is
+    // filling is full; in between it wakes by itself at the batch's deadline (a wake-up per
+    // drain pass would cost a context switch each, on the CPUs the I/O loops need).
+    wake = queue_.empty() && user_rows_.empty();
+    queued_records_ = wake ? batch.size() : queued_records_ + batch.size();
+    wake = wake || (queued_records_ >= options_.batch_records &&
+                    queued_records_ - batch.size() < options_.batch_records);
     queue_.push_back(std::move(batch));
   }
   submitted_.store(id, std::memory_order_release);
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
   return id;
 }
 
@@ -421,6 +441,7 @@ uint64_t LogStore::trim_all(uint64_t now_ns) {
 }
 
 void LogStore::run() {
+  run_in_background(10);
   std::vector<LogRecord> records;
   std::unordered_map<std::string, UserRow> users;
   auto next_trim = std::chrono::steady_clock::now() +
@@ -447,14 +468,10 @@ void LogStore::run() {
       // Let a transaction fill for up to batch_ms, unless it is full already.
       const auto deadline =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.batch_ms);
-      auto queued = [&] {
-        std::size_t n = 0;
-        for (const auto &b : queue_) n += b.size();
-        return n;
-      };
-      while (!stopping_ && queued() < options_.batch_records &&
+      while (!stopping_ && queued_records_ < options_.batch_records &&
              wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
+      queued_records_ = 0;
       taken.swap(queue_);
       users.swap(user_rows_);
       last_id = queued_id_;

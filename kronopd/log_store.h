@@ -146,11 +146,13 @@ class LogStore {
   ZSTD_CCtx *zstd_;  // the writer thread's
   LogCounters counters_;
   std::mutex mutex_;
-  std::condition_variable wake_;
+  std::condition_variable wake_;                        // the writer's
+  std::condition_variable checkpoint_wake_;             // the checkpointer's
   std::vector<std::vector<LogRecord>> queue_;           // guarded by mutex_
   std::unordered_map<std::string, UserRow> user_rows_;  // guarded by mutex_
   bool write_users(const std::unordered_map<std::string, UserRow> &rows);
   uint64_t queued_id_ = 0;              // guarded by mutex_: id of queue_.back()
+  std::size_t queued_records_ = 0;      // guarded by mutex_: records in queue_
   bool stopping_ = false;               // guarded by mutex_
   bool checkpointer_stopping_ = false;  // guarded by mutex_
   std::atomic<uint64_t> submitted_{0};

@@ -2,6 +2,7 @@
 // control socket; the ingest thread drains the producers' shared-memory rings.
 #include <google/protobuf/stubs/logging.h>
 #include <sys/resource.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <uv.h>
@@ -252,6 +253,15 @@ void answer_connections(std::vector<std::unique_ptr<IoLoop>> &loops, const std::
 }  // namespace
 
 int main(int argc, char **argv) {
+  // Memory is handed between threads in batches (the ingest thread's log batches are freed
+  // by the log writer, recovered history by the loops): with glibc's defaults, a large block
+  // is mmap'ed and munmap'ed each time and freed heap tops are given back with madvise, and
+  // every one of those unmaps makes the kernel flush the TLBs of the CPUs running the other
+  // threads, I/O loops included (measured: delivery p99 0.5 ms -> 5-8 ms at 5,000 msg/s
+  // once logging). Keep blocks up to 64 MiB in the heap, and the heap's free memory up to
+  // 256 MiB.
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   Config config;
   CLI::App app{"kronopd - Kronop real-time fan-out daemon"};
   app.set_version_flag("--version", std::string("kronopd ") + KRONOP_VERSION);
