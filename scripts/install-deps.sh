@@ -9,7 +9,7 @@ packages=(
   clang clang-format libclang-rt-14-dev
   libuv1-dev libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev
   libsqlite3-dev libzstd-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libsimdjson-dev libssl-dev libhttp-parser-dev
+  libsimdjson-dev libssl-dev libhttp-parser-dev libsystemd-dev
   curl
 )
 # Node.js and npm for the real-client tests (tests/clients); a node already on PATH (e.g. a

@@ -1,0 +1,85 @@
+// systemd notifications; see service_notify.h.
+#include "service_notify.h"
+
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "log.h"
+
+namespace kronop::daemon {
+
+ServiceNotifier::ServiceNotifier(uv_loop_t *loop, Hooks hooks, uint64_t status_ms)
+    : loop_(loop), hooks_(std::move(hooks)), status_ms_(status_ms) {
+  const char *socket = std::getenv("NOTIFY_SOCKET");
+  enabled_ = socket != nullptr && socket[0] != '\0';
+  uint64_t usec = 0;
+  // > 0: WATCHDOG_USEC is set (and WATCHDOG_PID, when set, is this process).
+  if (enabled_ && sd_watchdog_enabled(0, &usec) > 0) watchdog_usec_ = usec;
+}
+
+ServiceNotifier::~ServiceNotifier() = default;
+
+void ServiceNotifier::send(const std::string &state) {
+  if (!enabled_) return;
+  int rc = sd_notify(0, state.c_str());
+  if (rc < 0) KLOG_WARN("sd_notify: %s", std::strerror(-rc));
+}
+
+void ServiceNotifier::ready() {
+  if (!enabled_) return;
+  std::string state = "READY=1\nMAINPID=" + std::to_string(::getpid());
+  if (hooks_.status) state += "\nSTATUS=" + hooks_.status();
+  send(state);
+  uv_timer_init(loop_, &status_timer_);
+  status_timer_.data = this;
+  uv_timer_start(&status_timer_, on_status, status_ms_, status_ms_);
+  uv_timer_init(loop_, &watchdog_timer_);
+  watchdog_timer_.data = this;
+  if (watchdog_usec_ > 0) {
+    // Half the interval, as sd_watchdog_enabled(3) advises; at least 1 ms.
+    const uint64_t ms = std::max<uint64_t>(watchdog_usec_ / 2000, 1);
+    if (hooks_.loops_alive) hooks_.loops_alive();  // the first probes
+    uv_timer_start(&watchdog_timer_, on_watchdog, ms, ms);
+  }
+  timers_open_ = true;
+  KLOG_INFO("systemd: READY=1%s",
+            watchdog_usec_ > 0
+                ? (", watchdog every " + std::to_string(watchdog_usec_ / 1000) + " ms").c_str()
+                : "");
+}
+
+void ServiceNotifier::stopping() { send("STOPPING=1\nSTATUS=stopping"); }
+
+void ServiceNotifier::close() {
+  if (!timers_open_) return;
+  timers_open_ = false;
+  uv_close(reinterpret_cast<uv_handle_t *>(&status_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&watchdog_timer_), nullptr);
+}
+
+void ServiceNotifier::on_status(uv_timer_t *t) {
+  auto *self = static_cast<ServiceNotifier *>(t->data);
+  if (self->hooks_.status) self->send("STATUS=" + self->hooks_.status());
+}
+
+void ServiceNotifier::on_watchdog(uv_timer_t *t) {
+  auto *self = static_cast<ServiceNotifier *>(t->data);
+  // This runs on the main loop, so a wedged main loop sends nothing; the I/O loops answer
+  // probes posted to them, so a wedged I/O loop stops the pings too.
+  if (self->hooks_.loops_alive && !self->hooks_.loops_alive()) {
+    if (!self->warned_) {
+      KLOG_WARN("systemd watchdog: an I/O loop has not answered for %llu ms; not pinging",
+                static_cast<unsigned long long>(self->watchdog_usec_ / 2000));
+      self->warned_ = true;
+    }
+    return;
+  }
+  self->warned_ = false;
+  self->send("WATCHDOG=1");
+}
+
+}  // namespace kronop::daemon
