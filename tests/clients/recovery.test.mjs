@@ -230,13 +230,22 @@ test("kill -9 during a sustained publish: the log has every update once, every c
     assert.equal(c.state.replies.at(-1).recovered, true, `client ${i} recovered`);
   }
   // The log, read with the daemon running: every update exactly once, numbered 1..total.
-  const replay = await run(
-    kronopctlBin(),
-    ["--data-dir", daemon.args[daemon.args.indexOf("--data-dir") + 1], "replay", "--topic", topic, "--json"],
+  // Fan-out does not wait for the log: read again until it has committed them all (or more,
+  // which would be a duplicate and fail below).
+  let replay;
+  let seqs = [];
+  const dataDir = daemon.args[daemon.args.indexOf("--data-dir") + 1];
+  await eventually(
+    async () => {
+      replay = await run(kronopctlBin(), ["--data-dir", dataDir, "replay", "--topic", topic, "--json"], 30000);
+      assert.equal(replay.code, 0, replay.stderr);
+      seqs = replay.stdout.trim().split("\n").map((line) => Number(JSON.parse(line).seq));
+      return seqs.length >= total;
+    },
     30000,
+    `the log to hold ${total} rows`,
+    200,
   );
-  assert.equal(replay.code, 0, replay.stderr);
-  const seqs = replay.stdout.trim().split("\n").map((line) => Number(JSON.parse(line).seq));
   assert.equal(seqs.length, total);
   seqs.forEach((seq, k) => {
     if (seq !== k + 1) assert.fail(`log row ${k} has seq ${seq}`);
