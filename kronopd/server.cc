@@ -135,6 +135,7 @@ struct ClientServer::PendingJoin {
   bool recover = false;  // the join gave last_seq
   uint64_t last_seq = 0;
   uint64_t epoch = 0;            // 0: not given
+  uint64_t ahead_since_ms = 0;   // first found ahead of the stream (see on_sync)
   SyncReply synced;              // once answered
   std::vector<MessagePtr> held;  // the topic's live messages since the join
   // Once answered: the recovered messages' frames (in chunks), sent as the socket drains
@@ -305,6 +306,8 @@ void ClientServer::start() {
   uv_timer_init(loop_, &sweep_);
   sweep_.data = this;
   uv_timer_start(&sweep_, on_sweep, 1000, 1000);
+  uv_timer_init(loop_, &resync_);
+  resync_.data = this;
   uv_check_init(loop_, &flush_check_);
   uv_prepare_init(loop_, &flush_prepare_);
   flush_check_.data = this;
@@ -315,6 +318,7 @@ void ClientServer::start() {
                    [](uv_prepare_t *h) { static_cast<ClientServer *>(h->data)->flush_all(); });
   // These only serve the connections; they must not keep the loop alive by themselves.
   uv_unref(reinterpret_cast<uv_handle_t *>(&sweep_));
+  uv_unref(reinterpret_cast<uv_handle_t *>(&resync_));
   uv_unref(reinterpret_cast<uv_handle_t *>(&flush_check_));
   uv_unref(reinterpret_cast<uv_handle_t *>(&flush_prepare_));
   flush_handles_open_ = true;
@@ -689,6 +693,22 @@ void ClientServer::on_sync(const SyncReply &r) {
   // last_seq 0 (nothing received yet) is the start of whichever stream there is now.
   const uint64_t n = j->last_seq;
   const bool same_stream = n == 0 || j->epoch == 0 || j->epoch == r.epoch;
+  if (same_stream && n > r.last_seq && r.epoch != 0) {
+    // The client has seen more of this stream than kronopd has numbered: right after a
+    // kronopd crash, the records it had fanned out but not logged are being read again, and
+    // get the same seqs (where they could not, the topic has a new epoch). Ask again shortly,
+    // for a few seconds, before telling the client it is ahead of the stream.
+    const uint64_t now = monotonic_ms();
+    if (j->ahead_since_ms == 0) j->ahead_since_ms = now;
+    if (now - j->ahead_since_ms < 5000) {
+      j->sync_id = ++next_sync_id_;
+      syncs_[j->sync_id] = c;
+      resyncs_.emplace_back(j->sync_id, j->topic);
+      if (!uv_is_active(reinterpret_cast<uv_handle_t *>(&resync_)))
+        uv_timer_start(&resync_, on_resync, 20, 0);
+      return;
+    }
+  }
   if (!same_stream || n > r.last_seq || r.last_seq - n > options_.max_recovery ||
       (n < r.last_seq && options_.log == nullptr)) {
     finish_join(c, j, false);
@@ -696,6 +716,20 @@ void ClientServer::on_sync(const SyncReply &r) {
     finish_join(c, j, true);
   } else {
     read_history(c, j, r);
+  }
+}
+
+void ClientServer::on_resync(uv_timer_t *timer) {
+  auto *self = static_cast<ClientServer *>(timer->data);
+  std::vector<std::pair<uint64_t, std::string>> due;
+  due.swap(self->resyncs_);
+  for (auto &[id, topic] : due) {
+    if (!self->syncs_.contains(id)) continue;  // closed or left meanwhile
+    if (self->sync_) {
+      self->sync_(topic, id);
+    } else {
+      self->on_sync(SyncReply{id, 0, 0, 0});
+    }
   }
 }
 
@@ -1110,6 +1144,7 @@ void ClientServer::release_flush_handles() {
   if (!flush_handles_open_) return;
   flush_handles_open_ = false;
   uv_close(reinterpret_cast<uv_handle_t *>(&sweep_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&resync_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&flush_check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&flush_prepare_), nullptr);
 }

@@ -242,6 +242,10 @@ class ClientServer {
   // Sync requests (and history reads) in flight: id -> the connection whose join waits.
   std::unordered_map<uint64_t, Connection *> syncs_;
   uv_timer_t sweep_{};
+  // Joins asked again shortly (sync id, topic): see on_sync, a client ahead of the stream.
+  uv_timer_t resync_{};
+  std::vector<std::pair<uint64_t, std::string>> resyncs_;
+  static void on_resync(uv_timer_t *timer);
   uv_check_t flush_check_{};
   uv_prepare_t flush_prepare_{};
   bool flush_handles_open_ = false;
