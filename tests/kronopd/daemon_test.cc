@@ -74,6 +74,13 @@ TEST_F(DaemonTest, RestartAfterSigkillDeliversWhatWasWrittenMeanwhile) {
   auto &p = *producer.value();
   for (int i = 0; i < 100; ++i) ASSERT_EQ(p.publish("reel:1", "reel_update", "{}", 0), KRONOP_OK);
   ASSERT_TRUE(eventually([&] { return stats().records() == 100; }));
+  // Released to the producer only once logged: until then a kill -9 leaves them in the ring,
+  // to be read (and counted) again at the next start. Wait for the log, as this test is
+  // about what is written while no daemon runs.
+  ASSERT_TRUE(eventually([&] {
+    auto s = stats();
+    return s.log().rows() == 100 && s.log().batches_behind() == 0;
+  }));
   const uint64_t epoch = stats().segment_epoch();
 
   EXPECT_EQ(stop(SIGKILL), 128 + SIGKILL);
