@@ -118,7 +118,7 @@ void Acceptor::close() {
 void Acceptor::on_readable(uv_poll_t *poll, int status, int) {
   auto *self = static_cast<Acceptor *>(poll->data);
   if (status < 0) {
-    KLOG_WARN("client port: %s", uv_strerror(status));
+    KLOG_WARN("event=accept_failed error=%s", log::q(uv_strerror(status)).c_str());
     return;
   }
   self->accept_some();
@@ -151,9 +151,9 @@ void Acceptor::accept_some() {
     const uint64_t now = monotonic_ms();
     if (now - last_warning_ms_ >= 10'000 || last_warning_ms_ == 0) {
       last_warning_ms_ = now;
-      KLOG_WARN("client port: accept failed: %s%s", std::strerror(err),
+      KLOG_WARN("event=accept_failed error=%s%s", log::q(std::strerror(err)).c_str(),
                 err == EMFILE || err == ENFILE
-                    ? " (file descriptor limit reached: raise LimitNOFILE / ulimit -n)"
+                    ? " hint=\"file descriptor limit reached: raise LimitNOFILE / ulimit -n\""
                     : "");
     }
     // Pause, and try again later: the connections wait in the backlog meanwhile.

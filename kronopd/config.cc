@@ -1,6 +1,86 @@
 #include "config.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 namespace kronop::daemon {
+namespace {
+
+std::string trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+std::string unquote(std::string s) {
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) {
+    return s.substr(1, s.size() - 2);
+  }
+  return s;
+}
+
+// Options that are not keys of the file.
+bool file_key(const CLI::Option &opt) {
+  const std::string name = opt.get_single_name();
+  return opt.get_configurable() && !name.empty() && name != "help" && name != "version" &&
+         name != "config" && name != "print-config";
+}
+
+struct FileKey {
+  std::string key;
+  int line;
+};
+
+// The keys of the file --config names, with their lines; or the first fault: a line that is
+// neither a comment nor "key = value" (CLI11 reads a bare key as "key = true"), a section, an
+// unknown key, a key given twice. CLI11 would take some of these silently.
+std::string scan_config_file(const CLI::App &app, const std::string &path,
+                             std::vector<FileKey> &keys) {
+  std::ifstream in(path);
+  if (!in) return path + ": cannot read: " + std::strerror(errno);
+  std::string raw;
+  for (int line = 1; std::getline(in, raw); ++line) {
+    const std::string text = trim(raw);
+    const std::string where = path + ":" + std::to_string(line) + ": ";
+    if (text.empty() || text.front() == '#' || text.front() == ';') continue;
+    if (text.front() == '[') return where + "sections are not used: every key is at the top";
+    const std::string key = unquote(trim(text.substr(0, text.find('='))));
+    if (key.empty()) return where + "expected 'key = value'";
+    const CLI::Option *opt = app.get_option_no_throw("--" + key);
+    if (opt == nullptr || !file_key(*opt)) {
+      std::string hint;
+      if (key.find('_') != std::string::npos) {
+        hint = " (keys are the long options without their dashes, spelt with '-', not '_')";
+      }
+      return where + "unknown key '" + key + "'" + hint;
+    }
+    const std::string name = opt->get_single_name();
+    auto seen = std::find_if(keys.begin(), keys.end(), [&](const FileKey &k) {
+      const CLI::Option *o = app.get_option_no_throw("--" + k.key);
+      return o != nullptr && o->get_single_name() == name;
+    });
+    if (seen != keys.end() && opt->get_expected_max() <= 1) {
+      return where + "'" + key + "' is already set on line " + std::to_string(seen->line);
+    }
+    keys.push_back({key, line});
+  }
+  return {};
+}
+
+// Whether `args` gives the option itself (--name or --name=...).
+bool given_on_command_line(const std::vector<std::string> &args, const CLI::Option &opt) {
+  return std::any_of(args.begin(), args.end(), [&](const std::string &a) {
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0) return false;
+    const auto eq = a.find('=');
+    return opt.check_lname(a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2));
+  });
+}
+
+}  // namespace
 
 void add_options(CLI::App &app, Config &config) {
   // A misspelt key in the file is an error, not a silently ignored line.
@@ -70,7 +150,7 @@ void add_options(CLI::App &app, Config &config) {
                  "no token is accepted");
   app.add_flag("--allow-anonymous,!--no-allow-anonymous", config.allow_anonymous,
                "Let clients without a token connect (they may join reel: topics only)")
-      ->capture_default_str();
+      ->default_str(config.allow_anonymous ? "true" : "false");
   app.add_option("--max-connections-per-ip", config.max_connections_per_ip,
                  "Client connections one source address may hold (more: HTTP 429); 0: no "
                  "limit (behind a proxy every client has the proxy's address)")
@@ -99,7 +179,7 @@ void add_options(CLI::App &app, Config &config) {
       ->capture_default_str();
   app.add_flag("--trust-loopback,!--no-trust-loopback", config.trust_loopback,
                "REST writes from a loopback address need no token")
-      ->capture_default_str();
+      ->default_str(config.trust_loopback ? "true" : "false");
   app.add_option("--recent-updates", config.recent_updates,
                  "reel_update messages kept per reel for GET /api/v1/reels/ID/updates")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000}))
@@ -107,7 +187,7 @@ void add_options(CLI::App &app, Config &config) {
   app.add_flag("--durable-log,!--no-durable-log", config.durable_log,
                "Log every message in DATA_DIR/kronop.db (without it: nothing survives a "
                "restart, joins recover nothing; for development and for measuring the log)")
-      ->capture_default_str();
+      ->default_str(config.durable_log ? "true" : "false");
   app.add_option("--retention-hours", config.retention_hours,
                  "The durable log keeps messages this many hours (0: whatever their age)")
       ->capture_default_str();
@@ -122,6 +202,85 @@ void add_options(CLI::App &app, Config &config) {
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
       ->capture_default_str();
+  app.add_flag("--print-config", config.print_config,
+               "Print the effective configuration (defaults, the --config file, these flags) "
+               "as a file --config reads, and exit")
+      ->configurable(false);
+}
+
+std::string parse_options(CLI::App &app, const std::vector<std::string> &args) {
+  // The file's path, to name its lines: CLI11 reads it, but its errors say neither where.
+  std::string path;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
+    if (args[i].rfind("--config=", 0) == 0) path = args[i].substr(9);
+  }
+  std::vector<FileKey> keys;
+  if (!path.empty()) {
+    if (std::string fault = scan_config_file(app, path, keys); !fault.empty()) return fault;
+  }
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError &e) {
+    if (e.get_exit_code() == 0) throw;  // --help, --version
+    std::string message = e.what();
+    // "--port: Value 70000 not in range ...": a value from the file names its line.
+    for (const FileKey &k : keys) {
+      const CLI::Option *opt = app.get_option_no_throw("--" + k.key);
+      const std::string flag = "--" + opt->get_single_name();
+      const auto at = message.find(flag);
+      const char after = at == std::string::npos || at + flag.size() >= message.size()
+                             ? '\0'
+                             : message[at + flag.size()];
+      if (at == std::string::npos || after == '-' ||
+          std::isalnum(static_cast<unsigned char>(after)))
+        continue;
+      if (given_on_command_line(args, *opt)) continue;
+      return path + ":" + std::to_string(k.line) + ": " + message;
+    }
+    return message;
+  }
+  return {};
+}
+
+std::vector<std::pair<std::string, std::string>> effective_options(const CLI::App &app,
+                                                                   const Config &config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const CLI::Option *opt : app.get_options()) {
+    if (!file_key(*opt)) continue;
+    const std::string name = opt->get_single_name();
+    std::string value;
+    if (name == "control-socket") {
+      value = config.control_socket_path();
+    } else if (opt->get_expected_max() > 1) {
+      std::vector<std::string> items =
+          opt->count() > 0 ? opt->as<std::vector<std::string>>() : std::vector<std::string>{};
+      // TOML's array, which CLI11 reads back.
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        value += (i ? ", \"" : "[\"") + items[i] + "\"";
+      }
+      if (!items.empty()) value += "]";
+    } else {
+      value = opt->count() > 0 ? opt->as<std::string>() : opt->get_default_str();
+    }
+    out.emplace_back(name, std::move(value));
+  }
+  return out;
+}
+
+std::string format_config(const std::vector<std::pair<std::string, std::string>> &options) {
+  std::ostringstream out;
+  for (const auto &[key, value] : options) {
+    if (value.empty()) {
+      out << "# " << key << " = (not set)\n";
+    } else if (value.front() != '[' && value.find_first_of(" #;[]=\"',") != std::string::npos) {
+      out << key << " = \"" << value << "\"\n";
+    } else {
+      out << key << " = " << value << "\n";
+    }
+  }
+  return out.str();
 }
 
 }  // namespace kronop::daemon

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kronop::daemon {
@@ -45,6 +46,8 @@ struct Config {
   uint64_t retention_count = 100'000;
   // Most messages one rejoining client recovers (more missed: {"recovered": false}).
   std::size_t max_recovery_messages = 100'000;
+  // Print the effective configuration and exit (not a key of the file).
+  bool print_config = false;
 
   std::string control_socket_path() const {
     return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;
@@ -53,5 +56,19 @@ struct Config {
 
 // Declares every option on `app`, bound to `config`.
 void add_options(CLI::App &app, Config &config);
+
+// Parses the command line `args` (without the program name) into the options add_options
+// declared on `app`, with the file --config names. Returns the error, empty if none: a
+// fault in the file names the file and line ("kronopd.conf:7: unknown key 'port_'"), and
+// so does a bad value read from it. Flags on the command line win over the file's keys.
+// --help and --version throw CLI11's CallForHelp / CallForVersion, for app.exit().
+std::string parse_options(CLI::App &app, const std::vector<std::string> &args);
+
+// The effective configuration after parse_options, as the file's "key = value" lines would
+// give it: every key, in --help's order, with its value (given or default).
+std::vector<std::pair<std::string, std::string>> effective_options(const CLI::App &app,
+                                                                   const Config &config);
+// The same as the text --print-config prints: a file --config reads back.
+std::string format_config(const std::vector<std::pair<std::string, std::string>> &options);
 
 }  // namespace kronop::daemon

@@ -122,7 +122,7 @@ void ControlServer::close() {
 void ControlServer::on_connection(uv_stream_t *listener, int status) {
   auto *self = static_cast<ControlServer *>(listener->data);
   if (status < 0) {
-    KLOG_WARN("control socket accept failed: %s", uv_strerror(status));
+    KLOG_WARN("event=control_accept_failed error=%s", log::q(uv_strerror(status)).c_str());
     return;
   }
   auto *client = new Client;
@@ -139,7 +139,8 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
   std::string who;
   if (uv_fileno(reinterpret_cast<uv_handle_t *>(&client->pipe), &fd) != 0 ||
       !peer_allowed(fd, who)) {
-    KLOG_WARN("control socket: refused %s (not root, not our user or group)", who.c_str());
+    KLOG_WARN("event=control_refused peer=%s reason=\"not root, not our user or group\"",
+              log::q(who).c_str());
     client->close();
     return;
   }
@@ -161,7 +162,7 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
           uint32_t len = 0;
           std::memcpy(&len, c->in.data(), 4);  // little-endian: the only byte order we run on
           if (len > kMaxControlMessage) {
-            KLOG_WARN("control socket: request of %u bytes refused", len);
+            KLOG_WARN("event=control_refused bytes=%u reason=\"request too large\"", len);
             c->close();
             return;
           }

@@ -44,7 +44,8 @@ void Ingest::handle(uint32_t ring, std::string_view record, uint64_t end_pos) {
   if (r != Reject::kNone) {
     bump(counters_.rejects);
     bump(counters_.rejects_by_reason[static_cast<std::size_t>(r)]);
-    KLOG_DEBUG("ring %u: rejected record of %zu bytes: %s", ring, record.size(), reject_name(r));
+    KLOG_DEBUG("event=record_rejected ring=%u bytes=%zu reason=%s", ring, record.size(),
+               reject_name(r));
     return;
   }
   // Per-producer order check: a ring has one producer at a time, so this is an array
@@ -82,7 +83,7 @@ void Ingest::housekeeping() {
   consumer_->heartbeat();
   if (std::size_t n = consumer_->reclaim_dead_leases(); n > 0) {
     bump(counters_.leases_reclaimed, n);
-    KLOG_INFO("reclaimed %zu ring(s) of producers that exited without closing", n);
+    KLOG_INFO("event=rings_reclaimed rings=%zu reason=\"producer exited without closing\"", n);
   }
   // Other processes' leases: kronopd's own ring (client interactions, REST posts) is not a
   // producer an operator attached.
@@ -114,7 +115,7 @@ void Ingest::run() {
     release(n > 0);
     uint64_t corrupt = consumer_->corrupt_ranges();
     if (corrupt != corrupt_seen) {
-      KLOG_WARN("skipped %llu corrupt ring range(s)",
+      KLOG_WARN("event=corrupt_ranges_skipped ranges=%llu",
                 static_cast<unsigned long long>(corrupt - corrupt_seen));
       corrupt_seen = corrupt;
       counters_.corrupt_ranges.store(corrupt, std::memory_order_relaxed);

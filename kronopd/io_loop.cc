@@ -40,7 +40,7 @@ IoLoop::~IoLoop() {
     uv_run(&loop_, UV_RUN_DEFAULT);
   }
   if (int rc = uv_loop_close(&loop_); rc != 0) {
-    KLOG_WARN("I/O loop %u: handles still open at exit: %s", index_, uv_strerror(rc));
+    KLOG_WARN("event=loop_handles_open loop=%u error=%s", index_, log::q(uv_strerror(rc)).c_str());
   }
   MessageBatch::Stack::delete_list(inbox_.batches.take_all());
 }

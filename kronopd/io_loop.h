@@ -64,6 +64,10 @@ class IoLoop {
     }
     return answer;
   }
+  // Any thread: ClientServer::reconfigure on the loop's thread; false once closing.
+  bool reconfigure(ServerOptions options) {
+    return post([this, options = std::move(options)] { server_.reconfigure(options); });
+  }
   // Any thread: this loop's connections (ClientServer::describe_connections), through ask().
   std::optional<std::future<std::vector<ClientServer::ConnectionInfo>>> describe_connections(
       std::string topic) {

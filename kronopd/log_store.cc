@@ -323,8 +323,9 @@ void LogStore::checkpoint_run() {
   sqlite3 *db = nullptr;
   if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
-    KLOG_WARN("durable log %s: no checkpoint connection (%s); the WAL grows until restart",
-              path_.c_str(), sqlite3_errmsg(db));
+    KLOG_WARN(
+        "event=log_checkpoint_failed path=%s error=%s consequence=\"the WAL grows until restart\"",
+        log::q(path_).c_str(), log::q(sqlite3_errmsg(db)).c_str());
     sqlite3_close(db);
     return;
   }
@@ -344,7 +345,8 @@ void LogStore::checkpoint_run() {
       counters_.checkpoints.store(counters_.checkpoints.load(std::memory_order_relaxed) + 1,
                                   std::memory_order_relaxed);
     } else if (rc != SQLITE_BUSY) {
-      KLOG_WARN("durable log %s: checkpoint failed: %s", path_.c_str(), sqlite3_errmsg(db));
+      KLOG_WARN("event=log_checkpoint_failed path=%s error=%s", log::q(path_).c_str(),
+                log::q(sqlite3_errmsg(db)).c_str());
     }
     if (stopping) break;
   }
@@ -481,7 +483,8 @@ void LogStore::run() {
     // that user writes it again.
     if (!write_users(users)) {
       counters_.errors.fetch_add(1, std::memory_order_relaxed);
-      KLOG_WARN("log %s: presence write failed: %s", path_.c_str(), sqlite3_errmsg(db_));
+      KLOG_WARN("event=log_presence_write_failed path=%s error=%s", log::q(path_).c_str(),
+                log::q(sqlite3_errmsg(db_)).c_str());
     }
     users.clear();
     records.clear();
@@ -498,7 +501,8 @@ void LogStore::run() {
       while (!(ok = write(records))) {
         counters_.errors.fetch_add(1, std::memory_order_relaxed);
         if (++attempt == 1 || attempt % 100 == 0) {
-          KLOG_ERROR("log %s: write failed (%s); retrying", path_.c_str(), sqlite3_errmsg(db_));
+          KLOG_ERROR("event=log_write_failed path=%s error=%s action=retrying",
+                     log::q(path_).c_str(), log::q(sqlite3_errmsg(db_)).c_str());
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         std::lock_guard<std::mutex> lock(mutex_);

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <future>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "acceptor.h"
@@ -42,14 +43,6 @@ using namespace kronop::daemon;
 
 namespace {
 
-log::Level parse_level(const std::string &s) {
-  if (s == "error") return log::Level::kError;
-  if (s == "warning") return log::Level::kWarning;
-  if (s == "notice") return log::Level::kNotice;
-  if (s == "debug") return log::Level::kDebug;
-  return log::Level::kInfo;
-}
-
 bool make_dirs(const std::string &path) {
   std::string partial;
   std::size_t pos = 0;
@@ -66,7 +59,7 @@ bool make_dirs(const std::string &path) {
 // Protobuf's own log lines (e.g. invalid UTF-8 in a producer's typed body) are one more
 // source of producer-controlled noise: keep them at debug level.
 void protobuf_log(google::protobuf::LogLevel, const char *file, int line, const std::string &msg) {
-  KLOG_DEBUG("protobuf %s:%d: %s", file, line, msg.c_str());
+  KLOG_DEBUG("event=protobuf_log file=%s line=%d message=%s", file, line, log::q(msg).c_str());
 }
 
 void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
@@ -110,8 +103,8 @@ void warn_about_file_limit(const Config &config) {
   const uint64_t needed = config.max_connections + reserve;
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
     KLOG_WARN(
-        "open file limit is %llu but --max-connections is %llu: at most about %llu clients can "
-        "connect; raise LimitNOFILE (systemd) or ulimit -n, or lower --max-connections",
+        "event=file_limit_low nofile=%llu max_connections=%llu clients_possible=%llu "
+        "hint=\"raise LimitNOFILE (systemd) or ulimit -n, or lower --max-connections\"",
         static_cast<unsigned long long>(lim.rlim_cur),
         static_cast<unsigned long long>(config.max_connections),
         static_cast<unsigned long long>(lim.rlim_cur > reserve ? lim.rlim_cur - reserve : 0));
@@ -163,6 +156,101 @@ void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
     r->set_refused_too_large(ring.refused_too_large);
   }
 }
+
+// The ServerOptions that SIGHUP may change (ClientServer::reconfigure), from `config`.
+void set_limits(const Config &config, const std::string &auth_secret, ServerOptions &o) {
+  o.auth_secret = auth_secret;
+  o.allowed_origins = config.allowed_origins;
+  o.idle_timeout_ms = config.idle_timeout_ms;
+  o.max_unsent_bytes = config.max_unsent_bytes;
+  o.max_request_body = config.max_request_body;
+  o.max_comment_bytes = config.max_comment_bytes;
+  o.max_recovery = config.max_recovery_messages;
+  o.max_message = config.max_message;
+  o.max_channels = config.max_channels;
+  o.max_client_messages_per_second = config.max_client_messages_per_second;
+}
+
+// The keys set_limits reads, and the log level: what a SIGHUP applies. Any other key that
+// changed is named in the log and waits for a restart.
+bool reloadable(const std::string &key) {
+  static const std::set<std::string> keys{"log-level",
+                                          "auth-secret-file",
+                                          "allowed-origin",
+                                          "idle-timeout-ms",
+                                          "max-unsent-bytes",
+                                          "max-request-body",
+                                          "max-comment-bytes",
+                                          "max-recovery-messages",
+                                          "max-message",
+                                          "max-channels",
+                                          "max-client-messages-per-second"};
+  return keys.count(key) != 0;
+}
+
+// SIGHUP: reads the configuration again (the same command line, the --config file as it is
+// now, the auth secret file) and applies what can change while kronopd runs. A configuration
+// with a fault changes nothing.
+struct Reloader {
+  std::vector<std::string> args;
+  // What is in force, key by key as --print-config shows it.
+  std::vector<std::pair<std::string, std::string>> effective;
+  std::string auth_secret;
+  ServerOptions limits;
+  std::vector<std::unique_ptr<IoLoop>> *loops = nullptr;
+  uv_signal_t signal{};
+
+  void reload() {
+    Config next;
+    CLI::App app;
+    add_options(app, next);
+    std::string error;
+    try {
+      error = parse_options(app, args);
+    } catch (const CLI::ParseError &e) {
+      error = e.what();
+    }
+    std::string secret, warning;
+    if (error.empty() && !next.auth_secret_file.empty()) {
+      auto read = read_secret_file(next.auth_secret_file, &warning);
+      if (read.ok()) {
+        secret = std::move(read).value();
+      } else {
+        error = "--auth-secret-file: " + read.error().message;
+      }
+    }
+    if (error.empty() && next.auth_secret_file.empty() && !auth_secret.empty()) {
+      error = "auth-secret-file: cannot be unset while kronopd runs (its tokens' sockets stay)";
+    }
+    if (!error.empty()) {
+      KLOG_ERROR("event=reload result=refused changed=none error=%s", log::q(error).c_str());
+      return;
+    }
+    if (!warning.empty()) KLOG_WARN("event=reload warning=%s", log::q(warning).c_str());
+    std::string changed, restart_needed;
+    const auto now = effective_options(app, next);
+    for (std::size_t i = 0; i < now.size() && i < effective.size(); ++i) {
+      const auto &[key, value] = now[i];
+      if (value == effective[i].second) continue;
+      if (!reloadable(key)) {
+        restart_needed += (restart_needed.empty() ? "" : ",") + key;
+        continue;
+      }
+      changed += (changed.empty() ? "" : " ") + key + "=" + log::q(value);
+      effective[i].second = value;
+    }
+    if (secret != auth_secret) {
+      changed += std::string(changed.empty() ? "" : " ") + "auth-secret=replaced";
+      auth_secret = secret;
+    }
+    log::set_max_level(log::parse_level(next.log_level).value_or(log::Level::kInfo));
+    set_limits(next, auth_secret, limits);
+    for (auto &l : *loops) l->reconfigure(limits);
+    KLOG_NOTICE("event=reload result=applied changed=%s restart_needed=%s",
+                log::q(changed.empty() ? "none" : changed).c_str(),
+                log::q(restart_needed.empty() ? "none" : restart_needed).c_str());
+  }
+};
 
 // How long the control socket waits for the I/O loops to describe their connections. The
 // main loop (signals, the control socket, presence flushes) blocks meanwhile; a loop answers
@@ -267,19 +355,20 @@ int main(int argc, char **argv) {
   CLI::App app{"kronopd - Kronop real-time fan-out daemon"};
   app.set_version_flag("--version", std::string("kronopd ") + KRONOP_VERSION);
   add_options(app, config);
+  const std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp &e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp &e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion &e) {
-    return app.exit(e);
+    if (std::string error = parse_options(app, args); !error.empty()) {
+      std::fprintf(stderr, "kronopd: %s\nRun with --help for more information.\n", error.c_str());
+      return 2;
+    }
   } catch (const CLI::ParseError &e) {
-    app.exit(e);
-    return 2;
+    return app.exit(e);  // --help, --version
   }
-  log::set_max_level(parse_level(config.log_level));
+  if (config.print_config) {
+    std::fputs(format_config(effective_options(app, config)).c_str(), stdout);
+    return 0;
+  }
+  log::set_max_level(log::parse_level(config.log_level).value_or(log::Level::kInfo));
   google::protobuf::SetLogHandler(protobuf_log);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -289,18 +378,21 @@ int main(int argc, char **argv) {
     std::string warning;
     auto secret = read_secret_file(config.auth_secret_file, &warning);
     if (!secret.ok()) {
-      KLOG_ERROR("--auth-secret-file: %s", secret.error().message.c_str());
+      KLOG_ERROR("event=config_error key=auth-secret-file error=%s",
+                 log::q(secret.error().message).c_str());
       return 1;
     }
-    if (!warning.empty()) KLOG_WARN("%s", warning.c_str());
+    if (!warning.empty()) KLOG_WARN("event=config_warning warning=%s", log::q(warning).c_str());
     auth_secret = std::move(secret).value();
   } else if (!config.allow_anonymous) {
-    KLOG_ERROR("--no-allow-anonymous without --auth-secret-file: no client could ever connect");
+    KLOG_ERROR(
+        "event=config_error key=allow-anonymous error=\"--no-allow-anonymous without "
+        "--auth-secret-file: no client could ever connect\"");
     return 2;
   }
   if (!make_dirs(config.data_dir)) {
-    KLOG_ERROR("cannot create data directory %s: %s", config.data_dir.c_str(),
-               std::strerror(errno));
+    KLOG_ERROR("event=data_dir_failed path=%s error=%s", log::q(config.data_dir).c_str(),
+               log::q(std::strerror(errno)).c_str());
     return 1;
   }
   // The durable log before the segment: a log that cannot be used stops kronopd before it
@@ -312,12 +404,14 @@ int main(int argc, char **argv) {
   if (config.durable_log) {
     auto opened_log = LogStore::open(config.data_dir + "/kronop.db", log_options);
     if (!opened_log.ok()) {
-      KLOG_ERROR("durable log: %s", opened_log.error().message.c_str());
+      KLOG_ERROR("event=log_open_failed error=%s", log::q(opened_log.error().message).c_str());
       return 1;
     }
     log_store = std::move(opened_log).value();
   } else {
-    KLOG_WARN("--no-durable-log: nothing is kept across restarts, joins recover nothing");
+    KLOG_WARN(
+        "event=durable_log_off consequence=\"nothing is kept across restarts, joins recover "
+        "nothing\"");
   }
   // DATA_DIR/kronopd.running exists while kronopd runs: found at start, the last run did not
   // stop cleanly (see IngestOptions::on_replayed).
@@ -326,25 +420,25 @@ int main(int argc, char **argv) {
   const bool after_unclean_stop = log_store && ::stat(running_marker.c_str(), &marker_stat) == 0;
   if (after_unclean_stop) {
     KLOG_WARN(
-        "the last run did not stop cleanly: topics whose unlogged records it may have "
-        "fanned out get a new epoch");
+        "event=unclean_stop_found consequence=\"topics whose unlogged records the last run may "
+        "have fanned out get a new epoch\"");
   }
   std::string note;
   auto consumer = ipc::Consumer::attach(
       ipc::SegmentOptions{config.shm_name, config.rings, config.ring_size}, &note);
   if (!consumer.ok()) {
-    KLOG_ERROR("shared memory: %s", consumer.error().message.c_str());
+    KLOG_ERROR("event=segment_failed error=%s", log::q(consumer.error().message).c_str());
     return 1;
   }
-  KLOG_INFO("shared memory: %s, epoch %llu", note.c_str(),
-            static_cast<unsigned long long>(consumer.value()->epoch()));
+  KLOG_INFO("event=segment_attached shm=%s note=%s epoch=%llu", log::q(config.shm_name).c_str(),
+            log::q(note).c_str(), static_cast<unsigned long long>(consumer.value()->epoch()));
 
   // The daemon's own producer: client interactions and REST posts enter the rings like any
   // producer's records.
   auto own_producer = ipc::Producer::open(config.shm_name);
   if (!own_producer.ok()) {
-    KLOG_ERROR("shared memory: cannot lease a ring for kronopd's own publishing: %s",
-               own_producer.error().message.c_str());
+    KLOG_ERROR("event=segment_failed what=\"lease a ring for kronopd's own publishing\" error=%s",
+               log::q(own_producer.error().message).c_str());
     return 1;
   }
   Publisher publisher(std::move(own_producer).value());
@@ -378,21 +472,12 @@ int main(int argc, char **argv) {
   server_options.rest = &rest;
   server_options.publisher = &publisher;
   server_options.interaction_limiter = &interaction_limiter;
-  server_options.max_comment_bytes = config.max_comment_bytes;
   server_options.log = log_store.get();
-  server_options.max_recovery = config.max_recovery_messages;
   server_options.reels = &reels;
-  server_options.max_request_body = config.max_request_body;
-  server_options.idle_timeout_ms = config.idle_timeout_ms;
-  server_options.max_channels = config.max_channels;
-  server_options.max_message = config.max_message;
-  server_options.max_unsent_bytes = config.max_unsent_bytes;
   server_options.allow_anonymous = config.allow_anonymous;
-  server_options.auth_secret = auth_secret;
-  server_options.max_client_messages_per_second = config.max_client_messages_per_second;
+  set_limits(config, auth_secret, server_options);
   PeerLimit peer_limit(config.max_connections_per_ip);
   if (peer_limit.enabled()) server_options.peer_limit = &peer_limit;
-  server_options.allowed_origins = config.allowed_origins;
   // The I/O loops, and the dispatcher that feeds them from the ingest thread.
   unsigned io_threads = config.io_threads;
   if (io_threads == 0) io_threads = std::max(1u, std::thread::hardware_concurrency());
@@ -410,7 +495,8 @@ int main(int argc, char **argv) {
     auto logged_topics = log_store->topics();
     for (const auto &[topic, state] : logged_topics)
       dispatcher.seed(topic, state.last_seq, state.epoch);
-    KLOG_INFO("durable log %s: %zu topics", log_store->path().c_str(), logged_topics.size());
+    KLOG_INFO("event=log_opened path=%s topics=%zu", log::q(log_store->path()).c_str(),
+              logged_topics.size());
   }
 
   IngestOptions ingest_options;
@@ -578,11 +664,12 @@ int main(int argc, char **argv) {
         }
       });
   if (auto rc = acceptor.listen(); !rc.ok()) {
-    KLOG_ERROR("client port: %s", rc.error().message.c_str());
+    KLOG_ERROR("event=listen_failed what=client_port error=%s", log::q(rc.error().message).c_str());
     return 1;
   }
   if (auto rc = control.listen(); !rc.ok()) {
-    KLOG_ERROR("control socket: %s", rc.error().message.c_str());
+    KLOG_ERROR("event=listen_failed what=control_socket error=%s",
+               log::q(rc.error().message).c_str());
     return 1;
   }
   warn_about_file_limit(config);
@@ -622,6 +709,13 @@ int main(int argc, char **argv) {
       },
       config.presence_interval_ms, config.presence_interval_ms);
 
+  Reloader reloader{args, effective_options(app, config), auth_secret, server_options, &loops};
+  uv_signal_init(loop, &reloader.signal);
+  reloader.signal.data = &reloader;
+  uv_signal_start(
+      &reloader.signal,
+      [](uv_signal_t *handle, int) { static_cast<Reloader *>(handle->data)->reload(); }, SIGHUP);
+
   struct Stopper {
     ControlServer *control;
     Ingest *ingest;
@@ -630,12 +724,13 @@ int main(int argc, char **argv) {
     uv_timer_t *presence_timer;
     LogStore *log;
     ServiceNotifier *notifier;
+    uv_signal_t *hup;
     uv_signal_t term{}, intr{};
-  } stopper{&control,        &ingest,  &acceptor, &loops, &presence_flush.timer,
-            log_store.get(), &notifier};
+  } stopper{&control,        &ingest,   &acceptor,       &loops, &presence_flush.timer,
+            log_store.get(), &notifier, &reloader.signal};
   auto on_signal = [](uv_signal_t *handle, int signum) {
     auto *s = static_cast<Stopper *>(handle->data);
-    KLOG_NOTICE("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    KLOG_NOTICE("event=stopping signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     s->notifier->stopping();
     s->notifier->close();
     // The ingest thread first: it is the one that wakes the loops, whose inboxes close next.
@@ -650,6 +745,7 @@ int main(int argc, char **argv) {
     s->control->close();
     uv_close(reinterpret_cast<uv_handle_t *>(s->presence_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t *>(&s->term), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t *>(s->hup), nullptr);
     uv_close(reinterpret_cast<uv_handle_t *>(&s->intr), nullptr);
   };
   for (auto [sig, handle] : {std::pair{SIGTERM, &stopper.term}, std::pair{SIGINT, &stopper.intr}}) {
@@ -659,13 +755,13 @@ int main(int argc, char **argv) {
   }
 
   KLOG_NOTICE(
-      "kronopd %s ready: clients on ws://%s:%d/ws (Phoenix) and /ws/reel/ID (%u I/O threads), "
-      "producers publish into /dev/shm/%s, control socket %s",
+      "event=ready version=%s clients=ws://%s:%d/ws io_threads=%u shm=/dev/shm/%s "
+      "control_socket=%s",
       KRONOP_VERSION, config.bind.c_str(), acceptor.port(), io_threads, config.shm_name.c_str(),
-      config.control_socket_path().c_str());
+      log::q(config.control_socket_path()).c_str());
   KLOG_NOTICE(
-      "try: kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
-      "--json '{\"views\":1}'  and  kronopctl --socket %s stats",
+      "event=hint try=\"kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
+      "--json '{\\\"views\\\":1}'; kronopctl --socket %s stats\"",
       config.shm_name.c_str(), config.control_socket_path().c_str());
   notifier.ready();
   uv_run(loop, UV_RUN_DEFAULT);
@@ -673,6 +769,6 @@ int main(int argc, char **argv) {
   uv_loop_close(loop);
   // Everything fanned out is logged (the log stopped after the ingest thread): a clean stop.
   if (log_store) ::unlink(running_marker.c_str());
-  KLOG_NOTICE("stopped");
+  KLOG_NOTICE("event=stopped");
   return 0;
 }

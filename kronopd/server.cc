@@ -22,6 +22,10 @@
 
 namespace kronop::daemon {
 namespace {
+std::string peer_name(const uv_tcp_t *tcp);
+}  // namespace
+
+namespace {
 
 constexpr std::size_t kReadBuffer = 64 * 1024;
 
@@ -73,8 +77,8 @@ bool read_log_history(LogStore &log, const std::string &topic, uint64_t after, u
   const uint64_t give_up = monotonic_ms() + 10'000;
   while (log.committed() < durable) {
     if (monotonic_ms() > give_up) {
-      KLOG_WARN("recovery of %s: the log has not committed batch %llu in 10 s", topic.c_str(),
-                static_cast<unsigned long long>(durable));
+      KLOG_WARN("event=recovery_failed topic=%s error=\"log has not committed batch %llu in 10 s\"",
+                log::q(topic).c_str(), static_cast<unsigned long long>(durable));
       return false;
     }
     std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -85,7 +89,8 @@ bool read_log_history(LogStore &log, const std::string &topic, uint64_t after, u
   if (!reader || reader_path != log.path()) {
     auto opened = LogReader::open(log.path());
     if (!opened.ok()) {
-      KLOG_WARN("recovery of %s: %s", topic.c_str(), opened.error().message.c_str());
+      KLOG_WARN("event=recovery_failed topic=%s error=%s", log::q(topic).c_str(),
+                log::q(opened.error().message).c_str());
       return false;
     }
     reader = std::move(opened).value();
@@ -118,7 +123,8 @@ bool read_log_history(LogStore &log, const std::string &topic, uint64_t after, u
   });
   if (!chunk.empty()) chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
   if (!read.ok()) {
-    KLOG_WARN("recovery of %s: %s", topic.c_str(), read.error().message.c_str());
+    KLOG_WARN("event=recovery_failed topic=%s error=%s", log::q(topic).c_str(),
+              log::q(read.error().message).c_str());
     return false;
   }
   return expect == until + 1;
@@ -232,6 +238,8 @@ struct ClientServer::Connection final : ws::FrameSink {
   bool within_rate() {
     if (limiter.allow(last_activity_ms)) return true;
     server->bump(Counter::kRateLimited);
+    server->log_fault(this, Fault::kRateLimited, ws::kClosePolicyViolation,
+                      "message rate limit exceeded");
     close_with(ws::kClosePolicyViolation, "message rate limit exceeded");
     return false;
   }
@@ -240,6 +248,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   }
   void on_protocol_error(uint16_t code, std::string_view reason) override {
     server->bump(Counter::kClosedProtocol);
+    server->log_fault(this, Fault::kProtocol, code, reason);
     close_with(code, reason);
   }
 
@@ -258,6 +267,7 @@ struct ClientServer::Connection final : ws::FrameSink {
   }
   void refuse_http(int status, std::string_view reason) {
     server->bump(Counter::kHttpErrors);
+    server->log_fault(this, status == 403 ? Fault::kAuth : Fault::kHttp, status, reason);
     server->send(this, shared(ws::http_error_response(status, reason)), Send::kClosing);
     shut();
   }
@@ -296,11 +306,44 @@ ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallb
       options_(std::move(options)),
       interest_(std::move(interest)),
       sync_(std::move(sync)),
-      parser_(options_.max_message),
-      verifier_(options_.auth_secret),
+      parser_(std::make_unique<phoenix::MessageParser>(options_.max_message)),
+      verifier_(std::make_unique<TokenVerifier>(options_.auth_secret)),
       read_buffer_(kReadBuffer) {}
 
 ClientServer::~ClientServer() = default;
+
+void ClientServer::log_fault(const Connection *c, Fault kind, int code, std::string_view reason) {
+  static constexpr const char *kKinds[] = {"protocol", "rate_limited", "auth", "slow_consumer",
+                                           "http"};
+  uint64_t suppressed = 0;
+  if (!log::enabled(log::Level::kWarning) ||
+      !fault_log_[static_cast<std::size_t>(kind)].allow(monotonic_ms(), &suppressed)) {
+    return;
+  }
+  KLOG_WARN("event=client_fault kind=%s peer=%s user=%s code=%d reason=%s suppressed=%llu",
+            kKinds[static_cast<std::size_t>(kind)], log::q(peer_name(&c->tcp)).c_str(),
+            log::q(c->identity.authenticated() ? c->identity.user_id : "-").c_str(), code,
+            log::q(reason).c_str(), static_cast<unsigned long long>(suppressed));
+}
+
+void ClientServer::reconfigure(const ServerOptions &options) {
+  if (options.max_message != options_.max_message) {
+    parser_ = std::make_unique<phoenix::MessageParser>(options.max_message);
+  }
+  if (options.auth_secret != options_.auth_secret) {
+    verifier_ = std::make_unique<TokenVerifier>(options.auth_secret);
+  }
+  options_.auth_secret = options.auth_secret;
+  options_.allowed_origins = options.allowed_origins;
+  options_.idle_timeout_ms = options.idle_timeout_ms;
+  options_.max_unsent_bytes = options.max_unsent_bytes;
+  options_.max_request_body = options.max_request_body;
+  options_.max_comment_bytes = options.max_comment_bytes;
+  options_.max_recovery = options.max_recovery;
+  options_.max_message = options.max_message;
+  options_.max_channels = options.max_channels;
+  options_.max_client_messages_per_second = options.max_client_messages_per_second;
+}
 
 void ClientServer::start() {
   uv_timer_init(loop_, &sweep_);
@@ -373,7 +416,7 @@ void ClientServer::adopt(int fd, const PeerLimit::Key &peer) {
   bump(Counter::kConnections);
   bump(Counter::kConnectionsTotal);
   if (int rc = uv_tcp_open(&c->tcp, fd); rc != 0) {
-    KLOG_WARN("cannot take over an accepted socket: %s", uv_strerror(rc));
+    KLOG_WARN("event=adopt_failed error=%s", log::q(uv_strerror(rc)).c_str());
     ::close(fd);
     c->closing = true;
     c->close_handle();
@@ -429,6 +472,8 @@ void ClientServer::Connection::process(std::span<char> data, std::size_t *used) 
     if (state == http::RequestParser::State::kError) {
       // Not yet known to be a WebSocket upgrade: the REST API's JSON error body.
       server->bump(Counter::kHttpErrors);
+      server->log_fault(this, Fault::kHttp, http_parser->error_status(),
+                        http_parser->error_reason());
       server->send(this,
                    shared(http::error_response(http_parser->error_status(),
                                                http_parser->error_reason(), true)),
@@ -462,7 +507,7 @@ bool ClientServer::Connection::authenticate(const http::Request &req, const ws::
   }
   if (!token.empty()) {
     const int64_t now = static_cast<int64_t>(realtime_ns() / 1'000'000'000ULL);
-    const TokenError e = server->verifier_.verify(token, now, identity);
+    const TokenError e = server->verifier_->verify(token, now, identity);
     if (e != TokenError::kNone) {
       server->bump(Counter::kAuthRejected);
       refuse_http(403, token_error_message(e));
@@ -499,7 +544,7 @@ HttpCaller ClientServer::Connection::caller(const http::Request &req) {
   if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
     who.has_token = true;
     const int64_t now = static_cast<int64_t>(realtime_ns() / 1'000'000'000ULL);
-    who.token_error = server->verifier_.verify(auth.substr(7), now, who.identity);
+    who.token_error = server->verifier_->verify(auth.substr(7), now, who.identity);
     if (who.token_error != TokenError::kNone) server->bump(Counter::kAuthRejected);
   } else if (!auth.empty()) {
     who.has_token = true;
@@ -590,9 +635,11 @@ void ClientServer::Connection::on_text(std::string_view message) {
   if (!within_rate()) return;
   if (mode != Mode::kPhoenix) return;  // plain sockets only listen
   phoenix::ClientMessage m;
-  phoenix::ParseError e = server->parser_.parse_text(message, m);
+  phoenix::ParseError e = server->parser_->parse_text(message, m);
   if (e != phoenix::ParseError::kNone) {
     server->bump(Counter::kClosedProtocol);
+    server->log_fault(this, Fault::kProtocol, ws::kCloseUnsupportedData,
+                      phoenix::parse_error_message(e));
     close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
     return;
   }
@@ -604,9 +651,11 @@ void ClientServer::Connection::on_binary(std::string_view message) {
   if (!within_rate()) return;
   if (mode != Mode::kPhoenix) return;
   phoenix::ClientMessage m;
-  phoenix::ParseError e = server->parser_.parse_binary(message, m);
+  phoenix::ParseError e = server->parser_->parse_binary(message, m);
   if (e != phoenix::ParseError::kNone) {
     server->bump(Counter::kClosedProtocol);
+    server->log_fault(this, Fault::kProtocol, ws::kCloseUnsupportedData,
+                      phoenix::parse_error_message(e));
     close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
     return;
   }
@@ -632,12 +681,12 @@ void ClientServer::Connection::handle_phoenix(const phoenix::ClientMessage &m) {
 
 bool ClientServer::check_join_params(Connection *c, const phoenix::ClientMessage &m) {
   uint64_t v = 0;
-  if (parser_.payload_uint("last_seq", v) == phoenix::Lookup::kWrongType) {
+  if (parser_->payload_uint("last_seq", v) == phoenix::Lookup::kWrongType) {
     reply_to(c, m, phoenix::ReplyStatus::kError,
              R"({"reason":"last_seq must be a non-negative integer"})");
     return false;
   }
-  if (parser_.payload_uint("epoch", v) == phoenix::Lookup::kWrongType) {
+  if (parser_->payload_uint("epoch", v) == phoenix::Lookup::kWrongType) {
     reply_to(c, m, phoenix::ReplyStatus::kError,
              R"({"reason":"epoch must be a non-negative integer"})");
     return false;
@@ -663,9 +712,9 @@ void ClientServer::begin_join(Connection *c, const phoenix::ClientMessage &m) {
   j->ref_json = std::string(m.ref.json);
   j->topic_json = std::string(m.topic_json);
   uint64_t v = 0;
-  j->recover = parser_.payload_uint("last_seq", v) == phoenix::Lookup::kFound;
+  j->recover = parser_->payload_uint("last_seq", v) == phoenix::Lookup::kFound;
   j->last_seq = j->recover ? v : 0;
-  j->epoch = parser_.payload_uint("epoch", v) == phoenix::Lookup::kFound ? v : 0;
+  j->epoch = parser_->payload_uint("epoch", v) == phoenix::Lookup::kFound ? v : 0;
   j->sync_id = ++next_sync_id_;
   syncs_[j->sync_id] = c;
   if (sync_) {
@@ -1035,6 +1084,7 @@ void ClientServer::send(Connection *c, SharedFrame frame, Send how) {
     if (unsent() > options_.max_unsent_bytes) {
       // The client does not keep up, and this message may not be lost silently: close.
       bump(Counter::kClosedSlow);
+      log_fault(c, Fault::kSlow, ws::kCloseTryAgainLater, "slow consumer: too much unread data");
       c->out.clear();
       c->out_bytes = 0;
       c->close_with(ws::kCloseTryAgainLater, "slow consumer: too much unread data");
@@ -1163,6 +1213,7 @@ void ClientServer::fan_out(const std::vector<MessagePtr> &messages) {
           // recovery may send is given up on, as a slow consumer.
           if (j->held.size() >= options_.max_recovery && !c->closing) {
             bump(Counter::kClosedSlow);
+            log_fault(c, Fault::kSlow, ws::kCloseTryAgainLater, "too far behind");
             c->close_with(ws::kCloseTryAgainLater, "too far behind");
           }
           j->held.push_back(m);

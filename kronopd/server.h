@@ -27,6 +27,7 @@
 #include "http.h"
 #include "kronop/result.h"
 #include "latency_histogram.h"
+#include "log.h"
 #include "phoenix.h"
 #include "presence.h"
 #include "publisher.h"
@@ -139,6 +140,12 @@ class ClientServer {
   void set_http_routes(std::function<std::optional<std::string>(const http::Request &)> routes) {
     options_.http_routes = std::move(routes);
   }
+  // Takes the limits SIGHUP may change from `options`: auth_secret, allowed_origins,
+  // idle_timeout_ms, max_unsent_bytes, max_request_body, max_comment_bytes and max_recovery
+  // count at once for every connection; max_message, max_channels and
+  // max_client_messages_per_second for connections accepted after it (a connection keeps the
+  // limits it was accepted with). The other fields are ignored.
+  void reconfigure(const ServerOptions &options);
   // Takes over an accepted, non-blocking socket.
   void adopt(int fd, const PeerLimit::Key &peer = {});
   // Closes every connection (close code `code`) and takes no more.
@@ -257,10 +264,15 @@ class ClientServer {
   std::list<Connection *> connections_;  // most recently active first
   std::vector<Connection *> lingering_;  // shut down, waiting for the peer's close
   std::unordered_map<std::string, std::vector<Connection *>> subscribers_;
-  phoenix::MessageParser parser_;
-  RouteOutcome route_outcome_;  // reused by every message's routing
-  TokenVerifier verifier_;
+  std::unique_ptr<phoenix::MessageParser> parser_;  // renewed by reconfigure()
+  RouteOutcome route_outcome_;                      // reused by every message's routing
+  std::unique_ptr<TokenVerifier> verifier_;         // renewed by reconfigure()
   LatencyHistogram delivery_ns_;
+  // A client's fault, as a warning line: throttled per kind (log::Throttle), so that a
+  // misbehaving client cannot flood the journal; the counters count every one.
+  enum class Fault : uint8_t { kProtocol, kRateLimited, kAuth, kSlow, kHttp, kCount };
+  void log_fault(const Connection *c, Fault kind, int code, std::string_view reason);
+  std::array<log::Throttle, static_cast<std::size_t>(Fault::kCount)> fault_log_;
   uint32_t interaction_ids_ = 0;
   std::vector<char> read_buffer_;
   std::array<std::atomic<uint64_t>, static_cast<std::size_t>(Counter::kCount)> counters_{};

@@ -26,7 +26,7 @@ ServiceNotifier::~ServiceNotifier() = default;
 void ServiceNotifier::send(const std::string &state) {
   if (!enabled_) return;
   int rc = sd_notify(0, state.c_str());
-  if (rc < 0) KLOG_WARN("sd_notify: %s", std::strerror(-rc));
+  if (rc < 0) KLOG_WARN("event=sd_notify_failed error=%s", log::q(std::strerror(-rc)).c_str());
 }
 
 void ServiceNotifier::ready() {
@@ -46,10 +46,8 @@ void ServiceNotifier::ready() {
     uv_timer_start(&watchdog_timer_, on_watchdog, ms, ms);
   }
   timers_open_ = true;
-  KLOG_INFO("systemd: READY=1%s",
-            watchdog_usec_ > 0
-                ? (", watchdog every " + std::to_string(watchdog_usec_ / 1000) + " ms").c_str()
-                : "");
+  KLOG_INFO("event=systemd_ready notify=READY=1 watchdog_ms=%llu",
+            static_cast<unsigned long long>(watchdog_usec_ / 1000));
 }
 
 void ServiceNotifier::stopping() { send("STOPPING=1\nSTATUS=stopping"); }
@@ -72,7 +70,7 @@ void ServiceNotifier::on_watchdog(uv_timer_t *t) {
   // probes posted to them, so a wedged I/O loop stops the pings too.
   if (self->hooks_.loops_alive && !self->hooks_.loops_alive()) {
     if (!self->warned_) {
-      KLOG_WARN("systemd watchdog: an I/O loop has not answered for %llu ms; not pinging",
+      KLOG_WARN("event=watchdog_withheld reason=\"an I/O loop has not answered\" for_ms=%llu",
                 static_cast<unsigned long long>(self->watchdog_usec_ / 2000));
       self->warned_ = true;
     }

@@ -243,12 +243,64 @@ TEST_F(DaemonTest, ConfigFileSetsTheSameKeys) {
   auto seg = ipc::Segment::open_as_producer(shm);
   ASSERT_TRUE(seg.ok());
   EXPECT_EQ(seg.value()->geometry().ring_count, 4u);
+}
 
-  std::ofstream(conf) << "rings = many\n";
-  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf}, nullptr), 2);
-  std::ofstream(conf) << "data_dirr = /tmp\n";  // a misspelt key is an error, not ignored
-  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf}, nullptr), 2);
-  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", dir.path + "/missing.conf"}, nullptr), 2);
+bool has(const std::string &text, const std::string &part) {
+  return text.find(part) != std::string::npos;
+}
+bool lacks(const std::string &text, const std::string &part) { return !has(text, part); }
+
+// A fault in the file stops kronopd at start (exit 2) with the file and line named.
+TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
+  const std::string conf = dir.path + "/kronopd.conf";
+  auto error_of = [&](const std::string &text) {
+    std::ofstream(conf) << text;
+    std::string out, err;
+    EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf}, &out, &err), 2) << text;
+    return err;
+  };
+  EXPECT_PRED2(has, error_of("# rings\n\nrings = many\n"), conf + ":3: --rings");
+  EXPECT_PRED2(has, error_of("port = 1\nport = 70000\n"),
+               conf + ":2: 'port' is already set on line 1");
+  EXPECT_PRED2(has, error_of("port = 1\nport = 70000\n"), conf + ":2:");
+  EXPECT_PRED2(has, error_of("port = 70000\n"), conf + ":1: --port: Value 70000 not in range");
+  // A misspelt key is an error, not ignored.
+  EXPECT_PRED2(has, error_of("data_dirr = /tmp\n"), conf + ":1: unknown key 'data_dirr'");
+  EXPECT_PRED2(has, error_of("print-config = true\n"), ":1: unknown key 'print-config'");
+  EXPECT_PRED2(has, error_of("[server]\nport = 1\n"), conf + ":1: sections are not used");
+  EXPECT_PRED2(has, error_of("allow-anonymous = maybe\n"),
+               conf + ":1: Could not convert: --allow-anonymous");
+  std::string err;
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", dir.path + "/missing.conf"}, nullptr, &err), 2);
+  EXPECT_PRED2(has, err, "missing.conf: cannot read");
+  // A bad value on the command line is named as the flag's.
+  std::ofstream(conf) << "port = 1\n";
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf, "--port", "x"}, nullptr, &err), 2);
+  EXPECT_PRED2(lacks, err, conf + ":");
+  EXPECT_PRED2(has, err, "--port");
+}
+
+// --print-config: flags over the file over the defaults, in a form --config reads back.
+TEST_F(DaemonTest, PrintConfigShowsTheEffectiveConfiguration) {
+  const std::string conf = dir.path + "/kronopd.conf";
+  std::ofstream(conf) << "port = 4100\nmax-channels = 7\nno-allow-anonymous = true\n"
+                      << "allowed-origin = [\"https://a.example\", \"https://b.example\"]\n";
+  std::string out;
+  ASSERT_EQ(run_capture({KRONOPD_BIN, "--config", conf, "--port", "4200", "--print-config"}, &out),
+            0);
+  EXPECT_PRED2(has, out, "\nport = 4200\n");          // the flag
+  EXPECT_PRED2(has, out, "\nmax-channels = 7\n");     // the file
+  EXPECT_PRED2(has, out, "\nmax-message = 65536\n");  // the default
+  EXPECT_PRED2(has, out, "\nallow-anonymous = false\n");
+  EXPECT_PRED2(has, out, "\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n");
+  EXPECT_PRED2(has, out, "control-socket = ./var/kronopd.sock\n");
+  EXPECT_PRED2(lacks, out, "print-config");
+  // What it prints reads back as the same configuration.
+  const std::string printed = dir.path + "/printed.conf";
+  std::ofstream(printed) << out;
+  std::string again;
+  ASSERT_EQ(run_capture({KRONOPD_BIN, "--config", printed, "--print-config"}, &again), 0);
+  EXPECT_EQ(again, out);
 }
 
 }  // namespace

@@ -100,7 +100,7 @@ TEST_F(ServiceNotifyTest, ReadyStatusWatchdogAndStopping) {
 TEST_F(ServiceNotifyTest, OutsideSystemdNothingIsSent) {
   ::unsetenv("NOTIFY_SOCKET");
   ASSERT_TRUE(start()) << output();
-  EXPECT_EQ(output().find("systemd: READY"), std::string::npos);
+  EXPECT_EQ(output().find("event=systemd_ready"), std::string::npos);
   EXPECT_EQ(stop(SIGTERM), 0);
 }
 
