@@ -1,6 +1,8 @@
 // The ingest thread's loop; see ingest.h.
 #include "ingest.h"
 
+#include <pthread.h>
+
 #include <unistd.h>
 #include "kronop/clock.h"
 
@@ -28,7 +30,10 @@ void Ingest::start() {
     replaying_ = true;
   }
   housekeeping();
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "kronop-ingest");
+    run();
+  });
 }
 
 void Ingest::stop() {

@@ -1,6 +1,8 @@
 // An I/O thread; see io_loop.h.
 #include "io_loop.h"
 
+#include <pthread.h>
+
 #include <unistd.h>
 
 #include "log.h"
@@ -48,6 +50,8 @@ IoLoop::~IoLoop() {
 void IoLoop::start() {
   server_.start();
   thread_ = std::thread([this] {
+    // "kronop-io-N" in top -H, gdb and /proc/PID/task/*/comm.
+    ::pthread_setname_np(::pthread_self(), ("kronop-io-" + std::to_string(index_)).c_str());
     uv_run(&loop_, UV_RUN_DEFAULT);
     // The loop ends when no referenced handle is left: the connections are gone, but the
     // unreferenced ones (the linger timer, the sweep and flush handles) may still be open.

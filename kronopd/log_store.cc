@@ -1,6 +1,8 @@
 // The durable log; see log_store.h.
 #include "log_store.h"
 
+#include <pthread.h>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -296,8 +298,14 @@ bool LogStore::write_users(const std::unordered_map<std::string, UserRow> &rows)
 
 void LogStore::start() {
   if (thread_.joinable()) return;
-  thread_ = std::thread([this] { run(); });
-  checkpointer_ = std::thread([this] { checkpoint_run(); });
+  thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "kronop-log");
+    run();
+  });
+  checkpointer_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "kronop-checkpt");
+    checkpoint_run();
+  });
 }
 
 void LogStore::stop() {

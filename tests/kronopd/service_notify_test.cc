@@ -4,13 +4,18 @@
 // interval while the process runs, none while it is stopped, STOPPING=1 on SIGTERM.
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "support/test_support.h"
@@ -94,6 +99,54 @@ TEST_F(ServiceNotifyTest, ReadyStatusWatchdogAndStopping) {
 
   ::kill(pid, SIGTERM);
   EXPECT_GE(manager.count("STOPPING=1", 3000), 1);
+  EXPECT_EQ(stop(SIGTERM), 0) << output();
+}
+
+// The thread of `pid` named `name` (/proc/PID/task/TID/comm), or 0.
+pid_t thread_named(pid_t pid, const std::string &name) {
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto &task : std::filesystem::directory_iterator(tasks, ec)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (comm == name) return static_cast<pid_t>(std::stol(task.path().filename().string()));
+  }
+  return 0;
+}
+
+// One I/O loop wedged (its thread stopped from outside with ptrace, the rest of kronopd
+// running): the main loop still answers, but withholds WATCHDOG=1, so systemd would kill and
+// restart kronopd after WatchdogSec. The pings come back once the loop runs again.
+TEST_F(ServiceNotifyTest, AWedgedIoLoopStopsTheWatchdogPings) {
+  const std::string path = dir.path + "/notify.sock";
+  NotifyListener manager(path);
+  ASSERT_TRUE(manager.ok());
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "200000", 1);
+  ::unsetenv("WATCHDOG_PID");
+  const bool started = start({"--io-threads", "2"});
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  ASSERT_TRUE(started) << output();
+  EXPECT_GE(manager.count("WATCHDOG=1", 1000), 5);
+
+  pid_t io = 0;
+  ASSERT_TRUE(eventually([&] { return (io = thread_named(pid, "kronop-io-1")) != 0; }));
+  ASSERT_EQ(::ptrace(PTRACE_SEIZE, io, nullptr, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, io, nullptr, nullptr), 0) << std::strerror(errno);
+  int status = 0;
+  ASSERT_EQ(::waitpid(io, &status, __WALL), io);
+  ASSERT_TRUE(WIFSTOPPED(status));
+
+  manager.count("WATCHDOG=1", 250);  // answers to probes the loop took before it stopped
+  EXPECT_EQ(manager.count("WATCHDOG=1", 800), 0);
+  EXPECT_TRUE(answers()) << "the main loop (control socket) keeps serving";
+  EXPECT_TRUE(eventually([&] {
+    return output().find("event=watchdog_withheld") != std::string::npos;
+  })) << output();
+
+  ASSERT_EQ(::ptrace(PTRACE_DETACH, io, nullptr, nullptr), 0) << std::strerror(errno);
+  EXPECT_GE(manager.count("WATCHDOG=1", 1000), 3);
   EXPECT_EQ(stop(SIGTERM), 0) << output();
 }
 
