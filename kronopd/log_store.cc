@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include <chrono>
+#include <cstring>
 #include <functional>
 
 #include "kronop_ipc.h"
@@ -78,7 +79,13 @@ Error sql_error(const std::string &path, sqlite3 *db, const char *what) {
 // the log holds. Not SCHED_IDLE: a log starved outright by a saturated machine would stall
 // the producers (the rings' space is released only once logged) in bursts.
 void run_in_background(int nice) {
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+    // E.g. a seccomp filter that denies setpriority(2) (systemd's @resources set).
+    KLOG_WARN(
+        "event=nice_failed nice=%d error=%s consequence=\"the log's threads compete with "
+        "fan-out for the CPUs\"",
+        nice, log::q(std::strerror(errno)).c_str());
+  }
 }
 
 bool exec(sqlite3 *db, const char *sql) {
