@@ -1,6 +1,8 @@
 // The listening socket; see acceptor.h.
 #include "acceptor.h"
 
+#include <fcntl.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -67,7 +69,16 @@ Acceptor::~Acceptor() {
   if (fd_ >= 0 && !open_) ::close(fd_);
 }
 
-Result<bool> Acceptor::listen() {
+Result<bool> Acceptor::listen(int inherited_fd) {
+  if (inherited_fd >= 0) {
+    const int flags = ::fcntl(inherited_fd, F_GETFL);
+    if (flags < 0 || ::fcntl(inherited_fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        ::fcntl(inherited_fd, F_SETFD, FD_CLOEXEC) != 0) {
+      return Error{-errno, std::string("inherited socket: ") + std::strerror(errno)};
+    }
+    fd_ = inherited_fd;
+    return start_polling();
+  }
   sockaddr_storage addr{};
   socklen_t addr_len = sizeof(sockaddr_in);
   int rc = uv_ip4_addr(bind_.c_str(), requested_port_, reinterpret_cast<sockaddr_in *>(&addr));
@@ -89,11 +100,19 @@ Result<bool> Acceptor::listen() {
     fd_ = -1;
     return Error{-err, "cannot listen on " + where + ": " + std::strerror(err)};
   }
+  return start_polling();
+}
+
+Result<bool> Acceptor::start_polling() {
   sockaddr_storage bound{};
   socklen_t len = sizeof bound;
   if (::getsockname(fd_, reinterpret_cast<sockaddr *>(&bound), &len) == 0) {
     port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
                                               : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+    char host[INET6_ADDRSTRLEN] = "";
+    uv_ip_name(reinterpret_cast<const sockaddr *>(&bound), host, sizeof host);
+    address_ = bound.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + std::to_string(port_)
+                                           : std::string(host) + ":" + std::to_string(port_);
   }
   uv_poll_init(loop_, &poll_, fd_);
   poll_.data = this;

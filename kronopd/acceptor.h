@@ -55,14 +55,19 @@ class Acceptor {
   Acceptor(const Acceptor &) = delete;
   Acceptor &operator=(const Acceptor &) = delete;
 
-  Result<bool> listen();
+  // Binds and listens on the address given at construction; or, with `inherited_fd` (a
+  // listening socket from socket activation), serves that one, whatever its address.
+  Result<bool> listen(int inherited_fd = -1);
   // Stops accepting and closes the listening socket.
   void close();
   // The bound port (with --port 0, the kernel's choice).
   int port() const { return port_; }
+  // "127.0.0.1:4000", "[::1]:4000": where it listens.
+  const std::string &address() const { return address_; }
   uint64_t accept_errors() const { return accept_errors_; }
 
  private:
+  Result<bool> start_polling();
   static void on_readable(uv_poll_t *poll, int status, int events);
   void accept_some();
 
@@ -70,6 +75,7 @@ class Acceptor {
   std::string bind_;
   int requested_port_;
   int port_ = 0;
+  std::string address_;
   HandOff hand_off_;
   PeerLimit *limit_;
   int fd_ = -1;

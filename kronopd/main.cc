@@ -371,6 +371,13 @@ int main(int argc, char **argv) {
   log::set_max_level(log::parse_level(config.log_level).value_or(log::Level::kInfo));
   google::protobuf::SetLogHandler(protobuf_log);
   std::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts: it unsets LISTEN_FDS and LISTEN_PID.
+  auto activated = activated_socket();
+  if (!activated.ok()) {
+    KLOG_ERROR("event=config_error error=%s", log::q(activated.error().message).c_str());
+    return 1;
+  }
+  const int activated_fd = activated.value();
 
   // The auth secret before anything is created: a bad configuration leaves nothing behind.
   std::string auth_secret;
@@ -663,7 +670,10 @@ int main(int argc, char **argv) {
           resp.set_error("unknown control request");
         }
       });
-  if (auto rc = acceptor.listen(); !rc.ok()) {
+  if (activated_fd >= 0) {
+    KLOG_INFO("event=socket_activated fd=%d note=\"--bind and --port are not used\"", activated_fd);
+  }
+  if (auto rc = acceptor.listen(activated_fd); !rc.ok()) {
     KLOG_ERROR("event=listen_failed what=client_port error=%s", log::q(rc.error().message).c_str());
     return 1;
   }
@@ -755,9 +765,9 @@ int main(int argc, char **argv) {
   }
 
   KLOG_NOTICE(
-      "event=ready version=%s clients=ws://%s:%d/ws io_threads=%u shm=/dev/shm/%s "
+      "event=ready version=%s clients=ws://%s/ws io_threads=%u shm=/dev/shm/%s "
       "control_socket=%s",
-      KRONOP_VERSION, config.bind.c_str(), acceptor.port(), io_threads, config.shm_name.c_str(),
+      KRONOP_VERSION, acceptor.address().c_str(), io_threads, config.shm_name.c_str(),
       log::q(config.control_socket_path()).c_str());
   KLOG_NOTICE(
       "event=hint try=\"kronopctl publish --shm-name %s --topic reel:123 --event reel_update "

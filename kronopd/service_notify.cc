@@ -12,6 +12,23 @@
 
 namespace kronop::daemon {
 
+Result<int> activated_socket() {
+  const int n = ::sd_listen_fds(1);
+  if (n < 0) return Error{n, std::string("socket activation: ") + std::strerror(-n)};
+  if (n == 0) return -1;
+  if (n > 1) {
+    return Error{-EINVAL, "socket activation passed " + std::to_string(n) +
+                              " sockets; kronopd takes one, for the client port "
+                              "(one ListenStream= in kronopd.socket)"};
+  }
+  const int fd = SD_LISTEN_FDS_START;
+  if (::sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+    return Error{-EINVAL,
+                 "socket activation passed a descriptor that is not a listening stream socket"};
+  }
+  return fd;
+}
+
 ServiceNotifier::ServiceNotifier(uv_loop_t *loop, Hooks hooks, uint64_t status_ms)
     : loop_(loop), hooks_(std::move(hooks)), status_ms_(status_ms) {
   const char *socket = std::getenv("NOTIFY_SOCKET");

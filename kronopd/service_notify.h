@@ -15,7 +15,15 @@
 #include <functional>
 #include <string>
 
+#include "kronop/result.h"
+
 namespace kronop::daemon {
+
+// Socket activation (kronopd.socket): the listening TCP socket systemd passed for the client
+// port (LISTEN_FDS=1, LISTEN_PID this process), or -1 when none was passed. Anything else
+// passed (more sockets, not a listening stream socket) is an error. The variables are
+// unset, so that nothing kronopd starts inherits them.
+Result<int> activated_socket();
 
 class ServiceNotifier {
  public:

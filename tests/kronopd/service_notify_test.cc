@@ -3,11 +3,13 @@
 // WatchdogSec=): READY=1 with MAINPID and STATUS once serving, WATCHDOG=1 at half the
 // interval while the process runs, none while it is stopped, STOPPING=1 on SIGTERM.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -148,6 +150,103 @@ TEST_F(ServiceNotifyTest, AWedgedIoLoopStopsTheWatchdogPings) {
   ASSERT_EQ(::ptrace(PTRACE_DETACH, io, nullptr, nullptr), 0) << std::strerror(errno);
   EXPECT_GE(manager.count("WATCHDOG=1", 1000), 3);
   EXPECT_EQ(stop(SIGTERM), 0) << output();
+}
+
+// An HTTP request on a new connection to 127.0.0.1:port; the connection.
+int request_health(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const std::string req = "GET /api/v1/system/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The response's status line on `fd`, within `ms`.
+std::string status_line(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  std::string got;
+  char buf[512];
+  while (got.find("\r\n") == std::string::npos && ::poll(&p, 1, ms) == 1) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got.substr(0, got.find("\r\n"));
+}
+
+// Socket activation (kronopd.socket): kronopd serves the listening socket it is passed
+// (LISTEN_FDS, LISTEN_PID) instead of binding --bind/--port. The socket outlives the
+// daemon, so a client that connects while kronopd restarts waits in the backlog and is
+// served by the next one instead of being refused.
+TEST_F(ServiceNotifyTest, SocketActivationServesThePassedSocketAcrossARestart) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener, 128), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr *>(&a), &len), 0);
+  const int port = ntohs(a.sin_port);
+  // As systemd execs the service: the socket as descriptor 3, the variables naming it.
+  auto activated = [&] {
+    ::dup2(listener, SD_LISTEN_FDS_START);  // dup2 clears FD_CLOEXEC on the copy
+    ::setenv("LISTEN_FDS", "1", 1);
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  };
+  // --bind 192.0.2.1 (TEST-NET-1) cannot be bound here: kronopd must not try.
+  const std::vector<std::string> argv{KRONOPD_BIN, "--data-dir",       dir.path,    "--shm-name",
+                                      shm,         "--control-socket", socket,      "--rings",
+                                      "8",         "--bind",           "192.0.2.1", "--port",
+                                      "4999"};
+  pid = spawn(argv, log, "", activated);
+  ASSERT_TRUE(eventually([&] { return answers(); })) << output();
+  int c = request_health(port);
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(status_line(c, 5000), "HTTP/1.1 200 OK") << output();
+  ::close(c);
+  EXPECT_NE(output().find("event=socket_activated fd=3"), std::string::npos) << output();
+  EXPECT_NE(output().find("clients=ws://127.0.0.1:" + std::to_string(port)), std::string::npos);
+
+  // Down: a client connects and asks; it waits in the socket's backlog, not refused.
+  ASSERT_EQ(stop(SIGTERM), 0) << output();
+  c = request_health(port);
+  ASSERT_GE(c, 0) << "refused while kronopd was down: " << std::strerror(errno);
+  EXPECT_EQ(status_line(c, 300), "");
+  pid = spawn(argv, log, "", activated);
+  EXPECT_EQ(status_line(c, 10000), "HTTP/1.1 200 OK") << output();
+  ::close(c);
+  EXPECT_EQ(stop(SIGTERM), 0) << output();
+  ::close(listener);
+}
+
+// More than one passed socket is refused with a message (exit 1).
+TEST_F(ServiceNotifyTest, SocketActivationWithTwoSocketsIsRefused) {
+  auto two = [] {
+    const int a = ::socket(AF_INET, SOCK_STREAM, 0), b = ::socket(AF_INET, SOCK_STREAM, 0);
+    ::listen(a, 1);
+    ::listen(b, 1);
+    ::dup2(a, SD_LISTEN_FDS_START);
+    ::dup2(b, SD_LISTEN_FDS_START + 1);
+    ::setenv("LISTEN_FDS", "2", 1);
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  };
+  pid = spawn({KRONOPD_BIN, "--data-dir", dir.path, "--shm-name", shm, "--control-socket", socket,
+               "--rings", "8", "--port", "0"},
+              log, "", two);
+  EXPECT_EQ(stop(0), 1);
+  EXPECT_NE(output().find("kronopd takes one"), std::string::npos) << output();
 }
 
 TEST_F(ServiceNotifyTest, OutsideSystemdNothingIsSent) {

@@ -75,7 +75,7 @@ void redirect(const std::string &path, int target) {
 }  // namespace
 
 pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path,
-            const std::string &err_path) {
+            const std::string &err_path, const std::function<void()> &in_child) {
   auto args = c_argv(argv);
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -83,6 +83,7 @@ pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path,
       redirect(log_path, 1);
       redirect(err_path.empty() ? log_path : err_path, 2);
     }
+    if (in_child) in_child();
     ::execv(args[0], args.data());
     ::_exit(127);
   }

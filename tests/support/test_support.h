@@ -31,9 +31,10 @@ pid_t fork_child(const std::function<int()> &fn);
 int wait_child(pid_t pid);
 
 // Starts a program with arguments; stdout and stderr go to `log_path` (when not empty), or
-// stderr to `err_path` when that is given.
+// stderr to `err_path` when that is given. `in_child` runs in the child just before exec
+// (e.g. to pass it a descriptor).
 pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path = "",
-            const std::string &err_path = "");
+            const std::string &err_path = "", const std::function<void()> &in_child = {});
 // Runs a program to completion, capturing stdout (and stderr, when `err` is not null);
 // returns the exit status.
 int run_capture(const std::vector<std::string> &argv, std::string *out, std::string *err = nullptr);
