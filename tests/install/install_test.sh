@@ -19,9 +19,9 @@
 # /var/lib/kronop and /run/kronop, which nothing else uses.
 set -euo pipefail
 
-build=${1:?build dir}
+build=$(realpath "${1:?build dir}")
 cpack=${2:?cpack}
-producer_c=${3:?producer.c}
+producer_c=$(realpath "${3:?producer.c}")
 n=1000
 topic=reel:install-test
 shm=kronop-install-test-$$
@@ -102,7 +102,7 @@ step "cpack"
     fail "cpack failed"
   }
 debs=("$tmp"/pkg/*.deb)
-((${#debs[@]} == 1)) && [ -f "${debs[0]}" ] || fail "cpack made ${debs[*]}, not one .deb"
+if ((${#debs[@]} != 1)) || [ ! -f "${debs[0]}" ]; then fail "cpack made ${debs[*]}, not one .deb"; fi
 deb=${debs[0]}
 version=$(dpkg-deb -f "$deb" Version)
 arch=$(dpkg --print-architecture)
@@ -168,8 +168,9 @@ step "a producer built against the installed library"
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/producer" "$producer_c" \
   $(pkg-config --cflags --libs kronop-ipc) || fail "the producer does not build"
 loaded=$(ldd "$tmp/producer" | awk '$1 == "libkronop_ipc.so.0" { print $3 }')
-[ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$libdir/libkronop_ipc.so.0")" ] ||
+if [ -z "$loaded" ] || [ "$(realpath "$loaded")" != "$(realpath "$libdir/libkronop_ipc.so.0")" ]; then
   fail "the producer does not load $libdir/libkronop_ipc.so.0: $(ldd "$tmp/producer")"
+fi
 
 step "kronopd from the unit's ExecStart="
 unit_value() { sed -n "s/^$1=//p" "$unit" | tail -n 1; }
