@@ -11,6 +11,8 @@ packages=(
   libsqlite3-dev libzstd-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsimdjson-dev libssl-dev libhttp-parser-dev libsystemd-dev
   curl
+  # The Debian package (cpack: dpkg-shlibdeps, file) and the man page and install tests.
+  dpkg-dev file mandoc python3
 )
 # Node.js and npm for the real-client tests (tests/clients); a node already on PATH (e.g. a
 # newer one installed another way) is kept.
