@@ -131,7 +131,7 @@ done
 [ -n "$unit" ] || fail "the package has no /usr/lib/systemd/system/kronopd.service"
 for f in /usr/sbin/kronopd /usr/bin/kronopctl /usr/include/kronop_ipc.h \
   "$libdir/libkronop_ipc.so" "$libdir/libkronop_ipc.so.0" "$libdir/pkgconfig/kronop-ipc.pc" \
-  "$unit" /usr/lib/sysusers.d/kronop.conf /etc/kronop/kronopd.conf \
+  "$unit" "${unit%.service}.socket" /usr/lib/sysusers.d/kronop.conf /etc/kronop/kronopd.conf \
   /usr/share/man/man8/kronopd.8 /usr/share/man/man1/kronopctl.1 \
   /usr/share/man/man7/kronop-ipc.7; do
   [ -f "$f" ] || fail "$f is not installed"
@@ -144,11 +144,11 @@ grep -qx 'prefix=/usr' "$libdir/pkgconfig/kronop-ipc.pc" || fail "kronop-ipc.pc:
 grep -qx 'ExecStart=/usr/sbin/kronopd --config /etc/kronop/kronopd.conf' "$unit" ||
   fail "$unit: ExecStart= does not name /usr/sbin/kronopd and /etc/kronop/kronopd.conf"
 
-step "systemd-analyze verify $unit"
+step "systemd-analyze verify $unit ${unit%.service}.socket"
 if command -v systemd-analyze >/dev/null; then
-  # Offline: it loads the unit into a test manager, without PID 1 being systemd. --man=no:
+  # Offline: it loads the units into a test manager, without PID 1 being systemd. --man=no:
   # checking Documentation= would need man-db.
-  out=$(systemd-analyze verify --man=no "$unit" 2>&1) || {
+  out=$(systemd-analyze verify --man=no "$unit" "${unit%.service}.socket" 2>&1) || {
     printf '%s\n' "$out" >&2
     fail "systemd-analyze verify failed"
   }
