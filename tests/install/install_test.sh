@@ -193,11 +193,22 @@ done
 [ -f "$conf" ] || fail "ExecStart= names no --config file"
 control_socket=$(sed -n 's/^control-socket *= *//p' "$conf")
 data_dir=$(sed -n 's/^data-dir *= *//p' "$conf")
+# The unit's mount sandbox (ProtectSystem=strict, PrivateDevices=, ...), as far as this
+# machine can make it: kronopd must still share /dev/shm with producers outside it.
+sandbox=("$(dirname "$producer_c")/sandbox.sh" "$state_dir" "$runtime_dir" --)
+if "${sandbox[0]}" --probe; then
+  "${sandbox[@]}" sh -c 'touch /etc/kronop-sandbox-probe 2>/dev/null && exit 1; exit 0' ||
+    fail "the sandbox leaves /etc writable"
+  echo "in the unit's mount sandbox (ProtectSystem=strict, ProtectHome, PrivateTmp, PrivateDevices)"
+else
+  echo "no mount namespaces here: kronopd runs without the unit's mount sandbox"
+  sandbox=()
+fi
 echo "${command[*]} --port 0 --shm-name $shm (as $user:$group)"
 (
   cd "$(unit_value WorkingDirectory)"
   umask "$(unit_value UMask)"
-  exec setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
+  exec "${sandbox[@]}" setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
     "${command[@]}" --port 0 --shm-name "$shm"
 ) >"$tmp/kronopd.log" 2>&1 &
 kronopd_pid=$!
