@@ -17,10 +17,10 @@ if [ "${1:-}" = --probe ]; then
   unshare --mount --propagation private true 2>/dev/null || exit 77
   exit 0
 fi
-[ $# -ge 4 ] && [ "$3" = -- ] || {
+if [ $# -lt 4 ] || [ "$3" != -- ]; then
   echo "usage: sandbox.sh STATE_DIR RUNTIME_DIR -- COMMAND [ARG...]" >&2
   exit 2
-}
+fi
 state=$1
 runtime=$2
 shift 3
