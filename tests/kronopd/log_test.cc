@@ -347,7 +347,7 @@ TEST_F(LogDaemonTest, AnUnusableLogStopsKronopdWithAMessage) {
                                     log);
   EXPECT_EQ(test::wait_child(refused), 1);
   const std::string out = output();
-  EXPECT_NE(out.find("durable log:"), std::string::npos) << out;
+  EXPECT_NE(out.find("level=error event=log_open_failed"), std::string::npos) << out;
   EXPECT_NE(out.find("not a usable SQLite database"), std::string::npos) << out;
 }
 
