@@ -45,6 +45,9 @@ struct Config {
   uint64_t retention_count = 100'000;
   // Most messages one rejoining client recovers (more missed: {"recovered": false}).
   std::size_t max_recovery_messages = 100'000;
+  // SIGTERM: the whole drain (tell clients, close them in batches, flush the log) takes at
+  // most this long.
+  uint64_t drain_ms = 5000;
 
   std::string control_socket_path() const {
     return control_socket.empty() ? data_dir + "/kronopd.sock" : control_socket;
