@@ -660,10 +660,14 @@ int main(int argc, char **argv) {
     // fifth, which is kept for the end of the process (threads joined, files closed).
     uint64_t spread_ms() const { return drain_ms / 2; }
     uint64_t elapsed_ms() const { return monotonic_ms() - drain_started_ms; }
+    uint64_t connections() const {
+      uint64_t n = 0;
+      for (auto &l : *loops) n += l->counters()[Counter::kConnections];
+      return n;
+    }
 
     void begin(int signum) {
-      uint64_t connections = 0;
-      for (auto &l : *loops) connections += l->counters()[Counter::kConnections];
+      const uint64_t connections = this->connections();
       drain_started_ms = monotonic_ms();
       KLOG_NOTICE("%s: draining %llu connection(s) within %llu ms",
                   signum == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -685,7 +689,7 @@ int main(int argc, char **argv) {
       const std::string notice_json = proto_to_json(notice);
       for (auto &l : *loops) l->begin_drain(notice_json);
       const uint64_t step = spread_ms() / kDrainBatches;
-      if (step == 0) {
+      if (step == 0 || connections == 0) {
         finish();
         return;
       }
@@ -697,7 +701,9 @@ int main(int argc, char **argv) {
             for (auto &l : *self->loops) {
               l->close_batch(done, kDrainBatches, ws::kCloseServiceRestart, "service restart");
             }
-            if (done >= kDrainBatches) self->finish();
+            // Every batch closed, or every client gone already (they left on their own, or
+            // took their close frames): on to the end.
+            if (done >= kDrainBatches || self->connections() == 0) self->finish();
           },
           step, step);
     }
