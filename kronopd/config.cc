@@ -199,6 +199,11 @@ void add_options(CLI::App &app, Config &config) {
                  "told {\"recovered\": false})")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
       ->capture_default_str();
+  app.add_option("--drain-ms", config.drain_ms,
+                 "On SIGTERM: stop accepting, send clients a system_notice, close them (1012) in "
+                 "batches spread over half this time, flush the log, and exit within it")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{600'000}))
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
       ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
       ->capture_default_str();

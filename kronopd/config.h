@@ -46,6 +46,9 @@ struct Config {
   uint64_t retention_count = 100'000;
   // Most messages one rejoining client recovers (more missed: {"recovered": false}).
   std::size_t max_recovery_messages = 100'000;
+  // SIGTERM: the whole drain (tell clients, close them in batches, flush the log) takes at
+  // most this long.
+  uint64_t drain_ms = 5000;
   // Print the effective configuration and exit (not a key of the file).
   bool print_config = false;
 

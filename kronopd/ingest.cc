@@ -143,7 +143,7 @@ void Ingest::run() {
   }
   // Drain what is already committed so a clean stop leaves nothing read-but-unreleased;
   // bounded, since producers may keep publishing while we stop.
-  const uint64_t give_up = monotonic_ms() + 1000;
+  const uint64_t give_up = monotonic_ms() + options_.stop_drain_ms;
   while (
       monotonic_ms() < give_up &&
       consumer_->drain(options_.batch_per_ring, [this](uint32_t ring, const ipc::RingRecord &rec) {
@@ -155,6 +155,15 @@ void Ingest::run() {
   if (options_.log == nullptr) consumer_->release_all_read();
   // With a log, what it has not committed stays in the rings for the next start (the log
   // commits what was submitted when it stops, after this thread).
+}
+
+void Ingest::release_logged() {
+  if (thread_.joinable() || options_.log == nullptr) return;
+  const std::size_t waiting = pending_.size();
+  release(false);
+  if (waiting > 0 && pending_.empty()) {
+    KLOG_DEBUG("event=rings_released passes=%zu", waiting);
+  }
 }
 
 void Ingest::release(bool read_something) {

@@ -45,6 +45,10 @@ struct IngestOptions {
   // caller gives such topics a new epoch.
   bool after_unclean_stop = false;
   std::function<void(const EnvelopeView &, bool replayed)> on_replay;
+  // On stop(): how long the thread goes on reading records that are already in the rings
+  // (what it reads is fanned out and submitted to the log). 0: it stops at once, and what is
+  // unread stays in the rings for the next start.
+  uint64_t stop_drain_ms = 1000;
   // Called on the ingest thread after a drain pass that found nothing, before it waits:
   // other work the thread does (the dispatcher's answers to the loops). Wake the thread
   // for it with consumer().wake().
@@ -82,6 +86,10 @@ class Ingest {
 
   void start();
   void stop();
+  // After stop(), once the log has stopped too (it commits everything submitted): releases
+  // the ring positions of what it committed, so the next start does not read those records
+  // again. Without a log, stop() released them already.
+  void release_logged();
 
   const IngestCounters &counters() const { return counters_; }
   ipc::Consumer &consumer() { return *consumer_; }

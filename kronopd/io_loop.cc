@@ -88,6 +88,16 @@ void IoLoop::deliver(std::vector<MessagePtr> messages) {
   post([this, messages = std::move(messages)] { server_.fan_out(messages); });
 }
 
+void IoLoop::begin_drain(std::string notice_json) {
+  post([this, notice = std::move(notice_json)] { server_.begin_drain(notice); });
+}
+
+void IoLoop::close_batch(unsigned done, unsigned batches, uint16_t code, std::string reason) {
+  post([this, done, batches, code, reason = std::move(reason)] {
+    server_.close_batch(done, batches, code, reason);
+  });
+}
+
 void IoLoop::close(uint16_t code, std::string reason, uint64_t linger_ms) {
   {
     std::lock_guard<std::mutex> lock(command_mutex_);

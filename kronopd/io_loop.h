@@ -41,6 +41,10 @@ class IoLoop {
   // Any thread: writes messages the daemon made itself (presence diffs) to this loop's
   // subscribers of their topics.
   void deliver(std::vector<MessagePtr> messages);
+  // Any thread: the drain (SIGTERM) on this loop's connections, see
+  // ClientServer::begin_drain and close_batch.
+  void begin_drain(std::string notice_json);
+  void close_batch(unsigned done, unsigned batches, uint16_t code, std::string reason);
   // Any thread: close every connection with `code`, cut what is left after `linger_ms`,
   // then end the thread. Idempotent.
   void close(uint16_t code, std::string reason, uint64_t linger_ms = 2000);

@@ -27,9 +27,11 @@
 #include "io_loop.h"
 #include "kronop/clock.h"
 #include "kronop/ipc/producer.h"
+#include "kronop/v1/presence.pb.h"
 #include "log.h"
 #include "log_store.h"
 #include "presence.h"
+#include "proto_json.h"
 #include "publisher.h"
 #include "reels.h"
 #include "rest_api.h"
@@ -251,6 +253,9 @@ struct Reloader {
                 log::q(restart_needed.empty() ? "none" : restart_needed).c_str());
   }
 };
+
+// The batches a drain (SIGTERM) closes the clients in.
+constexpr unsigned kDrainBatches = 10;
 
 // How long the control socket waits for the I/O loops to describe their connections. The
 // main loop (signals, the control socket, presence flushes) blocks meanwhile; a loop answers
@@ -511,6 +516,11 @@ int main(int argc, char **argv) {
   ingest_options.log = log_store.get();
   if (log_store) ingest_options.already_logged = log_store->producers();
   ingest_options.after_unclean_stop = after_unclean_stop;
+  // At a drain's end the ingest thread may read on for a tenth of --drain-ms (at most a
+  // second): what it reads then goes to no client but into the log, where the clients'
+  // rejoins find it. Without a log it stops at once, and what it has not read stays in the
+  // rings for the next start to deliver.
+  ingest_options.stop_drain_ms = log_store ? std::min<uint64_t>(1000, config.drain_ms / 10) : 0;
   // Per topic while the rings' old records are read again: the producer seen, whether two
   // were, whether one of its records was an old one. Both: a new epoch.
   struct ReplayTrack {
@@ -726,6 +736,14 @@ int main(int argc, char **argv) {
       &reloader.signal,
       [](uv_signal_t *handle, int) { static_cast<Reloader *>(handle->data)->reload(); }, SIGHUP);
 
+  // SIGTERM (or SIGINT): the drain. At once: stop accepting, tell every client (a
+  // system_notice), and go on delivering to those not closed yet. Then close the clients
+  // with 1012 in kDrainBatches batches spread over half of --drain-ms, so that their
+  // reconnects to the next instance come spread out too. Then stop the ingest thread
+  // (what it has not read stays in the rings, in shared memory, for the next start), let the
+  // log commit everything that was fanned out, release the rings' positions of what it
+  // committed, give the clients what is left of the budget to take their close frames, and
+  // exit. A second signal skips to the end of the drain.
   struct Stopper {
     ControlServer *control;
     Ingest *ingest;
@@ -734,29 +752,106 @@ int main(int argc, char **argv) {
     uv_timer_t *presence_timer;
     LogStore *log;
     ServiceNotifier *notifier;
+    uint64_t drain_ms;
     uv_signal_t *hup;
     uv_signal_t term{}, intr{};
-  } stopper{&control,        &ingest,   &acceptor,       &loops, &presence_flush.timer,
-            log_store.get(), &notifier, &reloader.signal};
+    uv_timer_t batch_timer{};
+    enum class State : uint8_t { kRunning, kDraining, kFinished } state = State::kRunning;
+    uint64_t drain_started_ms = 0;
+    unsigned batches_done = 0;
+
+    // Of --drain-ms: the batches take half; the ingest thread may read on for a tenth (see
+    // IngestOptions::stop_drain_ms); the clients' last close frames get what is left but a
+    // fifth, which is kept for the end of the process (threads joined, files closed).
+    uint64_t spread_ms() const { return drain_ms / 2; }
+    uint64_t elapsed_ms() const { return monotonic_ms() - drain_started_ms; }
+    uint64_t connections() const {
+      uint64_t n = 0;
+      for (auto &l : *loops) n += l->counters()[Counter::kConnections];
+      return n;
+    }
+
+    void begin(int signum) {
+      const uint64_t connections = this->connections();
+      drain_started_ms = monotonic_ms();
+      KLOG_NOTICE("event=draining signal=%s connections=%llu drain_ms=%llu",
+                  signum == SIGTERM ? "SIGTERM" : "SIGINT",
+                  static_cast<unsigned long long>(connections),
+                  static_cast<unsigned long long>(drain_ms));
+      state = State::kDraining;
+      notifier->stopping();
+      notifier->close();
+      acceptor->close();
+      kronop::v1::SystemNotice notice;
+      const uint64_t now_ns = realtime_ns();
+      char id[40];
+      std::snprintf(id, sizeof id, "drain-%d-%llx", static_cast<int>(::getpid()),
+                    static_cast<unsigned long long>(now_ns));
+      notice.set_id(id);
+      notice.set_level(kronop::v1::SystemNotice::LEVEL_WARNING);
+      notice.set_message("service restart");
+      notice.set_timestamp(static_cast<int64_t>(now_ns / 1'000'000));
+      const std::string notice_json = proto_to_json(notice);
+      for (auto &l : *loops) l->begin_drain(notice_json);
+      const uint64_t step = spread_ms() / kDrainBatches;
+      if (step == 0 || connections == 0) {
+        finish();
+        return;
+      }
+      uv_timer_start(
+          &batch_timer,
+          [](uv_timer_t *t) {
+            auto *self = static_cast<Stopper *>(t->data);
+            const unsigned done = ++self->batches_done;
+            for (auto &l : *self->loops) {
+              l->close_batch(done, kDrainBatches, ws::kCloseServiceRestart, "service restart");
+            }
+            // Every batch closed, or every client gone already (they left on their own, or
+            // took their close frames): on to the end.
+            if (done >= kDrainBatches || self->connections() == 0) self->finish();
+          },
+          step, step);
+    }
+
+    void finish() {
+      if (state == State::kFinished) return;
+      state = State::kFinished;
+      uv_timer_stop(&batch_timer);
+      // The ingest thread first: it is the one that wakes the loops, whose inboxes close
+      // next. Everything it submitted is committed before kronopd exits (the log stops
+      // after it); what it did not read stays in the rings for the next start, and the
+      // positions of what the log holds are released.
+      ingest->stop();
+      if (log != nullptr) {
+        log->stop();
+        ingest->release_logged();
+      }
+      // Each loop closes what is still open (1012), gives clients what is left of the
+      // budget (at most two seconds) to take their close frames, cuts the rest and ends.
+      const uint64_t reserve = drain_ms / 5, elapsed = elapsed_ms();
+      const uint64_t linger =
+          std::min<uint64_t>(2000, drain_ms > elapsed + reserve ? drain_ms - elapsed - reserve : 0);
+      for (auto &l : *loops) l->close(ws::kCloseServiceRestart, "service restart", linger);
+      control->close();
+      uv_close(reinterpret_cast<uv_handle_t *>(&batch_timer), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t *>(presence_timer), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t *>(&term), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t *>(&intr), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t *>(hup), nullptr);
+    }
+  } stopper{&control,        &ingest,   &acceptor,       &loops,          &presence_flush.timer,
+            log_store.get(), &notifier, config.drain_ms, &reloader.signal};
+  uv_timer_init(loop, &stopper.batch_timer);
+  stopper.batch_timer.data = &stopper;
   auto on_signal = [](uv_signal_t *handle, int signum) {
     auto *s = static_cast<Stopper *>(handle->data);
-    KLOG_NOTICE("event=stopping signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    s->notifier->stopping();
-    s->notifier->close();
-    // The ingest thread first: it is the one that wakes the loops, whose inboxes close next.
-    s->ingest->stop();
-    // Everything the ingest thread submitted is committed before kronopd exits; what it
-    // read but did not submit stays in the rings for the next start.
-    if (s->log != nullptr) s->log->stop();
-    s->acceptor->close();
-    // Each loop sends close frames (1012), gives clients two seconds to take them, cuts the
-    // rest and ends.
-    for (auto &l : *s->loops) l->close(ws::kCloseServiceRestart, "service restart");
-    s->control->close();
-    uv_close(reinterpret_cast<uv_handle_t *>(s->presence_timer), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t *>(&s->term), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t *>(s->hup), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t *>(&s->intr), nullptr);
+    if (s->state == Stopper::State::kRunning) {
+      s->begin(signum);
+    } else {
+      KLOG_NOTICE("event=drain_cut signal=%s reason=\"signal again: ending the drain now\"",
+                  signum == SIGTERM ? "SIGTERM" : "SIGINT");
+      s->finish();
+    }
   };
   for (auto [sig, handle] : {std::pair{SIGTERM, &stopper.term}, std::pair{SIGINT, &stopper.intr}}) {
     uv_signal_init(loop, handle);
@@ -779,6 +874,7 @@ int main(int argc, char **argv) {
   uv_loop_close(loop);
   // Everything fanned out is logged (the log stopped after the ingest thread): a clean stop.
   if (log_store) ::unlink(running_marker.c_str());
-  KLOG_NOTICE("event=stopped");
+  KLOG_NOTICE("event=stopped drained_ms=%llu",
+              static_cast<unsigned long long>(stopper.elapsed_ms()));
   return 0;
 }

@@ -390,6 +390,46 @@ void ClientServer::force_close() {
   release_flush_handles();
 }
 
+void ClientServer::begin_drain(std::string_view notice_json) {
+  accepting_ = false;
+  drain_open_ = 0;
+  for (Connection *c : connections_) {
+    if (c->closing || c->mode == Connection::Mode::kHttp) continue;
+    ++drain_open_;
+    for (const ChannelRouter::Channel &ch : c->router.channels()) {
+      const std::string topic_json = '"' + ch.topic + '"';  // valid topics are json_safe
+      if (c->mode == Connection::Mode::kPlain) {
+        send(c, text("{\"topic\":" + topic_json + R"(,"event":"system_notice","payload":)" +
+                     std::string(notice_json) + "}"));
+      } else {
+        send(c, text(phoenix::encode_push(ch.join_ref_json, topic_json, "system_notice",
+                                          notice_json)));
+      }
+    }
+  }
+  if (connections_.empty()) release_flush_handles();
+}
+
+void ClientServer::close_batch(unsigned done, unsigned batches, uint16_t code,
+                               std::string_view reason) {
+  if (batches == 0) return;
+  done = std::min(done, batches);
+  const std::size_t keep = (drain_open_ * (batches - done) + batches - 1) / batches;
+  std::size_t open = 0;
+  for (const Connection *c : connections_) {
+    open += !c->closing && c->mode != Connection::Mode::kHttp ? 1 : 0;
+  }
+  // The least recently active first (the back of the list).
+  std::vector<Connection *> to_close;
+  for (auto it = connections_.rbegin(); it != connections_.rend() && open > keep; ++it) {
+    Connection *c = *it;
+    if (c->closing || c->mode == Connection::Mode::kHttp) continue;
+    to_close.push_back(c);
+    --open;
+  }
+  for (Connection *c : to_close) c->close_with(code, reason);
+}
+
 ServerCounters ClientServer::counters() const {
   ServerCounters s;
   for (std::size_t i = 0; i < s.values.size(); ++i) {

@@ -152,6 +152,15 @@ class ClientServer {
   void close(uint16_t code = 1001, std::string_view reason = "server stopping");
   // Closes whatever is still open now, unsent bytes and all (the end of a shutdown).
   void force_close();
+  // The drain (SIGTERM): takes no more connections and tells every WebSocket client,
+  // before anything else that follows, `notice_json` (a SystemNotice's JSON) as event
+  // `system_notice`: a Phoenix socket on each topic it has joined (with that join's
+  // join_ref), a plain socket as its plain frame. Then close_batch() closes the WebSocket
+  // connections open at this moment a share at a time: after batch `done` of `batches`, at
+  // most ceil(open * (batches - done) / batches) of them stay open. HTTP requests are left
+  // to close().
+  void begin_drain(std::string_view notice_json);
+  void close_batch(unsigned done, unsigned batches, uint16_t code, std::string_view reason);
 
   // Writes each message to this loop's subscribers of its topic.
   void fan_out(const std::vector<MessagePtr> &messages);
@@ -261,6 +270,7 @@ class ClientServer {
   std::vector<uv_buf_t> bufs_;  // scratch for flush
   bool started_ = false;
   bool accepting_ = false;
+  std::size_t drain_open_ = 0;           // WebSocket connections open when the drain began
   std::list<Connection *> connections_;  // most recently active first
   std::vector<Connection *> lingering_;  // shut down, waiting for the peer's close
   std::unordered_map<std::string, std::vector<Connection *>> subscribers_;
