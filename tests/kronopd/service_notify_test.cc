@@ -134,7 +134,10 @@ TEST_F(ServiceNotifyTest, AWedgedIoLoopStopsTheWatchdogPings) {
 
   pid_t io = 0;
   ASSERT_TRUE(eventually([&] { return (io = thread_named(pid, "kronop-io-1")) != 0; }));
-  ASSERT_EQ(::ptrace(PTRACE_SEIZE, io, nullptr, nullptr), 0) << std::strerror(errno);
+  if (::ptrace(PTRACE_SEIZE, io, nullptr, nullptr) != 0) {
+    if (errno == EPERM) GTEST_SKIP() << "ptrace is not allowed here: cannot wedge the loop";
+    FAIL() << "ptrace: " << std::strerror(errno);
+  }
   ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, io, nullptr, nullptr), 0) << std::strerror(errno);
   int status = 0;
   ASSERT_EQ(::waitpid(io, &status, __WALL), io);
