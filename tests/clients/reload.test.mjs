@@ -101,11 +101,13 @@ test("client faults are logged as key=value warnings, throttled per kind", T, as
       const { code } = await c.waitClose(5000);
       assert.equal(code, 1003);
     };
+    const started = Date.now();
     await Promise.all(Array.from({ length: 40 }, faulty));
+    const seconds = Math.ceil((Date.now() - started) / 1000);
     assert.equal(Number((await daemon.clientStats()).closed_protocol), 40);
     const lines = () => daemon.output.split("\n").filter((l) => l.includes("event=client_fault kind=protocol"));
     // A burst of 10 lines, then one a second: far fewer lines than faults.
-    assert.ok(lines().length >= 10 && lines().length <= 12, `${lines().length} lines`);
+    assert.ok(lines().length >= 10 && lines().length <= 10 + seconds, `${lines().length} lines in ${seconds} s`);
     assert.match(lines()[0], /level=warning event=client_fault kind=protocol peer=127\.0\.0\.1:\d+ user=- code=1003 reason=".+" suppressed=0/);
     // The next line allowed says how many were left out.
     await new Promise((r) => setTimeout(r, 1100));
