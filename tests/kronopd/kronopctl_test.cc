@@ -169,8 +169,7 @@ class KronopctlTest : public ::testing::Test, protected test::Kronopd {
         << output();
     std::smatch m;
     const std::string text = output();
-    ASSERT_TRUE(std::regex_search(text, m, std::regex("clients=ws://[0-9.]+:([0-9]+)/ws")))
-        << text;
+    ASSERT_TRUE(std::regex_search(text, m, std::regex("clients=ws://[0-9.]+:([0-9]+)/ws"))) << text;
     port = std::stoi(m[1]);
   }
   Outcome ctl(std::vector<std::string> args) {
