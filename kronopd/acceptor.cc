@@ -58,6 +58,17 @@ void PeerLimit::release(const Key &k) {
   if (--it->second == 0) counts_.erase(it);
 }
 
+std::string address_name(const sockaddr_storage &addr) {
+  char host[INET6_ADDRSTRLEN] = "";
+  uv_ip_name(reinterpret_cast<const sockaddr *>(&addr), host, sizeof host);
+  if (addr.ss_family == AF_INET6) {
+    return "[" + std::string(host) +
+           "]:" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6 *>(&addr)->sin6_port));
+  }
+  return std::string(host) + ":" +
+         std::to_string(ntohs(reinterpret_cast<const sockaddr_in *>(&addr)->sin_port));
+}
+
 Acceptor::Acceptor(uv_loop_t *loop, std::string bind, int port, HandOff hand_off, PeerLimit *limit)
     : loop_(loop),
       bind_(std::move(bind)),
@@ -109,10 +120,7 @@ Result<bool> Acceptor::start_polling() {
   if (::getsockname(fd_, reinterpret_cast<sockaddr *>(&bound), &len) == 0) {
     port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
                                               : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
-    char host[INET6_ADDRSTRLEN] = "";
-    uv_ip_name(reinterpret_cast<const sockaddr *>(&bound), host, sizeof host);
-    address_ = bound.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + std::to_string(port_)
-                                           : std::string(host) + ":" + std::to_string(port_);
+    address_ = address_name(bound);
   }
   uv_poll_init(loop_, &poll_, fd_);
   poll_.data = this;

@@ -21,6 +21,9 @@ namespace kronop::daemon {
 // Connections per source address (--max-connections-per-ip), shared by the acceptor, which
 // admits, and the I/O loops, which release when a connection ends. Touched once per
 // connection, never per message; with no limit it holds nothing and takes no lock.
+// "203.0.113.7:51234" or "[2001:db8::1]:51234".
+std::string address_name(const sockaddr_storage &addr);
+
 class PeerLimit {
  public:
   using Key = std::array<uint8_t, 16>;  // the IPv6 address, or an IPv4 one mapped into it

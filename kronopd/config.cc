@@ -9,20 +9,6 @@
 namespace kronop::daemon {
 namespace {
 
-std::string trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t\r");
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(" \t\r");
-  return std::string(s.substr(first, last - first + 1));
-}
-
-std::string unquote(std::string s) {
-  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) {
-    return s.substr(1, s.size() - 2);
-  }
-  return s;
-}
-
 // Options that are not keys of the file.
 bool file_key(const CLI::Option &opt) {
   const std::string name = opt.get_single_name();
@@ -31,7 +17,7 @@ bool file_key(const CLI::Option &opt) {
 }
 
 struct FileKey {
-  std::string key;
+  std::string name;  // the option's long name (as in --help)
   int line;
 };
 
@@ -44,11 +30,13 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
   if (!in) return path + ": cannot read: " + std::strerror(errno);
   std::string raw;
   for (int line = 1; std::getline(in, raw); ++line) {
-    const std::string text = trim(raw);
+    const std::string text = CLI::detail::trim_copy(raw);
     const std::string where = path + ":" + std::to_string(line) + ": ";
     if (text.empty() || text.front() == '#' || text.front() == ';') continue;
     if (text.front() == '[') return where + "sections are not used: every key is at the top";
-    const std::string key = unquote(trim(text.substr(0, text.find('='))));
+    // The key as CLI11's reader takes it.
+    std::string key = CLI::detail::trim_copy(text.substr(0, text.find('=')));
+    CLI::detail::remove_quotes(key);
     if (key.empty()) return where + "expected 'key = value'";
     const CLI::Option *opt = app.get_option_no_throw("--" + key);
     if (opt == nullptr || !file_key(*opt)) {
@@ -59,14 +47,12 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
       return where + "unknown key '" + key + "'" + hint;
     }
     const std::string name = opt->get_single_name();
-    auto seen = std::find_if(keys.begin(), keys.end(), [&](const FileKey &k) {
-      const CLI::Option *o = app.get_option_no_throw("--" + k.key);
-      return o != nullptr && o->get_single_name() == name;
-    });
+    auto seen =
+        std::find_if(keys.begin(), keys.end(), [&](const FileKey &k) { return k.name == name; });
     if (seen != keys.end() && opt->get_expected_max() <= 1) {
       return where + "'" + key + "' is already set on line " + std::to_string(seen->line);
     }
-    keys.push_back({key, line});
+    keys.push_back({name, line});
   }
   return {};
 }
@@ -232,8 +218,8 @@ std::string parse_options(CLI::App &app, const std::vector<std::string> &args) {
     std::string message = e.what();
     // "--port: Value 70000 not in range ...": a value from the file names its line.
     for (const FileKey &k : keys) {
-      const CLI::Option *opt = app.get_option_no_throw("--" + k.key);
-      const std::string flag = "--" + opt->get_single_name();
+      const CLI::Option *opt = app.get_option_no_throw("--" + k.name);
+      const std::string flag = "--" + k.name;
       const auto at = message.find(flag);
       const char after = at == std::string::npos || at + flag.size() >= message.size()
                              ? '\0'

@@ -22,10 +22,13 @@
 
 namespace kronop::daemon {
 namespace {
-std::string peer_name(const uv_tcp_t *tcp);
-}  // namespace
-
-namespace {
+// The peer's address_name(); empty when the socket has no peer any more.
+std::string peer_name(const uv_tcp_t *tcp) {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr *>(&addr), &len) != 0) return {};
+  return address_name(addr);
+}
 
 constexpr std::size_t kReadBuffer = 64 * 1024;
 
@@ -1296,24 +1299,6 @@ void ClientServer::on_sweep(uv_timer_t *timer) {
     }
   }
 }
-
-namespace {
-// "203.0.113.7:51234" or "[2001:db8::1]:51234"; empty when the socket has no peer any more.
-std::string peer_name(const uv_tcp_t *tcp) {
-  sockaddr_storage addr{};
-  int len = sizeof addr;
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr *>(&addr), &len) != 0) return {};
-  char host[INET6_ADDRSTRLEN] = "";
-  if (addr.ss_family == AF_INET) {
-    const auto *a = reinterpret_cast<const sockaddr_in *>(&addr);
-    uv_ip4_name(a, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
-  }
-  const auto *a = reinterpret_cast<const sockaddr_in6 *>(&addr);
-  uv_ip6_name(a, host, sizeof host);
-  return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
-}
-}  // namespace
 
 std::vector<ClientServer::ConnectionInfo> ClientServer::describe_connections(
     const std::string &topic) const {
