@@ -159,6 +159,19 @@ void fill_stats(const Config &config, Ingest &ingest, uint64_t started_ms,
   }
 }
 
+// Into `secret`, the secret --auth-secret-file names ("" when none is set; a doubtful file,
+// e.g. one others may read, is logged as a warning). Returns the error, empty if none.
+std::string load_auth_secret(const Config &config, std::string &secret) {
+  secret.clear();
+  if (config.auth_secret_file.empty()) return {};
+  std::string warning;
+  auto read = read_secret_file(config.auth_secret_file, &warning);
+  if (!read.ok()) return "--auth-secret-file: " + read.error().message;
+  if (!warning.empty()) KLOG_WARN("event=config_warning warning=%s", log::q(warning).c_str());
+  secret = std::move(read).value();
+  return {};
+}
+
 // The ServerOptions that SIGHUP may change (ClientServer::reconfigure), from `config`.
 void set_limits(const Config &config, const std::string &auth_secret, ServerOptions &o) {
   o.auth_secret = auth_secret;
@@ -212,15 +225,8 @@ struct Reloader {
     } catch (const CLI::ParseError &e) {
       error = e.what();
     }
-    std::string secret, warning;
-    if (error.empty() && !next.auth_secret_file.empty()) {
-      auto read = read_secret_file(next.auth_secret_file, &warning);
-      if (read.ok()) {
-        secret = std::move(read).value();
-      } else {
-        error = "--auth-secret-file: " + read.error().message;
-      }
-    }
+    std::string secret;
+    if (error.empty()) error = load_auth_secret(next, secret);
     if (error.empty() && next.auth_secret_file.empty() && !auth_secret.empty()) {
       error = "auth-secret-file: cannot be unset while kronopd runs (its tokens' sockets stay)";
     }
@@ -228,7 +234,6 @@ struct Reloader {
       KLOG_ERROR("event=reload result=refused changed=none error=%s", log::q(error).c_str());
       return;
     }
-    if (!warning.empty()) KLOG_WARN("event=reload warning=%s", log::q(warning).c_str());
     std::string changed, restart_needed;
     const auto now = effective_options(app, next);
     for (std::size_t i = 0; i < now.size() && i < effective.size(); ++i) {
@@ -387,15 +392,10 @@ int main(int argc, char **argv) {
   // The auth secret before anything is created: a bad configuration leaves nothing behind.
   std::string auth_secret;
   if (!config.auth_secret_file.empty()) {
-    std::string warning;
-    auto secret = read_secret_file(config.auth_secret_file, &warning);
-    if (!secret.ok()) {
-      KLOG_ERROR("event=config_error key=auth-secret-file error=%s",
-                 log::q(secret.error().message).c_str());
+    if (std::string error = load_auth_secret(config, auth_secret); !error.empty()) {
+      KLOG_ERROR("event=config_error key=auth-secret-file error=%s", log::q(error).c_str());
       return 1;
     }
-    if (!warning.empty()) KLOG_WARN("event=config_warning warning=%s", log::q(warning).c_str());
-    auth_secret = std::move(secret).value();
   } else if (!config.allow_anonymous) {
     KLOG_ERROR(
         "event=config_error key=allow-anonymous error=\"--no-allow-anonymous without "
