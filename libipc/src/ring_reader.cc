@@ -69,8 +69,9 @@ bool RingReader::next(RingRecord &out) {
       skip_corrupt(cached_write_);
       return false;
     }
-    out.bytes =
-        std::string_view(reinterpret_cast<const char *>(data_ + index + sizeof hdr), hdr.length);
+    // The one read of the record's bytes: from here on only the copy is used.
+    copy_.assign(reinterpret_cast<const char *>(data_ + index + sizeof hdr), hdr.length);
+    out.bytes = copy_;
     read_pos_ += record;
     out.end_pos = read_pos_;
     return true;

@@ -121,20 +121,24 @@ void drain_round(ipc::RingReader &reader, GuardedRing &ring, uint8_t flags) {
     last_read = reader.read_pos();
     if (!got) break;
 
-    // Addresses as integers: a view outside the ring must be reported, not be UB here.
-    const auto begin = reinterpret_cast<uintptr_t>(ring.data());
-    const auto end = begin + kCapacity;
-    const auto bytes = reinterpret_cast<uintptr_t>(rec.bytes.data());
+    // Where the record sits in the ring follows from its position and size: it must lie
+    // inside the data area, header included, without wrapping.
     const uint64_t record_size = ipc::align_record(sizeof(ipc::RecordHeader) + rec.bytes.size());
-    FUZZ_CHECK(bytes >= begin + sizeof(ipc::RecordHeader));  // its header is inside too
-    FUZZ_CHECK(bytes <= end && rec.bytes.size() <= end - bytes);
     FUZZ_CHECK(rec.end_pos == reader.read_pos());
     FUZZ_CHECK(rec.end_pos <= write_pos);
     FUZZ_CHECK(rec.end_pos - reader.released_pos() <= kCapacity);
-    // Where the record sits in memory is where its position says it is.
-    FUZZ_CHECK(((rec.end_pos - record_size) & kMask) == bytes - sizeof(ipc::RecordHeader) - begin);
-    // Touch every byte, so that a view outside the ring is reported even if the checks
-    // above are wrong.
+    FUZZ_CHECK(record_size <= kCapacity);
+    const uint64_t start = (rec.end_pos - record_size) & kMask;
+    FUZZ_CHECK(start + record_size <= kCapacity);
+    // The record handed out is the reader's own copy of those bytes (ring bytes are read
+    // once, ring_reader.h), not a view into the ring. Addresses as integers: a view
+    // outside the ring must be reported, not be UB here.
+    const auto begin = reinterpret_cast<uintptr_t>(ring.data());
+    const auto bytes = reinterpret_cast<uintptr_t>(rec.bytes.data());
+    FUZZ_CHECK(bytes + rec.bytes.size() <= begin || bytes >= begin + kCapacity);
+    FUZZ_CHECK(std::memcmp(rec.bytes.data(), ring.data() + start + sizeof(ipc::RecordHeader),
+                           rec.bytes.size()) == 0);
+    // Touch every byte, so that a bad copy is reported even if the checks above are wrong.
     uint8_t sum = 0;
     for (char c : rec.bytes) sum = static_cast<uint8_t>(sum + static_cast<uint8_t>(c));
     volatile uint8_t sink = sum;

@@ -244,6 +244,27 @@ TEST_F(RingTest, UnreleasedRecordsAreReadAgainAfterReattach) {
   EXPECT_EQ(got[0].producer_seq(), published + 1);
 }
 
+// A producer may rewrite a record after committing it. What the reader handed out was
+// copied out of the ring once, so a later rewrite changes nothing the daemon validated and
+// uses (delivered, logged).
+TEST_F(RingTest, RecordRewrittenInTheRingAfterItWasReadIsNotChanged) {
+  attach(1, 4096);
+  auto producer = open();
+  const std::string json = counter_json(7, 64);
+  ASSERT_EQ(producer->publish("reel:1", "tick", json, 0), KRONOP_OK);
+  uint8_t *data = ipc::ring_data(ring(0));
+  std::size_t rewritten = 0;
+  consumer_->drain(kAll, [&](uint32_t, const RingRecord &r) {
+    const std::string before(r.bytes);
+    // The producer flips every byte of what it committed, headers included.
+    for (uint64_t i = 0; i < r.end_pos; ++i) data[i] = static_cast<uint8_t>(data[i] ^ 0x5a);
+    rewritten = r.end_pos;
+    EXPECT_EQ(std::string(r.bytes), before) << "the record must be the reader's own copy";
+    EXPECT_EQ(parse(r.bytes).json(), json);
+  });
+  ASSERT_GT(rewritten, 0u);
+}
+
 TEST_F(RingTest, TooLargeRecordIsRefused) {
   attach(1, 4096);
   auto producer = open();
@@ -503,8 +524,13 @@ TEST_F(RingTest, RandomRingContentNeverLeadsTheReaderOutOfTheRing) {
     const int64_t delta = static_cast<int64_t>(rng() % (3 * kCapacity)) - 64;
     r->write_pos.store(reader.read_pos() + static_cast<uint64_t>(delta));
     consumer_->drain(kAll, [&](uint32_t, const RingRecord &rec) {
-      const auto *p = reinterpret_cast<const uint8_t *>(rec.bytes.data());
-      if (p < data || p + rec.bytes.size() > data + kCapacity) ++outside;
+      // The record is a copy (read once): of bytes that lay inside the ring, where its
+      // position says, header included.
+      const uint64_t size = ipc::align_record(sizeof(RecordHeader) + rec.bytes.size());
+      const uint64_t start = (rec.end_pos - size) & (kCapacity - 1);
+      if (size > kCapacity || start + size > kCapacity ||
+          std::memcmp(rec.bytes.data(), data + start + sizeof(RecordHeader), rec.bytes.size()) != 0)
+        ++outside;
     });
     if (rng() % 2 == 0) consumer_->release_all_read();
   }

@@ -6,6 +6,13 @@
 // is separate from next(). After a daemon restart, reading starts again at release_pos:
 // records read but not released before a crash are read again, never lost.
 //
+// Ring bytes are read once. The producer owns the ring's memory and may rewrite a record
+// after committing it (a bug, or on purpose): a consumer that validated the ring bytes and
+// then read them again for use would use something it never validated. So next() copies
+// each record out of shared memory exactly once, into a buffer the reader owns, and the
+// record it hands out points at that copy. Nothing after next() reads the ring's bytes of
+// a record; every later stage (validation, numbering, fan-out, the log) sees only the copy.
+//
 // Ring bytes are untrusted: a record header that does not fit what the producer committed,
 // or a write_pos that moved backwards or more than a ring ahead, makes the reader skip to
 // write_pos and count a corrupt range; the daemon never reads outside the ring. Skipped
@@ -13,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "kronop/ipc/segment_layout.h"
@@ -20,8 +28,9 @@
 namespace kronop::ipc {
 
 struct RingRecord {
-  std::string_view bytes;  // the serialized Envelope, valid until released
-  uint64_t end_pos;        // release(end_pos) frees this record and all before it
+  // The serialized Envelope: the reader's private copy, valid until its next next().
+  std::string_view bytes;
+  uint64_t end_pos;  // release(end_pos) frees this record and all before it
 };
 
 class RingReader {
@@ -29,7 +38,8 @@ class RingReader {
   RingReader() = default;
   RingReader(RingControl *ring, uint64_t capacity);
 
-  // The next committed record, or false when none is (or the rest was corrupt).
+  // The next committed record, copied out of the ring, or false when none is (or the rest
+  // was corrupt).
   bool next(RingRecord &out);
   // Frees everything before `pos` for the producer.
   void release(uint64_t pos);
@@ -54,6 +64,7 @@ class RingReader {
   uint64_t cached_write_ = 0;
   uint64_t corrupt_ranges_ = 0;
   uint64_t last_bad_write_ = ~uint64_t{0};
+  std::string copy_;  // the last record handed out (see the top of this file)
 };
 
 }  // namespace kronop::ipc
