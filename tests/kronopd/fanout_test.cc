@@ -212,10 +212,12 @@ class DispatcherTest : public ::testing::Test {
     MessageBatch::Stack::delete_list(list);
     return out;
   }
+  // Numbers a message as the pipeline does, then stages it.
   void publish(Dispatcher &d, std::string_view topic) {
-    d.on_record(json_view(topic, "reel_update", "{}"));
+    d.stage(json_view(topic, "reel_update", "{}"), seq_.next(topic).seq);
   }
 
+  LocalSequencer seq_;
   uv_loop_t loop_{};
   uv_async_t asyncs_[2]{};
   LoopInbox inboxes_[2];
@@ -224,7 +226,7 @@ class DispatcherTest : public ::testing::Test {
 using Delivered = std::vector<std::pair<std::string, uint64_t>>;
 
 TEST_F(DispatcherTest, NumbersEveryTopicButDeliversOnlyToInterestedLoops) {
-  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
   publish(d, "reel:1");  // nobody listens: numbered, not delivered
   d.report_interest(0, "reel:1", true);
   d.report_interest(1, "reel:2", true);
@@ -232,36 +234,66 @@ TEST_F(DispatcherTest, NumbersEveryTopicButDeliversOnlyToInterestedLoops) {
   publish(d, "reel:2");
   publish(d, "reel:3");
   EXPECT_TRUE(delivered(0).empty()) << "nothing before the batch ends";
-  d.end_batch();
+  d.end_batch(0);
   EXPECT_EQ(delivered(0), (Delivered{{"reel:1", 2}}));
   EXPECT_EQ(delivered(1), (Delivered{{"reel:2", 1}}));
-  EXPECT_EQ(d.last_seq("reel:3"), 1u);
+  EXPECT_EQ(seq_.current("reel:3").seq, 1u);
   EXPECT_EQ(d.counters().messages.load(), 4u);
   EXPECT_EQ(d.counters().without_audience.load(), 2u);
 }
 
-TEST_F(DispatcherTest, EveryStreamHasAnEpochAndSeededOnesContinue) {
-  Dispatcher d({&inboxes_[0], &inboxes_[1]});
-  d.seed("reel:7", 41, 1234);
-  d.report_interest(0, "reel:8", true);  // a topic first seen through a subscriber
-  uint64_t e7 = 0, e8 = 0, e9 = 0;
-  EXPECT_EQ(d.on_record(json_view("reel:7", "reel_update", "{}"), &e7), 42u);
-  EXPECT_EQ(d.on_record(json_view("reel:8", "reel_update", "{}"), &e8), 1u);
-  EXPECT_EQ(d.on_record(json_view("reel:9", "reel_update", "{}"), &e9), 1u);
-  EXPECT_EQ(e7, 1234u);
-  EXPECT_NE(e8, 0u);
-  EXPECT_NE(e9, 0u);
-  EXPECT_NE(e8, e9);
-  d.end_batch();
-  MessageBatch::Stack::delete_list(inboxes_[0].batches.take_all());
+TEST(SequencerTest, EveryStreamHasAnEpochAndSeededOnesContinue) {
+  LocalSequencer seq;
+  seq.seed("reel:7", {41, 1234});
+  const uint64_t e8 = seq.current("reel:8").epoch;  // a topic first seen through a join
+  EXPECT_EQ(seq.next("reel:7").seq, 42u);
+  EXPECT_EQ(seq.next("reel:7").epoch, 1234u);
+  const StreamPosition p8 = seq.next("reel:8"), p9 = seq.next("reel:9");
+  EXPECT_EQ(p8.seq, 1u);
+  EXPECT_EQ(p8.epoch, e8) << "the epoch a join was told is the one its messages carry";
+  EXPECT_EQ(p9.seq, 1u);
+  EXPECT_NE(p8.epoch, 0u);
+  EXPECT_NE(p9.epoch, 0u);
+  EXPECT_NE(p8.epoch, p9.epoch);
+  EXPECT_LT(p9.epoch, uint64_t{1} << 53) << "exact as a JSON number";
+  EXPECT_EQ(seq.topics(), 3u);
+}
+
+TEST(SequencerTest, ARenewedEpochKeepsNumberingAndIsRenewedOncePerRun) {
+  LocalSequencer seq;
+  seq.seed("reel:1", {10, 77});
+  seq.renew_epoch("reel:1");
+  const StreamPosition renewed = seq.next("reel:1");
+  EXPECT_EQ(renewed.seq, 11u);
+  EXPECT_NE(renewed.epoch, 77u);
+  seq.renew_epoch("reel:1");
+  EXPECT_EQ(seq.next("reel:1").epoch, renewed.epoch);
+}
+
+TEST_F(DispatcherTest, SyncRepliesSayWhereTheStreamStandsAndWhichBatchHoldsIt) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
+  d.report_interest(1, "reel:5", true);
+  publish(d, "reel:5");
+  d.request_sync(1, "reel:5", 99);
+  publish(d, "reel:5");
+  d.end_batch(7);
+  MessageBatch *list = inboxes_[1].batches.take_all();
+  ASSERT_NE(list, nullptr);
+  ASSERT_EQ(list->syncs.size(), 1u);
+  EXPECT_EQ(list->syncs[0].id, 99u);
+  EXPECT_EQ(list->syncs[0].last_seq, 2u);
+  EXPECT_EQ(list->syncs[0].epoch, seq_.current("reel:5").epoch);
+  EXPECT_EQ(list->syncs[0].durable, 7u);
+  EXPECT_EQ(list->messages.size(), 2u);
+  MessageBatch::Stack::delete_list(list);
 }
 
 TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
-  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
   d.report_interest(0, "system", true);
   d.report_interest(1, "system", true);
   publish(d, "system");
-  d.end_batch();
+  d.end_batch(0);
   MessageBatch *a = inboxes_[0].batches.take_all();
   MessageBatch *b = inboxes_[1].batches.take_all();
   ASSERT_TRUE(a && b);
@@ -273,12 +305,12 @@ TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
 }
 
 TEST_F(DispatcherTest, BatchesArriveInOrderAndInterestCanBeWithdrawn) {
-  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
   d.report_interest(0, "reel:1", true);
   for (int batch = 0; batch < 3; ++batch) {
     publish(d, "reel:1");
     publish(d, "reel:1");
-    d.end_batch();
+    d.end_batch(0);
   }
   EXPECT_EQ(delivered(0), (Delivered{{"reel:1", 1},
                                      {"reel:1", 2},
@@ -288,17 +320,18 @@ TEST_F(DispatcherTest, BatchesArriveInOrderAndInterestCanBeWithdrawn) {
                                      {"reel:1", 6}}));
   d.report_interest(0, "reel:1", false);
   publish(d, "reel:1");
-  d.end_batch();
+  d.end_batch(0);
   EXPECT_TRUE(delivered(0).empty());
-  EXPECT_EQ(d.last_seq("reel:1"), 7u) << "numbering goes on without an audience";
+  EXPECT_EQ(seq_.current("reel:1").seq, 7u) << "numbering goes on without an audience";
 }
 
 TEST_F(DispatcherTest, AMessageThatCannotBeEncodedIsCountedAndSkipped) {
-  Dispatcher d({&inboxes_[0], &inboxes_[1]});
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
   d.report_interest(1, "reel:1", true);
-  d.on_record(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff"));
+  d.stage(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff"),
+          seq_.next("reel:1").seq);
   publish(d, "reel:1");
-  d.end_batch();
+  d.end_batch(0);
   EXPECT_EQ(delivered(1), (Delivered{{"reel:1", 2}}));
   EXPECT_EQ(d.counters().encode_failures.load(), 1u);
 }
