@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
+#include "kronop_ipc.h"
 #include "presence.h"
 
 namespace kronop::daemon {
@@ -61,6 +64,18 @@ void ReplayEpochs::after_pass() {
     if (consumer_.reader(i).read_pos() < written_before_start_[i]) active_ = true;
   }
   if (!active_) tracks_.clear();
+}
+
+Result<bool> make_data_dir(const std::string &path) {
+  for (std::size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
+    const std::string partial = path.substr(0, pos);
+    if (::mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST) break;
+    if (pos == std::string::npos) break;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Error{KRONOP_ESYS, path + ": " + std::strerror(errno)};
+  if (!S_ISDIR(st.st_mode)) return Error{KRONOP_ESYS, path + ": not a directory"};
+  return true;
 }
 
 void keep_presence_in_log(LogStore &log, PresenceHub &presence) {

@@ -28,6 +28,7 @@
 
 #include "envelope_validation.h"
 #include "kronop/ipc/consumer.h"
+#include "kronop/result.h"
 #include "log_store.h"
 #include "sequencer.h"
 
@@ -90,6 +91,9 @@ class ReplayEpochs {
 };
 
 class PresenceHub;
+
+// The data directory (made with the directories to it, mode 0750, when missing).
+Result<bool> make_data_dir(const std::string &path);
 
 // Users' last-known presence survives restarts: restores what the log holds into `presence`
 // and has every later change kept by the log (written with its next batch).

@@ -3,12 +3,9 @@
 #include <google/protobuf/stubs/logging.h>
 #include <malloc.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <csignal>
-#include <cstring>
 #include <thread>
 
 #include "acceptor.h"
@@ -30,16 +27,6 @@ using namespace kronop;
 using namespace kronop::daemon;
 
 namespace {
-
-bool make_dirs(const std::string &path) {
-  for (std::size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
-    const std::string partial = path.substr(0, pos);
-    if (::mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST) return false;
-    if (pos == std::string::npos) break;
-  }
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 // Protobuf's own log lines (e.g. invalid UTF-8 in a producer's typed body) are one more
 // source of producer-controlled noise: keep them at debug level.
@@ -115,9 +102,9 @@ int main(int argc, char **argv) {
         "--auth-secret-file: no client could ever connect\"");
     return 2;
   }
-  if (!make_dirs(config.data_dir)) {
+  if (auto made = make_data_dir(config.data_dir); !made.ok()) {
     KLOG_ERROR("event=data_dir_failed path=%s error=%s", log::q(config.data_dir).c_str(),
-               log::q(std::strerror(errno)).c_str());
+               log::q(made.error().message).c_str());
     return 1;
   }
   // The durable log before the segment: a log that cannot be used stops kronopd before it
