@@ -659,7 +659,7 @@ int main(int argc, char **argv) {
                return alive;
              }});
   for (auto &l : loops) {
-    l->set_http_routes([&system_api](const http::Request &r) { return system_api.handle(r); });
+    l->set_system_api(&system_api);
   }
   ControlServer control(
       loop, config.control_socket_path(),
