@@ -23,12 +23,16 @@ IoLoop::IoLoop(uint32_t index, const ServerOptions &options, Dispatcher *dispatc
             } else {
               server_.on_sync(SyncReply{id, 0, 0, 0});  // no dispatcher: an empty stream
             }
+          },
+          [queue = commands_](std::function<void()> command) {
+            return queue->post(std::move(command));
           }) {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &inbox_async_, on_inbox);
   inbox_async_.data = this;
   uv_async_init(&loop_, &command_async_, on_command);
   command_async_.data = this;
+  commands_->wake = &command_async_;
   inbox_.wake = &inbox_async_;
 }
 
@@ -70,13 +74,13 @@ void IoLoop::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool IoLoop::post(std::function<void()> command) {
-  {
-    std::lock_guard<std::mutex> lock(command_mutex_);
-    if (closed_) return false;
-    commands_.push_back(std::move(command));
-  }
-  uv_async_send(&command_async_);
+bool IoLoop::CommandQueue::post(std::function<void()> command) {
+  // uv_async_send under the lock: close() sets `closed` under it before the loop closes the
+  // handle, so a post that got in never wakes a closed handle.
+  std::lock_guard<std::mutex> lock(mutex);
+  if (closed) return false;
+  commands.push_back(std::move(command));
+  uv_async_send(wake);
   return true;
 }
 
@@ -99,16 +103,13 @@ void IoLoop::close_batch(unsigned done, unsigned batches, uint16_t code, std::st
 }
 
 void IoLoop::close(uint16_t code, std::string reason, uint64_t linger_ms) {
-  {
-    std::lock_guard<std::mutex> lock(command_mutex_);
-    if (closed_) return;
-    // The last command: after it the loop closes the async handle, so nothing may be
-    // posted any more.
-    commands_.push_back([this, code, reason = std::move(reason), linger_ms] {
-      shut_down(code, reason, linger_ms);
-    });
-    closed_ = true;
-  }
+  std::lock_guard<std::mutex> lock(commands_->mutex);
+  if (commands_->closed) return;
+  // The last command: after it the loop closes the async handle, so nothing may be
+  // posted any more.
+  commands_->commands.push_back(
+      [this, code, reason = std::move(reason), linger_ms] { shut_down(code, reason, linger_ms); });
+  commands_->closed = true;
   uv_async_send(&command_async_);
 }
 
@@ -145,8 +146,8 @@ void IoLoop::on_command(uv_async_t *handle) {
   auto *self = static_cast<IoLoop *>(handle->data);
   std::vector<std::function<void()>> commands;
   {
-    std::lock_guard<std::mutex> lock(self->command_mutex_);
-    commands.swap(self->commands_);
+    std::lock_guard<std::mutex> lock(self->commands_->mutex);
+    commands.swap(self->commands_->commands);
   }
   for (auto &c : commands) c();
 }

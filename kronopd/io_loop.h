@@ -1,6 +1,10 @@
 // An I/O thread: one libuv loop, its ClientServer (the connections it owns), and its inbox
 // from the ingest thread. Other threads talk to it only through adopt(), deliver(), ask()
 // and close(), which post to the loop, and counters(), which reads atomics.
+//
+// The command queue is shared (std::shared_ptr) with whoever may post after this IoLoop is
+// gone: the durable log's commit waiters (joins.h) hold it, and once close() has been called
+// it refuses every post, so a late waiter finds a closed queue, never a freed loop.
 #pragma once
 
 #include <uv.h>
@@ -30,10 +34,8 @@ class IoLoop {
   // The inbox the Dispatcher delivers this loop's batches to (valid from construction).
   LoopInbox *inbox() { return &inbox_; }
   void set_dispatcher(Dispatcher *d) { dispatcher_ = d; }
-  // Before start(): the plain HTTP routes (see ServerOptions::http_routes).
-  void set_http_routes(std::function<std::optional<std::string>(const http::Request &)> routes) {
-    server_.set_http_routes(std::move(routes));
-  }
+  // Before start(): the operators' endpoints (see ServerOptions::system).
+  void set_system_api(SystemApi *system) { server_.set_system_api(system); }
 
   void start();
   // Any thread: hands an accepted socket to this loop (closed if the loop is closing).
@@ -82,20 +84,26 @@ class IoLoop {
   static void on_inbox(uv_async_t *handle);
   static void on_command(uv_async_t *handle);
   // Queues `command` for the loop's thread; false once close() was called.
-  bool post(std::function<void()> command);
+  bool post(std::function<void()> command) { return commands_->post(std::move(command)); }
+  struct CommandQueue {
+    std::mutex mutex;
+    std::vector<std::function<void()>> commands;  // guarded by mutex
+    bool closed = false;                          // guarded by mutex: no more posts
+    uv_async_t *wake = nullptr;                   // valid while !closed
+    bool post(std::function<void()> command);
+  };
   void shut_down(uint16_t code, const std::string &reason, uint64_t linger_ms);
 
   uint32_t index_;
   Dispatcher *dispatcher_;
   uv_loop_t loop_{};
+  // Before server_, which hands it to its joins.
+  std::shared_ptr<CommandQueue> commands_ = std::make_shared<CommandQueue>();
   ClientServer server_;
   LoopInbox inbox_;
   uv_async_t inbox_async_{};
   uv_async_t command_async_{};
   uv_timer_t linger_{};
-  std::mutex command_mutex_;
-  std::vector<std::function<void()>> commands_;  // guarded by command_mutex_
-  bool closed_ = false;                          // guarded by command_mutex_: no more posts
   std::thread thread_;
 };
 

@@ -329,6 +329,35 @@ void LogStore::stop() {
   }
   checkpoint_wake_.notify_all();
   if (checkpointer_.joinable()) checkpointer_.join();
+  // Nothing will be committed any more: whoever still waits is told now (and checks
+  // committed() to learn that its batch did not make it).
+  notify_waiters(true);
+}
+
+void LogStore::when_committed(uint64_t batch, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Checked under the lock the writer takes after storing committed_ (notify_waiters): a
+    // waiter either sees the new value here or is in waiters_ when the writer looks.
+    if (!waiters_closed_ && committed_.load(std::memory_order_acquire) < batch) {
+      waiters_.emplace(batch, std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+void LogStore::notify_waiters(bool all) {
+  std::vector<std::function<void()>> due;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (all) waiters_closed_ = true;
+    const uint64_t done = committed_.load(std::memory_order_acquire);
+    auto end = all ? waiters_.end() : waiters_.upper_bound(done);
+    for (auto it = waiters_.begin(); it != end; ++it) due.push_back(std::move(it->second));
+    waiters_.erase(waiters_.begin(), end);
+  }
+  for (auto &fn : due) fn();
 }
 
 void LogStore::checkpoint_run() {
@@ -525,6 +554,7 @@ void LogStore::run() {
       }
       if (!ok) return;
       committed_.store(last_id, std::memory_order_release);
+      notify_waiters(false);
     }
     // Under steady load the queue is never empty: a retention round between batches, at
     // most one chunk per rule, keeps the log bounded without holding logging up for long.

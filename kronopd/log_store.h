@@ -21,6 +21,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -123,6 +125,13 @@ class LogStore {
   // The highest batch id whose records are committed (any thread).
   uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
   uint64_t submitted() const { return submitted_.load(std::memory_order_acquire); }
+  // Any thread: calls fn() once batch `batch` is committed: at once (on the caller's thread)
+  // when it already is, otherwise on the writer thread right after the commit that covers it;
+  // and at stop() (after the writer's last commit) for waiters whose batch never came. So
+  // fn() is called exactly once, and must check committed() itself to tell the two apart.
+  // fn() runs with no lock of the log held; it should only hand the news on (post it to an
+  // I/O loop), as the writer thread waits for it.
+  void when_committed(uint64_t batch, std::function<void()> fn);
   const LogCounters &counters() const { return counters_; }
   const std::string &path() const { return path_; }
 
@@ -155,6 +164,12 @@ class LogStore {
   std::size_t queued_records_ = 0;      // guarded by mutex_: records in queue_
   bool stopping_ = false;               // guarded by mutex_
   bool checkpointer_stopping_ = false;  // guarded by mutex_
+  // when_committed's waiters by batch id; guarded by mutex_. waiters_closed_: stop() has
+  // called them all, later ones are called at once.
+  std::multimap<uint64_t, std::function<void()>> waiters_;
+  bool waiters_closed_ = false;
+  // Calls (outside the lock) the waiters whose batch is committed; all of them with `all`.
+  void notify_waiters(bool all);
   std::atomic<uint64_t> submitted_{0};
   std::atomic<uint64_t> committed_{0};
   std::thread thread_;

@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
   Stats stats({&config, &pipeline, &loops, &peer_limit, &rest, &presence, &reels, log_store.get()});
   SystemApi system_api([&stats](kronop::v1::DaemonStats &s) { stats.snapshot(s); });
   for (auto &l : loops) {
-    l->set_http_routes([&system_api](const http::Request &r) { return system_api.handle(r); });
+    l->set_system_api(&system_api);
   }
   // systemd (Type=notify): the status line, and the watchdog's liveness of the I/O loops:
   // every loop answered the probe sent at the previous tick.

@@ -13,13 +13,13 @@
 #include "kronop/v1/api.pb.h"
 #include "kronop_ipc.h"
 #include "log_reader.h"
+#include "pool_work.h"
 #include "proto_json.h"
 #include "time_format.h"
 
 namespace kronop::daemon {
 namespace {
 
-constexpr std::size_t kMaxActivityBytes = 128;
 constexpr std::size_t kMaxIdBytes = 64;
 constexpr std::size_t kMaxTargetUsers = 1000;
 
@@ -51,16 +51,9 @@ BodyError fail(int status, std::string message) { return BodyError{status, std::
 const BodyError kUnsupportedType{
     415, "unsupported Content-Type: send application/json or application/x-protobuf"};
 
-// The body as a JSON object (the parser is per thread; the element lives until its next use).
+// The body as a JSON object (client_pushes.h's reader, its errors as HTTP statuses).
 BodyError parse_object(std::string_view body, simdjson::dom::object *out) {
-  thread_local simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  if (parser.parse(body.data(), body.size(), true).get(root) != simdjson::SUCCESS) {
-    return fail(400, "body is not valid JSON");
-  }
-  if (root.get_object().get(*out) != simdjson::SUCCESS) {
-    return fail(400, "body must be a JSON object");
-  }
+  if (PushError e = read_json_object(body, out); !e.ok()) return fail(400, e.reason);
   return {};
 }
 
@@ -102,13 +95,6 @@ std::string error(int status, std::string_view message) {
 
 std::string json_response(int status, std::string_view body) {
   return http::response(status, "application/json", body, {}, true);
-}
-
-std::optional<std::string> id_segment(std::string_view path, std::string_view prefix,
-                                      std::string_view suffix) {
-  if (!path.starts_with(prefix) || !path.ends_with(suffix)) return std::nullopt;
-  if (path.size() < prefix.size() + suffix.size()) return std::nullopt;
-  return std::string(path.substr(prefix.size(), path.size() - prefix.size() - suffix.size()));
 }
 
 }  // namespace
@@ -220,110 +206,35 @@ BodyError parse_reel_update(std::string_view topic, std::string_view content_typ
   return {};
 }
 
-BodyError parse_status_change(std::string_view content_type, std::string_view body,
-                              StatusChange *out) {
-  *out = StatusChange{};
-  switch (body_type(content_type)) {
-    case BodyType::kUnsupported:
-      return kUnsupportedType;
-    case BodyType::kProtobuf: {
-      kronop::v1::PresenceUpdate p;
-      if (!p.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-        return fail(400, "body is not a kronop.v1.PresenceUpdate");
-      }
-      switch (p.status()) {
-        case kronop::v1::PresenceUpdate::STATUS_ONLINE:
-          out->status = PresenceHub::Status::kOnline;
-          break;
-        case kronop::v1::PresenceUpdate::STATUS_AWAY:
-          out->status = PresenceHub::Status::kAway;
-          break;
-        case kronop::v1::PresenceUpdate::STATUS_OFFLINE:
-          out->status = PresenceHub::Status::kOffline;
-          break;
-        default:
-          return fail(400, "status is required (STATUS_ONLINE, STATUS_AWAY or STATUS_OFFLINE)");
-      }
-      if (p.current_reel() < 0) return fail(400, "current_reel must not be negative");
-      if (p.activity().size() > kMaxActivityBytes) return fail(400, "activity is too long");
-      out->current_reel = p.current_reel();
-      out->activity = p.activity();
-      return {};
-    }
-    case BodyType::kJson:
-      break;
+int http_status(PushFault fault) {
+  switch (fault) {
+    case PushFault::kNone:
+      return 0;
+    case PushFault::kInvalid:
+      return 400;
+    case PushFault::kTooLong:
+      return 413;
+    case PushFault::kUnsupportedType:
+      return 415;
+    case PushFault::kUnauthenticated:
+      return 401;
+    case PushFault::kRateLimited:
+      return 429;
+    case PushFault::kBusy:
+      return 503;
   }
-  simdjson::dom::object root;
-  if (BodyError e = parse_object(body, &root); !e.ok()) return e;
-  bool have_status = false;
-  for (auto field : root) {
-    const std::string_view key = field.key;
-    if (key == "status") {
-      std::string_view name;
-      if (field.value.get_string().get(name) != simdjson::SUCCESS ||
-          !PresenceHub::parse_status(name, &out->status)) {
-        return fail(400, "status must be one of online, away, offline");
-      }
-      have_status = true;
-    } else if (key == "current_reel") {
-      int64_t reel = 0;
-      std::string_view text;
-      if (field.value.get_int64().get(reel) == simdjson::SUCCESS) {
-      } else if (field.value.get_string().get(text) == simdjson::SUCCESS) {
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), reel);
-        if (ec != std::errc() || end != text.data() + text.size()) reel = -1;
-      } else if (field.value.is_null()) {
-        reel = 0;
-      } else {
-        reel = -1;
-      }
-      if (reel < 0 || reel > INT32_MAX) {
-        return fail(400, "current_reel must be a reel number (0 for none)");
-      }
-      out->current_reel = static_cast<int32_t>(reel);
-    } else if (key == "activity") {
-      std::string_view activity;
-      if (field.value.get_string().get(activity) != simdjson::SUCCESS ||
-          activity.size() > kMaxActivityBytes) {
-        return fail(400, "activity must be a string of at most 128 bytes");
-      }
-      out->activity.assign(activity);
-    } else {
-      return fail(400, "unknown member in the body (allowed: status, current_reel, activity)");
-    }
-  }
-  if (!have_status) return fail(400, "status is required (online, away or offline)");
-  return {};
+  return 400;
 }
 
-BodyError parse_interaction(std::string_view event, std::string_view payload,
-                            std::size_t max_comment_bytes, kronop::v1::Interaction *out) {
-  out->Clear();
-  if (event == "like") {
-    out->set_kind(kronop::v1::Interaction::KIND_LIKE);
-  } else if (event == "comment") {
-    out->set_kind(kronop::v1::Interaction::KIND_COMMENT);
-  } else if (event == "share") {
-    out->set_kind(kronop::v1::Interaction::KIND_SHARE);
-  } else {
-    return fail(400, "unhandled event");
+BodyError parse_status_change(std::string_view content_type, std::string_view body,
+                              StatusChange *out) {
+  const BodyType type = body_type(content_type);
+  if (type == BodyType::kUnsupported) {
+    *out = StatusChange{};
+    return kUnsupportedType;
   }
-  simdjson::dom::object root;
-  if (BodyError e = parse_object(payload, &root); !e.ok()) return e;
-  for (auto field : root) {
-    if (field.key != "text" || event != "comment") {
-      return fail(400, event == "comment" ? "a comment has only a text"
-                                          : "a like or a share has no fields");
-    }
-    std::string_view text;
-    if (field.value.get_string().get(text) != simdjson::SUCCESS) {
-      return fail(400, "text must be a string");
-    }
-    if (text.empty()) return fail(400, "empty comment");
-    if (text.size() > max_comment_bytes) return fail(413, "comment too long");
-    out->set_text(std::string(text));
-  }
-  if (event == "comment" && out->text().empty()) return fail(400, "a comment needs a text");
+  PushError e = read_status_change(type == BodyType::kProtobuf, body, out);
+  if (!e.ok()) return fail(http_status(e.fault), std::move(e.reason));
   return {};
 }
 
@@ -340,27 +251,6 @@ kronop::v1::UserPresenceBody user_presence_body(const PresenceHub::UserPresence 
 
 std::string user_presence_json(const PresenceHub::UserPresence &p) {
   return proto_to_json(user_presence_body(p));
-}
-
-std::optional<std::string> RestApi::handle(const http::Request &req,
-                                           const HttpCaller &caller) const {
-  std::optional<std::string> id;
-  bool reel = true;
-  if ((id = id_segment(req.path, "/api/v1/reels/", "/updates"))) {
-    reel = true;
-  } else if ((id = id_segment(req.path, "/api/v1/users/", "/presence"))) {
-    reel = false;
-  } else {
-    return std::nullopt;
-  }
-  requests_.fetch_add(1, std::memory_order_relaxed);
-  if (req.method != "GET" && req.method != "POST") {
-    return with_header(error(405, "use GET or POST"), "Allow: GET, POST");
-  }
-  if (!valid_topic((reel ? "reel:" : "user:") + *id)) {
-    return error(400, reel ? "invalid reel id" : "invalid user id");
-  }
-  return reel ? reel_updates(req, caller, *id) : user_presence(req, caller, *id);
 }
 
 namespace {
@@ -387,81 +277,116 @@ std::optional<std::string> authorize(const HttpCaller &caller, bool trust_loopba
 
 }  // namespace
 
-std::string RestApi::reel_updates(const http::Request &req, const HttpCaller &caller,
-                                  const std::string &id) const {
-  const std::string topic = "reel:" + id;
-  if (req.method == "GET") {
-    if (auto refused =
-            authorize(caller, options_.trust_loopback, options_.allow_anonymous, {}, false)) {
-      return *refused;
-    }
-    std::size_t limit = 50;
-    std::string text;
-    if (req.query_param("limit", &text)) {
-      unsigned n = 0;
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-      if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > 100) {
-        return error(400, "limit must be a number from 1 to 100");
-      }
-      limit = n;
-    }
-    uint64_t since_seq = 0;
-    const bool since = req.query_param("since_seq", &text);
-    if (since) {
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), since_seq);
-      if (ec != std::errc() || end != text.data() + text.size()) {
-        return error(400, "since_seq must be a sequence number");
-      }
-    }
-    // History from the log; the last few milliseconds' updates (not committed yet) from memory.
-    std::vector<std::pair<uint64_t, std::string>> updates;
-    if (!options_.log_path.empty()) {
-      thread_local std::unique_ptr<LogReader> reader;
-      if (!reader) {
-        auto opened = LogReader::open(options_.log_path);
-        if (opened.ok()) reader = std::move(opened).value();
-      }
-      if (reader) {
-        LogQuery q;
-        q.topic = topic;
-        q.event = "reel_update";
-        q.after_seq = since_seq;
-        q.limit = limit;
-        q.newest_first = !since;
-        auto read = reader->read(q, [&](const LoggedMessage &m) {
-          updates.emplace_back(m.seq, m.payload_json());
-          return true;
-        });
-        if (!read.ok()) return error(503, "the durable log cannot be read now, retry");
-      }
-    }
-    auto snap = reels_->snapshot(topic, 100);
-    ReelCounters counters = snap ? snap->counters : ReelCounters{};
-    if (snap) {
-      uint64_t last = updates.empty() ? since_seq : std::max(since_seq, updates.back().first);
-      for (auto &u : snap->updates) {
-        if (u.first > last) updates.push_back(std::move(u));
-      }
-    }
-    // Oldest first: after since_seq the first `limit`, otherwise the last `limit`.
-    if (updates.size() > limit) {
-      if (since) {
-        updates.resize(limit);
-      } else {
-        updates.erase(updates.begin(),
-                      updates.begin() + static_cast<std::ptrdiff_t>(updates.size() - limit));
-      }
-    }
-    // The id is a valid topic id (safe characters); the updates are the payloads as sent.
-    std::string body =
-        "{\"reel_id\":\"" + id + "\",\"counters\":" + counters_json(counters) + ",\"updates\":[";
-    for (std::size_t i = 0; i < updates.size(); ++i) {
-      if (i > 0) body += ',';
-      body += updates[i].second;
-    }
-    body += "]}";
-    return json_response(200, body);
+namespace {
+// A GET of a reel's updates: what the log read needs (its own copies: it runs on a pool
+// thread) and what it found.
+struct ReelHistory {
+  std::string log_path;
+  std::string id;
+  std::string topic;
+  std::size_t limit = 50;
+  bool since = false;
+  uint64_t since_seq = 0;
+  std::vector<std::pair<uint64_t, std::string>> updates;
+  bool read_failed = false;
+};
+
+// A pool thread: the reel's reel_update messages from the durable log.
+void read_reel_history(ReelHistory &h) {
+  if (h.log_path.empty()) return;
+  thread_local std::unique_ptr<LogReader> reader;
+  thread_local std::string reader_path;
+  if (!reader || reader_path != h.log_path) {
+    auto opened = LogReader::open(h.log_path);
+    if (!opened.ok()) return;  // no log file yet: memory only
+    reader = std::move(opened).value();
+    reader_path = h.log_path;
   }
+  LogQuery q;
+  q.topic = h.topic;
+  q.event = "reel_update";
+  q.after_seq = h.since_seq;
+  q.limit = h.limit;
+  q.newest_first = !h.since;
+  auto read = reader->read(q, [&](const LoggedMessage &m) {
+    h.updates.emplace_back(m.seq, m.payload_json());
+    return true;
+  });
+  if (!read.ok()) h.read_failed = true;
+}
+
+// The loop again: the log's part, the last few milliseconds' updates (not committed yet) from
+// memory, and the counters, as the response.
+std::string reel_history_response(ReelHistory &h, ReelState &reels) {
+  if (h.read_failed) return error(503, "the durable log cannot be read now, retry");
+  auto &updates = h.updates;
+  auto snap = reels.snapshot(h.topic, 100);
+  ReelCounters counters = snap ? snap->counters : ReelCounters{};
+  if (snap) {
+    uint64_t last = updates.empty() ? h.since_seq : std::max(h.since_seq, updates.back().first);
+    for (auto &u : snap->updates) {
+      if (u.first > last) updates.push_back(std::move(u));
+    }
+  }
+  // Oldest first: after since_seq the first `limit`, otherwise the last `limit`.
+  if (updates.size() > h.limit) {
+    if (h.since) {
+      updates.resize(h.limit);
+    } else {
+      updates.erase(updates.begin(),
+                    updates.begin() + static_cast<std::ptrdiff_t>(updates.size() - h.limit));
+    }
+  }
+  // The id is a valid topic id (safe characters); the updates are the payloads as sent.
+  std::string body =
+      "{\"reel_id\":\"" + h.id + "\",\"counters\":" + counters_json(counters) + ",\"updates\":[";
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    if (i > 0) body += ',';
+    body += updates[i].second;
+  }
+  body += "]}";
+  return json_response(200, body);
+}
+}  // namespace
+
+void RestApi::reel_updates(const std::string &id, const http::Request &req,
+                           const HttpCaller &caller, Responder responder, uv_loop_t *loop) const {
+  if (!valid_topic("reel:" + id)) return responder.respond(error(400, "invalid reel id"));
+  const std::string topic = "reel:" + id;
+  if (req.method != "GET") return responder.respond(publish_reel_update(req, caller, topic));
+  if (auto refused =
+          authorize(caller, options_.trust_loopback, options_.allow_anonymous, {}, false)) {
+    return responder.respond(std::move(*refused));
+  }
+  auto h = std::make_shared<ReelHistory>();
+  h->log_path = options_.log_path;
+  h->id = id;
+  h->topic = topic;
+  std::string text;
+  if (req.query_param("limit", &text)) {
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > 100) {
+      return responder.respond(error(400, "limit must be a number from 1 to 100"));
+    }
+    h->limit = n;
+  }
+  h->since = req.query_param("since_seq", &text);
+  if (h->since) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), h->since_seq);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return responder.respond(error(400, "since_seq must be a sequence number"));
+    }
+  }
+  if (h->log_path.empty()) return responder.respond(reel_history_response(*h, *reels_));
+  // SQLite off the loop; the answer on it (the Responder is the loop's only).
+  run_on_pool(
+      loop, [h] { read_reel_history(*h); },
+      [h, responder, reels = reels_] { responder.respond(reel_history_response(*h, *reels)); });
+}
+
+std::string RestApi::publish_reel_update(const http::Request &req, const HttpCaller &caller,
+                                         const std::string &topic) const {
   if (auto refused = authorize(caller, options_.trust_loopback, false, {}, true)) return *refused;
   kronop::v1::Envelope envelope;
   BodyError e =
@@ -518,8 +443,9 @@ std::string RestApi::apply_status(const std::string &user, const StatusChange &c
   return user_presence_json(p);
 }
 
-std::string RestApi::user_presence(const http::Request &req, const HttpCaller &caller,
-                                   const std::string &id) const {
+std::string RestApi::user_presence(const std::string &id, const http::Request &req,
+                                   const HttpCaller &caller) const {
+  if (!valid_topic("user:" + id)) return error(400, "invalid user id");
   if (auto refused = authorize(caller, options_.trust_loopback, false, id, false)) {
     return *refused;
   }

@@ -19,6 +19,13 @@
 // with --allow-anonymous); reading a user's presence needs that user's or an admin token, or
 // trusted loopback.
 //
+// Paths and methods are matched by the client port's route table (routes.h), which calls
+// reel_updates() and user_presence(). GET /api/v1/reels/:id/updates reads the durable log on
+// libuv's thread pool and answers through its Responder on the loop; the rest answer at once.
+//
+// The bodies of status changes are parsed by client_pushes.h (shared with the user channel's
+// update_presence push); its domain errors become HTTP statuses here (http_status).
+//
 // Errors: 400 (malformed body, bad field, bad id or query), 401 (no or invalid token, with
 // WWW-Authenticate), 403 (token of someone else / not admin), 404 (unknown path or user),
 // 405 (with Allow), 413 (body over the limit, refused by the HTTP parser before it is
@@ -32,6 +39,7 @@
 #include <string_view>
 
 #include "auth.h"
+#include "client_pushes.h"
 #include "http.h"
 #include "kronop/v1/api.pb.h"
 #include "kronop/v1/envelope.pb.h"
@@ -40,6 +48,9 @@
 #include "presence.h"
 #include "publisher.h"
 #include "reels.h"
+#include "routes.h"
+
+typedef struct uv_loop_s uv_loop_t;
 
 namespace kronop::daemon {
 
@@ -60,22 +71,13 @@ struct BodyError {
 BodyError parse_reel_update(std::string_view topic, std::string_view content_type,
                             std::string_view body, uint64_t now_ns, kronop::v1::Envelope *out);
 
-// A status change: from POST /api/v1/users/:id/presence or the user's channel push.
-struct StatusChange {
-  PresenceHub::Status status = PresenceHub::Status::kOnline;
-  int32_t current_reel = 0;
-  std::string activity;
-};
-// JSON {"status": "online"|"away"|"offline", "current_reel": N (or "N"), "activity": "..."}
-// (status required, activity at most 128 bytes), or a PresenceUpdate (protobuf).
+// The HTTP status for a refused body or push: 400, 413, 415, 401, 429 or 503.
+int http_status(PushFault fault);
+
+// A status change's body (POST /api/v1/users/:id/presence): read_status_change, with the
+// Content-Type choosing JSON or protobuf (415 for others).
 BodyError parse_status_change(std::string_view content_type, std::string_view body,
                               StatusChange *out);
-
-// A client's like / comment / share push on reel:<id>: `event` is "like", "comment" or
-// "share"; `payload` the push's JSON payload: {} for like and share, {"text": "..."} (1 to
-// max_comment_bytes bytes of UTF-8) for comment. Fills the Interaction's kind and text.
-BodyError parse_interaction(std::string_view event, std::string_view payload,
-                            std::size_t max_comment_bytes, kronop::v1::Interaction *out);
 
 struct RestOptions {
   bool trust_loopback = true;
@@ -97,9 +99,16 @@ class RestApi {
   RestApi(RestOptions options, Publisher *publisher, ReelState *reels, PresenceHub *presence)
       : options_(options), publisher_(publisher), reels_(reels), presence_(presence) {}
 
-  // Any I/O thread: the complete response for /api/v1/reels/... and /api/v1/users/...;
-  // nullopt for other paths.
-  std::optional<std::string> handle(const http::Request &req, const HttpCaller &caller) const;
+  // Any I/O thread: counts a request to one of these paths (the route table calls it, 405s
+  // included).
+  void count_request() const { requests_.fetch_add(1, std::memory_order_relaxed); }
+  // /api/v1/reels/:id/updates (GET or POST): `id` as in the path, not yet validated. A GET
+  // that reads the log answers later, on `loop`, after a read on libuv's thread pool.
+  void reel_updates(const std::string &id, const http::Request &req, const HttpCaller &caller,
+                    Responder responder, uv_loop_t *loop) const;
+  // /api/v1/users/:id/presence (GET or POST): the complete response.
+  std::string user_presence(const std::string &id, const http::Request &req,
+                            const HttpCaller &caller) const;
 
   // A user's status change from any source: records it and publishes a presence_update on
   // user:<id>. The resulting presence as the API's JSON body.
@@ -108,10 +117,8 @@ class RestApi {
   uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
  private:
-  std::string reel_updates(const http::Request &req, const HttpCaller &caller,
-                           const std::string &id) const;
-  std::string user_presence(const http::Request &req, const HttpCaller &caller,
-                            const std::string &id) const;
+  std::string publish_reel_update(const http::Request &req, const HttpCaller &caller,
+                                  const std::string &topic) const;
 
   RestOptions options_;
   Publisher *publisher_;

@@ -165,18 +165,8 @@ kronop::v1::Health assess_health(const kronop::v1::DaemonStats &s) {
   return h;
 }
 
-std::optional<std::string> SystemApi::handle(const http::Request &req) const {
+std::string SystemApi::respond(const http::Request &req) const {
   const std::string &p = req.path;
-  const bool ours = p == "/metrics" || p == "/api/v1/system/health" ||
-                    p == "/api/v1/system/stats" || p == "/api/v1/system/performance" ||
-                    p == "/api/v1/connections/stats";
-  if (!ours) return std::nullopt;
-  if (req.method != "GET" && req.method != "HEAD") {
-    std::string r = http::error_response(405, "use GET", true);
-    // The Allow header belongs with the status line's headers.
-    r.insert(r.find("\r\n") + 2, "Allow: GET, HEAD\r\n");
-    return r;
-  }
   kronop::v1::DaemonStats s;
   stats_(s);
   std::string body, type = "application/json";

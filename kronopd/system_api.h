@@ -7,8 +7,9 @@
 //   GET /api/v1/connections/stats   its "clients" part
 //
 // Everything is built from one kronop.v1.DaemonStats snapshot (the control socket's), so
-// the three views cannot disagree. Other methods on these paths get 405 with Allow.
-// Responses close the connection.
+// the three views cannot disagree. The paths and methods are in the client port's route
+// table (routes.h), which answers other methods with 405 and Allow. Responses close the
+// connection.
 #pragma once
 
 #include <functional>
@@ -27,8 +28,8 @@ class SystemApi {
   using StatsSource = std::function<void(kronop::v1::DaemonStats &)>;
   explicit SystemApi(StatsSource stats) : stats_(std::move(stats)) {}
 
-  // The complete HTTP response for a request to one of these paths; nullopt for others.
-  std::optional<std::string> handle(const http::Request &req) const;
+  // The complete HTTP response for a GET or HEAD the route table sent here (routes.h).
+  std::string respond(const http::Request &req) const;
 
  private:
   StatsSource stats_;

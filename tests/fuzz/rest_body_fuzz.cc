@@ -1,6 +1,6 @@
 // Fuzz target for the bodies REST callers and clients send about reels and users
-// (rest_api.h): POST /api/v1/reels/:id/updates, POST /api/v1/users/:id/presence (JSON and
-// protobuf), and like / comment / share pushes.
+// (rest_api.h, client_pushes.h): POST /api/v1/reels/:id/updates, POST /api/v1/users/:id/presence
+// (JSON and protobuf), and like / comment / share pushes.
 //
 // The first byte picks the parser (and content type); the rest is the body. Besides "no
 // crash, no sanitizer report":
@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "client_pushes.h"
 #include "envelope_validation.h"
 #include "fuzz_check.h"
 #include "rest_api.h"
@@ -65,9 +66,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       const std::string_view event = kEvents[(selector >> 4) & 3];
       constexpr std::size_t kMax = 64;
       kronop::v1::Interaction in;
-      BodyError e = parse_interaction(event, body, kMax, &in);
+      PushError e = read_interaction(event, body, kMax, &in);
       if (!e.ok()) {
-        check_refusal(e);
+        FUZZ_CHECK(e.fault == PushFault::kInvalid || e.fault == PushFault::kTooLong);
+        FUZZ_CHECK(!e.reason.empty());
         break;
       }
       if (event == "comment") {

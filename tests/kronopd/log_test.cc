@@ -10,9 +10,12 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "kronop/ipc/producer.h"
 #include "kronop/ipc/segment.h"
@@ -94,6 +97,50 @@ TEST(LogStore, LogsResumesAndDeduplicates) {
   EXPECT_EQ(query(path, "SELECT count(*) FROM messages"), 101);
   EXPECT_EQ(query(path, "PRAGMA user_version"), LogStore::kSchemaVersion);
   EXPECT_EQ(query(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+}
+
+// when_committed: called once per waiter, after the commit that covers its batch (with
+// committed() already there), at once for a batch already committed, and from stop() for a
+// batch that never came.
+TEST(LogStore, WhenCommittedCallsEachWaiterOnceAfterItsCommit) {
+  test::TempDir dir;
+  LogOptions o;
+  o.retention_age_ms = 0;
+  o.batch_ms = 50;  // the first waiter is registered before its batch can be committed
+  auto store = LogStore::open(dir.path + "/kronop.db", o);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto &s = *store.value();
+  s.start();
+  std::atomic<int> first_calls{0}, later_calls{0}, never_calls{0};
+  std::atomic<uint64_t> seen_committed{0};
+  std::vector<LogRecord> batch;
+  batch.push_back(record("reel:1", 1, 5, 1));
+  const uint64_t id = s.submit(std::move(batch));
+  s.when_committed(id, [&] {
+    seen_committed = s.committed();
+    ++first_calls;
+  });
+  ASSERT_TRUE(eventually([&] { return first_calls.load() == 1; }));
+  EXPECT_GE(seen_committed.load(), id);  // called after the commit, not before
+  // Already committed: called at once, on this thread.
+  s.when_committed(id, [&] { ++later_calls; });
+  EXPECT_EQ(later_calls.load(), 1);
+  // A batch that is never submitted: the waiter is called by stop(), and sees it missing.
+  bool committed_at_stop = true;
+  s.when_committed(id + 5, [&] {
+    committed_at_stop = s.committed() >= id + 5;
+    ++never_calls;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(never_calls.load(), 0);
+  s.stop();
+  EXPECT_EQ(never_calls.load(), 1);
+  EXPECT_FALSE(committed_at_stop);
+  // After stop(): at once.
+  s.when_committed(id + 6, [&] { ++never_calls; });
+  EXPECT_EQ(never_calls.load(), 2);
+  EXPECT_EQ(first_calls.load(), 1);
+  EXPECT_EQ(later_calls.load(), 1);
 }
 
 TEST(LogStore, CheckpointsTheWalOnItsOwnThread) {

@@ -145,34 +145,6 @@ TEST(StatusChangeBody, JsonAndProtobuf) {
   EXPECT_EQ(parse_status_change("application/x-protobuf", p.SerializeAsString(), &c).status, 400);
 }
 
-TEST(InteractionPush, KindsTextAndLimits) {
-  kronop::v1::Interaction in;
-  ASSERT_TRUE(parse_interaction("like", "{}", 10, &in).ok());
-  EXPECT_EQ(in.kind(), kronop::v1::Interaction::KIND_LIKE);
-  ASSERT_TRUE(parse_interaction("share", "{}", 10, &in).ok());
-  EXPECT_EQ(in.kind(), kronop::v1::Interaction::KIND_SHARE);
-  ASSERT_TRUE(parse_interaction("comment", R"({"text":"h\u00e9"})", 10, &in).ok());
-  EXPECT_EQ(in.kind(), kronop::v1::Interaction::KIND_COMMENT);
-  EXPECT_EQ(in.text(), "hé");
-  // The limit is in bytes of UTF-8: "é" is two.
-  EXPECT_TRUE(parse_interaction("comment", R"({"text":"éééééé"})", 12, &in).ok());
-  EXPECT_EQ(parse_interaction("comment", R"({"text":"ééééééé"})", 12, &in).status, 413);
-
-  const std::pair<std::string_view, std::string_view> bad[] = {
-      {"like", R"({"a":1})"},
-      {"share", R"({"text":"x"})"},
-      {"comment", "{}"},
-      {"comment", R"({"text":""})"},
-      {"comment", R"({"text":1})"},
-      {"comment", "[]"},
-      {"comment", "not json"},
-      {"dislike", "{}"},
-  };
-  for (auto [event, payload] : bad) {
-    EXPECT_FALSE(parse_interaction(event, payload, 10, &in).ok()) << event << " " << payload;
-  }
-}
-
 TEST(UserPresenceJson, Rfc3339LastSeenAndStatusNames) {
   PresenceHub::UserPresence p;
   p.user_id = "u1";
