@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "log.h"
@@ -21,12 +22,14 @@ struct ControlServer::Client {
   std::string in;  // bytes received and not yet a whole request
   bool closing = false;
 
+  // The pipe handle owns its Client (released into pipe.data on accept): the close
+  // callback takes it back, once libuv is done with the handle.
   void close() {
     if (closing) return;
     closing = true;
     server->clients_.erase(this);
     uv_close(reinterpret_cast<uv_handle_t *>(&pipe),
-             [](uv_handle_t *h) { delete static_cast<Client *>(h->data); });
+             [](uv_handle_t *h) { std::unique_ptr<Client>(static_cast<Client *>(h->data)); });
   }
 };
 
@@ -125,7 +128,7 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
     KLOG_WARN("event=control_accept_failed error=%s", log::q(uv_strerror(status)).c_str());
     return;
   }
-  auto *client = new Client;
+  Client *client = std::make_unique<Client>().release();  // owned by its pipe, see Client
   client->server = self;
   uv_pipe_init(self->loop_, &client->pipe, 0);
   client->pipe.data = client;
@@ -146,12 +149,13 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
   }
   uv_read_start(
       stream,
-      [](uv_handle_t *, size_t suggested, uv_buf_t *buf) {
-        buf->base = new char[suggested];
-        buf->len = suggested;
+      [](uv_handle_t *h, size_t, uv_buf_t *buf) {
+        // One read at a time on this loop: every client reads into the server's buffer and
+        // keeps what it got in its own `in`.
+        auto &read_buffer = static_cast<Client *>(h->data)->server->read_buffer_;
+        *buf = uv_buf_init(read_buffer.data(), static_cast<unsigned>(read_buffer.size()));
       },
       [](uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-        std::unique_ptr<char[]> owned(buf->base);
         auto *c = static_cast<Client *>(s->data);
         if (nread < 0) {
           c->close();
@@ -175,15 +179,21 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
             c->server->responder_(request, response);
           }
           c->in.erase(0, 4 + std::size_t{len});
-          auto *w = new WriteRequest;
+          // The request owns its bytes until libuv calls back (then it is taken back).
+          auto w = std::make_unique<WriteRequest>();
           std::string body = response.SerializeAsString();
           uint32_t out_len = static_cast<uint32_t>(body.size());
           w->bytes.assign(reinterpret_cast<const char *>(&out_len), 4);
           w->bytes += body;
           uv_buf_t out = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-          w->req.data = w;
-          uv_write(&w->req, s, &out, 1,
-                   [](uv_write_t *req, int) { delete static_cast<WriteRequest *>(req->data); });
+          w->req.data = w.get();
+          if (uv_write(&w->req, s, &out, 1, [](uv_write_t *req, int) {
+                std::unique_ptr<WriteRequest>(static_cast<WriteRequest *>(req->data));
+              }) != 0) {
+            c->close();
+            return;
+          }
+          w.release();
         }
       });
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "kronop/result.h"
 #include "kronop/v1/control.pb.h"
@@ -44,6 +45,7 @@ class ControlServer {
   uv_pipe_t pipe_{};
   bool listening_ = false;
   std::unordered_set<Client *> clients_;  // open connections, closed by close()
+  std::vector<char> read_buffer_ = std::vector<char>(64 * 1024);
 };
 
 }  // namespace kronop::daemon

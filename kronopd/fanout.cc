@@ -12,17 +12,18 @@ Dispatcher::Dispatcher(std::vector<LoopInbox *> inboxes, Sequencer &sequencer)
 Dispatcher::~Dispatcher() = default;
 
 void Dispatcher::report_interest(uint32_t loop, std::string topic, bool interested) {
-  interest_.push(new InterestChange{std::move(topic), loop, interested, 0, nullptr});
+  interest_.push(
+      std::make_unique<InterestChange>(InterestChange{std::move(topic), loop, interested, 0}));
 }
 
 void Dispatcher::request_sync(uint32_t loop, std::string topic, uint64_t id) {
-  interest_.push(new InterestChange{std::move(topic), loop, false, id, nullptr});
+  interest_.push(std::make_unique<InterestChange>(InterestChange{std::move(topic), loop, false, id}));
   if (wake_) wake_();
 }
 
 void Dispatcher::apply_interest() {
-  InterestChange *list = interest_.take_all();
-  for (InterestChange *c = list; c != nullptr; c = c->next) {
+  const auto list = interest_.take_all();
+  for (InterestChange *c = list.head(); c != nullptr; c = c->next) {
     if (c->sync_id != 0) {
       pending_syncs_.push_back({c->loop, std::move(c->topic), c->sync_id});
       continue;
@@ -37,7 +38,6 @@ void Dispatcher::apply_interest() {
     it->second &= ~bit;
     if (it->second == 0) interest_sets_.erase(it);
   }
-  HandoffStack<InterestChange>::delete_list(list);
 }
 
 void Dispatcher::stage(const EnvelopeView &view, uint64_t seq) {
@@ -73,11 +73,11 @@ void Dispatcher::end_batch(uint64_t durable) {
   }
   for (std::size_t i = 0; i < staged_.size(); ++i) {
     if (staged_[i].empty() && staged_syncs_[i].empty()) continue;
-    auto *batch = new MessageBatch;
+    auto batch = std::make_unique<MessageBatch>();
     batch->messages.swap(staged_[i]);
     batch->syncs.swap(staged_syncs_[i]);
     staged_[i].reserve(batch->messages.size());
-    inboxes_[i]->batches.push(batch);
+    inboxes_[i]->batches.push(std::move(batch));
     // Coalesced by libuv: batches pushed before the loop runs cost one wake-up.
     uv_async_send(inboxes_[i]->wake);
   }

@@ -48,7 +48,7 @@ IoLoop::~IoLoop() {
   if (int rc = uv_loop_close(&loop_); rc != 0) {
     KLOG_WARN("event=loop_handles_open loop=%u error=%s", index_, log::q(uv_strerror(rc)).c_str());
   }
-  MessageBatch::Stack::delete_list(inbox_.batches.take_all());
+  inbox_.batches.take_all();  // batches that arrived after the loop ended
 }
 
 void IoLoop::start() {
@@ -134,12 +134,11 @@ void IoLoop::shut_down(uint16_t code, const std::string &reason, uint64_t linger
 
 void IoLoop::on_inbox(uv_async_t *handle) {
   auto *self = static_cast<IoLoop *>(handle->data);
-  MessageBatch *list = self->inbox_.batches.take_all();
-  for (MessageBatch *b = list; b != nullptr; b = b->next) {
+  const auto list = self->inbox_.batches.take_all();
+  for (MessageBatch *b = list.head(); b != nullptr; b = b->next) {
     self->server_.fan_out(b->messages);
     for (const SyncReply &r : b->syncs) self->server_.on_sync(r);
   }
-  MessageBatch::Stack::delete_list(list);
 }
 
 void IoLoop::on_command(uv_async_t *handle) {

@@ -205,11 +205,10 @@ class DispatcherTest : public ::testing::Test {
   // Topic and seq of everything delivered to loop `i` so far, in order.
   std::vector<std::pair<std::string, uint64_t>> delivered(std::size_t i) {
     std::vector<std::pair<std::string, uint64_t>> out;
-    MessageBatch *list = inboxes_[i].batches.take_all();
-    for (MessageBatch *b = list; b != nullptr; b = b->next) {
+    const auto list = inboxes_[i].batches.take_all();
+    for (MessageBatch *b = list.head(); b != nullptr; b = b->next) {
       for (const auto &m : b->messages) out.emplace_back(m->topic(), m->seq());
     }
-    MessageBatch::Stack::delete_list(list);
     return out;
   }
   // Numbers a message as the pipeline does, then stages it.
@@ -277,15 +276,15 @@ TEST_F(DispatcherTest, SyncRepliesSayWhereTheStreamStandsAndWhichBatchHoldsIt) {
   d.request_sync(1, "reel:5", 99);
   publish(d, "reel:5");
   d.end_batch(7);
-  MessageBatch *list = inboxes_[1].batches.take_all();
-  ASSERT_NE(list, nullptr);
-  ASSERT_EQ(list->syncs.size(), 1u);
-  EXPECT_EQ(list->syncs[0].id, 99u);
-  EXPECT_EQ(list->syncs[0].last_seq, 2u);
-  EXPECT_EQ(list->syncs[0].epoch, seq_.current("reel:5").epoch);
-  EXPECT_EQ(list->syncs[0].durable, 7u);
-  EXPECT_EQ(list->messages.size(), 2u);
-  MessageBatch::Stack::delete_list(list);
+  const auto list = inboxes_[1].batches.take_all();
+  const MessageBatch *b = list.head();
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(b->syncs.size(), 1u);
+  EXPECT_EQ(b->syncs[0].id, 99u);
+  EXPECT_EQ(b->syncs[0].last_seq, 2u);
+  EXPECT_EQ(b->syncs[0].epoch, seq_.current("reel:5").epoch);
+  EXPECT_EQ(b->syncs[0].durable, 7u);
+  EXPECT_EQ(b->messages.size(), 2u);
 }
 
 TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
@@ -294,14 +293,12 @@ TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
   d.report_interest(1, "system", true);
   publish(d, "system");
   d.end_batch(0);
-  MessageBatch *a = inboxes_[0].batches.take_all();
-  MessageBatch *b = inboxes_[1].batches.take_all();
+  const auto la = inboxes_[0].batches.take_all(), lb = inboxes_[1].batches.take_all();
+  const MessageBatch *a = la.head(), *b = lb.head();
   ASSERT_TRUE(a && b);
   ASSERT_EQ(a->messages.size(), 1u);
   ASSERT_EQ(b->messages.size(), 1u);
   EXPECT_EQ(a->messages[0].get(), b->messages[0].get()) << "encoded once, shared";
-  MessageBatch::Stack::delete_list(a);
-  MessageBatch::Stack::delete_list(b);
 }
 
 TEST_F(DispatcherTest, BatchesArriveInOrderAndInterestCanBeWithdrawn) {
