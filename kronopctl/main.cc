@@ -29,6 +29,7 @@
 #include "kronop/v1/envelope.pb.h"
 #include "kronop_ipc.h"
 #include "log_reader.h"
+#include "payload_codec.h"
 #include "proto_json.h"
 #include "time_format.h"
 
@@ -139,11 +140,15 @@ std::string rfc3339_ns(uint64_t ns) { return daemon::rfc3339_ms(ns / 1'000'000);
 // One message as a JSON line. Topic and event passed validation (safe characters); the
 // payload is the JSON clients received.
 std::string json_line(const daemon::LoggedMessage &m) {
-  return "{\"topic\":\"" + m.topic + "\",\"seq\":" + std::to_string(m.seq) + ",\"epoch\":\"" +
-         std::to_string(m.epoch) + "\",\"time\":\"" + rfc3339_ns(m.publish_time_ns) +
+  // The JSON rules of payload_codec.h: seq, epoch (53 bits) and producer_seq are numbers,
+  // producer_id (64 random bits) a string, the time RFC 3339, the priority its word.
+  const auto *priority = kronop::v1::Priority_descriptor()->FindValueByNumber(m.priority);
+  return "{\"topic\":\"" + m.topic + "\",\"seq\":" + std::to_string(m.seq) +
+         ",\"epoch\":" + std::to_string(m.epoch) + ",\"time\":\"" + rfc3339_ns(m.publish_time_ns) +
          "\",\"event\":\"" + m.event + "\",\"producer_id\":\"" + std::to_string(m.producer_id) +
-         "\",\"producer_seq\":" + std::to_string(m.producer_seq) +
-         ",\"priority\":" + std::to_string(m.priority) + ",\"payload\":" + m.payload_json() + "}";
+         "\",\"producer_seq\":" + std::to_string(m.producer_seq) + ",\"priority\":" +
+         (priority != nullptr ? "\"" + enum_word(*priority) + "\"" : std::to_string(m.priority)) +
+         ",\"payload\":" + m.payload_json() + "}";
 }
 
 // One logged message as replay and tail print it: a `seq time event payload` line, or with
@@ -192,28 +197,12 @@ std::string envelope_of(const daemon::LoggedMessage &m) {
   e.set_event(m.event);
   e.set_priority(static_cast<kronop::v1::Priority>(m.priority));
   bool ok = true;
-  switch (m.body_kind) {
-    case daemon::BodyKind::kJson:
-      e.set_json(m.body);
-      break;
-    case daemon::BodyKind::kReelUpdate:
-      ok = e.mutable_reel_update()->ParseFromString(m.body);
-      break;
-    case daemon::BodyKind::kInteraction:
-      ok = e.mutable_interaction()->ParseFromString(m.body);
-      break;
-    case daemon::BodyKind::kPresence:
-      ok = e.mutable_presence()->ParseFromString(m.body);
-      break;
-    case daemon::BodyKind::kUserActivity:
-      ok = e.mutable_user_activity()->ParseFromString(m.body);
-      break;
-    case daemon::BodyKind::kSystemNotice:
-      ok = e.mutable_system_notice()->ParseFromString(m.body);
-      break;
-    case daemon::BodyKind::kNone:
-      ok = false;
-      break;
+  if (m.body_kind == daemon::BodyKind::kJson) {
+    e.set_json(m.body);
+  } else if (const TypedBody *t = typed_body(m.body_kind)) {
+    ok = e.GetReflection()->MutableMessage(&e, t->field)->ParseFromString(m.body);
+  } else {
+    ok = false;
   }
   return ok ? e.SerializeAsString() : std::string();
 }

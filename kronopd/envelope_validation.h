@@ -11,17 +11,12 @@
 #include <string>
 #include <string_view>
 
+#include "body_kind.h"
+
 namespace kronop::daemon {
 
-enum class BodyKind : uint8_t {
-  kNone = 0,
-  kJson = 10,
-  kReelUpdate = 11,
-  kInteraction = 12,
-  kPresence = 13,
-  kUserActivity = 14,
-  kSystemNotice = 15,
-};
+// The body kinds (Envelope's oneof field numbers) live in the common library.
+using ::kronop::BodyKind;
 
 enum class Reject : uint8_t {
   kNone = 0,

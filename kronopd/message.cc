@@ -3,7 +3,6 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <simdjson.h>
 
@@ -13,6 +12,7 @@
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/presence.pb.h"
 #include "kronop/v1/reel.pb.h"
+#include "payload_codec.h"
 #include "phoenix.h"
 #include "websocket.h"
 
@@ -26,76 +26,6 @@ SharedFrame frame_of(ws::Opcode opcode, std::string_view payload) {
   frame->append(header.view());
   frame->append(payload);
   return frame;
-}
-
-// The message type an event's JSON body maps onto for protobuf clients, if any.
-const google::protobuf::Message *schema_of_event(std::string_view event, BodyKind *kind) {
-  struct Entry {
-    std::string_view event;
-    BodyKind kind;
-    const google::protobuf::Message *prototype;
-  };
-  static const Entry kSchemas[] = {
-      {"reel_update", BodyKind::kReelUpdate, &kronop::v1::ReelUpdate::default_instance()},
-      {"interaction", BodyKind::kInteraction, &kronop::v1::Interaction::default_instance()},
-      {"user_activity", BodyKind::kUserActivity, &kronop::v1::UserActivity::default_instance()},
-      {"presence_update", BodyKind::kPresence, &kronop::v1::PresenceUpdate::default_instance()},
-      {"system_notice", BodyKind::kSystemNotice, &kronop::v1::SystemNotice::default_instance()},
-  };
-  for (const Entry &e : kSchemas) {
-    if (e.event == event) {
-      *kind = e.kind;
-      return e.prototype;
-    }
-  }
-  return nullptr;
-}
-
-// A JSON body as its event's message, when it maps onto it exactly.
-bool json_to_typed(std::string_view event, const std::string &json, BodyKind *kind,
-                   std::string *bytes) {
-  BodyKind typed = BodyKind::kNone;
-  const google::protobuf::Message *prototype = schema_of_event(event, &typed);
-  if (prototype == nullptr) return false;
-  std::unique_ptr<google::protobuf::Message> m(prototype->New());
-  google::protobuf::util::JsonParseOptions opts;
-  opts.ignore_unknown_fields = false;
-  if (!google::protobuf::util::JsonStringToMessage(json, m.get(), opts).ok()) return false;
-  if (!m->SerializeToString(bytes)) return false;
-  *kind = typed;
-  return true;
-}
-
-bool typed_to_json(const google::protobuf::Message &prototype, const std::string &bytes,
-                   std::string *json, std::vector<std::string> *targets) {
-  std::unique_ptr<google::protobuf::Message> m(prototype.New());
-  if (!m->ParseFromString(bytes)) return false;
-  if (auto *u = dynamic_cast<kronop::v1::ReelUpdate *>(m.get())) {
-    targets->assign(u->target_users().begin(), u->target_users().end());
-  }
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
-  return google::protobuf::util::MessageToJsonString(*m, json, opts).ok();
-}
-
-bool typed_body_to_json(BodyKind kind, const std::string &bytes, std::string *json,
-                        std::vector<std::string> *targets) {
-  switch (kind) {
-    case BodyKind::kReelUpdate:
-      return typed_to_json(kronop::v1::ReelUpdate::default_instance(), bytes, json, targets);
-    case BodyKind::kInteraction:
-      return typed_to_json(kronop::v1::Interaction::default_instance(), bytes, json, targets);
-    case BodyKind::kPresence:
-      return typed_to_json(kronop::v1::PresenceUpdate::default_instance(), bytes, json, targets);
-    case BodyKind::kUserActivity:
-      return typed_to_json(kronop::v1::UserActivity::default_instance(), bytes, json, targets);
-    case BodyKind::kSystemNotice:
-      return typed_to_json(kronop::v1::SystemNotice::default_instance(), bytes, json, targets);
-    case BodyKind::kJson:
-    case BodyKind::kNone:
-      break;
-  }
-  return false;
 }
 
 }  // namespace
@@ -141,9 +71,12 @@ MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
     m->payload_json_ = phoenix::insert_seq(view.body, seq);
     if (m->event_ == "reel_update") json_target_users(m->body_, &m->target_users_);
   } else {
-    std::string object;
-    if (!typed_body_to_json(view.body_kind, m->body_, &object, &m->target_users_)) return nullptr;
-    m->payload_json_ = phoenix::insert_seq(object, seq);
+    auto body = parse_typed_body(view.body_kind, m->body_);
+    if (!body) return nullptr;
+    if (auto *u = dynamic_cast<const kronop::v1::ReelUpdate *>(body.get())) {
+      m->target_users_.assign(u->target_users().begin(), u->target_users().end());
+    }
+    m->payload_json_ = phoenix::insert_seq(payload_to_json(*body), seq);
   }
   m->phoenix_text_ = text_broadcast_frame(m->topic_, m->event_, m->payload_json_);
   return m;

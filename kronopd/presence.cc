@@ -9,6 +9,8 @@
 #include <random>
 #include <system_error>
 
+#include "kronop/v1/presence.pb.h"
+#include "payload_codec.h"
 #include "phoenix.h"
 
 namespace kronop::daemon {
@@ -460,13 +462,21 @@ const char *PresenceHub::status_name(Status s) {
 }
 
 bool PresenceHub::parse_status(std::string_view name, Status *out) {
-  for (const Status s : {Status::kOnline, Status::kAway, Status::kOffline}) {
-    if (name == status_name(s)) {
-      *out = s;
+  // PresenceUpdate.Status's words ("online") or proto names ("STATUS_ONLINE").
+  const auto *v = enum_value_of(*kronop::v1::PresenceUpdate::Status_descriptor(), name);
+  switch (v == nullptr ? 0 : v->number()) {
+    case kronop::v1::PresenceUpdate::STATUS_ONLINE:
+      *out = Status::kOnline;
       return true;
-    }
+    case kronop::v1::PresenceUpdate::STATUS_AWAY:
+      *out = Status::kAway;
+      return true;
+    case kronop::v1::PresenceUpdate::STATUS_OFFLINE:
+      *out = Status::kOffline;
+      return true;
+    default:
+      return false;
   }
-  return false;
 }
 
 }  // namespace kronop::daemon

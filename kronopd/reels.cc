@@ -1,14 +1,13 @@
 // Per-reel counters and recent updates; see reels.h.
 #include "reels.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <charconv>
 
 #include "kronop/clock.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/reel.pb.h"
 #include "kronop_ipc.h"
+#include "payload_codec.h"
 
 namespace kronop::daemon {
 
@@ -54,10 +53,7 @@ bool ReelState::count_interaction(const EnvelopeView &view, EnvelopeView *out) {
   if (view.body_kind == BodyKind::kInteraction) {
     if (!in->ParseFromArray(view.body.data(), static_cast<int>(view.body.size()))) return false;
   } else if (view.body_kind == BodyKind::kJson) {
-    google::protobuf::util::JsonParseOptions opts;
-    opts.ignore_unknown_fields = false;
-    if (!google::protobuf::util::JsonStringToMessage(std::string(view.body), in, opts).ok())
-      return false;
+    if (!json_to_message(view.body, in)) return false;
   } else {
     return false;
   }
@@ -126,19 +122,19 @@ void ReelState::flush_counter_updates(const std::function<void(const EnvelopeVie
   }
   const uint64_t now_ns = realtime_ns();
   for (const auto &[topic, c] : changed) {
+    // A JSON body, so that JSON clients get the counts as numbers; protobuf clients get it
+    // as the ReelUpdate it maps onto (update_data's values as decimal text).
+    const int32_t reel = reel_number(topic);
+    std::string json = "{";
+    if (reel != 0) json += "\"reel_id\":" + std::to_string(reel) + ",";
+    json += "\"update_data\":" + counters_json(c) +
+            ",\"timestamp\":" + std::to_string(now_ns / 1'000'000) + ",\"priority\":\"low\"}";
     kronop::v1::Envelope e;
     e.set_topic(topic);
     e.set_event("reel_update");
     e.set_publish_time_ns(now_ns);
     e.set_priority(kronop::v1::PRIORITY_LOW);  // the next counter update supersedes it
-    auto *u = e.mutable_reel_update();
-    u->set_reel_id(reel_number(topic));
-    auto &data = *u->mutable_update_data();
-    data["likes"] = std::to_string(c.likes);
-    data["comments"] = std::to_string(c.comments);
-    data["shares"] = std::to_string(c.shares);
-    u->set_timestamp(static_cast<int64_t>(now_ns / 1'000'000));
-    u->set_priority(kronop::v1::PRIORITY_LOW);
+    e.set_json(std::move(json));
     std::string bytes = e.SerializeAsString();
     EnvelopeView view;
     if (validator_.validate(bytes, view) == Reject::kNone) dispatch(view);

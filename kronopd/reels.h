@@ -7,8 +7,8 @@
 // order the topic is numbered. An interaction is dispatched with the reel's totals after it
 // filled in (Interaction.like_count, ...). After each drain pass, every reel whose counters
 // changed gets one reel_update (low priority: the next one supersedes it) whose update_data
-// carries "likes", "comments" and "shares", so a burst of likes costs one counter message,
-// not one per like.
+// carries "likes", "comments" and "shares" as JSON numbers ({"likes":3,"comments":1,
+// "shares":0}), so a burst of likes costs one counter message, not one per like.
 //
 // The counters and recent updates live in memory (since start); the durable log makes them
 // survive restarts. At most `max_reels` reels are kept, least recently updated evicted first.

@@ -13,6 +13,7 @@
 #include "kronop/v1/api.pb.h"
 #include "kronop_ipc.h"
 #include "log_reader.h"
+#include "payload_codec.h"
 #include "pool_work.h"
 #include "proto_json.h"
 #include "time_format.h"
@@ -58,18 +59,11 @@ BodyError parse_object(std::string_view body, simdjson::dom::object *out) {
 }
 
 bool parse_priority(std::string_view name, kronop::v1::Priority *out) {
-  static constexpr std::pair<std::string_view, kronop::v1::Priority> kNames[] = {
-      {"low", kronop::v1::PRIORITY_LOW},
-      {"normal", kronop::v1::PRIORITY_NORMAL},
-      {"high", kronop::v1::PRIORITY_HIGH},
-      {"critical", kronop::v1::PRIORITY_CRITICAL}};
-  for (auto [n, p] : kNames) {
-    if (n == name) {
-      *out = p;
-      return true;
-    }
-  }
-  return false;
+  // The words ("low") or the proto names ("PRIORITY_LOW"), as every JSON enum.
+  const auto *v = enum_value_of(*kronop::v1::Priority_descriptor(), name);
+  if (v == nullptr) return false;
+  *out = static_cast<kronop::v1::Priority>(v->number());
+  return true;
 }
 
 bool valid_user_id(std::string_view id) { return valid_topic("user:" + std::string(id)); }
@@ -95,6 +89,13 @@ std::string error(int status, std::string_view message) {
 
 std::string json_response(int status, std::string_view body) {
   return http::response(status, "application/json", body, {}, true);
+}
+
+// reel:<id>'s id as JSON: a number when it is one (ReelUpdate.reel_id), otherwise the id
+// as a string (a valid topic id: safe characters, no escaping needed).
+std::string reel_id_json(std::string_view topic_id) {
+  const int32_t n = reel_number("reel:" + std::string(topic_id));
+  return n > 0 ? std::to_string(n) : "\"" + std::string(topic_id) + "\"";
 }
 
 }  // namespace
@@ -191,7 +192,7 @@ BodyError parse_reel_update(std::string_view topic, std::string_view content_typ
   std::string json = "{\"id\":";
   json += id_json.empty() ? "\"" + random_id() + "\"" : id_json;
   json += ",\"reel_id\":";
-  json += reel > 0 ? std::to_string(reel) : "\"" + std::string(reel_id) + "\"";
+  json += reel_id_json(reel_id);
   json += ",\"update_data\":";
   json += data_json;
   if (!targets_json.empty()) {
@@ -338,8 +339,8 @@ std::string reel_history_response(ReelHistory &h, ReelState &reels) {
     }
   }
   // The id is a valid topic id (safe characters); the updates are the payloads as sent.
-  std::string body =
-      "{\"reel_id\":\"" + h.id + "\",\"counters\":" + counters_json(counters) + ",\"updates\":[";
+  std::string body = "{\"reel_id\":" + reel_id_json(h.id) +
+                     ",\"counters\":" + counters_json(counters) + ",\"updates\":[";
   for (std::size_t i = 0; i < updates.size(); ++i) {
     if (i > 0) body += ',';
     body += updates[i].second;

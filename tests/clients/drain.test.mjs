@@ -77,9 +77,10 @@ async function deafSocket(daemon) {
 const isNotice = (payload) =>
   typeof payload.id === "string" &&
   payload.id.length > 0 &&
-  payload.level === "LEVEL_WARNING" &&
+  payload.level === "warning" &&
   payload.message === "service restart" &&
-  Number(payload.timestamp) > 0;
+  typeof payload.timestamp === "number" &&
+  payload.timestamp > 0;
 
 test("SIGTERM: a system_notice, close 1012 in batches, nothing accepted, exit 0 within --drain-ms", { timeout: 60000 }, async (t) => {
   const drainMs = 4000;

@@ -52,11 +52,17 @@ test("a socket gets only its joined topics, with the event name kronopctl gave",
   const b = await joinOk(sb, "reel:201", { events: ["reel_update", "interaction"] });
 
   await daemon.publish("reel:200", "interaction", { kind: "like", user_id: "u1" });
+  // "like" is Interaction.KIND_LIKE's word: the like is counted and carries the totals.
   assert.deepEqual(await a.queues.interaction.next(5000), {
     seq: 1,
-    kind: "like",
+    reel_id: 200,
     user_id: "u1",
+    kind: "like",
+    like_count: 1,
   });
+  // ... and the reel's counters follow as a reel_update on the same topic.
+  const counters = await a.queues.reel_update.next(5000);
+  assert.deepEqual(counters.update_data, { likes: 1, comments: 0, shares: 0 });
   await daemon.publish("reel:201", "reel_update", { views: 9 });
   assert.deepEqual(await b.queues.reel_update.next(5000), { seq: 1, views: 9 });
   await sleep(200); // room for a wrongly routed frame to arrive

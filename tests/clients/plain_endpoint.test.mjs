@@ -44,7 +44,7 @@ test("/ws/reel/123 receives each publish as {topic, event, payload} with seq", T
   assert.deepEqual(parseText(await client.messages.next(5000)), {
     topic: "reel:123",
     event: "interaction",
-    payload: { seq: 3, kind: "share" },
+    payload: { seq: 3, reel_id: 123, kind: "share", share_count: 1 },
   });
 });
 

@@ -131,7 +131,7 @@ test("user status: channel push and REST, with last seen", T, async () => {
   assert.equal(reply.r.status, "away");
   const update = await own.queues.presence_update.next(5000);
   assert.equal(update.user_id, "frank");
-  assert.equal(update.status, "STATUS_AWAY");
+  assert.equal(update.status, "away");
   assert.equal(update.current_reel, 704);
 
   body = await (await http("/api/v1/users/frank/presence")).json();

@@ -38,6 +38,8 @@ const reelUpdate = {
   timestamp: "1764190000000",
   priority: "PRIORITY_HIGH",
 };
+// The same update as JSON clients get it: 64-bit counts and times as numbers, enums as words.
+const reelUpdateJson = { ...reelUpdate, timestamp: 1764190000000, priority: "high" };
 
 test("a typed ReelUpdate published through the C ABI reaches protobuf, JSON and plain clients", T, async () => {
   const pbSocket = await daemon.phoenix({ params: { format: "protobuf" } });
@@ -71,13 +73,13 @@ test("a typed ReelUpdate published through the C ABI reaches protobuf, JSON and 
     assert.equal(got.json, undefined, "a typed body is not also sent as JSON");
 
     const json = await js.queues.reel_update.next(5000, `JSON update #${n}`);
-    assert.deepEqual(json, { seq: n, ...reelUpdate, id: `upd-${n}` });
+    assert.deepEqual(json, { seq: n, ...reelUpdateJson, id: `upd-${n}` });
 
     const frame = await plain.messages.next(5000, `plain update #${n}`);
     assert.deepEqual(JSON.parse(frame.text), {
       topic: "reel:123",
       event: "reel_update",
-      payload: { seq: n, ...reelUpdate, id: `upd-${n}` },
+      payload: { seq: n, ...reelUpdateJson, id: `upd-${n}` },
     });
   }
 });
@@ -92,14 +94,24 @@ test("a JSON reel_update that fits the schema arrives typed; one that does not s
   assert.equal(got.seq, "1");
   assert.deepEqual(got.reel_update, fits);
 
-  // The seed's curl example: update_data values are JSON numbers, which the schema's
-  // string map does not take; the producer's JSON is delivered as sent.
+  // The seed's curl example: update_data values are JSON integers, which the schema's string
+  // map takes as their decimal text, and the priority is a word: it arrives typed too.
   const seedLike = { update_data: { views: 1500, likes: 42 }, priority: "high" };
   await daemon.publish("reel:77", "reel_update", seedLike);
   got = decodeEnvelope(await pb.queues.reel_update.next(5000, "the seed-like update"));
   assert.equal(got.seq, "2");
+  assert.deepEqual(got.reel_update, {
+    update_data: { views: "1500", likes: "42" },
+    priority: "PRIORITY_HIGH",
+  });
+
+  // What the schema cannot hold (a fraction in the string map): the producer's JSON as sent.
+  const loose = { update_data: { ratio: 0.5 } };
+  await daemon.publish("reel:77", "reel_update", loose);
+  got = decodeEnvelope(await pb.queues.reel_update.next(5000, "the loose update"));
+  assert.equal(got.seq, "3");
   assert.equal(got.reel_update, undefined);
-  assert.deepEqual(got.json, seedLike);
+  assert.deepEqual(got.json, loose);
 
   // An event without a schema: JSON in the Envelope as well.
   const { queues } = await joinOk(pbSocket, "reel:78", { events: ["viewers"] });

@@ -107,7 +107,7 @@ test("the seed's curl commands work verbatim", T, async () => {
 
   const list = results["Get reel updates"];
   assert.equal(list.status, 200);
-  assert.equal(list.body.reel_id, "123");
+  assert.equal(list.body.reel_id, 123);
   assert.equal(list.body.updates.length, 1);
   assert.deepEqual(list.body.updates[0], update);
 
@@ -198,7 +198,7 @@ test("protobuf bodies: a ReelUpdate arrives typed", T, async () => {
   const update = await viewer.queues.reel_update.next(5000);
   assert.deepEqual(update.update_data, { views: "7" });
   assert.equal(update.reel_id, 321);
-  assert.equal(update.timestamp, "1234");
+  assert.equal(update.timestamp, 1234);
   const wrongReel = ReelUpdate.encode(ReelUpdate.create({ reel_id: 5, update_data: { a: "b" } }));
   await expectError(
     await fetch(url(daemon, "/api/v1/reels/321/updates"), {

@@ -68,6 +68,10 @@ test("health, stats and connection stats are JSON", T, async () => {
   const stats = await (await http("/api/v1/system/stats")).json();
   assert.equal(stats.shm_name, daemon.shmName);
   assert.ok("clients" in stats && "publish_to_ingest" in stats);
+  // Counters are JSON numbers, not proto3-JSON strings.
+  assert.equal(typeof stats.records, "number");
+  assert.equal(typeof stats.clients.connections_total, "number");
+  assert.equal(typeof stats.uptime_ms, "number");
   const conns = await (await http("/api/v1/connections/stats")).json();
   assert.ok(Number(conns.connections_total) >= 1);
   assert.ok("channels_by_kind" in conns);

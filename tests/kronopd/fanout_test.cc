@@ -101,7 +101,8 @@ TEST(Message, TypedBodyBecomesJsonWithProtoFieldNames) {
   EXPECT_EQ(m->payload_json().rfind(R"({"seq":1,"id":"upd-1","reel_id":123,)", 0), 0u)
       << m->payload_json();
   EXPECT_NE(m->payload_json().find(R"("update_data":{"views":"1500"})"), std::string::npos);
-  EXPECT_NE(m->payload_json().find(R"("timestamp":"1764190000000")"), std::string::npos);
+  EXPECT_NE(m->payload_json().find(R"("timestamp":1764190000000)"), std::string::npos)
+      << "64-bit counts and times are JSON numbers";
   EXPECT_EQ(m->target_users(), (std::vector<std::string>{"alice", "bob"}));
 }
 
@@ -160,10 +161,10 @@ TEST(Message, BinaryKeepsJsonThatDoesNotFit) {
     const char *body;
   };
   const Case cases[] = {
-      {"reel_update", R"({"update_data":{"views":1500}})"},  // numbers in a string map
-      {"reel_update", R"({"views":5})"},                     // a field ReelUpdate lacks
-      {"interaction", R"({"kind":"KIND_NOPE"})"},            // an unknown enum name
-      {"viewers", R"({"count":3})"},                         // an event without a schema
+      {"reel_update", R"({"update_data":{"views":1.5}})"},  // a fraction in a string map
+      {"reel_update", R"({"views":5})"},                    // a field ReelUpdate lacks
+      {"interaction", R"({"kind":"KIND_NOPE"})"},           // an unknown enum name
+      {"viewers", R"({"count":3})"},                        // an event without a schema
   };
   for (const Case &c : cases) {
     auto m = Message::make(json_view("reel:5", c.event, c.body), 1);
@@ -173,6 +174,18 @@ TEST(Message, BinaryKeepsJsonThatDoesNotFit) {
     EXPECT_EQ(env.json(), c.body) << "the producer's JSON as sent, without seq";
     EXPECT_EQ(env.seq(), 1u);
   }
+}
+
+TEST(Message, BinaryTypesEnumWordsAndIntegersInAStringMap) {
+  // What the counters' reel_update and JSON clients send: integers where the schema has
+  // strings, enum words instead of proto names.
+  auto m = Message::make(
+      json_view("reel:5", "reel_update", R"({"update_data":{"likes":3},"priority":"low"})"), 1);
+  ASSERT_TRUE(m);
+  auto env = binary_envelope(*m, "reel:5", "reel_update");
+  ASSERT_EQ(env.body_case(), kronop::v1::Envelope::kReelUpdate);
+  EXPECT_EQ(env.reel_update().update_data().at("likes"), "3");
+  EXPECT_EQ(env.reel_update().priority(), kronop::v1::PRIORITY_LOW);
 }
 
 TEST(ClientEnvelope, ParsesAsAnEnvelopeForEveryTypedKind) {

@@ -342,7 +342,9 @@ TEST_F(LogDaemonTest, KronopctlReplayReadsTheLogWithKronopdStopped) {
   };
   ASSERT_EQ(run_capture(with({"--json", "--since-seq", "4"}), &out), 0);
   // Two JSON lines, seq 5 and 6, with the payload clients got.
-  EXPECT_NE(out.find(R"("seq":5,"epoch":")"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("seq":5,"epoch":)"), std::string::npos) << out;
+  EXPECT_EQ(out.find(R"("epoch":")"), std::string::npos) << "epochs are numbers" << out;
+  EXPECT_NE(out.find(R"("priority":"normal")"), std::string::npos) << out;
   EXPECT_NE(out.find(R"("payload":{"seq":6,"views":7}})"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2);
   ASSERT_EQ(run_capture(with({"--until-seq", "2"}), &out), 0);
