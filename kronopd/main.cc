@@ -2,7 +2,6 @@
 // control socket; the ingest thread drains the producers' shared-memory rings.
 #include <google/protobuf/stubs/logging.h>
 #include <malloc.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <uv.h>
@@ -23,6 +22,7 @@
 #include "control.h"
 #include "envelope_validation.h"
 #include "fanout.h"
+#include "file_limit.h"
 #include "ingest.h"
 #include "io_loop.h"
 #include "kronop/clock.h"
@@ -93,24 +93,6 @@ void fill_server_stats(const ServerCounters &c, const DispatchCounters &d,
   kinds["reel"] = c[Counter::kChannelsReel];
   kinds["user"] = c[Counter::kChannelsUser];
   kinds["system"] = c[Counter::kChannelsSystem];
-}
-
-// Each connection is a file descriptor: a limit below --max-connections means refused
-// connections long before that many clients.
-void warn_about_file_limit(const Config &config) {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
-  // Room for the segment, the control socket, the loops' own descriptors and a margin.
-  const uint64_t reserve = 64;
-  const uint64_t needed = config.max_connections + reserve;
-  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
-    KLOG_WARN(
-        "event=file_limit_low nofile=%llu max_connections=%llu clients_possible=%llu "
-        "hint=\"raise LimitNOFILE (systemd) or ulimit -n, or lower --max-connections\"",
-        static_cast<unsigned long long>(lim.rlim_cur),
-        static_cast<unsigned long long>(config.max_connections),
-        static_cast<unsigned long long>(lim.rlim_cur > reserve ? lim.rlim_cur - reserve : 0));
-  }
 }
 
 void fill_latency(const LatencyHistogram::Summary &lat, kronop::v1::LatencySummary &l) {
@@ -692,7 +674,7 @@ int main(int argc, char **argv) {
                log::q(rc.error().message).c_str());
     return 1;
   }
-  warn_about_file_limit(config);
+  fit_file_limit(config);
   for (auto &l : loops) l->start();
   if (log_store) {
     log_store->start();
