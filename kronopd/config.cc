@@ -128,8 +128,9 @@ void add_options(CLI::App &app, Config &config) {
       ->capture_default_str();
   app.add_option("--max-connections", config.max_connections,
                  "Client connections the host is sized for; kronopd warns at start when its "
-                 "open file limit is lower")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}))
+                 "open file limit (raised to the hard limit) is lower. 0: what that limit "
+                 "allows")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{100'000'000}))
       ->capture_default_str();
   app.add_option("--auth-secret-file", config.auth_secret_file,
                  "File with the secret that client tokens (JWT HS256) are signed with; none: "

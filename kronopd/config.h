@@ -30,7 +30,7 @@ struct Config {
   bool allow_anonymous = true;
   uint32_t max_connections_per_ip = 0;  // 0: no limit
   uint32_t max_client_messages_per_second = 100;
-  uint64_t max_connections = 1'000'000;
+  uint64_t max_connections = 0;  // 0: what the open file limit allows (file_limit.h)
   std::vector<std::string> allowed_origins;
   // Presence, interactions, the REST API.
   uint64_t presence_interval_ms = 50;

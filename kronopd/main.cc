@@ -2,7 +2,6 @@
 // pipeline (pipeline.h) is the path of every record and lists every thread.
 #include <google/protobuf/stubs/logging.h>
 #include <malloc.h>
-#include <sys/resource.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -14,6 +13,7 @@
 #include "control_answers.h"
 #include "drain.h"
 #include "durability.h"
+#include "file_limit.h"
 #include "io_loop.h"
 #include "log.h"
 #include "pipeline.h"
@@ -32,24 +32,6 @@ namespace {
 // source of producer-controlled noise: keep them at debug level.
 void protobuf_log(google::protobuf::LogLevel, const char *file, int line, const std::string &msg) {
   KLOG_DEBUG("event=protobuf_log file=%s line=%d message=%s", file, line, log::q(msg).c_str());
-}
-
-// Each connection is a file descriptor: a limit below --max-connections means refused
-// connections long before that many clients.
-void warn_about_file_limit(const Config &config) {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
-  // Room for the segment, the control socket, the loops' own descriptors and a margin.
-  const uint64_t reserve = 64;
-  const uint64_t needed = config.max_connections + reserve;
-  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
-    KLOG_WARN(
-        "event=file_limit_low nofile=%llu max_connections=%llu clients_possible=%llu "
-        "hint=\"raise LimitNOFILE (systemd) or ulimit -n, or lower --max-connections\"",
-        static_cast<unsigned long long>(lim.rlim_cur),
-        static_cast<unsigned long long>(config.max_connections),
-        static_cast<unsigned long long>(lim.rlim_cur > reserve ? lim.rlim_cur - reserve : 0));
-  }
 }
 
 }  // namespace
@@ -243,7 +225,7 @@ int main(int argc, char **argv) {
                log::q(rc.error().message).c_str());
     return 1;
   }
-  warn_about_file_limit(config);
+  fit_file_limit(config);
   for (auto &l : loops) l->start();
   if (log_store) {
     log_store->start();

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs the whole test suite, in four builds:
-#   default (RelWithDebInfo), ASan+UBSan, TSan, and the libFuzzer targets (clang).
+#   default (RelWithDebInfo), ASan+UBSan, TSan, and the libFuzzer targets (clang);
+# then 'release': the plain Release build a user or a package build makes (no preset, no
+# tests) and its Debian package, which counts as one check.
 # Each build's ctest output is shown; the last line sums them up.
 # KRONOP_TEST_BUILDS="default asan" limits the builds (for quick local runs).
 set -uo pipefail
@@ -14,7 +16,7 @@ if ! (cd tests/clients && npm ci --no-audit --no-fund); then
   exit 1
 fi
 
-builds=${KRONOP_TEST_BUILDS:-"default asan tsan fuzz"}
+builds=${KRONOP_TEST_BUILDS:-"default asan tsan fuzz release"}
 total_passed=0
 total_failed=0
 failed_builds=()
@@ -26,6 +28,22 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-"halt_on_error=1:second_deadlock_stack=1"}
 
 for preset in $builds; do
   echo "=== build '$preset' ==="
+  if [ "$preset" = release ]; then
+    # As a user builds it: CMake's own Release flags (-O3), not a preset; warnings are
+    # errors here so that CI sees what that compiler says there.
+    if cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKRONOP_WERROR=ON \
+      -DKRONOP_BUILD_TESTS=OFF >/dev/null &&
+      cmake --build build-release -j "$(nproc)" &&
+      (cd build-release && cpack -G DEB); then
+      echo "=== build 'release' and its package passed ==="
+      total_passed=$((total_passed + 1))
+    else
+      echo "=== build 'release' FAILED to compile or package ==="
+      failed_builds+=("$preset")
+      total_failed=$((total_failed + 1))
+    fi
+    continue
+  fi
   if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset"; then
     echo "=== build '$preset' FAILED to compile ==="
     failed_builds+=("$preset")

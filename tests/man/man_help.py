@@ -25,11 +25,14 @@ def help_text(argv):
 
 
 def help_section(text, title):
-    """The lines of one section of CLI11's help ("Options:", "Subcommands:")."""
+    """The lines of one section of CLI11's help ("Options:", "Subcommands:"); an unindented
+    line that is no section's title (a footer) ends it."""
     lines, inside = [], False
     for line in text.splitlines():
         if re.match(r"^\S.*:$", line):
             inside = line == title + ":"
+        elif re.match(r"^\S", line):
+            inside = False
         elif inside:
             lines.append(line)
     return lines

@@ -148,13 +148,13 @@ Kronopd::~Kronopd() {
   ipc::Segment::remove(shm);
 }
 
-bool Kronopd::start(const std::vector<std::string> &extra) {
+bool Kronopd::start(const std::vector<std::string> &extra, const std::function<void()> &in_child) {
   std::vector<std::string> argv{KRONOPD_BIN, "--data-dir",       dir.path, "--shm-name",
                                 shm,         "--control-socket", socket,   "--rings",
                                 "8",         "--ring-size",      "65536",  "--port",
                                 "0"};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  pid = spawn(argv, log);
+  pid = spawn(argv, log, "", in_child);
   return pid > 0 && eventually([&] { return answers(); });
 }
 

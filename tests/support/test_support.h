@@ -55,7 +55,9 @@ struct Kronopd {
   // Starts kronopd with 8 rings of 64 KiB, an ephemeral client port and `extra` arguments;
   // true once it answers on its control socket (answers, not necessarily healthy: right
   // after a restart under load the rings are full, which health rightly calls degraded).
-  bool start(const std::vector<std::string> &extra = {});
+  // `in_child` runs in the child before exec (e.g. to set its resource limits).
+  bool start(const std::vector<std::string> &extra = {},
+             const std::function<void()> &in_child = {});
   // Sends `sig` and waits; the exit status (128 + signal when killed), -1 when not running.
   int stop(int sig);
   // `kronopctl stats` succeeds.
