@@ -1225,10 +1225,9 @@ int main(int argc, char **argv) {
     ctx.payloads.push_back(make_payload(o.payload_bytes, i));
   }
   // The payloads must be what the daemon accepts, or the throughput would be of rejects.
-  kronop::daemon::EnvelopeValidator validator;
+  kronop::EnvelopeValidator validator;
   for (const auto &p : ctx.payloads) {
-    if (p.size() != o.payload_bytes ||
-        validator.check_json_object(p) != kronop::daemon::Reject::kNone) {
+    if (p.size() != o.payload_bytes || validator.check_json_object(p) != kronop::Reject::kNone) {
       std::fprintf(stderr, "kronop-ipc-bench: cannot build a %zu-byte JSON payload\n",
                    o.payload_bytes);
       return 2;

@@ -409,8 +409,8 @@ void on_connect(uv_connect_t *req, int status) {
   if (!o.token_secret.empty()) {
     const int64_t now = static_cast<int64_t>(::time(nullptr));
     path += path.find('?') == std::string::npos ? "?token=" : "&token=";
-    path += kronop::daemon::mint_token(o.token_secret, "bench-" + std::to_string(c->index), false,
-                                       now, now + 3600);
+    path += kronop::mint_token(o.token_secret, "bench-" + std::to_string(c->index), false, now,
+                               now + 3600);
   }
   conn_write(c, "GET " + path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -1013,7 +1013,7 @@ int main(int argc, char **argv) {
   }
   if (!token_secret_file.empty()) {
     std::string warning;
-    auto secret = kronop::daemon::read_secret_file(token_secret_file, &warning);
+    auto secret = kronop::read_secret_file(token_secret_file, &warning);
     if (!secret.ok()) {
       std::fprintf(stderr, "kronop-bench: --token-secret-file: %s\n",
                    secret.error().message.c_str());

@@ -15,6 +15,8 @@
 #include <limits>
 #include <vector>
 
+#include "kronop/v1/reel.pb.h"
+
 namespace kronop {
 namespace {
 
@@ -596,6 +598,40 @@ bool json_to_typed(std::string_view event, std::string_view json, BodyKind *kind
   if (!json_to_message(json, m.get()) || !m->SerializeToString(bytes)) return false;
   *kind = t->kind;
   return true;
+}
+
+std::optional<std::string> insert_seq(std::string_view object_json, uint64_t seq) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::size_t i = 0;
+  while (i < object_json.size() && space(object_json[i])) ++i;
+  if (i == object_json.size() || object_json[i] != '{') return std::nullopt;
+  const std::string_view members = object_json.substr(i + 1);  // everything after '{'
+  std::size_t j = 0;
+  while (j < members.size() && space(members[j])) ++j;
+  const bool empty = j < members.size() && members[j] == '}';
+  char digits[20];  // 2^64-1 has 20 digits
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, seq);
+  (void)ec;  // 20 digits always fit
+  std::string out;
+  out.reserve(8 + sizeof digits + members.size());
+  out += R"({"seq":)";
+  out.append(digits, static_cast<std::size_t>(end - digits));
+  if (!empty) out += ',';
+  out += members;
+  return out;
+}
+
+std::optional<std::string> client_payload(BodyKind kind, std::string_view body, uint64_t seq,
+                                          std::vector<std::string> *target_users) {
+  if (kind == BodyKind::kJson) return insert_seq(body, seq);
+  auto message = parse_typed_body(kind, body);
+  if (!message) return std::nullopt;
+  if (target_users != nullptr) {
+    if (auto *u = dynamic_cast<const kronop::v1::ReelUpdate *>(message.get())) {
+      target_users->assign(u->target_users().begin(), u->target_users().end());
+    }
+  }
+  return insert_seq(payload_to_json(*message), seq);
 }
 
 }  // namespace kronop

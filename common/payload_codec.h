@@ -35,8 +35,10 @@
 #include <google/protobuf/message.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "body_kind.h"
 
@@ -66,6 +68,19 @@ std::string enum_word(const google::protobuf::EnumValueDescriptor &v);
 // for anything else.
 const google::protobuf::EnumValueDescriptor *enum_value_of(
     const google::protobuf::EnumDescriptor &type, std::string_view text);
+
+// `object_json` (a JSON object, possibly after whitespace) with "seq":N as its first member:
+// {} -> {"seq":N}, {"a":1} -> {"seq":N,"a":1}. Leading whitespace is dropped. The caller
+// makes sure the object has no "seq" member of its own (validation refuses one: JSON.parse
+// keeps the last of duplicate keys). nullopt for text that does not start with '{'.
+std::optional<std::string> insert_seq(std::string_view object_json, uint64_t seq);
+
+// The payload JSON clients receive for a body numbered `seq`: the JSON object (a JSON body
+// as published, a typed body as its client JSON) with "seq" first. nullopt when the body is
+// neither (a typed body that does not parse). `target_users`, when given, receives a typed
+// ReelUpdate's target_users.
+std::optional<std::string> client_payload(BodyKind kind, std::string_view body, uint64_t seq,
+                                          std::vector<std::string> *target_users = nullptr);
 
 // Appends `s` as a JSON string (quoted, escaped).
 void append_json_string(std::string &out, std::string_view s);

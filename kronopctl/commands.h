@@ -88,10 +88,10 @@ bool valid_id_arg(const char *kind, const std::string &id);
 int64_t parse_ttl(const std::string &text);
 
 // One message as a JSON line (replay --export writes them too).
-std::string json_line(const daemon::LoggedMessage &m);
+std::string json_line(const StoredMessage &m);
 // One logged message as replay and tail print it: a `seq time event payload` line, or with
 // --json a JSON line.
-void print_message(const Globals &g, const daemon::LoggedMessage &m);
+void print_message(const Globals &g, const StoredMessage &m);
 
 // SIGINT and SIGTERM end the commands that run until interrupted (tail, stats --watch)
 // normally: they finish the line they print and exit 0. stop_on_signals() installs that;

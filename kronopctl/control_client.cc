@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "control.h"  // kMaxControlMessage
+#include "control_protocol.h"
 
 namespace kronop::ctl {
 namespace {
@@ -73,7 +73,7 @@ Result<kronop::v1::ControlResponse> call_daemon(const std::string &socket_path,
     if (in.size() >= 4) {
       uint32_t rlen = 0;
       std::memcpy(&rlen, in.data(), 4);
-      if (rlen > daemon::kMaxControlMessage) return Error{1, "control response too large"};
+      if (rlen > kMaxControlMessage) return Error{1, "control response too large"};
       if (in.size() >= 4 + std::size_t{rlen}) {
         kronop::v1::ControlResponse response;
         if (!response.ParseFromArray(in.data() + 4, static_cast<int>(rlen))) {

@@ -8,7 +8,7 @@
 
 #include "commands.h"
 #include "control_client.h"
-#include "proto_json.h"
+#include "payload_codec.h"
 #include "time_format.h"
 
 namespace kronop::ctl {
@@ -37,7 +37,7 @@ int query(const Globals &g, const v1::ControlRequest &req,
   if (int rc = call(g, req, resp); rc != kExitOk) return rc;
   const Result &answer = (resp.*result)();
   if (!g.json) return print(answer);
-  std::printf("%s\n", daemon::proto_to_json(answer).c_str());
+  std::printf("%s\n", to_json(answer).c_str());
   return kExitOk;
 }
 
@@ -149,12 +149,12 @@ int run_stats(const Globals &g, const StatsArgs &a) {
           "{\"time\":\"%s\",\"rates\":{\"seconds\":%.3f,\"since_start\":%s,"
           "\"records_per_second\":%.1f,\"messages_fanned_out_per_second\":%.1f,"
           "\"frames_out_per_second\":%.1f},\"stats\":%s}\n",
-          daemon::rfc3339_ms(now_ms).c_str(), r.seconds, r.since_start ? "true" : "false",
-          r.records, r.messages_fanned_out, r.frames_out, daemon::proto_to_json(s).c_str());
+          kronop::rfc3339_ms(now_ms).c_str(), r.seconds, r.since_start ? "true" : "false",
+          r.records, r.messages_fanned_out, r.frames_out, to_json(s).c_str());
     } else {
       if (reading > 0) std::printf("\n");
       std::printf("--- %s: %.1f records/s, %.1f messages fanned out/s, %.1f frames out/s (%s)\n",
-                  daemon::rfc3339_ms(now_ms).c_str(), r.records, r.messages_fanned_out,
+                  kronop::rfc3339_ms(now_ms).c_str(), r.records, r.messages_fanned_out,
                   r.frames_out, r.since_start ? "average since start" : "since the last reading");
       print_stats(s);
     }
@@ -174,7 +174,7 @@ int run_health(const Globals &g) {
   }
   const auto &h = resp.health();
   if (g.json) {
-    std::printf("%s\n", daemon::proto_to_json(h).c_str());
+    std::printf("%s\n", to_json(h).c_str());
   } else {
     std::printf(
         "%s (pid %u, up %.1f s; log %llu batch(es) behind, fullest ring %.0f %%, "

@@ -55,13 +55,13 @@ bool parse_time(const std::string &text, uint64_t *ns) {
 
 // The record to publish again: the logged Envelope's topic, event, priority and body (the
 // producer identity and time are the republisher's).
-std::string envelope_of(const daemon::LoggedMessage &m) {
+std::string envelope_of(const StoredMessage &m) {
   kronop::v1::Envelope e;
   e.set_topic(m.topic);
   e.set_event(m.event);
   e.set_priority(static_cast<kronop::v1::Priority>(m.priority));
   bool ok = true;
-  if (m.body_kind == daemon::BodyKind::kJson) {
+  if (m.body_kind == kronop::BodyKind::kJson) {
     e.set_json(m.body);
   } else if (const TypedBody *t = typed_body(m.body_kind)) {
     ok = e.GetReflection()->MutableMessage(&e, t->field)->ParseFromString(m.body);
@@ -79,7 +79,7 @@ constexpr int64_t kTailPollMs = 50;
 
 int run_replay(const Globals &g, const ReplayArgs &a) {
   if (!valid_topic_arg(a.topic)) return kExitUsage;
-  daemon::LogQuery q;
+  kronop::LogQuery q;
   q.topic = a.topic;
   q.after_seq = a.since_seq;
   if (a.until_seq > 0) q.until_seq = a.until_seq;
@@ -98,7 +98,7 @@ int run_replay(const Globals &g, const ReplayArgs &a) {
                  a.until.c_str());
     return kExitUsage;
   }
-  auto reader = daemon::LogReader::open(g.data_dir + "/kronop.db");
+  auto reader = kronop::LogReader::open(g.data_dir + "/kronop.db");
   if (!reader.ok()) {
     std::fprintf(stderr, "kronopctl: %s\n", reader.error().message.c_str());
     return kExitFailed;
@@ -145,7 +145,7 @@ int run_replay(const Globals &g, const ReplayArgs &a) {
   };
   uint64_t republished = 0;
   int publish_error = KRONOP_OK;
-  auto n = reader.value()->read(q, [&](const daemon::LoggedMessage &m) {
+  auto n = reader.value()->read(q, [&](const StoredMessage &m) {
     if (zc != nullptr) {
       compress(json_line(m) + "\n", ZSTD_e_continue);
     } else if (!a.republish) {
@@ -204,12 +204,12 @@ int run_replay(const Globals &g, const ReplayArgs &a) {
 
 int run_tail(const Globals &g, const TailArgs &a) {
   if (!valid_topic_arg(a.topic)) return kExitUsage;
-  auto reader = daemon::LogReader::open(g.data_dir + "/kronop.db");
+  auto reader = kronop::LogReader::open(g.data_dir + "/kronop.db");
   if (!reader.ok()) {
     std::fprintf(stderr, "kronopctl: %s\n", reader.error().message.c_str());
     return kExitFailed;
   }
-  daemon::LogReader &log = *reader.value();
+  kronop::LogReader &log = *reader.value();
   uint64_t after = a.since_seq;
   if (!a.since_seq_given) {
     auto topic = log.topic(a.topic);
@@ -223,11 +223,11 @@ int run_tail(const Globals &g, const TailArgs &a) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
   uint64_t shown = 0;
   for (;;) {
-    daemon::LogQuery q;
+    kronop::LogQuery q;
     q.topic = a.topic;
     q.after_seq = after;
     if (a.count > 0) q.limit = a.count - shown;
-    auto n = log.read(q, [&](const daemon::LoggedMessage &m) {
+    auto n = log.read(q, [&](const StoredMessage &m) {
       print_message(g, m);
       after = m.seq;
       ++shown;

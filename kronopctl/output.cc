@@ -19,7 +19,7 @@ namespace {
 // normally: they finish the line they print and exit 0.
 volatile std::sig_atomic_t g_stop = 0;
 
-std::string rfc3339_ns(uint64_t ns) { return daemon::rfc3339_ms(ns / 1'000'000); }
+std::string rfc3339_ns(uint64_t ns) { return kronop::rfc3339_ms(ns / 1'000'000); }
 
 }  // namespace
 
@@ -44,7 +44,7 @@ int64_t parse_ttl(const std::string &text) {
 // Topic and event passed validation (safe characters); the payload is the JSON clients
 // received. The JSON rules of payload_codec.h: seq, epoch (53 bits) and producer_seq are
 // numbers, producer_id (64 random bits) a string, the time RFC 3339, the priority its word.
-std::string json_line(const daemon::LoggedMessage &m) {
+std::string json_line(const StoredMessage &m) {
   const auto *priority = kronop::v1::Priority_descriptor()->FindValueByNumber(m.priority);
   return "{\"topic\":\"" + m.topic + "\",\"seq\":" + std::to_string(m.seq) +
          ",\"epoch\":" + std::to_string(m.epoch) + ",\"time\":\"" + rfc3339_ns(m.publish_time_ns) +
@@ -54,7 +54,7 @@ std::string json_line(const daemon::LoggedMessage &m) {
          ",\"payload\":" + m.payload_json() + "}";
 }
 
-void print_message(const Globals &g, const daemon::LoggedMessage &m) {
+void print_message(const Globals &g, const StoredMessage &m) {
   if (g.json) {
     std::printf("%s\n", json_line(m).c_str());
   } else {
@@ -88,7 +88,7 @@ bool sleep_unless_stopped(int64_t ms) {
 }
 
 bool valid_topic_arg(const std::string &topic) {
-  if (daemon::valid_topic(topic)) return true;
+  if (kronop::valid_topic(topic)) return true;
   std::fprintf(stderr,
                "kronopctl: invalid topic '%s': use reel:<id>, user:<id> or system (ids: "
                "letters, digits, '_', '-', '.')\n",
@@ -97,7 +97,7 @@ bool valid_topic_arg(const std::string &topic) {
 }
 
 bool valid_id_arg(const char *kind, const std::string &id) {
-  if (daemon::valid_topic(kind + (":" + id))) return true;
+  if (kronop::valid_topic(kind + (":" + id))) return true;
   std::fprintf(stderr, "kronopctl: invalid %s id '%s': 1-128 of letters, digits, '_', '-', '.'\n",
                kind, id.c_str());
   return false;

@@ -35,14 +35,14 @@ int run_token(const Globals &g, const TokenArgs &a) {
     return kExitUsage;
   }
   std::string warning;
-  auto secret = daemon::read_secret_file(a.secret_file, &warning);
+  auto secret = kronop::read_secret_file(a.secret_file, &warning);
   if (!secret.ok()) {
     std::fprintf(stderr, "kronopctl: %s\n", secret.error().message.c_str());
     return kExitFailed;
   }
   if (!warning.empty()) std::fprintf(stderr, "kronopctl: warning: %s\n", warning.c_str());
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  const std::string token = daemon::mint_token(secret.value(), a.user, a.admin, now, now + ttl);
+  const std::string token = kronop::mint_token(secret.value(), a.user, a.admin, now, now + ttl);
   if (g.json) {
     std::printf("{\"token\":\"%s\",\"user\":\"%s\",\"admin\":%s,\"exp\":%lld}\n", token.c_str(),
                 a.user.c_str(), a.admin ? "true" : "false", static_cast<long long>(now + ttl));
@@ -54,7 +54,7 @@ int run_token(const Globals &g, const TokenArgs &a) {
 
 int run_publish(const Globals &g, PublishArgs a) {
   if (!valid_topic_arg(a.topic)) return kExitUsage;
-  if (!daemon::valid_event(a.event)) {
+  if (!kronop::valid_event(a.event)) {
     std::fprintf(stderr,
                  "kronopctl: invalid event '%s': 1-64 of [a-z0-9_.-], not starting with phx_\n",
                  a.event.c_str());
@@ -69,15 +69,15 @@ int run_publish(const Globals &g, PublishArgs a) {
   if (a.json == "-") {
     a.json.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  daemon::EnvelopeValidator validator;
+  kronop::EnvelopeValidator validator;
   switch (validator.check_json_object(a.json)) {
-    case daemon::Reject::kNone:
+    case kronop::Reject::kNone:
       break;
-    case daemon::Reject::kReservedKey:
+    case kronop::Reject::kReservedKey:
       std::fprintf(stderr,
                    "kronopctl: --json must not have a top-level \"seq\": kronopd adds it\n");
       return kExitUsage;
-    case daemon::Reject::kNotJsonObject:
+    case kronop::Reject::kNotJsonObject:
       std::fprintf(stderr, "kronopctl: --json must be a JSON object ({...})\n");
       return kExitUsage;
     default:

@@ -1,5 +1,4 @@
-// The Unix control socket kronopctl talks to. Each message is a 4-byte little-endian
-// length and a serialized kronop.v1.ControlRequest / ControlResponse. Runs on the main
+// The Unix control socket kronopctl talks to (framing: control_protocol.h). Runs on the main
 // libuv loop; a peer must be root, the daemon's user, or in the daemon's group
 // (SO_PEERCRED), and the socket file is mode 0660.
 #pragma once
@@ -11,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "control_protocol.h"
 #include "kronop/result.h"
 #include "kronop/v1/control.pb.h"
 
@@ -19,8 +19,6 @@ namespace kronop::daemon {
 // Answers one request; runs on the loop thread.
 using ControlResponder =
     std::function<void(const kronop::v1::ControlRequest &, kronop::v1::ControlResponse &)>;
-
-inline constexpr std::size_t kMaxControlMessage = 1 << 20;
 
 class ControlServer {
  public:

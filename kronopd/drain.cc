@@ -10,7 +10,7 @@
 #include "kronop/clock.h"
 #include "kronop/v1/presence.pb.h"
 #include "log.h"
-#include "proto_json.h"
+#include "payload_codec.h"
 #include "websocket.h"
 
 namespace kronop::daemon {
@@ -29,7 +29,7 @@ std::string restart_notice_json() {
   notice.set_level(kronop::v1::SystemNotice::LEVEL_WARNING);
   notice.set_message("service restart");
   notice.set_timestamp(static_cast<int64_t>(now_ns / 1'000'000));
-  return proto_to_json(notice);
+  return to_json(notice);
 }
 
 }  // namespace

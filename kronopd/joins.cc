@@ -74,7 +74,7 @@ bool read_log_history(HistoryRead &h) {
   q.until_seq = h.until;
   uint64_t expect = h.after + 1;
   std::string chunk;
-  auto read = reader->read(q, [&](const LoggedMessage &row) {
+  auto read = reader->read(q, [&](const StoredMessage &row) {
     if (row.seq != expect || row.epoch != h.epoch) return false;
     ++expect;
     MessagePtr m = Message::make(row.view(), row.seq);

@@ -97,21 +97,6 @@ int64_t as_i64(uint64_t v) { return static_cast<int64_t>(v); }
 
 }  // namespace
 
-LogRecord LogRecord::of(const EnvelopeView &view, uint64_t seq, uint64_t epoch) {
-  LogRecord r;
-  r.topic.assign(view.topic);
-  r.seq = seq;
-  r.epoch = epoch;
-  r.publish_time_ns = view.publish_time_ns;
-  r.event.assign(view.event);
-  r.producer_id = view.producer_id;
-  r.producer_seq = view.producer_seq;
-  r.priority = view.priority;
-  r.body_kind = view.body_kind;
-  r.body.assign(view.body);
-  return r;
-}
-
 struct LogStore::Statements {
   sqlite3_stmt *topic_upsert = nullptr;
   sqlite3_stmt *insert = nullptr;
@@ -397,7 +382,7 @@ void LogStore::checkpoint_run() {
   sqlite3_close(db);
 }
 
-uint64_t LogStore::submit(std::vector<LogRecord> batch) {
+uint64_t LogStore::submit(std::vector<StoredMessage> batch) {
   uint64_t id;
   bool wake;
   {
@@ -488,12 +473,12 @@ uint64_t LogStore::trim_all(uint64_t now_ns) {
 
 void LogStore::run() {
   run_in_background(10);
-  std::vector<LogRecord> records;
+  std::vector<StoredMessage> records;
   std::unordered_map<std::string, UserRow> users;
   auto next_trim = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
   for (;;) {
-    std::vector<std::vector<LogRecord>> taken;
+    std::vector<std::vector<StoredMessage>> taken;
     uint64_t last_id = 0;
     bool stopping = false;
     {
@@ -572,7 +557,7 @@ void LogStore::run() {
   }
 }
 
-bool LogStore::write(const std::vector<LogRecord> &records) {
+bool LogStore::write(const std::vector<StoredMessage> &records) {
   if (records.empty()) return true;
   auto &s = *stmts_;
   if (!exec(db_, "BEGIN IMMEDIATE")) return false;
@@ -584,7 +569,7 @@ bool LogStore::write(const std::vector<LogRecord> &records) {
     exec(db_, "ROLLBACK");
     return false;
   };
-  for (const LogRecord &r : records) {
+  for (const StoredMessage &r : records) {
     auto [it, inserted] = topic_ids.try_emplace(r.topic, 0, 0);
     if (inserted || r.seq > it->second.second) {
       sqlite3_reset(s.topic_upsert);

@@ -32,27 +32,13 @@
 
 #include "envelope_validation.h"
 #include "kronop/result.h"
+#include "stored_message.h"
 
 struct sqlite3;
 struct ZSTD_CCtx_s;
 typedef struct ZSTD_CCtx_s ZSTD_CCtx;
 
 namespace kronop::daemon {
-
-struct LogRecord {
-  std::string topic;
-  uint64_t seq = 0;
-  uint64_t epoch = 0;
-  uint64_t publish_time_ns = 0;
-  std::string event;
-  uint64_t producer_id = 0;  // 0: made by kronopd itself (not deduplicated)
-  uint64_t producer_seq = 0;
-  int priority = 0;
-  BodyKind body_kind = BodyKind::kNone;
-  std::string body;
-
-  static LogRecord of(const EnvelopeView &view, uint64_t seq, uint64_t epoch);
-};
 
 // A user's last-known presence (PresenceHub::UserPresence, without the hub's types).
 struct UserRow {
@@ -93,7 +79,7 @@ struct LogCounters {
 
 class LogStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = kLogSchemaVersion;
 
   // Opens (creating when missing) the database at `path`; errors name the file and say what
   // is wrong with it.
@@ -121,7 +107,7 @@ class LogStore {
   void stop();
 
   // Ingest thread: queues one drain pass's records; returns the batch's id (1, 2, ...).
-  uint64_t submit(std::vector<LogRecord> batch);
+  uint64_t submit(std::vector<StoredMessage> batch);
   // The highest batch id whose records are committed (any thread).
   uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
   uint64_t submitted() const { return submitted_.load(std::memory_order_acquire); }
@@ -139,7 +125,7 @@ class LogStore {
   LogStore(sqlite3 *db, std::string path, LogOptions options);
   void run();
   // One transaction; false (rolled back) on an SQLite error.
-  bool write(const std::vector<LogRecord> &records);
+  bool write(const std::vector<StoredMessage> &records);
   // One round of retention (a chunk per rule); returns the rows deleted.
   uint64_t trim(uint64_t now_ns);
 
@@ -157,7 +143,7 @@ class LogStore {
   std::mutex mutex_;
   std::condition_variable wake_;                        // the writer's
   std::condition_variable checkpoint_wake_;             // the checkpointer's
-  std::vector<std::vector<LogRecord>> queue_;           // guarded by mutex_
+  std::vector<std::vector<StoredMessage>> queue_;       // guarded by mutex_
   std::unordered_map<std::string, UserRow> user_rows_;  // guarded by mutex_
   bool write_users(const std::unordered_map<std::string, UserRow> &rows);
   uint64_t queued_id_ = 0;              // guarded by mutex_: id of queue_.back()

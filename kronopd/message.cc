@@ -67,16 +67,11 @@ MessagePtr Message::make(const EnvelopeView &view, uint64_t seq) {
   m->publish_time_ns_ = view.publish_time_ns;
   m->body_kind_ = view.body_kind;
   m->body_.assign(view.body);
-  if (view.body_kind == BodyKind::kJson) {
-    m->payload_json_ = phoenix::insert_seq(view.body, seq);
-    if (m->event_ == "reel_update") json_target_users(m->body_, &m->target_users_);
-  } else {
-    auto body = parse_typed_body(view.body_kind, m->body_);
-    if (!body) return nullptr;
-    if (auto *u = dynamic_cast<const kronop::v1::ReelUpdate *>(body.get())) {
-      m->target_users_.assign(u->target_users().begin(), u->target_users().end());
-    }
-    m->payload_json_ = phoenix::insert_seq(payload_to_json(*body), seq);
+  auto payload = client_payload(view.body_kind, m->body_, seq, &m->target_users_);
+  if (!payload) return nullptr;
+  m->payload_json_ = std::move(*payload);
+  if (view.body_kind == BodyKind::kJson && m->event_ == "reel_update") {
+    json_target_users(m->body_, &m->target_users_);
   }
   m->phoenix_text_ = text_broadcast_frame(m->topic_, m->event_, m->payload_json_);
   return m;

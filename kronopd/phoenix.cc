@@ -29,8 +29,6 @@ std::string concat(std::initializer_list<std::string_view> parts) {
   return out;
 }
 
-bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 // `"` + s + `"` into a reused buffer; s is json_safe.
 std::string_view quote_into(std::string &buf, std::string_view s) {
   buf.assign(1, '"');
@@ -392,24 +390,6 @@ std::string encode_text_broadcast(std::string_view topic, std::string_view event
   std::string out(text_broadcast_size(topic, event, payload_json), '\0');
   write_text_broadcast(out.data(), topic, event, payload_json);
   return out;
-}
-
-std::string insert_seq(std::string_view object_json, uint64_t seq) {
-  std::size_t i = 0;
-  while (i < object_json.size() && json_space(object_json[i])) ++i;
-  if (i == object_json.size() || object_json[i] != '{') {
-    assert(false && "insert_seq: not a JSON object");
-    return std::string(object_json);
-  }
-  const std::string_view members = object_json.substr(i + 1);  // everything after '{'
-  std::size_t j = 0;
-  while (j < members.size() && json_space(members[j])) ++j;
-  const bool empty = j < members.size() && members[j] == '}';
-  char digits[20];  // 2^64-1 has 20 digits
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, seq);
-  (void)ec;  // 20 digits always fit
-  return concat({R"({"seq":)", std::string_view(digits, static_cast<std::size_t>(end - digits)),
-                 empty ? "" : ",", members});
 }
 
 // ---------------------------------------------------------------------------------------

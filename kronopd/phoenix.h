@@ -209,13 +209,6 @@ char *write_text_broadcast(char *out, std::string_view topic, std::string_view e
 std::string encode_text_broadcast(std::string_view topic, std::string_view event,
                                   std::string_view payload_json);
 
-// `object_json` (a valid JSON object, possibly after whitespace) with "seq":N as its first
-// member: {} -> {"seq":N}, {"a":1} -> {"seq":N,"a":1}. Leading whitespace is dropped. The
-// caller makes sure the object has no "seq" member of its own (JSON.parse keeps the last of
-// duplicate keys). Text that does not start with '{' is returned unchanged (and asserted
-// against in debug builds).
-std::string insert_seq(std::string_view object_json, uint64_t seq);
-
 // ---------------------------------------------------------------------------------------
 // Binary (V2) frames, server -> client. Fields are plain bytes (a null ref is ""); a field
 // longer than 255 bytes is KRONOP_ETOOBIG.

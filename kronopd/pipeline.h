@@ -110,7 +110,7 @@ class Pipeline {
   Ingest ingest_;
   RingRelease release_;
   ReplayEpochs replay_;
-  std::vector<LogRecord> to_log_;  // the pass's records
+  std::vector<StoredMessage> to_log_;  // the pass's records
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

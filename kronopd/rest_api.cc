@@ -15,7 +15,6 @@
 #include "log_reader.h"
 #include "payload_codec.h"
 #include "pool_work.h"
-#include "proto_json.h"
 #include "time_format.h"
 
 namespace kronop::daemon {
@@ -251,7 +250,7 @@ kronop::v1::UserPresenceBody user_presence_body(const PresenceHub::UserPresence 
 }
 
 std::string user_presence_json(const PresenceHub::UserPresence &p) {
-  return proto_to_json(user_presence_body(p));
+  return to_json(user_presence_body(p));
 }
 
 namespace {
@@ -309,7 +308,7 @@ void read_reel_history(ReelHistory &h) {
   q.after_seq = h.since_seq;
   q.limit = h.limit;
   q.newest_first = !h.since;
-  auto read = reader->read(q, [&](const LoggedMessage &m) {
+  auto read = reader->read(q, [&](const StoredMessage &m) {
     h.updates.emplace_back(m.seq, m.payload_json());
     return true;
   });
@@ -411,7 +410,7 @@ std::string RestApi::publish_reel_update(const http::Request &req, const HttpCal
       b.set_id(std::string(id_value));
     }
   }
-  return json_response(202, proto_to_json(b));
+  return json_response(202, to_json(b));
 }
 
 std::string RestApi::apply_status(const std::string &user, const StatusChange &change) const {

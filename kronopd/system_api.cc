@@ -1,7 +1,7 @@
 // The operators' HTTP endpoints; see system_api.h.
 #include "system_api.h"
 
-#include "proto_json.h"
+#include "payload_codec.h"
 
 #include <cinttypes>
 #include <cstdio>
@@ -176,11 +176,11 @@ std::string SystemApi::respond(const http::Request &req) const {
     type = "text/plain; version=0.0.4; charset=utf-8";
   } else if (p == "/api/v1/system/health") {
     const kronop::v1::Health h = assess_health(s);
-    body = proto_to_json(h);
+    body = to_json(h);
     // Load balancers and probes read the status code.
     if (!h.healthy()) status = 503;
   } else if (p == "/api/v1/system/stats") {
-    body = proto_to_json(s);
+    body = to_json(s);
   } else if (p == "/api/v1/system/performance") {
     kronop::v1::Performance perf;
     perf.set_uptime_ms(s.uptime_ms());
@@ -192,9 +192,9 @@ std::string SystemApi::respond(const http::Request &req) const {
     perf.set_connections(s.clients().connections());
     *perf.mutable_publish_to_ingest() = s.publish_to_ingest();
     *perf.mutable_publish_to_delivery() = s.clients().publish_to_delivery();
-    body = proto_to_json(perf);
+    body = to_json(perf);
   } else {
-    body = proto_to_json(s.clients());
+    body = to_json(s.clients());
   }
   std::string r = http::response(status, type, body, {}, true);
   if (req.method == "HEAD") r.resize(r.size() - body.size());

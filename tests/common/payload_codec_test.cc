@@ -246,5 +246,44 @@ TEST(EnumWords, BothWaysForEveryValue) {
   EXPECT_EQ(enum_value_of(*kronop::v1::Priority_descriptor(), "urgent"), nullptr);
 }
 
+TEST(InsertSeq, Cases) {
+  EXPECT_EQ(*insert_seq("{}", 1), R"({"seq":1})");
+  EXPECT_EQ(*insert_seq(R"({"a":1})", 7), R"({"seq":7,"a":1})");
+  EXPECT_EQ(*insert_seq(" \t\r\n{}", 0), R"({"seq":0})");
+  EXPECT_EQ(*insert_seq("  {\"a\":1}", 12), R"({"seq":12,"a":1})");
+  EXPECT_EQ(*insert_seq("{ }", 3), R"({"seq":3 })");
+  EXPECT_EQ(*insert_seq("{\n}\n", 3), "{\"seq\":3\n}\n");
+  EXPECT_EQ(*insert_seq(R"({ "a" : {"b":{}} })", 5), R"({"seq":5, "a" : {"b":{}} })");
+  EXPECT_EQ(*insert_seq(R"({"}":"{"})", 9), R"({"seq":9,"}":"{"})");
+  EXPECT_EQ(*insert_seq("{}", std::numeric_limits<uint64_t>::max()),
+            R"({"seq":18446744073709551615})");
+  // The result is an object whose first member is seq, with the others after it.
+  simdjson::dom::parser parser;
+  for (const char *object : {"{}", R"({"a":[1,{"b":2}],"c":"d"})", "\n { \"x\" : null } "}) {
+    const std::string with = insert_seq(object, 99).value_or("");
+    simdjson::dom::object o;
+    ASSERT_EQ(parser.parse(with).get_object().get(o), simdjson::SUCCESS) << with;
+    auto it = o.begin();
+    ASSERT_NE(it, o.end());
+    EXPECT_EQ(it.key(), "seq");
+    uint64_t seq = 0;
+    EXPECT_EQ(it.value().get_uint64().get(seq), simdjson::SUCCESS);
+    EXPECT_EQ(seq, 99u);
+    simdjson::dom::parser other;
+    simdjson::dom::object original;
+    ASSERT_EQ(other.parse(std::string(object)).get_object().get(original), simdjson::SUCCESS);
+    EXPECT_EQ(o.size(), original.size() + 1);
+  }
+}
+
+// Not an object (a corrupt log row, say): nothing to put seq into, in every build.
+TEST(InsertSeq, NotAnObjectIsRefused) {
+  EXPECT_EQ(insert_seq("[1]", 1), std::nullopt);
+  EXPECT_EQ(insert_seq("  ", 1), std::nullopt);
+  EXPECT_EQ(client_payload(BodyKind::kJson, "[1]", 1), std::nullopt);
+  EXPECT_EQ(client_payload(BodyKind::kReelUpdate, "\xff\xff", 1), std::nullopt);
+  EXPECT_EQ(client_payload(BodyKind::kJson, R"({"a":1})", 4), R"({"seq":4,"a":1})");
+}
+
 }  // namespace
 }  // namespace kronop

@@ -15,7 +15,7 @@
 #include "envelope_validation.h"
 #include "fuzz_check.h"
 
-using namespace kronop::daemon;
+using namespace kronop;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static TokenVerifier verifier("fuzz-secret");

@@ -26,10 +26,10 @@
 #include "fuzz_check.h"
 #include "kronop/v1/envelope.pb.h"
 
-using kronop::daemon::BodyKind;
-using kronop::daemon::EnvelopeValidator;
-using kronop::daemon::EnvelopeView;
-using kronop::daemon::Reject;
+using kronop::BodyKind;
+using kronop::EnvelopeValidator;
+using kronop::EnvelopeView;
+using kronop::Reject;
 
 namespace {
 
@@ -95,13 +95,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   EnvelopeView view;
   const Reject r = validator.validate(record, view);
   FUZZ_CHECK(r < Reject::kCount);
-  FUZZ_CHECK(kronop::daemon::reject_name(r) != nullptr);
+  FUZZ_CHECK(kronop::reject_name(r) != nullptr);
   if (r == Reject::kNone) {
     FUZZ_CHECK(inside(view.topic, record));
     FUZZ_CHECK(inside(view.event, record));
     FUZZ_CHECK(inside(view.body, record));
-    FUZZ_CHECK(kronop::daemon::valid_topic(view.topic));
-    FUZZ_CHECK(kronop::daemon::valid_event(view.event));
+    FUZZ_CHECK(kronop::valid_topic(view.topic));
+    FUZZ_CHECK(kronop::valid_event(view.event));
     FUZZ_CHECK(view.priority >= 0 && view.priority <= 3);
     FUZZ_CHECK(view.body_kind >= BodyKind::kJson && view.body_kind <= BodyKind::kSystemNotice);
     if (view.body_kind == BodyKind::kJson) {

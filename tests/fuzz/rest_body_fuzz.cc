@@ -19,6 +19,7 @@
 #include "fuzz_check.h"
 #include "rest_api.h"
 
+using namespace kronop;
 using namespace kronop::daemon;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -28,9 +28,9 @@ namespace {
 using test::eventually;
 using test::run_capture;
 
-LogRecord record(const std::string &topic, uint64_t seq, uint64_t producer, uint64_t pseq,
-                 std::string body = R"({"views":1})") {
-  LogRecord r;
+StoredMessage record(const std::string &topic, uint64_t seq, uint64_t producer, uint64_t pseq,
+                     std::string body = R"({"views":1})") {
+  StoredMessage r;
   r.topic = topic;
   r.seq = seq;
   r.epoch = 77;
@@ -69,13 +69,13 @@ TEST(LogStore, LogsResumesAndDeduplicates) {
     auto &s = *store.value();
     EXPECT_TRUE(s.topics().empty());
     s.start();
-    std::vector<LogRecord> batch;
+    std::vector<StoredMessage> batch;
     for (uint64_t i = 1; i <= 100; ++i) batch.push_back(record("reel:1", i, 5, i));
     batch.push_back(record("reel:2", 1, 0, 0, std::string(2000, 'x')));  // kronopd's own
     const uint64_t id = s.submit(std::move(batch));
     ASSERT_TRUE(eventually([&] { return s.committed() >= id; }));
     // A re-delivered record (same producer identity) is not logged again.
-    std::vector<LogRecord> again;
+    std::vector<StoredMessage> again;
     again.push_back(record("reel:1", 101, 5, 100));
     s.submit(std::move(again));
     s.stop();
@@ -113,7 +113,7 @@ TEST(LogStore, WhenCommittedCallsEachWaiterOnceAfterItsCommit) {
   s.start();
   std::atomic<int> first_calls{0}, later_calls{0}, never_calls{0};
   std::atomic<uint64_t> seen_committed{0};
-  std::vector<LogRecord> batch;
+  std::vector<StoredMessage> batch;
   batch.push_back(record("reel:1", 1, 5, 1));
   const uint64_t id = s.submit(std::move(batch));
   s.when_committed(id, [&] {
@@ -153,7 +153,7 @@ TEST(LogStore, CheckpointsTheWalOnItsOwnThread) {
   ASSERT_TRUE(store.ok()) << store.error().message;
   auto &s = *store.value();
   s.start();
-  std::vector<LogRecord> batch;
+  std::vector<StoredMessage> batch;
   for (uint64_t i = 1; i <= 2000; ++i) batch.push_back(record("reel:1", i, 5, i));
   const uint64_t id = s.submit(std::move(batch));
   ASSERT_TRUE(eventually([&] { return s.committed() >= id; }));
@@ -179,7 +179,7 @@ TEST(LogStore, RetentionTrimsByCountPerTopicAndByAge) {
   ASSERT_TRUE(store.ok()) << store.error().message;
   auto &s = *store.value();
   s.start();
-  std::vector<LogRecord> batch;
+  std::vector<StoredMessage> batch;
   for (uint64_t i = 1; i <= 50; ++i) batch.push_back(record("reel:1", i, 1, i));
   for (uint64_t i = 1; i <= 5; ++i) batch.push_back(record("reel:2", i, 2, i));
   // publish_time_ns is 1000 + seq: "now" below decides what is old.

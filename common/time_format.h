@@ -6,7 +6,7 @@
 #include <ctime>
 #include <string>
 
-namespace kronop::daemon {
+namespace kronop {
 
 // 1795737919930 -> "2026-11-26T23:25:19.930Z"
 inline std::string rfc3339_ms(uint64_t unix_ms) {
@@ -19,4 +19,4 @@ inline std::string rfc3339_ms(uint64_t unix_ms) {
   return buf;
 }
 
-}  // namespace kronop::daemon
+}  // namespace kronop

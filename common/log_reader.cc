@@ -5,29 +5,9 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
-#include "fanout.h"
 #include "kronop_ipc.h"
-#include "log_store.h"
 
-namespace kronop::daemon {
-
-EnvelopeView LoggedMessage::view() const {
-  EnvelopeView v;
-  v.topic = topic;
-  v.event = event;
-  v.producer_id = producer_id;
-  v.producer_seq = producer_seq;
-  v.publish_time_ns = publish_time_ns;
-  v.priority = priority;
-  v.body_kind = body_kind;
-  v.body = body;
-  return v;
-}
-
-std::string LoggedMessage::payload_json() const {
-  MessagePtr m = Message::make(view(), seq);
-  return m ? m->payload_json() : std::string("{}");
-}
+namespace kronop {
 
 Result<std::unique_ptr<LogReader>> LogReader::open(const std::string &path) {
   struct stat st {};
@@ -54,11 +34,11 @@ Result<std::unique_ptr<LogReader>> LogReader::open(const std::string &path) {
     sqlite3_close(db);
     return e;
   }
-  if (version != LogStore::kSchemaVersion) {
+  if (version != kLogSchemaVersion) {
     sqlite3_close(db);
     return Error{KRONOP_ELAYOUT, path + ": log schema version " + std::to_string(version) +
                                      ", this kronopctl reads version " +
-                                     std::to_string(LogStore::kSchemaVersion)};
+                                     std::to_string(kLogSchemaVersion)};
   }
   return std::unique_ptr<LogReader>(new LogReader(db, path));
 }
@@ -110,7 +90,7 @@ void bind_query(sqlite3_stmt *s, const LogQuery &q) {
 }  // namespace
 
 Result<uint64_t> LogReader::read(const LogQuery &q,
-                                 const std::function<bool(const LoggedMessage &)> &fn) {
+                                 const std::function<bool(const StoredMessage &)> &fn) {
   sqlite3_stmt *s = nullptr;
   if (q.newest_first) {
     // The newest `limit`: where they start, then read forward from there.
@@ -140,7 +120,7 @@ Result<uint64_t> LogReader::read(const LogQuery &q,
   }
   bind_query(s, q);
   uint64_t n = 0;
-  LoggedMessage m;
+  StoredMessage m;
   m.topic = q.topic;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -184,4 +164,4 @@ Result<uint64_t> LogReader::read(const LogQuery &q,
   return n;
 }
 
-}  // namespace kronop::daemon
+}  // namespace kronop

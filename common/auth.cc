@@ -17,7 +17,7 @@
 #include "base64.h"
 #include "envelope_validation.h"
 
-namespace kronop::daemon {
+namespace kronop {
 
 struct TokenVerifier::Parser {
   simdjson::dom::parser json;
@@ -192,4 +192,4 @@ Result<std::string> read_secret_file(const std::string &path, std::string *warni
   return secret;
 }
 
-}  // namespace kronop::daemon
+}  // namespace kronop

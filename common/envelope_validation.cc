@@ -8,7 +8,7 @@
 #include "kronop/v1/presence.pb.h"
 #include "kronop/v1/reel.pb.h"
 
-namespace kronop::daemon {
+namespace kronop {
 namespace {
 
 using google::protobuf::io::CodedInputStream;
@@ -201,4 +201,4 @@ Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out) {
   return Reject::kMalformed;
 }
 
-}  // namespace kronop::daemon
+}  // namespace kronop

@@ -12,30 +12,13 @@
 
 #include "envelope_validation.h"
 #include "kronop/result.h"
+#include "stored_message.h"
 
 struct sqlite3;
 struct ZSTD_DCtx_s;
 typedef struct ZSTD_DCtx_s ZSTD_DCtx;
 
-namespace kronop::daemon {
-
-struct LoggedMessage {
-  std::string topic;
-  uint64_t seq = 0;
-  uint64_t epoch = 0;
-  uint64_t publish_time_ns = 0;
-  std::string event;
-  uint64_t producer_id = 0;  // 0: kronopd's own
-  uint64_t producer_seq = 0;
-  int priority = 0;
-  BodyKind body_kind = BodyKind::kNone;
-  std::string body;  // decompressed
-
-  // The view Message::make and the validators take (valid while this object lives).
-  EnvelopeView view() const;
-  // The payload clients received: the JSON object with "seq" first.
-  std::string payload_json() const;
-};
+namespace kronop {
 
 struct LogQuery {
   std::string topic;
@@ -63,7 +46,7 @@ class LogReader {
   std::optional<Topic> topic(const std::string &name);
   // Calls fn for each matching message in seq order until it returns false; returns how many
   // it was given.
-  Result<uint64_t> read(const LogQuery &q, const std::function<bool(const LoggedMessage &)> &fn);
+  Result<uint64_t> read(const LogQuery &q, const std::function<bool(const StoredMessage &)> &fn);
 
  private:
   LogReader(sqlite3 *db, std::string path);
@@ -72,4 +55,4 @@ class LogReader {
   std::string path_;
 };
 
-}  // namespace kronop::daemon
+}  // namespace kronop

@@ -18,7 +18,7 @@
 
 #include "kronop/result.h"
 
-namespace kronop::daemon {
+namespace kronop {
 
 struct Identity {
   std::string user_id;  // empty: anonymous
@@ -68,4 +68,4 @@ std::string mint_token(std::string_view secret, std::string_view user, bool admi
 // read or is empty. `warning` is set when others than the owner (and group) may read it.
 Result<std::string> read_secret_file(const std::string &path, std::string *warning);
 
-}  // namespace kronop::daemon
+}  // namespace kronop

@@ -13,10 +13,9 @@
 
 #include "body_kind.h"
 
-namespace kronop::daemon {
+namespace kronop {
 
 // The body kinds (Envelope's oneof field numbers) live in the common library.
-using ::kronop::BodyKind;
 
 enum class Reject : uint8_t {
   kNone = 0,
@@ -67,4 +66,4 @@ class EnvelopeValidator {
   std::unique_ptr<Scratch> scratch_;
 };
 
-}  // namespace kronop::daemon
+}  // namespace kronop

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace kronop::daemon {
+namespace kronop {
 
 enum class Base64 : unsigned char {
   kStandard,  // A-Z a-z 0-9 + /
@@ -20,4 +20,4 @@ std::optional<std::string> decode_base64(std::string_view text, Base64 alphabet)
 // Encodes `bytes`: standard with padding, or URL-safe without (as JWTs are written).
 std::string encode_base64(std::string_view bytes, Base64 alphabet);
 
-}  // namespace kronop::daemon
+}  // namespace kronop

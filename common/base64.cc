@@ -5,7 +5,7 @@
 
 #include <climits>
 
-namespace kronop::daemon {
+namespace kronop {
 namespace {
 
 // The character in the standard alphabet that `c` stands for, or 0 when `c` is not in
@@ -62,4 +62,4 @@ std::string encode_base64(std::string_view bytes, Base64 alphabet) {
   return out;
 }
 
-}  // namespace kronop::daemon
+}  // namespace kronop
