@@ -69,11 +69,15 @@ void Ingest::housekeeping() {
 
 void Ingest::note_corrupt_ranges() {
   const uint64_t corrupt = consumer_.corrupt_ranges();
-  if (corrupt == corrupt_seen_) return;
-  KLOG_WARN("event=corrupt_ranges_skipped ranges=%llu",
-            static_cast<unsigned long long>(corrupt - corrupt_seen_));
-  corrupt_seen_ = corrupt;
+  if (corrupt == corrupt_logged_) return;
   counters_.corrupt_ranges.store(corrupt, std::memory_order_relaxed);
+  // A producer can corrupt its ring at will: its lines are throttled like a client's
+  // faults, and the next line allowed counts every range skipped since the last one.
+  uint64_t suppressed = 0;
+  if (!corrupt_log_.allow(monotonic_ms(), &suppressed)) return;
+  KLOG_WARN("event=corrupt_ranges_skipped ranges=%llu",
+            static_cast<unsigned long long>(corrupt - corrupt_logged_));
+  corrupt_logged_ = corrupt;
 }
 
 }  // namespace kronop::daemon

@@ -22,6 +22,7 @@
 #include "envelope_validation.h"
 #include "kronop/ipc/consumer.h"
 #include "latency_histogram.h"
+#include "log.h"
 
 namespace kronop::daemon {
 
@@ -53,7 +54,8 @@ class Ingest {
   // Ingest thread, about every 100 ms: the segment's heartbeat, dead producers' leases, and
   // the counters read from the segment.
   void housekeeping();
-  // Ingest thread, after each drain pass: corrupt ranges the readers skipped, logged.
+  // Ingest thread, after each drain pass: corrupt ranges the readers skipped, counted and
+  // logged (throttled).
   void note_corrupt_ranges();
   void count_idle_wait() { bump(counters_.idle_waits); }
 
@@ -74,7 +76,8 @@ class Ingest {
     uint64_t last_seq = 0;
   };
   std::vector<ProducerTrack> tracks_;
-  uint64_t corrupt_seen_ = 0;
+  uint64_t corrupt_logged_ = 0;  // corrupt ranges the log lines have reported
+  log::Throttle corrupt_log_;
 };
 
 }  // namespace kronop::daemon
