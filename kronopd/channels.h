@@ -4,7 +4,8 @@
 // subscriber table), so the protocol's rules are unit-tested without sockets
 // (tests/kronopd/channels_test.cc).
 //
-// The rules, as a Phoenix 1.7 server applies them (see ../shared/reference transcripts):
+// The rules, as a Phoenix 1.7 server applies them (as captured from a real server and the
+// official client; tests/kronopd/phoenix_test.cc holds those frames):
 //  - topic "phoenix", event "heartbeat": reply ok with join_ref null;
 //  - phx_join of a topic the policy refuses (topic_policy): error reply ("unmatched topic"
 //    with join_ref null; "unauthorized" with the join's join_ref);

@@ -1,15 +1,15 @@
 // Durability: what keeps an accepted record from being lost or told twice differently.
 //
-// THE INVARIANT (DESIGN.md §6): a record that a producer's publish accepted is, at every
-// moment, in the durable log or still in its ring. It is enforced here, by RingRelease and
-// nowhere else: ring space is handed back to a producer only once the log has committed
-// every record read before it. The pipeline (pipeline.h) reads a drain pass's records,
-// fans them out at once (the log never delays delivery), submits them to the log as one
-// batch, and gives RingRelease the positions it read to; RingRelease releases them when
-// LogStore::committed() reaches that batch. A kronopd killed at any moment therefore reads
-// again, at its next start, whatever the log does not hold; the log's record of each
-// producer's last logged sequence (Ingest's already_logged) keeps that from being logged
-// twice. Without a log (--no-durable-log) everything read is released at once.
+// THE INVARIANT (docs/ARCHITECTURE.md, "Durability"): a record that a producer's publish
+// accepted is, at every moment, in the durable log or still in its ring. It is enforced
+// here, by RingRelease and nowhere else: ring space is handed back to a producer only once
+// the log has committed every record read before it. The pipeline (pipeline.h) reads a
+// drain pass's records, fans them out at once (the log never delays delivery), submits them
+// to the log as one batch, and gives RingRelease the positions it read to; RingRelease
+// releases them when LogStore::committed() reaches that batch. A kronopd killed at any
+// moment therefore reads again, at its next start, whatever the log does not hold; the
+// log's record of each producer's last logged sequence (Ingest's already_logged) keeps that
+// from being logged twice. Without a log (--no-durable-log) everything read is released at once.
 //
 // ReplayEpochs is the other half of a restart after a crash: records fanned out by the run
 // that died, but not logged, are read again and numbered again. One producer's records come

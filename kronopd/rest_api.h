@@ -1,5 +1,5 @@
-// The REST API on the client port (DESIGN.md §5), and the parsers of what clients and REST
-// callers send about reels and users:
+// The REST API on the client port (docs/ARCHITECTURE.md, "Parts"), and the parsers of what
+// clients and REST callers send about reels and users:
 //
 //   POST /api/v1/reels/:id/updates    publish a reel_update to reel:<id> (202)
 //   GET  /api/v1/reels/:id/updates    the reel's counters and its reel_update messages from the

@@ -10,8 +10,9 @@
 //
 // Single host, the sequencer is LocalSequencer: a table in memory, used by the ingest thread
 // only (pipeline.h), seeded from the durable log at start so that numbering continues across
-// restarts. The cluster (DESIGN.md §8) puts Redis behind this interface: there the topic's
-// counter lives in Redis and one server-side script numbers a message for every node.
+// restarts. The cluster (docs/ARCHITECTURE.md, "Where the cluster (Redis) plugs in") puts
+// Redis behind this interface: there the topic's counter lives in Redis and one server-side
+// script numbers a message for every node.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// The Phoenix Channels V2 serializer: the frames of ../shared/reference/phoenix-1.7-transcripts
-// (captured from a real Phoenix 1.7 server and the official client) parse and encode to the
+// The Phoenix Channels V2 serializer: the frames a real Phoenix 1.7 server and the official
+// client exchanged (captured transcripts, copied into the tests below) parse and encode to the
 // same bytes; escaping survives a round trip through simdjson; every parse error; binary
 // frames both ways, and their bounds; seq insertion.
 #include "phoenix.h"
@@ -178,7 +178,7 @@ TEST_F(PhoenixTest, TranscriptBroadcastsAreByteExact) {
             R"([null,null,"reel:123","reel_update",{"body":"not-json raw body"}])");
 }
 
-// Section 3 of the transcripts: the WebSocket payloads as hex, with their lengths.
+// The transcripts' raw TCP capture: the WebSocket payloads as hex, with their lengths.
 TEST_F(PhoenixTest, RawTcpFramesAreByteExact) {
   parse_ok(R"(["1","1","reel:123","phx_join",{}])");
   std::string reply =
