@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include "kronop_ipc.h"
 
 namespace kronop::daemon {
 namespace {
@@ -200,7 +201,7 @@ void add_options(CLI::App &app, Config &config) {
       ->configurable(false);
 }
 
-std::string parse_options(CLI::App &app, const std::vector<std::string> &args) {
+Result<bool> parse_options(CLI::App &app, const std::vector<std::string> &args) {
   // The file's path, to name its lines: CLI11 reads it, but its errors say neither where.
   std::string path;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -209,7 +210,9 @@ std::string parse_options(CLI::App &app, const std::vector<std::string> &args) {
   }
   std::vector<FileKey> keys;
   if (!path.empty()) {
-    if (std::string fault = scan_config_file(app, path, keys); !fault.empty()) return fault;
+    if (std::string fault = scan_config_file(app, path, keys); !fault.empty()) {
+      return Error{KRONOP_EINVAL, fault};
+    }
   }
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -229,11 +232,11 @@ std::string parse_options(CLI::App &app, const std::vector<std::string> &args) {
           std::isalnum(static_cast<unsigned char>(after)))
         continue;
       if (given_on_command_line(args, *opt)) continue;
-      return path + ":" + std::to_string(k.line) + ": " + message;
+      return Error{KRONOP_EINVAL, path + ":" + std::to_string(k.line) + ": " + message};
     }
-    return message;
+    return Error{KRONOP_EINVAL, message};
   }
-  return {};
+  return true;
 }
 
 std::vector<std::pair<std::string, std::string>> effective_options(const CLI::App &app,

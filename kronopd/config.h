@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "kronop/result.h"
 
 namespace kronop::daemon {
 
@@ -61,11 +62,11 @@ struct Config {
 void add_options(CLI::App &app, Config &config);
 
 // Parses the command line `args` (without the program name) into the options add_options
-// declared on `app`, with the file --config names. Returns the error, empty if none: a
-// fault in the file names the file and line ("kronopd.conf:7: unknown key 'port_'"), and
-// so does a bad value read from it. Flags on the command line win over the file's keys.
-// --help and --version throw CLI11's CallForHelp / CallForVersion, for app.exit().
-std::string parse_options(CLI::App &app, const std::vector<std::string> &args);
+// declared on `app`, with the file --config names. A fault in the file names the file and
+// line ("kronopd.conf:7: unknown key 'port_'"), and so does a bad value read from it. Flags
+// on the command line win over the file's keys. --help and --version throw CLI11's
+// CallForHelp / CallForVersion, for app.exit().
+Result<bool> parse_options(CLI::App &app, const std::vector<std::string> &args);
 
 // The effective configuration after parse_options, as the file's "key = value" lines would
 // give it: every key, in --help's order, with its value (given or default).

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kronop_ipc.h"
+#include "log.h"
 #include "presence.h"
 
 namespace kronop::daemon {
@@ -76,6 +77,21 @@ Result<bool> make_data_dir(const std::string &path) {
   if (::stat(path.c_str(), &st) != 0) return Error{KRONOP_ESYS, path + ": " + std::strerror(errno)};
   if (!S_ISDIR(st.st_mode)) return Error{KRONOP_ESYS, path + ": not a directory"};
   return true;
+}
+
+Result<std::unique_ptr<LogStore>> open_durable_log(const Config &config) {
+  if (!config.durable_log) {
+    KLOG_WARN(
+        "event=durable_log_off consequence=\"nothing is kept across restarts, joins recover "
+        "nothing\"");
+    return std::unique_ptr<LogStore>();
+  }
+  LogOptions options;
+  options.retention_age_ms = config.retention_hours * 3600 * 1000;
+  options.retention_count = config.retention_count;
+  auto opened = LogStore::open(config.data_dir + "/kronop.db", options);
+  if (opened.ok()) KLOG_INFO("event=log_opened path=%s", log::q(opened.value()->path()).c_str());
+  return opened;
 }
 
 void keep_presence_in_log(LogStore &log, PresenceHub &presence) {

@@ -22,10 +22,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "config.h"
 #include "envelope_validation.h"
 #include "kronop/ipc/consumer.h"
 #include "kronop/result.h"
@@ -94,6 +96,10 @@ class PresenceHub;
 
 // The data directory (made with the directories to it, mode 0750, when missing).
 Result<bool> make_data_dir(const std::string &path);
+
+// The durable log of `config`: DATA_DIR/kronop.db with its retention, or null (and a
+// warning line) with --no-durable-log. An error names the file and what is wrong with it.
+Result<std::unique_ptr<LogStore>> open_durable_log(const Config &config);
 
 // Users' last-known presence survives restarts: restores what the log holds into `presence`
 // and has every later change kept by the log (written with its next batch).

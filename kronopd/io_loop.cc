@@ -3,6 +3,9 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include <unistd.h>
 
 #include "log.h"
@@ -149,6 +152,28 @@ void IoLoop::on_command(uv_async_t *handle) {
     commands.swap(self->commands_->commands);
   }
   for (auto &c : commands) c();
+}
+
+std::vector<std::unique_ptr<IoLoop>> make_io_loops(unsigned count, const ServerOptions &options) {
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  count = std::min<unsigned>(count, Dispatcher::kMaxLoops);
+  std::vector<std::unique_ptr<IoLoop>> loops;
+  for (unsigned i = 0; i < count; ++i)
+    loops.push_back(std::make_unique<IoLoop>(i, options, nullptr));
+  return loops;
+}
+
+bool LoopProbes::all_answered() {
+  bool alive = true;
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    auto &p = probes_[i];
+    if (p && p->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      alive = false;
+      continue;
+    }
+    p = loops_[i]->ask([] { return true; });
+  }
+  return alive;
 }
 
 }  // namespace kronop::daemon

@@ -107,4 +107,22 @@ class IoLoop {
   std::thread thread_;
 };
 
+// The I/O loops of the daemon, `count` of them (0: one per CPU), each running `options`.
+std::vector<std::unique_ptr<IoLoop>> make_io_loops(unsigned count, const ServerOptions &options);
+
+// The systemd watchdog's view of the I/O loops: at each tick every loop is asked a trivial
+// question, and a loop that has not answered the previous tick's is stuck (a loop's
+// callbacks never block, so an answer takes one loop turn).
+class LoopProbes {
+ public:
+  explicit LoopProbes(std::vector<std::unique_ptr<IoLoop>> &loops)
+      : loops_(loops), probes_(loops.size()) {}
+  // Main thread, once a tick: whether every loop answered, and the next probes sent.
+  bool all_answered();
+
+ private:
+  std::vector<std::unique_ptr<IoLoop>> &loops_;
+  std::vector<std::optional<std::future<bool>>> probes_;
+};
+
 }  // namespace kronop::daemon

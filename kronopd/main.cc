@@ -5,7 +5,6 @@
 #include <uv.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <thread>
 
 #include "acceptor.h"
 #include "config.h"
@@ -52,8 +51,9 @@ int main(int argc, char **argv) {
   add_options(app, config);
   const std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    if (std::string error = parse_options(app, args); !error.empty()) {
-      std::fprintf(stderr, "kronopd: %s\nRun with --help for more information.\n", error.c_str());
+    if (auto parsed = parse_options(app, args); !parsed.ok()) {
+      std::fprintf(stderr, "kronopd: %s\nRun with --help for more information.\n",
+                   parsed.error().message.c_str());
       return 2;
     }
   } catch (const CLI::ParseError &e) {
@@ -73,9 +73,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   // The auth secret before anything is created: a bad configuration leaves nothing behind.
-  std::string auth_secret;
-  if (std::string error = load_auth_secret(config, auth_secret); !error.empty()) {
-    KLOG_ERROR("event=config_error key=auth-secret-file error=%s", log::q(error).c_str());
+  auto auth_secret = load_auth_secret(config);
+  if (!auth_secret.ok()) {
+    KLOG_ERROR("event=config_error key=auth-secret-file error=%s",
+               log::q(auth_secret.error().message).c_str());
     return 1;
   }
   if (config.auth_secret_file.empty() && !config.allow_anonymous) {
@@ -91,23 +92,12 @@ int main(int argc, char **argv) {
   }
   // The durable log before the segment: a log that cannot be used stops kronopd before it
   // takes any producer's records.
-  std::unique_ptr<LogStore> log_store;
-  if (config.durable_log) {
-    LogOptions log_options;
-    log_options.retention_age_ms = config.retention_hours * 3600 * 1000;
-    log_options.retention_count = config.retention_count;
-    auto opened = LogStore::open(config.data_dir + "/kronop.db", log_options);
-    if (!opened.ok()) {
-      KLOG_ERROR("event=log_open_failed error=%s", log::q(opened.error().message).c_str());
-      return 1;
-    }
-    log_store = std::move(opened).value();
-    KLOG_INFO("event=log_opened path=%s", log::q(log_store->path()).c_str());
-  } else {
-    KLOG_WARN(
-        "event=durable_log_off consequence=\"nothing is kept across restarts, joins recover "
-        "nothing\"");
+  auto opened_log = open_durable_log(config);
+  if (!opened_log.ok()) {
+    KLOG_ERROR("event=log_open_failed error=%s", log::q(opened_log.error().message).c_str());
+    return 1;
   }
+  std::unique_ptr<LogStore> log_store = std::move(opened_log).value();
   const RunningMarker running(config.data_dir);
   const bool after_unclean_stop = log_store && running.found();
   if (after_unclean_stop) {
@@ -149,29 +139,16 @@ int main(int argc, char **argv) {
   server_options.log = log_store.get();
   server_options.reels = &reels;
   server_options.allow_anonymous = config.allow_anonymous;
-  set_limits(config, auth_secret, server_options);
+  set_limits(config, auth_secret.value(), server_options);
   PeerLimit peer_limit(config.max_connections_per_ip);
   if (peer_limit.enabled()) server_options.peer_limit = &peer_limit;
 
   // The I/O loops, and the pipeline that feeds them from the ingest thread.
-  unsigned io_threads = config.io_threads;
-  if (io_threads == 0) io_threads = std::max(1u, std::thread::hardware_concurrency());
-  io_threads = std::min<unsigned>(io_threads, Dispatcher::kMaxLoops);
-  std::vector<std::unique_ptr<IoLoop>> loops;
+  auto loops = make_io_loops(config.io_threads, server_options);
   std::vector<LoopInbox *> inboxes;
-  for (unsigned i = 0; i < io_threads; ++i) {
-    loops.push_back(std::make_unique<IoLoop>(i, server_options, nullptr));
-    inboxes.push_back(loops.back()->inbox());
-  }
-  PipelineOptions pipeline_options;
-  pipeline_options.spin_ns = config.ingest_spin_us * 1000;
-  // At a drain's end the ingest thread may read on for a tenth of --drain-ms (at most a
-  // second): what it reads then goes to no client but into the log, where the clients'
-  // rejoins find it. Without a log it stops at once, and what it has not read stays in the
-  // rings for the next start to deliver.
-  pipeline_options.stop_drain_ms = log_store ? std::min<uint64_t>(1000, config.drain_ms / 10) : 0;
-  pipeline_options.after_unclean_stop = after_unclean_stop;
-  Pipeline pipeline(std::move(consumer).value(), pipeline_options,
+  for (auto &l : loops) inboxes.push_back(l->inbox());
+  Pipeline pipeline(std::move(consumer).value(),
+                    PipelineOptions::of(config, log_store != nullptr, after_unclean_stop),
                     std::make_unique<LocalSequencer>(), inboxes, reels, log_store.get());
   for (auto &l : loops) l->set_dispatcher(&pipeline.dispatcher());
 
@@ -186,26 +163,11 @@ int main(int argc, char **argv) {
       peer_limit.enabled() ? &peer_limit : nullptr);
   Stats stats({&config, &pipeline, &loops, &peer_limit, &rest, &presence, &reels, log_store.get()});
   SystemApi system_api([&stats](kronop::v1::DaemonStats &s) { stats.snapshot(s); });
-  for (auto &l : loops) {
-    l->set_system_api(&system_api);
-  }
-  // systemd (Type=notify): the status line, and the watchdog's liveness of the I/O loops:
-  // every loop answered the probe sent at the previous tick.
-  std::vector<std::optional<std::future<bool>>> probes(loops.size());
+  for (auto &l : loops) l->set_system_api(&system_api);
+  // systemd (Type=notify): the status line, and the watchdog's view of the I/O loops.
+  LoopProbes probes(loops);
   ServiceNotifier notifier(
-      loop, {[&] { return stats.status_line(); },
-             [&] {
-               bool alive = true;
-               for (std::size_t i = 0; i < loops.size(); ++i) {
-                 auto &p = probes[i];
-                 if (p && p->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-                   alive = false;
-                   continue;
-                 }
-                 p = loops[i]->ask([] { return true; });
-               }
-               return alive;
-             }});
+      loop, {[&] { return stats.status_line(); }, [&] { return probes.all_answered(); }});
   ControlAnswers answers(stats, presence, loops);
   ControlServer control(
       loop, config.control_socket_path(),
@@ -234,7 +196,8 @@ int main(int argc, char **argv) {
   pipeline.start();
 
   PresenceDiffs presence_diffs(loop, presence, loops, config.presence_interval_ms);
-  Reloader reloader(loop, args, effective_options(app, config), auth_secret, server_options, loops);
+  Reloader reloader(loop, args, effective_options(app, config), auth_secret.value(), server_options,
+                    loops);
   Drain drain(loop,
               {&control,
                &pipeline,
@@ -247,8 +210,8 @@ int main(int argc, char **argv) {
   KLOG_NOTICE(
       "event=ready version=%s clients=ws://%s/ws io_threads=%u shm=/dev/shm/%s "
       "control_socket=%s",
-      KRONOP_VERSION, acceptor.address().c_str(), io_threads, config.shm_name.c_str(),
-      log::q(config.control_socket_path()).c_str());
+      KRONOP_VERSION, acceptor.address().c_str(), static_cast<unsigned>(loops.size()),
+      config.shm_name.c_str(), log::q(config.control_socket_path()).c_str());
   KLOG_NOTICE(
       "event=hint try=\"kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
       "--json '{\\\"views\\\":1}'; kronopctl --socket %s stats\"",

@@ -3,6 +3,8 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+
 #include "kronop/clock.h"
 #include "log.h"
 
@@ -13,6 +15,19 @@ std::unordered_map<uint64_t, uint64_t> logged_producers(LogStore *log) {
   return log != nullptr ? log->producers() : std::unordered_map<uint64_t, uint64_t>{};
 }
 }  // namespace
+
+PipelineOptions PipelineOptions::of(const Config &config, bool durable_log,
+                                    bool after_unclean_stop) {
+  PipelineOptions o;
+  o.spin_ns = config.ingest_spin_us * 1000;
+  // At a drain's end the ingest thread may read on for a tenth of --drain-ms (at most a
+  // second): what it reads then goes to no client but into the log, where the clients'
+  // rejoins find it. Without a log it stops at once, and what it has not read stays in the
+  // rings for the next start to deliver.
+  o.stop_drain_ms = durable_log ? std::min<uint64_t>(1000, config.drain_ms / 10) : 0;
+  o.after_unclean_stop = after_unclean_stop;
+  return o;
+}
 
 Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions options,
                    std::unique_ptr<Sequencer> sequencer, std::vector<LoopInbox *> inboxes,

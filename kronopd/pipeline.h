@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "config.h"
 #include "durability.h"
 #include "fanout.h"
 #include "ingest.h"
@@ -64,6 +65,9 @@ struct PipelineOptions {
   uint64_t stop_drain_ms = 1000;
   // The running marker was found: the last run did not stop cleanly (see ReplayEpochs).
   bool after_unclean_stop = false;
+
+  // From the configuration, with or without a durable log.
+  static PipelineOptions of(const Config &config, bool durable_log, bool after_unclean_stop);
 };
 
 class Pipeline {

@@ -30,15 +30,13 @@ bool reloadable(const std::string &key) {
 
 }  // namespace
 
-std::string load_auth_secret(const Config &config, std::string &secret) {
-  secret.clear();
-  if (config.auth_secret_file.empty()) return {};
+Result<std::string> load_auth_secret(const Config &config) {
+  if (config.auth_secret_file.empty()) return std::string();
   std::string warning;
   auto read = read_secret_file(config.auth_secret_file, &warning);
-  if (!read.ok()) return "--auth-secret-file: " + read.error().message;
+  if (!read.ok()) return Error{read.error().code, "--auth-secret-file: " + read.error().message};
   if (!warning.empty()) KLOG_WARN("event=config_warning warning=%s", log::q(warning).c_str());
-  secret = std::move(read).value();
-  return {};
+  return read;
 }
 
 void set_limits(const Config &config, const std::string &auth_secret, ServerOptions &o) {
@@ -74,13 +72,20 @@ void Reloader::reload() {
   CLI::App app;
   add_options(app, next);
   std::string error;
+  std::string secret;
   try {
-    error = parse_options(app, args_);
+    if (auto parsed = parse_options(app, args_); !parsed.ok()) error = parsed.error().message;
   } catch (const CLI::ParseError &e) {
     error = e.what();
   }
-  std::string secret;
-  if (error.empty()) error = load_auth_secret(next, secret);
+  if (error.empty()) {
+    auto loaded = load_auth_secret(next);
+    if (loaded.ok()) {
+      secret = std::move(loaded).value();
+    } else {
+      error = loaded.error().message;
+    }
+  }
   if (error.empty() && next.auth_secret_file.empty() && !auth_secret_.empty()) {
     error = "auth-secret-file: cannot be unset while kronopd runs (its tokens' sockets stay)";
   }

@@ -16,13 +16,14 @@
 
 #include "config.h"
 #include "io_loop.h"
+#include "kronop/result.h"
 #include "server.h"
 
 namespace kronop::daemon {
 
-// Into `secret`, the secret --auth-secret-file names ("" when none is set; a doubtful file,
-// e.g. one others may read, is logged as a warning). Returns the error, empty if none.
-std::string load_auth_secret(const Config &config, std::string &secret);
+// The secret --auth-secret-file names ("" when none is set); a doubtful file, e.g. one
+// others may read, is logged as a warning.
+Result<std::string> load_auth_secret(const Config &config);
 
 // The ServerOptions that SIGHUP may change (ClientServer::reconfigure), from `config`.
 void set_limits(const Config &config, const std::string &auth_secret, ServerOptions &o);
