@@ -19,7 +19,10 @@ namespace kronop::daemon {
 struct ControlServer::Client {
   uv_pipe_t pipe{};
   ControlServer *server = nullptr;
-  std::string in;  // bytes received and not yet a whole request
+  uint64_t id = 0;
+  std::string in;          // bytes received and not yet a whole request
+  bool answering = false;  // a request waits for its answer
+  bool serving = false;    // in serve(): a reply given at once needs no new serve()
   bool closing = false;
 
   // The pipe handle owns its Client (released into pipe.data on accept): the close
@@ -28,6 +31,7 @@ struct ControlServer::Client {
     if (closing) return;
     closing = true;
     server->clients_.erase(this);
+    server->by_id_.erase(id);
     uv_close(reinterpret_cast<uv_handle_t *>(&pipe),
              [](uv_handle_t *h) { std::unique_ptr<Client>(static_cast<Client *>(h->data)); });
   }
@@ -130,9 +134,11 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
   }
   Client *client = std::make_unique<Client>().release();  // owned by its pipe, see Client
   client->server = self;
+  client->id = ++self->next_id_;
   uv_pipe_init(self->loop_, &client->pipe, 0);
   client->pipe.data = client;
   self->clients_.insert(client);
+  self->by_id_.emplace(client->id, client);
   auto *stream = reinterpret_cast<uv_stream_t *>(&client->pipe);
   if (uv_accept(listener, stream) != 0) {
     client->close();
@@ -162,40 +168,65 @@ void ControlServer::on_connection(uv_stream_t *listener, int status) {
           return;
         }
         c->in.append(buf->base, static_cast<std::size_t>(nread));
-        while (c->in.size() >= 4) {
-          uint32_t len = 0;
-          std::memcpy(&len, c->in.data(), 4);  // little-endian: the only byte order we run on
-          if (len > kMaxControlMessage) {
-            KLOG_WARN("event=control_refused bytes=%u reason=\"request too large\"", len);
-            c->close();
-            return;
-          }
-          if (c->in.size() < 4 + std::size_t{len}) break;
-          kronop::v1::ControlRequest request;
-          kronop::v1::ControlResponse response;
-          if (!request.ParseFromArray(c->in.data() + 4, static_cast<int>(len))) {
-            response.set_error("malformed control request");
-          } else {
-            c->server->responder_(request, response);
-          }
-          c->in.erase(0, 4 + std::size_t{len});
-          // The request owns its bytes until libuv calls back (then it is taken back).
-          auto w = std::make_unique<WriteRequest>();
-          std::string body = response.SerializeAsString();
-          uint32_t out_len = static_cast<uint32_t>(body.size());
-          w->bytes.assign(reinterpret_cast<const char *>(&out_len), 4);
-          w->bytes += body;
-          uv_buf_t out = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-          w->req.data = w.get();
-          if (uv_write(&w->req, s, &out, 1, [](uv_write_t *req, int) {
-                std::unique_ptr<WriteRequest>(static_cast<WriteRequest *>(req->data));
-              }) != 0) {
-            c->close();
-            return;
-          }
-          w.release();
-        }
+        c->server->serve(c);
       });
+}
+
+void ControlServer::serve(Client *c) {
+  c->serving = true;
+  serve_requests(c);
+  c->serving = false;
+}
+
+void ControlServer::serve_requests(Client *c) {
+  while (!c->answering && !c->closing && c->in.size() >= 4) {
+    uint32_t len = 0;
+    std::memcpy(&len, c->in.data(), 4);  // little-endian: the only byte order we run on
+    if (len > kMaxControlMessage) {
+      KLOG_WARN("event=control_refused bytes=%u reason=\"request too large\"", len);
+      c->close();
+      return;
+    }
+    if (c->in.size() < 4 + std::size_t{len}) return;
+    kronop::v1::ControlRequest request;
+    const bool parsed = request.ParseFromArray(c->in.data() + 4, static_cast<int>(len));
+    c->in.erase(0, 4 + std::size_t{len});
+    if (!parsed) {
+      kronop::v1::ControlResponse response;
+      response.set_error("malformed control request");
+      send(c, response);
+      continue;
+    }
+    c->answering = true;
+    responder_(request, [this, id = c->id](const kronop::v1::ControlResponse &response) {
+      auto it = by_id_.find(id);
+      if (it == by_id_.end()) return;  // the client left meanwhile
+      Client *client = it->second;
+      client->answering = false;
+      send(client, response);
+      if (!client->serving) serve(client);  // what it sent meanwhile
+    });
+  }
+}
+
+void ControlServer::send(Client *c, const kronop::v1::ControlResponse &response) {
+  if (c->closing) return;
+  // The request owns its bytes until libuv calls back (then it is taken back).
+  auto w = std::make_unique<WriteRequest>();
+  const std::string body = response.SerializeAsString();
+  const uint32_t out_len = static_cast<uint32_t>(body.size());
+  w->bytes.assign(reinterpret_cast<const char *>(&out_len), 4);
+  w->bytes += body;
+  uv_buf_t out = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+  w->req.data = w.get();
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t *>(&c->pipe), &out, 1,
+               [](uv_write_t *req, int) {
+                 std::unique_ptr<WriteRequest>(static_cast<WriteRequest *>(req->data));
+               }) != 0) {
+    c->close();
+    return;
+  }
+  w.release();
 }
 
 }  // namespace kronop::daemon

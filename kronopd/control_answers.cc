@@ -2,8 +2,6 @@
 #include "control_answers.h"
 
 #include <algorithm>
-#include <chrono>
-#include <future>
 #include <optional>
 
 #include "control.h"
@@ -15,13 +13,42 @@
 namespace kronop::daemon {
 namespace {
 
-constexpr auto kLoopAnswerTimeout = std::chrono::seconds(2);
+constexpr uint64_t kLoopAnswerMs = 2000;
 constexpr std::size_t kListBudget = kMaxControlMessage - 64 * 1024;
 
 }  // namespace
 
-void ControlAnswers::answer(const kronop::v1::ControlRequest &req,
-                            kronop::v1::ControlResponse &resp) {
+ControlAnswers::ControlAnswers(uv_loop_t *loop, const Stats &stats, const PresenceHub &presence,
+                               std::vector<std::unique_ptr<IoLoop>> &loops)
+    : stats_(stats), presence_(presence), loops_(loops), handover_(std::make_shared<Handover>()) {
+  uv_async_init(loop, &handover_->async, on_parts);
+  handover_->async.data = this;
+  uv_timer_init(loop, &deadline_);
+  deadline_.data = this;
+  // They serve the control socket's requests; they must not keep the loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t *>(&handover_->async));
+  uv_unref(reinterpret_cast<uv_handle_t *>(&deadline_));
+}
+
+void ControlAnswers::close() {
+  {
+    std::lock_guard<std::mutex> lock(handover_->mutex);
+    if (handover_->closed) return;
+    handover_->closed = true;
+  }
+  // The handover outlives the handle's close (the lambdas of loops that answer late hold
+  // it), and this object outlives the main loop.
+  uv_close(reinterpret_cast<uv_handle_t *>(&handover_->async), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&deadline_), nullptr);
+  gatherings_.clear();
+}
+
+void ControlAnswers::answer(const kronop::v1::ControlRequest &req, ControlReply reply) {
+  if (req.has_connections()) {
+    gather_connections(req.connections().topic(), std::move(reply));
+    return;
+  }
+  kronop::v1::ControlResponse resp;
   if (req.has_stats()) {
     stats_.snapshot(*resp.mutable_stats());
   } else if (req.has_health()) {
@@ -32,11 +59,10 @@ void ControlAnswers::answer(const kronop::v1::ControlRequest &req,
     user_presence(req.user_presence().user_id(), resp);
   } else if (req.has_reel_presence()) {
     reel_presence(req.reel_presence().reel_id(), resp);
-  } else if (req.has_connections()) {
-    connections(req.connections().topic(), resp);
   } else {
     resp.set_error("unknown control request");
   }
+  reply(resp);
 }
 
 void ControlAnswers::user_presence(const std::string &user,
@@ -73,23 +99,87 @@ void ControlAnswers::reel_presence(const std::string &reel_id,
   r->set_metas_count(metas);
 }
 
-// Asks every loop at once, then collects the answers: all connections, oldest first.
-void ControlAnswers::connections(const std::string &topic, kronop::v1::ControlResponse &resp) {
-  std::vector<std::optional<std::future<std::vector<ClientServer::ConnectionInfo>>>> answers;
-  answers.reserve(loops_.size());
-  for (auto &l : loops_) answers.push_back(l->describe_connections(topic));
-  const auto deadline = std::chrono::steady_clock::now() + kLoopAnswerTimeout;
-  std::vector<std::pair<uint32_t, ClientServer::ConnectionInfo>> all;
+void ControlAnswers::gather_connections(const std::string &topic, ControlReply reply) {
+  Gathering g;
+  g.id = ++next_id_;
+  g.reply = std::move(reply);
+  g.deadline_ms = monotonic_ms() + kLoopAnswerMs;
+  g.parts.resize(loops_.size());
   for (std::size_t i = 0; i < loops_.size(); ++i) {
-    auto &answer = answers[i];
-    const bool ready = answer && answer->wait_until(deadline) == std::future_status::ready;
-    if (!ready) {
-      resp.clear_result();
-      resp.set_error("I/O loop " + std::to_string(i) +
-                     (answer ? " did not answer within 2 s" : " is shutting down"));
+    const bool asked = loops_[i]->describe_connections(
+        topic, [handover = handover_, id = g.id,
+                i](std::vector<ClientServer::ConnectionInfo> connections) {
+          // On loop i's thread.
+          std::lock_guard<std::mutex> lock(handover->mutex);
+          if (handover->closed) return;
+          handover->parts.push_back({id, i, std::move(connections)});
+          uv_async_send(&handover->async);
+        });
+    if (!asked) {
+      finish(g, i, true);
       return;
     }
-    for (ClientServer::ConnectionInfo &info : answer->get()) {
+  }
+  gatherings_.push_back(std::move(g));
+  if (!uv_is_active(reinterpret_cast<uv_handle_t *>(&deadline_))) {
+    uv_timer_start(&deadline_, on_deadline, kLoopAnswerMs, 0);
+  }
+}
+
+void ControlAnswers::on_parts(uv_async_t *handle) {
+  auto *self = static_cast<ControlAnswers *>(handle->data);
+  std::vector<Handover::Part> parts;
+  {
+    std::lock_guard<std::mutex> lock(self->handover_->mutex);
+    parts.swap(self->handover_->parts);
+  }
+  for (Handover::Part &p : parts) {
+    for (Gathering &g : self->gatherings_) {
+      if (g.id == p.gathering) g.parts[p.loop] = std::move(p.connections);
+    }
+  }
+  self->settle(monotonic_ms());
+}
+
+void ControlAnswers::on_deadline(uv_timer_t *timer) {
+  static_cast<ControlAnswers *>(timer->data)->settle(monotonic_ms());
+}
+
+void ControlAnswers::settle(uint64_t now_ms) {
+  uint64_t next_deadline = 0;
+  for (auto it = gatherings_.begin(); it != gatherings_.end();) {
+    std::optional<std::size_t> missing;
+    for (std::size_t i = 0; i < it->parts.size() && !missing; ++i) {
+      if (!it->parts[i]) missing = i;
+    }
+    if (!missing || now_ms >= it->deadline_ms) {
+      Gathering g = std::move(*it);
+      it = gatherings_.erase(it);
+      finish(g, missing, false);
+      continue;
+    }
+    if (next_deadline == 0 || it->deadline_ms < next_deadline) next_deadline = it->deadline_ms;
+    ++it;
+  }
+  if (next_deadline != 0) {
+    uv_timer_start(&deadline_, on_deadline, next_deadline > now_ms ? next_deadline - now_ms : 0, 0);
+  } else {
+    uv_timer_stop(&deadline_);
+  }
+}
+
+// Every loop's connections, oldest first; or the error naming the loop that did not answer.
+void ControlAnswers::finish(Gathering &g, std::optional<std::size_t> missing, bool shutting_down) {
+  kronop::v1::ControlResponse resp;
+  if (missing) {
+    resp.set_error("I/O loop " + std::to_string(*missing) +
+                   (shutting_down ? " is shutting down" : " did not answer within 2 s"));
+    g.reply(resp);
+    return;
+  }
+  std::vector<std::pair<uint32_t, ClientServer::ConnectionInfo>> all;
+  for (std::size_t i = 0; i < g.parts.size(); ++i) {
+    for (ClientServer::ConnectionInfo &info : *g.parts[i]) {
       all.emplace_back(loops_[i]->index(), std::move(info));
     }
   }
@@ -114,6 +204,7 @@ void ControlAnswers::connections(const std::string &topic, kronop::v1::ControlRe
     if (listed_bytes > kListBudget) break;
     *out->add_connections() = std::move(c);
   }
+  g.reply(resp);
 }
 
 }  // namespace kronop::daemon

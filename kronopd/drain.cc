@@ -116,6 +116,7 @@ void Drain::finish() {
       std::min<uint64_t>(2000, drain_ms_ > elapsed + reserve ? drain_ms_ - elapsed - reserve : 0);
   for (auto &l : *parts_.loops) l->close(ws::kCloseServiceRestart, "service restart", linger);
   parts_.control->close();
+  parts_.answers->close();
   uv_close(reinterpret_cast<uv_handle_t *>(&batch_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&term_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&intr_), nullptr);

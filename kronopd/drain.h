@@ -22,6 +22,7 @@
 
 #include "acceptor.h"
 #include "control.h"
+#include "control_answers.h"
 #include "io_loop.h"
 #include "log_store.h"
 #include "pipeline.h"
@@ -35,6 +36,7 @@ class Drain {
 
   struct Parts {
     ControlServer *control = nullptr;
+    ControlAnswers *answers = nullptr;
     Pipeline *pipeline = nullptr;
     Acceptor *acceptor = nullptr;
     std::vector<std::unique_ptr<IoLoop>> *loops = nullptr;

@@ -74,10 +74,13 @@ class IoLoop {
   bool reconfigure(ServerOptions options) {
     return post([this, options = std::move(options)] { server_.reconfigure(options); });
   }
-  // Any thread: this loop's connections (ClientServer::describe_connections), through ask().
-  std::optional<std::future<std::vector<ClientServer::ConnectionInfo>>> describe_connections(
-      std::string topic) {
-    return ask([this, topic = std::move(topic)] { return server_.describe_connections(topic); });
+  // Any thread: this loop's connections (ClientServer::describe_connections), handed to
+  // `deliver` on the loop's thread; false once closing (deliver is never called).
+  bool describe_connections(
+      std::string topic, std::function<void(std::vector<ClientServer::ConnectionInfo>)> deliver) {
+    return post([this, topic = std::move(topic), deliver = std::move(deliver)] {
+      deliver(server_.describe_connections(topic));
+    });
   }
 
  private:

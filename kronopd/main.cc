@@ -168,12 +168,11 @@ int main(int argc, char **argv) {
   LoopProbes probes(loops);
   ServiceNotifier notifier(
       loop, {[&] { return stats.status_line(); }, [&] { return probes.all_answered(); }});
-  ControlAnswers answers(stats, presence, loops);
-  ControlServer control(
-      loop, config.control_socket_path(),
-      [&answers](const kronop::v1::ControlRequest &req, kronop::v1::ControlResponse &resp) {
-        answers.answer(req, resp);
-      });
+  ControlAnswers answers(loop, stats, presence, loops);
+  ControlServer control(loop, config.control_socket_path(),
+                        [&answers](const kronop::v1::ControlRequest &req, ControlReply reply) {
+                          answers.answer(req, std::move(reply));
+                        });
   if (activated.value() >= 0) {
     KLOG_INFO("event=socket_activated fd=%d note=\"--bind and --port are not used\"",
               activated.value());
@@ -200,6 +199,7 @@ int main(int argc, char **argv) {
                     loops);
   Drain drain(loop,
               {&control,
+               &answers,
                &pipeline,
                &acceptor,
                &loops,

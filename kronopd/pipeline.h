@@ -32,7 +32,8 @@
 // - kronop-checkpt (log_store.h): WAL checkpoints (the syncs to disk), off the writer.
 // - libuv's thread pool: reads of the log for rejoining clients' history and REST history,
 //   each with its own read-only connection, answered on the loop that asked.
-// Counters are atomics written by their owning thread and read by the main thread.
+// Counters are atomics written by their owning thread and read by any (stats.h: the control
+// socket on the main thread, /metrics and /api/v1/system on an I/O thread).
 #pragma once
 
 #include <atomic>

@@ -150,6 +150,20 @@ TEST_F(ServiceNotifyTest, AWedgedIoLoopStopsTheWatchdogPings) {
     return output().find("event=watchdog_withheld") != std::string::npos;
   })) << output();
 
+  // A connections request waits for every loop's part without blocking the main loop:
+  // stats answer meanwhile, and the request fails after 2 s naming the wedged loop.
+  const std::string conn_err = dir.path + "/connections.err";
+  const auto asked = std::chrono::steady_clock::now();
+  const pid_t conn = test::spawn({KRONOPCTL_BIN, "--socket", socket, "connections"}, conn_err);
+  ::usleep(300'000);  // its request is in
+  EXPECT_TRUE(answers()) << "stats while a connections request waits";
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::milliseconds(1500))
+      << "stats waited for the connections request";
+  EXPECT_EQ(test::wait_child(conn), 1);
+  std::string err;
+  std::getline(std::ifstream(conn_err), err, '\0');
+  EXPECT_NE(err.find("I/O loop 1 did not answer within 2 s"), std::string::npos) << err;
+
   ASSERT_EQ(::ptrace(PTRACE_DETACH, io, nullptr, nullptr), 0) << std::strerror(errno);
   EXPECT_GE(manager.count("WATCHDOG=1", 1000), 3);
   EXPECT_EQ(stop(SIGTERM), 0) << output();
