@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kronop/v1/reel.pb.h"
@@ -223,47 +224,29 @@ bool fail(std::string *error, std::string why) {
 }
 
 // A JSON integer (a number, or a string of digits as protobuf's JSON mapping writes 64-bit
-// ones); doubles with an integral value count too (1e3).
-bool read_signed(simdjson::dom::element v, int64_t *out) {
-  switch (v.type()) {
-    case simdjson::dom::element_type::INT64:
-      *out = int64_t(v);
-      return true;
-    case simdjson::dom::element_type::UINT64:
-      return false;  // above INT64_MAX
-    case simdjson::dom::element_type::DOUBLE: {
-      const double d = double(v);
-      if (d != std::trunc(d) || d < -9.2233720368547758e18 || d >= 9.2233720368547758e18) {
-        return false;
-      }
-      *out = static_cast<int64_t>(d);
-      return true;
-    }
-    case simdjson::dom::element_type::STRING: {
-      const std::string_view s = std::string_view(v);
-      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-      return ec == std::errc() && end == s.data() + s.size() && !s.empty();
-    }
-    default:
-      return false;
-  }
-}
-
-bool read_unsigned(simdjson::dom::element v, uint64_t *out) {
+// ones) that fits T; doubles with an integral value count too (1e3).
+template <typename T>
+bool read_integer(simdjson::dom::element v, T *out) {
+  static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>);
   switch (v.type()) {
     case simdjson::dom::element_type::INT64: {
       const int64_t i = int64_t(v);
-      if (i < 0) return false;
-      *out = static_cast<uint64_t>(i);
+      if (std::is_unsigned_v<T> && i < 0) return false;
+      *out = static_cast<T>(i);
       return true;
     }
-    case simdjson::dom::element_type::UINT64:
-      *out = uint64_t(v);
+    case simdjson::dom::element_type::UINT64: {  // above INT64_MAX
+      if (std::is_signed_v<T>) return false;
+      *out = static_cast<T>(uint64_t(v));
       return true;
+    }
     case simdjson::dom::element_type::DOUBLE: {
+      // T's range as doubles: [-2^63, 2^63) or [0, 2^64).
+      constexpr double kLow = std::is_signed_v<T> ? -9.2233720368547758e18 : 0.0;
+      constexpr double kEnd = std::is_signed_v<T> ? 9.2233720368547758e18 : 1.8446744073709552e19;
       const double d = double(v);
-      if (d != std::trunc(d) || d < 0 || d >= 1.8446744073709552e19) return false;
-      *out = static_cast<uint64_t>(d);
+      if (d != std::trunc(d) || d < kLow || d >= kEnd) return false;
+      *out = static_cast<T>(d);
       return true;
     }
     case simdjson::dom::element_type::STRING: {
@@ -317,7 +300,7 @@ bool read_value(simdjson::dom::element v, Message *m, const FieldDescriptor &f,
     case FieldDescriptor::CPPTYPE_INT64: {
       int64_t i = 0;
       const bool narrow = f.cpp_type() == FieldDescriptor::CPPTYPE_INT32;
-      if (!read_signed(v, &i) || (narrow && (i < INT32_MIN || i > INT32_MAX))) {
+      if (!read_integer(v, &i) || (narrow && (i < INT32_MIN || i > INT32_MAX))) {
         return bad(narrow ? "a 32-bit integer" : "a 64-bit integer");
       }
       if (narrow) {
@@ -332,7 +315,7 @@ bool read_value(simdjson::dom::element v, Message *m, const FieldDescriptor &f,
     case FieldDescriptor::CPPTYPE_UINT64: {
       uint64_t u = 0;
       const bool narrow = f.cpp_type() == FieldDescriptor::CPPTYPE_UINT32;
-      if (!read_unsigned(v, &u) || (narrow && u > UINT32_MAX)) {
+      if (!read_integer(v, &u) || (narrow && u > UINT32_MAX)) {
         return bad(narrow ? "a non-negative 32-bit integer" : "a non-negative 64-bit integer");
       }
       if (narrow) {
