@@ -17,7 +17,8 @@ void Dispatcher::report_interest(uint32_t loop, std::string topic, bool interest
 }
 
 void Dispatcher::request_sync(uint32_t loop, std::string topic, uint64_t id) {
-  interest_.push(std::make_unique<InterestChange>(InterestChange{std::move(topic), loop, false, id}));
+  interest_.push(
+      std::make_unique<InterestChange>(InterestChange{std::move(topic), loop, false, id}));
   if (wake_) wake_();
 }
 
