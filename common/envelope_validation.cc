@@ -5,6 +5,9 @@
 #include <google/protobuf/wire_format_lite.h>
 #include <simdjson.h>
 
+#include <array>
+#include <memory>
+
 #include "kronop/v1/presence.pb.h"
 #include "kronop/v1/reel.pb.h"
 
@@ -89,11 +92,9 @@ bool valid_event(std::string_view event) {
 struct EnvelopeValidator::Scratch {
   simdjson::dom::parser json;
   std::string padded;  // JSON text copied with simdjson's required padding after it
-  kronop::v1::ReelUpdate reel_update;
-  kronop::v1::Interaction interaction;
-  kronop::v1::PresenceUpdate presence;
-  kronop::v1::UserActivity user_activity;
-  kronop::v1::SystemNotice system_notice;
+  // Per body kind (its number: the Envelope's oneof field), an instance of its message type
+  // (body_kind.h's table), made at first use and reused for every later record of the kind.
+  std::array<std::unique_ptr<google::protobuf::Message>, 16> typed;
 };
 
 EnvelopeValidator::EnvelopeValidator() : scratch_(std::make_unique<Scratch>()) {}
@@ -182,23 +183,14 @@ Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out) {
   auto &s = *scratch_;
   const void *data = out.body.data();
   const int size = static_cast<int>(out.body.size());
-  switch (out.body_kind) {
-    case BodyKind::kNone:
-      return Reject::kNoBody;
-    case BodyKind::kJson:
-      return check_json_object(out.body);
-    case BodyKind::kReelUpdate:
-      return s.reel_update.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
-    case BodyKind::kInteraction:
-      return s.interaction.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
-    case BodyKind::kPresence:
-      return s.presence.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
-    case BodyKind::kUserActivity:
-      return s.user_activity.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
-    case BodyKind::kSystemNotice:
-      return s.system_notice.ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
-  }
-  return Reject::kMalformed;
+  if (out.body_kind == BodyKind::kNone) return Reject::kNoBody;
+  if (out.body_kind == BodyKind::kJson) return check_json_object(out.body);
+  const TypedBody *typed = typed_body(out.body_kind);
+  const auto slot = static_cast<std::size_t>(out.body_kind);
+  if (typed == nullptr || slot >= s.typed.size()) return Reject::kMalformed;
+  auto &message = s.typed[slot];
+  if (!message) message.reset(typed->prototype->New());
+  return message->ParseFromArray(data, size) ? Reject::kNone : Reject::kBadTypedBody;
 }
 
 }  // namespace kronop
