@@ -18,7 +18,10 @@
 // new epoch and its clients are told they cannot recover rather than given a different
 // history under the same numbers.
 //
-// Both are used by the ingest thread only.
+// RingRelease and ReplayEpochs are used by the ingest thread only. The rest of this file is
+// used at start and stop, on the main thread: the data directory, the log's opening, the
+// running marker (an unclean stop is how ReplayEpochs knows to act) and users' last-known
+// presence, which the log keeps across restarts.
 #pragma once
 
 #include <cstdint>
