@@ -16,6 +16,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "kronop/v1/api.pb.h"
+#include "kronop/v1/control.pb.h"
+#include "kronop/v1/envelope.pb.h"
+#include "kronop/v1/presence.pb.h"
 #include "kronop/v1/reel.pb.h"
 
 namespace kronop {
@@ -615,6 +619,16 @@ std::optional<std::string> client_payload(BodyKind kind, std::string_view body, 
     }
   }
   return insert_seq(payload_to_json(*message), seq);
+}
+
+void load_schema() {
+  // One message of each file of proto/kronop/v1 (a file's descriptors are built together).
+  (void)kronop::v1::ApiErrorBody::descriptor();
+  (void)kronop::v1::ControlRequest::descriptor();
+  (void)kronop::v1::Envelope::descriptor();
+  (void)kronop::v1::PresenceUpdate::descriptor();
+  (void)kronop::v1::ReelUpdate::descriptor();
+  (void)typed_bodies();
 }
 
 }  // namespace kronop

@@ -82,6 +82,13 @@ std::optional<std::string> insert_seq(std::string_view object_json, uint64_t seq
 std::optional<std::string> client_payload(BodyKind kind, std::string_view body, uint64_t seq,
                                           std::vector<std::string> *target_users = nullptr);
 
+// Builds the schema's descriptors (every kronop.v1 file) and the body-kind table now.
+// Protobuf builds descriptors on a type's first reflection, behind its own once-flags and
+// statics inside libprotobuf, whose fast paths ThreadSanitizer cannot see (the library is not
+// instrumented). A program calls this before it starts threads, so that no two threads are
+// the first to reflect on a type.
+void load_schema();
+
 // Appends `s` as a JSON string (quoted, escaped).
 void append_json_string(std::string &out, std::string_view s);
 

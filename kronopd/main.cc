@@ -15,6 +15,7 @@
 #include "file_limit.h"
 #include "io_loop.h"
 #include "log.h"
+#include "payload_codec.h"
 #include "pipeline.h"
 #include "presence_diffs.h"
 #include "reload.h"
@@ -65,6 +66,7 @@ int main(int argc, char **argv) {
   }
   log::set_max_level(log::parse_level(config.log_level).value_or(log::Level::kInfo));
   google::protobuf::SetLogHandler(protobuf_log);
+  load_schema();  // before any thread starts
   std::signal(SIGPIPE, SIG_IGN);
   // Before any thread starts: it unsets LISTEN_FDS and LISTEN_PID.
   auto activated = activated_socket();
