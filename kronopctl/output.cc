@@ -45,13 +45,34 @@ int64_t parse_ttl(const std::string &text) {
 // received. The JSON rules of payload_codec.h: seq, epoch (53 bits) and producer_seq are
 // numbers, producer_id (64 random bits) a string, the time RFC 3339, the priority its word.
 std::string json_line(const StoredMessage &m) {
-  const auto *priority = kronop::v1::Priority_descriptor()->FindValueByNumber(m.priority);
-  return "{\"topic\":\"" + m.topic + "\",\"seq\":" + std::to_string(m.seq) +
-         ",\"epoch\":" + std::to_string(m.epoch) + ",\"time\":\"" + rfc3339_ns(m.publish_time_ns) +
-         "\",\"event\":\"" + m.event + "\",\"producer_id\":\"" + std::to_string(m.producer_id) +
-         "\",\"producer_seq\":" + std::to_string(m.producer_seq) + ",\"priority\":" +
-         (priority != nullptr ? "\"" + enum_word(*priority) + "\"" : std::to_string(m.priority)) +
-         ",\"payload\":" + m.payload_json() + "}";
+  // Appended piece by piece: GCC 12 at -O3 takes "x" + std::string(...) for an overlapping
+  // copy (-Wrestrict), and a user's Release build must be warning-free.
+  std::string line = "{\"topic\":\"";
+  line += m.topic;
+  line += "\",\"seq\":";
+  line += std::to_string(m.seq);
+  line += ",\"epoch\":";
+  line += std::to_string(m.epoch);
+  line += ",\"time\":\"";
+  line += rfc3339_ns(m.publish_time_ns);
+  line += "\",\"event\":\"";
+  line += m.event;
+  line += "\",\"producer_id\":\"";
+  line += std::to_string(m.producer_id);
+  line += "\",\"producer_seq\":";
+  line += std::to_string(m.producer_seq);
+  line += ",\"priority\":";
+  if (const auto *p = kronop::v1::Priority_descriptor()->FindValueByNumber(m.priority)) {
+    line += '"';
+    line += enum_word(*p);
+    line += '"';
+  } else {
+    line += std::to_string(m.priority);
+  }
+  line += ",\"payload\":";
+  line += m.payload_json();
+  line += '}';
+  return line;
 }
 
 void print_message(const Globals &g, const StoredMessage &m) {
