@@ -41,11 +41,11 @@ void Dispatcher::apply_interest() {
   }
 }
 
-void Dispatcher::stage(const EnvelopeView &view, uint64_t seq) {
+void Dispatcher::stage(const EnvelopeView &view, const TopicKey &topic, uint64_t seq) {
   // Before each message: a join acknowledged before this message was numbered must see it.
   if (!interest_.empty()) apply_interest();
   bump(counters_.messages);
-  auto it = interest_sets_.find(view.topic);
+  auto it = interest_sets_.find(topic);
   // Encoding happens only for an audience (numbering happened whatever the audience).
   if (it == interest_sets_.end()) {
     bump(counters_.without_audience);

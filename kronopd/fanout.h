@@ -83,7 +83,7 @@ class Dispatcher {
 
   // Ingest thread: the message numbered `seq` (a validated record, never ring memory), for
   // every loop interested in its topic.
-  void stage(const EnvelopeView &view, uint64_t seq);
+  void stage(const EnvelopeView &view, const TopicKey &topic, uint64_t seq);
   // Ingest thread: applies the loops' reports, answers their sync requests and hands each
   // loop its staged batch (after a drain pass, or when a request is waiting). `durable`: the
   // id of the durable log's batch that holds everything staged so far (0: no log).
@@ -103,10 +103,6 @@ class Dispatcher {
   const DispatchCounters &counters() const { return counters_; }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   void apply_interest();
   static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -115,7 +111,7 @@ class Dispatcher {
   std::vector<LoopInbox *> inboxes_;
   Sequencer &sequencer_;
   // topic -> bit i set: loop i has subscribers. Topics leave when no loop is interested.
-  std::unordered_map<std::string, uint64_t, Hash, std::equal_to<>> interest_sets_;
+  std::unordered_map<std::string, uint64_t, TopicHash, TopicEqual> interest_sets_;
   std::vector<std::vector<MessagePtr>> staged_;  // per loop
   HandoffStack<InterestChange> interest_;
   struct PendingSync {

@@ -81,8 +81,9 @@ void Pipeline::take(uint32_t ring, const ipc::RingRecord &record) {
 }
 
 uint64_t Pipeline::publish(const EnvelopeView &view) {
-  const StreamPosition at = sequencer_->next(view.topic);
-  dispatcher_.stage(view, at.seq);
+  const TopicKey topic(view.topic);
+  const StreamPosition at = sequencer_->next(topic);
+  dispatcher_.stage(view, topic, at.seq);
   if (log_ != nullptr) to_log_.push_back(StoredMessage::of(view, at.seq, at.epoch));
   return at.seq;
 }

@@ -10,21 +10,21 @@ uint64_t new_epoch() {
   return (rng() >> 11) | 1;
 }
 
-LocalSequencer::Table::iterator LocalSequencer::find_or_add(std::string_view topic) {
+LocalSequencer::Table::iterator LocalSequencer::find_or_add(const TopicKey &topic) {
   auto it = topics_.find(topic);
   if (it == topics_.end())
-    it = topics_.emplace(std::string(topic), StreamPosition{0, new_epoch()}).first;
+    it = topics_.emplace(std::string(topic.name), StreamPosition{0, new_epoch()}).first;
   return it;
 }
 
-StreamPosition LocalSequencer::next(std::string_view topic) {
+StreamPosition LocalSequencer::next(const TopicKey &topic) {
   StreamPosition &p = find_or_add(topic)->second;
   ++p.seq;
   return p;
 }
 
 StreamPosition LocalSequencer::current(std::string_view topic) {
-  return find_or_add(topic)->second;
+  return find_or_add(TopicKey(topic))->second;
 }
 
 void LocalSequencer::seed(const std::string &topic, StreamPosition at) { topics_[topic] = at; }
@@ -34,7 +34,7 @@ void LocalSequencer::renew_epoch(std::string_view topic) {
   renewed_.emplace(topic);
   auto it = topics_.find(topic);
   if (it == topics_.end()) {
-    find_or_add(topic);  // a new stream anyway
+    find_or_add(TopicKey(topic));  // a new stream anyway
     return;
   }
   it->second.epoch = new_epoch();

@@ -22,6 +22,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "topic_key.h"
+
 namespace kronop::daemon {
 
 // Where a topic's stream stands: the seq given last (0: none yet) and the stream's epoch.
@@ -35,7 +37,7 @@ class Sequencer {
   virtual ~Sequencer() = default;
 
   // The next number of `topic`, and the epoch of the stream it belongs to.
-  virtual StreamPosition next(std::string_view topic) = 0;
+  virtual StreamPosition next(const TopicKey &topic) = 0;
   // Where `topic` stands now. A topic never seen starts here: seq 0 of a new stream, whose
   // epoch its first message will carry (a join may be told it before anything is published).
   virtual StreamPosition current(std::string_view topic) = 0;
@@ -51,22 +53,18 @@ class Sequencer {
 // Numbering in memory, for one thread.
 class LocalSequencer final : public Sequencer {
  public:
-  StreamPosition next(std::string_view topic) override;
+  StreamPosition next(const TopicKey &topic) override;
   StreamPosition current(std::string_view topic) override;
   void seed(const std::string &topic, StreamPosition at) override;
   void renew_epoch(std::string_view topic) override;
   uint64_t topics() const override { return topics_.size(); }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using Table = std::unordered_map<std::string, StreamPosition, Hash, std::equal_to<>>;
-  Table::iterator find_or_add(std::string_view topic);
+  using Table = std::unordered_map<std::string, StreamPosition, TopicHash, TopicEqual>;
+  Table::iterator find_or_add(const TopicKey &topic);
 
   Table topics_;
-  std::unordered_set<std::string, Hash, std::equal_to<>> renewed_;
+  std::unordered_set<std::string, TopicHash, TopicEqual> renewed_;
 };
 
 // An epoch no earlier stream of a topic had (53 random bits, not 0).

@@ -226,7 +226,8 @@ class DispatcherTest : public ::testing::Test {
   }
   // Numbers a message as the pipeline does, then stages it.
   void publish(Dispatcher &d, std::string_view topic) {
-    d.stage(json_view(topic, "reel_update", "{}"), seq_.next(topic).seq);
+    const TopicKey key(topic);
+    d.stage(json_view(topic, "reel_update", "{}"), key, seq_.next(key).seq);
   }
 
   LocalSequencer seq_;
@@ -258,9 +259,9 @@ TEST(SequencerTest, EveryStreamHasAnEpochAndSeededOnesContinue) {
   LocalSequencer seq;
   seq.seed("reel:7", {41, 1234});
   const uint64_t e8 = seq.current("reel:8").epoch;  // a topic first seen through a join
-  EXPECT_EQ(seq.next("reel:7").seq, 42u);
-  EXPECT_EQ(seq.next("reel:7").epoch, 1234u);
-  const StreamPosition p8 = seq.next("reel:8"), p9 = seq.next("reel:9");
+  EXPECT_EQ(seq.next(TopicKey("reel:7")).seq, 42u);
+  EXPECT_EQ(seq.next(TopicKey("reel:7")).epoch, 1234u);
+  const StreamPosition p8 = seq.next(TopicKey("reel:8")), p9 = seq.next(TopicKey("reel:9"));
   EXPECT_EQ(p8.seq, 1u);
   EXPECT_EQ(p8.epoch, e8) << "the epoch a join was told is the one its messages carry";
   EXPECT_EQ(p9.seq, 1u);
@@ -275,11 +276,11 @@ TEST(SequencerTest, ARenewedEpochKeepsNumberingAndIsRenewedOncePerRun) {
   LocalSequencer seq;
   seq.seed("reel:1", {10, 77});
   seq.renew_epoch("reel:1");
-  const StreamPosition renewed = seq.next("reel:1");
+  const StreamPosition renewed = seq.next(TopicKey("reel:1"));
   EXPECT_EQ(renewed.seq, 11u);
   EXPECT_NE(renewed.epoch, 77u);
   seq.renew_epoch("reel:1");
-  EXPECT_EQ(seq.next("reel:1").epoch, renewed.epoch);
+  EXPECT_EQ(seq.next(TopicKey("reel:1")).epoch, renewed.epoch);
 }
 
 TEST_F(DispatcherTest, SyncRepliesSayWhereTheStreamStandsAndWhichBatchHoldsIt) {
@@ -338,8 +339,9 @@ TEST_F(DispatcherTest, BatchesArriveInOrderAndInterestCanBeWithdrawn) {
 TEST_F(DispatcherTest, AMessageThatCannotBeEncodedIsCountedAndSkipped) {
   Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
   d.report_interest(1, "reel:1", true);
-  d.stage(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff"),
-          seq_.next("reel:1").seq);
+  const TopicKey key("reel:1");
+  d.stage(typed_view("reel:1", "reel_update", BodyKind::kReelUpdate, "\xff\xff"), key,
+          seq_.next(key).seq);
   publish(d, "reel:1");
   d.end_batch(0);
   EXPECT_EQ(delivered(1), (Delivered{{"reel:1", 2}}));
