@@ -19,17 +19,28 @@ using WFL = google::protobuf::internal::WireFormatLite;
 
 constexpr std::size_t kMaxTopicId = 128;
 
-bool id_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-' || c == '.';
+// Which characters a topic id and an event name may hold: one table lookup per character
+// (every record's topic and event pass here).
+constexpr uint8_t kIdChar = 1;     // a-z A-Z 0-9 _ - .
+constexpr uint8_t kEventChar = 2;  // a-z 0-9 _ - .
+constexpr std::array<uint8_t, 256> kCharClass = [] {
+  std::array<uint8_t, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = kIdChar | kEventChar;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = kIdChar;
+  for (int c = '0'; c <= '9'; ++c) t[c] = kIdChar | kEventChar;
+  for (unsigned char c : {'_', '-', '.'}) t[c] = kIdChar | kEventChar;
+  return t;
+}();
+
+bool all_of_class(std::string_view s, uint8_t cls) {
+  for (char c : s) {
+    if ((kCharClass[static_cast<unsigned char>(c)] & cls) == 0) return false;
+  }
+  return true;
 }
 
 bool valid_id(std::string_view id) {
-  if (id.empty() || id.size() > kMaxTopicId) return false;
-  for (char c : id) {
-    if (!id_char(c)) return false;
-  }
-  return true;
+  return !id.empty() && id.size() <= kMaxTopicId && all_of_class(id, kIdChar);
 }
 
 // Reads a length-delimited field's bytes as a view into the array the stream reads from.
@@ -74,19 +85,13 @@ const char *reject_name(Reject r) {
 
 bool valid_topic(std::string_view topic) {
   if (topic == "system") return true;
-  if (topic.substr(0, 5) == "reel:") return valid_id(topic.substr(5));
-  if (topic.substr(0, 5) == "user:") return valid_id(topic.substr(5));
+  if (topic.starts_with("reel:") || topic.starts_with("user:")) return valid_id(topic.substr(5));
   return false;
 }
 
 bool valid_event(std::string_view event) {
-  if (event.empty() || event.size() > 64 || event.substr(0, 4) == "phx_") return false;
-  for (char c : event) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
-      return false;
-    }
-  }
-  return true;
+  if (event.empty() || event.size() > 64 || event.starts_with("phx_")) return false;
+  return all_of_class(event, kEventChar);
 }
 
 struct EnvelopeValidator::Scratch {
@@ -100,14 +105,19 @@ struct EnvelopeValidator::Scratch {
 EnvelopeValidator::EnvelopeValidator() : scratch_(std::make_unique<Scratch>()) {}
 EnvelopeValidator::~EnvelopeValidator() = default;
 
-Reject EnvelopeValidator::check_json_object(std::string_view text) {
+Reject EnvelopeValidator::check_json_object(std::string_view text, std::size_t readable_after) {
   auto &s = *scratch_;
-  // The ring's bytes cannot carry simdjson's padding, so parse a padded copy. (A copy of a
-  // few hundred bytes costs less than a slower parser would.)
-  s.padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(s.padded.data(), text.data(), text.size());
+  // simdjson reads its input in blocks, up to SIMDJSON_PADDING bytes past the end. Without
+  // that many readable bytes after `text`, parse a padded copy. (A copy of a few hundred
+  // bytes costs less than a slower parser would.)
+  const char *input = text.data();
+  if (readable_after < simdjson::SIMDJSON_PADDING) {
+    s.padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
+    std::memcpy(s.padded.data(), text.data(), text.size());
+    input = s.padded.data();
+  }
   simdjson::dom::element root;
-  if (s.json.parse(s.padded.data(), text.size(), false).get(root) != simdjson::SUCCESS) {
+  if (s.json.parse(input, text.size(), false).get(root) != simdjson::SUCCESS) {
     return Reject::kBadJson;
   }
   simdjson::dom::object object;
@@ -121,7 +131,8 @@ Reject EnvelopeValidator::check_json_object(std::string_view text) {
   return Reject::kNone;
 }
 
-Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out) {
+Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out,
+                                   std::size_t readable_after) {
   out = EnvelopeView{};
   if (record.size() > static_cast<std::size_t>(INT32_MAX)) return Reject::kMalformed;
   const char *base = record.data();
@@ -184,7 +195,12 @@ Reject EnvelopeValidator::validate(std::string_view record, EnvelopeView &out) {
   const void *data = out.body.data();
   const int size = static_cast<int>(out.body.size());
   if (out.body_kind == BodyKind::kNone) return Reject::kNoBody;
-  if (out.body_kind == BodyKind::kJson) return check_json_object(out.body);
+  if (out.body_kind == BodyKind::kJson) {
+    // The body lies inside the record, so everything after it in the record is readable too.
+    const std::size_t after_body = static_cast<std::size_t>(record.data() + record.size() -
+                                                            (out.body.data() + out.body.size()));
+    return check_json_object(out.body, after_body + readable_after);
+  }
   const TypedBody *typed = typed_body(out.body_kind);
   const auto slot = static_cast<std::size_t>(out.body_kind);
   if (typed == nullptr || slot >= s.typed.size()) return Reject::kMalformed;

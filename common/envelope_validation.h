@@ -6,6 +6,7 @@
 // zero-copy pass with protobuf's CodedInputStream: the result points into the record.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -56,10 +57,13 @@ class EnvelopeValidator {
   EnvelopeValidator(const EnvelopeValidator &) = delete;
   EnvelopeValidator &operator=(const EnvelopeValidator &) = delete;
 
-  // Parses and checks `record`; on kNone, `out` points into `record`.
-  Reject validate(std::string_view record, EnvelopeView &out);
-  // Checks that `text` is one JSON object (shared with kronopctl publish).
-  Reject check_json_object(std::string_view text);
+  // Parses and checks `record`; on kNone, `out` points into `record`. `readable_after`: how
+  // many bytes after the record may be read (their values do not matter); with enough of
+  // them (the ring reader's copies have kRecordSlack), a JSON body is parsed in place.
+  Reject validate(std::string_view record, EnvelopeView &out, std::size_t readable_after = 0);
+  // Checks that `text` is one JSON object (shared with kronopctl publish); `readable_after`
+  // as above.
+  Reject check_json_object(std::string_view text, std::size_t readable_after = 0);
 
  private:
   struct Scratch;

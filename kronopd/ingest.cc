@@ -13,12 +13,12 @@ Ingest::Ingest(ipc::Consumer &consumer, std::unordered_map<uint64_t, uint64_t> a
       already_logged_(std::move(already_logged)),
       tracks_(consumer.ring_count()) {}
 
-bool Ingest::take(uint32_t ring, std::string_view record, EnvelopeView &view) {
-  Reject r = validator_.validate(record, view);
+bool Ingest::take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &view) {
+  Reject r = validator_.validate(record.bytes, view, ipc::kRecordSlack);
   if (r != Reject::kNone) {
     bump(counters_.rejects);
     bump(counters_.rejects_by_reason[static_cast<std::size_t>(r)]);
-    KLOG_DEBUG("event=record_rejected ring=%u bytes=%zu reason=%s", ring, record.size(),
+    KLOG_DEBUG("event=record_rejected ring=%u bytes=%zu reason=%s", ring, record.bytes.size(),
                reject_name(r));
     return false;
   }
@@ -46,7 +46,7 @@ bool Ingest::take(uint32_t ring, std::string_view record, EnvelopeView &view) {
     }
   }
   bump(counters_.records);
-  bump(counters_.bytes, record.size());
+  bump(counters_.bytes, record.bytes.size());
   return true;
 }
 

@@ -49,8 +49,8 @@ class Ingest {
   Ingest(ipc::Consumer &consumer, std::unordered_map<uint64_t, uint64_t> already_logged);
 
   // Ingest thread: one record read from ring `ring` (the reader's copy). True when it goes
-  // on, with `out` pointing into `record`; false when it was rejected or is already logged.
-  bool take(uint32_t ring, std::string_view record, EnvelopeView &out);
+  // on, with `out` pointing into its bytes; false when it was rejected or is already logged.
+  bool take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &out);
   // Ingest thread, about every 100 ms: the segment's heartbeat, dead producers' leases, and
   // the counters read from the segment.
   void housekeeping();

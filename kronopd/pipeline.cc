@@ -70,7 +70,7 @@ void Pipeline::stop() {
 
 void Pipeline::take(uint32_t ring, const ipc::RingRecord &record) {
   EnvelopeView view;
-  if (!ingest_.take(ring, record.bytes, view)) return;
+  if (!ingest_.take(ring, record, view)) return;
   if (replay_.active()) replay_.see(ring, record.end_pos, view);
   // Interactions are counted here, where each passes once, and go out with the totals.
   EnvelopeView counted;

@@ -1,6 +1,7 @@
 // Reading records from one ring; see ring_reader.h for the positions and the trust model.
 #include "kronop/ipc/ring_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace kronop::ipc {
@@ -70,8 +71,14 @@ bool RingReader::next(RingRecord &out) {
       return false;
     }
     // The one read of the record's bytes: from here on only the copy is used.
-    copy_.assign(reinterpret_cast<const char *>(data_ + index + sizeof hdr), hdr.length);
-    out.bytes = copy_;
+    const std::size_t need = std::size_t{hdr.length} + kRecordSlack;
+    if (need > copy_capacity_) {
+      // Grows to the largest record seen (at most the ring's capacity), then stays.
+      copy_capacity_ = std::max(need, copy_capacity_ * 2);
+      copy_ = std::make_unique<char[]>(copy_capacity_);  // zeroed: no uninitialized reads
+    }
+    std::memcpy(copy_.get(), data_ + index + sizeof hdr, hdr.length);
+    out.bytes = std::string_view(copy_.get(), hdr.length);
     read_pos_ += record;
     out.end_pos = read_pos_;
     return true;

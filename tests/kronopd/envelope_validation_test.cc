@@ -39,6 +39,24 @@ TEST_F(ValidationTest, AcceptsJsonEnvelopeAndPointsIntoTheRecord) {
   EXPECT_LE(view.body.data() + view.body.size(), rec.data() + rec.size());
 }
 
+// The ring reader's copies are followed by readable bytes, and a JSON body is then parsed in
+// place: whatever those bytes hold, the body alone decides. (Under ASan, a read past them
+// would fail here too.)
+TEST_F(ValidationTest, JsonBodyParsedInPlaceIsJudgedByItsOwnBytesOnly) {
+  for (const char *json : {R"({"views":10})", R"({"a":)", "{}", R"({"a":1})"}) {
+    const std::string rec = envelope("reel:1", "e", json);
+    for (const char *after : {"", "}", "1}", "\"}}}", " ", "\xff"}) {
+      std::string buf = rec;
+      while (buf.size() < rec.size() + 64) buf += after[0] == 0 ? std::string(1, '\0') : after;
+      buf.resize(rec.size() + 64);
+      EnvelopeView in_place;
+      EXPECT_EQ(validator.validate(std::string_view(buf.data(), rec.size()), in_place, 64),
+                validator.validate(rec, view))
+          << json << " followed by " << after;
+    }
+  }
+}
+
 TEST_F(ValidationTest, AcceptsTypedBodies) {
   v1::Envelope e;
   e.set_topic("reel:9");

@@ -265,6 +265,24 @@ TEST_F(RingTest, RecordRewrittenInTheRingAfterItWasReadIsNotChanged) {
   ASSERT_GT(rewritten, 0u);
 }
 
+// Every record handed out is followed by kRecordSlack readable bytes of the reader's copy,
+// small and large records alike (the copy grows). Under ASan a read past them would fail.
+TEST_F(RingTest, RecordCopiesAreFollowedByTheirSlack) {
+  attach(1, 1 << 16);
+  auto producer = open();
+  const std::size_t sizes[] = {8, 3000, 16, 9000, 100};
+  for (std::size_t n : sizes)
+    ASSERT_EQ(producer->publish("reel:1", "e", counter_json(1, n), 0), KRONOP_OK);
+  std::size_t seen = 0;
+  consumer_->drain(kAll, [&](uint32_t, const RingRecord &r) {
+    const volatile char *end = r.bytes.data() + r.bytes.size();
+    for (std::size_t i = 0; i < ipc::kRecordSlack; ++i) (void)end[i];
+    EXPECT_EQ(parse(r.bytes).json(), counter_json(1, sizes[seen]));
+    ++seen;
+  });
+  EXPECT_EQ(seen, std::size(sizes));
+}
+
 TEST_F(RingTest, TooLargeRecordIsRefused) {
   attach(1, 4096);
   auto producer = open();

@@ -12,6 +12,9 @@
 // each record out of shared memory exactly once, into a buffer the reader owns, and the
 // record it hands out points at that copy. Nothing after next() reads the ring's bytes of
 // a record; every later stage (validation, numbering, fan-out, the log) sees only the copy.
+// The copy is followed by kRecordSlack more readable bytes (of no particular value), so a
+// parser that reads its input in blocks, such as simdjson, can use the copy in place
+// instead of copying it again.
 //
 // Ring bytes are untrusted: a record header that does not fit what the producer committed,
 // or a write_pos that moved backwards or more than a ring ahead, makes the reader skip to
@@ -19,16 +22,21 @@
 // bytes count as read: release(read_pos()) frees them like any other record.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
-#include <string>
+#include <memory>
 #include <string_view>
 
 #include "kronop/ipc/segment_layout.h"
 
 namespace kronop::ipc {
 
+// Readable bytes after every record the reader hands out.
+inline constexpr std::size_t kRecordSlack = 64;
+
 struct RingRecord {
-  // The serialized Envelope: the reader's private copy, valid until its next next().
+  // The serialized Envelope: the reader's private copy, valid until its next next(), and
+  // followed by kRecordSlack readable bytes.
   std::string_view bytes;
   uint64_t end_pos;  // release(end_pos) frees this record and all before it
 };
@@ -64,7 +72,9 @@ class RingReader {
   uint64_t cached_write_ = 0;
   uint64_t corrupt_ranges_ = 0;
   uint64_t last_bad_write_ = ~uint64_t{0};
-  std::string copy_;  // the last record handed out (see the top of this file)
+  // The last record handed out (see the top of this file), then kRecordSlack bytes.
+  std::unique_ptr<char[]> copy_;
+  std::size_t copy_capacity_ = 0;
 };
 
 }  // namespace kronop::ipc
