@@ -28,7 +28,7 @@ int32_t reel_number(std::string_view topic) {
 }
 
 ReelState::Reel &ReelState::touch(std::string_view topic) {
-  auto it = reels_.find(std::string(topic));
+  auto it = reels_.find(topic);
   if (it != reels_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.lru);
     return it->second;
@@ -39,7 +39,7 @@ ReelState::Reel &ReelState::touch(std::string_view topic) {
     std::erase(dirty_, oldest->topic);
     reels_.erase(oldest->topic);
   }
-  Reel &r = reels_[std::string(topic)];
+  Reel &r = reels_.try_emplace(std::string(topic)).first->second;
   r.topic.assign(topic);
   lru_.push_front(&r);
   r.lru = lru_.begin();
@@ -98,13 +98,16 @@ void ReelState::remember(const EnvelopeView &view, uint64_t seq) {
   if (view.event != "reel_update" || !view.topic.starts_with("reel:")) return;
   std::lock_guard<std::mutex> lock(mutex_);
   Reel &r = touch(view.topic);
-  Reel::Update u{seq, view.body_kind, std::string(view.body)};
+  Reel::Update *u = nullptr;
   if (r.recent.size() < recent_per_reel_) {
-    r.recent.push_back(std::move(u));
+    u = &r.recent.emplace_back();
   } else {
-    r.recent[r.next] = std::move(u);
+    u = &r.recent[r.next];  // the oldest: its body's buffer is reused
     r.next = (r.next + 1) % r.recent.size();
   }
+  u->seq = seq;
+  u->kind = view.body_kind;
+  u->body.assign(view.body);
 }
 
 void ReelState::flush_counter_updates(const std::function<void(const EnvelopeView &)> &dispatch) {
@@ -147,7 +150,7 @@ std::optional<ReelState::Snapshot> ReelState::snapshot(std::string_view topic,
   std::vector<Reel::Update> updates;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = reels_.find(std::string(topic));
+    auto it = reels_.find(topic);
     if (it == reels_.end()) return std::nullopt;
     const Reel &r = it->second;
     s.counters = r.counters;

@@ -26,6 +26,7 @@
 
 #include "envelope_validation.h"
 #include "fanout.h"
+#include "topic_key.h"
 
 namespace kronop::daemon {
 
@@ -86,7 +87,7 @@ class ReelState {
   std::size_t recent_per_reel_;
   std::size_t max_reels_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, Reel> reels_;
+  std::unordered_map<std::string, Reel, TopicHash, TopicEqual> reels_;
   std::list<Reel *> lru_;           // most recently updated first
   std::vector<std::string> dirty_;  // topics with changed counters (ingest thread only)
   EnvelopeValidator validator_;     // ingest thread only
