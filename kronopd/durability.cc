@@ -112,7 +112,11 @@ void keep_presence_in_log(LogStore &log, PresenceHub &presence) {
 
 bool RunningMarker::found() const {
   struct stat st {};
-  return ::stat(path_.c_str(), &st) == 0;
+  if (::stat(path_.c_str(), &st) != 0) return false;
+  KLOG_WARN(
+      "event=unclean_stop_found consequence=\"topics whose unlogged records the last run may "
+      "have fanned out get a new epoch\"");
+  return true;
 }
 
 void RunningMarker::create() const {

@@ -114,6 +114,7 @@ void keep_presence_in_log(LogStore &log, PresenceHub &presence);
 class RunningMarker {
  public:
   explicit RunningMarker(const std::string &data_dir) : path_(data_dir + "/kronopd.running") {}
+  // Whether the marker of an earlier run is there (logged as a warning when it is).
   bool found() const;
   void create() const;
   void remove() const;

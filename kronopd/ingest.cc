@@ -8,6 +8,17 @@
 
 namespace kronop::daemon {
 
+Result<std::unique_ptr<ipc::Consumer>> attach_segment(const Config &config) {
+  std::string note;
+  auto consumer = ipc::Consumer::attach(
+      ipc::SegmentOptions{config.shm_name, config.rings, config.ring_size}, &note);
+  if (consumer.ok()) {
+    KLOG_INFO("event=segment_attached shm=%s note=%s epoch=%llu", log::q(config.shm_name).c_str(),
+              log::q(note).c_str(), static_cast<unsigned long long>(consumer.value()->epoch()));
+  }
+  return consumer;
+}
+
 Ingest::Ingest(ipc::Consumer &consumer, std::unordered_map<uint64_t, uint64_t> already_logged)
     : consumer_(consumer),
       already_logged_(std::move(already_logged)),

@@ -19,12 +19,17 @@
 #include <unordered_map>
 #include <vector>
 
+#include "config.h"
 #include "envelope_validation.h"
 #include "kronop/ipc/consumer.h"
 #include "latency_histogram.h"
 #include "log.h"
 
 namespace kronop::daemon {
+
+// The segment of `config` (--shm-name, --rings, --ring-size), created or re-attached as
+// this daemon's; the line that says so names what was found.
+Result<std::unique_ptr<ipc::Consumer>> attach_segment(const Config &config);
 
 struct IngestCounters {
   std::atomic<uint64_t> records{0};  // valid records

@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -121,6 +123,14 @@ void write(Level level, const char *fmt, ...) {
   // One write per line keeps lines from different threads whole.
   ssize_t ignored = ::write(STDERR_FILENO, line, len);
   (void)ignored;
+}
+
+void route_protobuf_logs() {
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char *file, int line, const std::string &msg) {
+        write(Level::kDebug, "event=protobuf_log file=%s line=%d message=%s", file, line,
+              q(msg).c_str());
+      });
 }
 
 }  // namespace kronop::log

@@ -31,6 +31,10 @@ void write(Level level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 // `value` are kept (then "..." marks the cut): a client's bytes cannot make a line long.
 std::string q(std::string_view value);
 
+// Protobuf's own log lines (e.g. invalid UTF-8 in a producer's typed body) are one more
+// source of producer-controlled noise: from here on they are written at debug level.
+void route_protobuf_logs();
+
 // Lines about one kind of client fault (a bad frame, a refused token, a slow reader), so
 // that a misbehaving client cannot flood the journal: `burst` lines at once, then one per
 // `interval_ms`; the lines refused meanwhile are counted and the next line allowed says how

@@ -1,6 +1,5 @@
 // kronopd: the Kronop daemon. main() reads the configuration and wires the parts; the
 // pipeline (pipeline.h) is the path of every record and lists every thread.
-#include <google/protobuf/stubs/logging.h>
 #include <malloc.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
@@ -25,16 +24,6 @@
 
 using namespace kronop;
 using namespace kronop::daemon;
-
-namespace {
-
-// Protobuf's own log lines (e.g. invalid UTF-8 in a producer's typed body) are one more
-// source of producer-controlled noise: keep them at debug level.
-void protobuf_log(google::protobuf::LogLevel, const char *file, int line, const std::string &msg) {
-  KLOG_DEBUG("event=protobuf_log file=%s line=%d message=%s", file, line, log::q(msg).c_str());
-}
-
-}  // namespace
 
 int main(int argc, char **argv) {
   // Memory is handed between threads in batches (the ingest thread's log batches are freed
@@ -65,7 +54,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   log::set_max_level(log::parse_level(config.log_level).value_or(log::Level::kInfo));
-  google::protobuf::SetLogHandler(protobuf_log);
+  log::route_protobuf_logs();
   load_schema();  // before any thread starts
   std::signal(SIGPIPE, SIG_IGN);
   // Before any thread starts: it unsets LISTEN_FDS and LISTEN_PID.
@@ -102,29 +91,15 @@ int main(int argc, char **argv) {
   std::unique_ptr<LogStore> log_store = std::move(opened_log).value();
   const RunningMarker running(config.data_dir);
   const bool after_unclean_stop = log_store && running.found();
-  if (after_unclean_stop) {
-    KLOG_WARN(
-        "event=unclean_stop_found consequence=\"topics whose unlogged records the last run may "
-        "have fanned out get a new epoch\"");
-  }
-  std::string note;
-  auto consumer = ipc::Consumer::attach(
-      ipc::SegmentOptions{config.shm_name, config.rings, config.ring_size}, &note);
-  if (!consumer.ok()) {
-    KLOG_ERROR("event=segment_failed error=%s", log::q(consumer.error().message).c_str());
-    return 1;
-  }
-  KLOG_INFO("event=segment_attached shm=%s note=%s epoch=%llu", log::q(config.shm_name).c_str(),
-            log::q(note).c_str(), static_cast<unsigned long long>(consumer.value()->epoch()));
+  auto consumer = attach_segment(config);
   // The daemon's own producer: client interactions and REST posts enter the rings like any
   // producer's records.
-  auto own_producer = ipc::Producer::open(config.shm_name);
+  auto own_producer = consumer.ok() ? Publisher::open(config.shm_name) : consumer.error();
   if (!own_producer.ok()) {
-    KLOG_ERROR("event=segment_failed what=\"lease a ring for kronopd's own publishing\" error=%s",
-               log::q(own_producer.error().message).c_str());
+    KLOG_ERROR("event=segment_failed error=%s", log::q(own_producer.error().message).c_str());
     return 1;
   }
-  Publisher publisher(std::move(own_producer).value());
+  Publisher &publisher = *own_producer.value();
   ReelState reels(config.recent_updates);
   PresenceHub presence;
   if (log_store) keep_presence_in_log(*log_store, presence);
@@ -209,15 +184,7 @@ int main(int argc, char **argv) {
                &notifier,
                {presence_diffs.handle(), reloader.handle()}},
               config.drain_ms);
-  KLOG_NOTICE(
-      "event=ready version=%s clients=ws://%s/ws io_threads=%u shm=/dev/shm/%s "
-      "control_socket=%s",
-      KRONOP_VERSION, acceptor.address().c_str(), static_cast<unsigned>(loops.size()),
-      config.shm_name.c_str(), log::q(config.control_socket_path()).c_str());
-  KLOG_NOTICE(
-      "event=hint try=\"kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
-      "--json '{\\\"views\\\":1}'; kronopctl --socket %s stats\"",
-      config.shm_name.c_str(), config.control_socket_path().c_str());
+  log_ready(config, acceptor.address(), loops.size());
   notifier.ready();
   uv_run(loop, UV_RUN_DEFAULT);
   for (auto &l : loops) l->join();

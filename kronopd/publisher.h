@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "kronop/ipc/producer.h"
+#include "kronop/result.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop_ipc.h"
 
@@ -19,6 +20,16 @@ namespace kronop::daemon {
 class Publisher {
  public:
   explicit Publisher(std::unique_ptr<ipc::Producer> producer) : producer_(std::move(producer)) {}
+
+  // The daemon's own lease of a ring in segment `shm_name`.
+  static Result<std::unique_ptr<Publisher>> open(const std::string &shm_name) {
+    auto producer = ipc::Producer::open(shm_name);
+    if (!producer.ok()) {
+      return Error{producer.error().code,
+                   "lease a ring for kronopd's own publishing: " + producer.error().message};
+    }
+    return std::make_unique<Publisher>(std::move(producer).value());
+  }
 
   // Any thread. KRONOP_OK, or a KRONOP_E* code (KRONOP_EFULL when the ring has no room:
   // never waits, since the caller is an event loop).

@@ -12,6 +12,18 @@
 
 namespace kronop::daemon {
 
+void log_ready(const Config &config, const std::string &clients_address, std::size_t io_threads) {
+  KLOG_NOTICE(
+      "event=ready version=%s clients=ws://%s/ws io_threads=%zu shm=/dev/shm/%s "
+      "control_socket=%s",
+      KRONOP_VERSION, clients_address.c_str(), io_threads, config.shm_name.c_str(),
+      log::q(config.control_socket_path()).c_str());
+  KLOG_NOTICE(
+      "event=hint try=\"kronopctl publish --shm-name %s --topic reel:123 --event reel_update "
+      "--json '{\\\"views\\\":1}'; kronopctl --socket %s stats\"",
+      config.shm_name.c_str(), config.control_socket_path().c_str());
+}
+
 Result<int> activated_socket() {
   const int n = ::sd_listen_fds(1);
   if (n < 0) return Error{n, std::string("socket activation: ") + std::strerror(-n)};

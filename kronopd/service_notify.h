@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 
+#include "config.h"
 #include "kronop/result.h"
 
 namespace kronop::daemon {
@@ -24,6 +25,9 @@ namespace kronop::daemon {
 // passed (more sockets, not a listening stream socket) is an error. The variables are
 // unset, so that nothing kronopd starts inherits them.
 Result<int> activated_socket();
+
+// The lines that say kronopd is ready: where clients connect, and a first command to try.
+void log_ready(const Config &config, const std::string &clients_address, std::size_t io_threads);
 
 class ServiceNotifier {
  public:
