@@ -86,8 +86,9 @@ void Ingest::note_corrupt_ranges() {
   // faults, and the next line allowed counts every range skipped since the last one.
   uint64_t suppressed = 0;
   if (!corrupt_log_.allow(monotonic_ms(), &suppressed)) return;
-  KLOG_WARN("event=corrupt_ranges_skipped ranges=%llu",
-            static_cast<unsigned long long>(corrupt - corrupt_logged_));
+  KLOG_WARN("event=corrupt_ranges_skipped ranges=%llu suppressed=%llu",
+            static_cast<unsigned long long>(corrupt - corrupt_logged_),
+            static_cast<unsigned long long>(suppressed));
   corrupt_logged_ = corrupt;
 }
 

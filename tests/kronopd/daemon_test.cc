@@ -13,6 +13,7 @@
 
 #include "kronop/ipc/producer.h"
 #include "kronop/ipc/segment.h"
+#include "kronop/ipc/wakeup.h"
 #include "kronop/v1/control.pb.h"
 #include "kronop_ipc.h"
 #include "support/test_support.h"
@@ -161,6 +162,38 @@ TEST_F(DaemonTest, CorruptAndInvalidRecordsAreCountedAndSkipped) {
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again.value()->publish("reel:1", "e", R"({"after":"corruption"})", 0), KRONOP_OK);
   ASSERT_TRUE(eventually([&] { return stats().records() == 2; })) << stats().DebugString();
+  EXPECT_EQ(health(), 0);
+}
+
+// A producer can corrupt its ring, and wake the daemon, as often as it likes: the lines
+// that report it are throttled (10 at once, then one a second), each saying how many ranges
+// it stands for and how many lines were left out; the counter keeps the whole count.
+TEST_F(DaemonTest, CorruptRangeLinesAreThrottled) {
+  start_daemon();
+  auto seg = ipc::Segment::open_as_producer(shm);
+  ASSERT_TRUE(seg.ok());
+  // The last ring: no producer holds it (kronopd's own lease is the first free one).
+  const uint32_t last = seg.value()->geometry().ring_count - 1;
+  ipc::RingControl *ring = seg.value()->ring(last);
+  const uint64_t start = ring->write_pos.load();
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr int kTimes = 1500;
+  for (int i = 1; i <= kTimes; ++i) {
+    ring->write_pos.store(start + 3 * static_cast<uint64_t>(i));  // never a record boundary
+    ipc::wake_consumer(seg.value()->header());
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  ASSERT_TRUE(eventually([&] { return stats().corrupt_ranges() >= kTimes / 2; }))
+      << stats().DebugString();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::size_t lines = 0;
+  for (std::size_t at = 0;
+       (at = output().find("event=corrupt_ranges_skipped", at)) != std::string::npos; ++at)
+    ++lines;
+  EXPECT_GE(lines, 1u);
+  EXPECT_LE(lines, 10 + static_cast<std::size_t>(seconds) + 2) << output();
+  EXPECT_NE(output().find("suppressed="), std::string::npos) << output();
   EXPECT_EQ(health(), 0);
 }
 
