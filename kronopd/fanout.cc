@@ -37,7 +37,10 @@ void Dispatcher::apply_interest() {
     auto it = interest_sets_.find(c->topic);
     if (it == interest_sets_.end()) continue;
     it->second &= ~bit;
-    if (it->second == 0) interest_sets_.erase(it);
+    if (it->second == 0) {
+      interest_sets_.erase(it);
+      sequencer_.forget_unnumbered(c->topic);
+    }
   }
 }
 
@@ -69,6 +72,8 @@ void Dispatcher::end_batch(uint64_t durable) {
     for (PendingSync &p : pending_syncs_) {
       const StreamPosition at = sequencer_.current(p.topic);
       staged_syncs_[p.loop].push_back(SyncReply{p.id, at.seq, at.epoch, durable});
+      // Its subscriber already left: the question made a stream that no one will use.
+      if (!interest_sets_.contains(p.topic)) sequencer_.forget_unnumbered(p.topic);
     }
     pending_syncs_.clear();
   }

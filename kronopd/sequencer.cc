@@ -29,6 +29,11 @@ StreamPosition LocalSequencer::current(std::string_view topic) {
 
 void LocalSequencer::seed(const std::string &topic, StreamPosition at) { topics_[topic] = at; }
 
+void LocalSequencer::forget_unnumbered(std::string_view topic) {
+  auto it = topics_.find(topic);
+  if (it != topics_.end() && it->second.seq == 0) topics_.erase(it);
+}
+
 void LocalSequencer::renew_epoch(std::string_view topic) {
   if (renewed_.contains(topic)) return;
   renewed_.emplace(topic);

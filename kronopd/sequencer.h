@@ -46,6 +46,11 @@ class Sequencer {
   // The topic's stream gets a new epoch, at most once per run: its history from here on is
   // not the one its clients may have seen (see durability.h, ReplayEpochs).
   virtual void renew_epoch(std::string_view topic) = 0;
+  // No I/O loop has subscribers to `topic` any more. A stream with no message numbered yet
+  // is forgotten: its epoch was told only to joiners, who saw nothing of it, and a join
+  // with last_seq 0 takes whichever stream there is then (joins.cc). So joins of topics no
+  // one publishes to leave nothing behind, however many an outsider makes up.
+  virtual void forget_unnumbered(std::string_view topic) = 0;
   // Topics known.
   virtual uint64_t topics() const = 0;
 };
@@ -57,6 +62,7 @@ class LocalSequencer final : public Sequencer {
   StreamPosition current(std::string_view topic) override;
   void seed(const std::string &topic, StreamPosition at) override;
   void renew_epoch(std::string_view topic) override;
+  void forget_unnumbered(std::string_view topic) override;
   uint64_t topics() const override { return topics_.size(); }
 
  private:

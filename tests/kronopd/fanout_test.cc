@@ -301,6 +301,37 @@ TEST_F(DispatcherTest, SyncRepliesSayWhereTheStreamStandsAndWhichBatchHoldsIt) {
   EXPECT_EQ(b->messages.size(), 2u);
 }
 
+// Joins of topics no one publishes to (an outsider can make up any number) leave nothing
+// behind once their subscribers leave; a topic with messages keeps its stream.
+TEST_F(DispatcherTest, StreamsWithoutMessagesAreForgottenWhenTheirLastSubscriberLeaves) {
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string topic = "reel:" + std::to_string(i);
+    d.report_interest(i % 2, topic, true);
+    d.request_sync(i % 2, topic, static_cast<uint64_t>(i + 1));
+    d.end_batch(0);
+    d.report_interest(i % 2, topic, false);
+  }
+  // Joined and gone before the answer: the question made no lasting stream either.
+  d.report_interest(0, "reel:late", true);
+  d.request_sync(0, "reel:late", 5000);
+  d.report_interest(0, "reel:late", false);
+  d.end_batch(0);
+  EXPECT_EQ(seq_.topics(), 0u);
+
+  d.report_interest(0, "reel:kept", true);
+  d.report_interest(1, "reel:kept", true);
+  publish(d, "reel:kept");
+  const uint64_t epoch = seq_.current("reel:kept").epoch;
+  d.report_interest(0, "reel:kept", false);
+  d.end_batch(0);
+  d.report_interest(1, "reel:kept", false);
+  d.end_batch(0);
+  EXPECT_EQ(seq_.topics(), 1u);
+  EXPECT_EQ(seq_.current("reel:kept").seq, 1u);
+  EXPECT_EQ(seq_.current("reel:kept").epoch, epoch);
+}
+
 TEST_F(DispatcherTest, BothLoopsShareOneMessageObject) {
   Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
   d.report_interest(0, "system", true);
