@@ -326,10 +326,11 @@ void Connection::on_binary(std::string_view message) {
 }
 
 // A message that breaks the protocol closes the socket, as Phoenix's own socket process
-// does. A ref over phoenix::kMaxRef is not answered with a phx_reply error either: the reply
-// would have to echo the ref it refuses, phoenix.js would only rejoin (with a ref as long,
-// from the same sender), and no official client sends one, so only a close (1008: our
-// limit, not a malformed message) tells the truth at no cost. Nothing of it is kept.
+// does. A ref over phoenix::kMaxRef closes it too (1008: our limit, not a malformed
+// message), rather than getting a phx_reply error: a reply would have to echo the very ref
+// it refuses; phoenix.js matches replies by ref and would just rejoin after a join error,
+// while it never sends such a ref (its refs are short counters), so whoever does is no
+// Phoenix client a reply could help. A close costs nothing and nothing of the ref is kept.
 void Connection::handle_message(const phoenix::ClientMessage &m, phoenix::ParseError e) {
   if (e != phoenix::ParseError::kNone) {
     const uint16_t code = e == phoenix::ParseError::kRefTooLong ? ws::kClosePolicyViolation
