@@ -108,8 +108,15 @@ void add_options(CLI::App &app, Config &config) {
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   app.add_option("--idle-timeout-ms", config.idle_timeout_ms,
-                 "Close a client socket that sent nothing (not even a heartbeat) for this long")
+                 "Close a client socket that sent no complete message (not even a "
+                 "heartbeat) for this long")
       ->check(CLI::Range(uint64_t{100}, uint64_t{86400000}))
+      ->capture_default_str();
+  app.add_option("--header-timeout-ms", config.header_timeout_ms,
+                 "A client's HTTP request must be complete within this long of its connect "
+                 "(else 408), and a Phoenix socket's first join accepted within this long "
+                 "of its upgrade (else close 1008)")
+      ->check(CLI::Range(uint64_t{100}, uint64_t{3600000}))
       ->capture_default_str();
   app.add_option("--max-channels", config.max_channels, "Channels one socket may join")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
@@ -144,8 +151,9 @@ void add_options(CLI::App &app, Config &config) {
                  "limit (behind a proxy every client has the proxy's address)")
       ->capture_default_str();
   app.add_option("--max-client-messages-per-second", config.max_client_messages_per_second,
-                 "Messages (and pings) a client socket may send per second, with bursts of "
-                 "twice that; faster: close 1008. 0: no limit")
+                 "WebSocket frames (messages, pings, pongs, continuations) a client socket "
+                 "may send per second, with bursts of twice that; faster: close 1008. 0: no "
+                 "limit")
       ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)");

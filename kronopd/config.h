@@ -23,6 +23,7 @@ struct Config {
   std::string bind = "127.0.0.1";
   int port = 4000;
   uint64_t idle_timeout_ms = 60'000;
+  uint64_t header_timeout_ms = 10'000;  // request complete, then first join (connection.h)
   std::size_t max_channels = 100;
   std::size_t max_message = 64 * 1024;
   std::size_t max_unsent_bytes = std::size_t{1} << 20;

@@ -35,13 +35,32 @@ PendingJoin *Connection::joining_on(std::string_view topic) {
   return nullptr;
 }
 
+// Every frame, whatever it is, takes a token: a frame costs the loop its parsing whether or
+// not it makes a message, so an unsolicited-pong flood or an endless message of empty
+// continuation frames is refused like a message flood. Ordinary clients are far below the
+// default (100 per second, bursts of 200): phoenix.js sends a heartbeat every 30 s, and a
+// message is one frame unless the client fragments it.
+void Connection::on_frame(ws::Opcode) { (void)within_rate(); }
+
+void Connection::touch() {
+  last_activity_ms = read_ms;
+  server->touched(this);
+}
+
+// A ping or a pong between messages is a keep-alive (RFC 6455 §5.5.2), so it counts as
+// activity; in the middle of a fragmented message it does not, or a peer could hold an
+// unfinished message (and its assembly buffer) open for ever.
 void Connection::on_ping(std::string_view payload) {
-  if (!within_rate()) return;
+  if (!reader.message_in_flight()) touch();
   server->send(this, shared(ws::pong_frame(payload)));
 }
 
+void Connection::on_pong(std::string_view) {
+  if (!reader.message_in_flight()) touch();
+}
+
 bool Connection::within_rate() {
-  if (limiter.allow(last_activity_ms)) return true;
+  if (limiter.allow(read_ms)) return true;
   server->bump(Counter::kRateLimited);
   server->log_fault(this, Fault::kRateLimited, ws::kClosePolicyViolation,
                     "message rate limit exceeded");
@@ -124,6 +143,8 @@ void Connection::process(std::span<char> data, std::size_t *used) {
       return;
     }
     if (state == http::RequestParser::State::kNeedMore) return;
+    touch();
+    server->end_stage(this);
     handle_request();
     if (closing || mode == Mode::kHttp) {
       *used = data.size();
@@ -276,6 +297,7 @@ void Connection::upgrade(const http::Request &req, const Route &route) {
   }
   mode = want;
   http_parser.reset();  // no HTTP state for the rest of the connection's life
+  if (mode == Mode::kPhoenix) server->begin_stage(this, Stage::kFirstJoin);
   PresenceHub *presence = server->options().presence;
   if (identity.authenticated() && presence != nullptr) {
     presence->connected(identity.user_id, realtime_ns() / 1'000'000);
@@ -289,7 +311,7 @@ void Connection::upgrade(const http::Request &req, const Route &route) {
 
 void Connection::on_text(std::string_view message) {
   server->bump(Counter::kFramesIn);
-  if (!within_rate()) return;
+  touch();
   if (mode != Mode::kPhoenix) return;  // plain sockets only listen
   phoenix::ClientMessage m;
   handle_message(m, server->parser().parse_text(message, m));
@@ -297,18 +319,25 @@ void Connection::on_text(std::string_view message) {
 
 void Connection::on_binary(std::string_view message) {
   server->bump(Counter::kFramesIn);
-  if (!within_rate()) return;
+  touch();
   if (mode != Mode::kPhoenix) return;
   phoenix::ClientMessage m;
   handle_message(m, server->parser().parse_binary(message, m));
 }
 
+// A message that breaks the protocol closes the socket, as Phoenix's own socket process
+// does. A ref over phoenix::kMaxRef closes it too (1008: our limit, not a malformed
+// message), rather than getting a phx_reply error: a reply would have to echo the very ref
+// it refuses; phoenix.js matches replies by ref and would just rejoin after a join error,
+// while it never sends such a ref (its refs are short counters), so whoever does is no
+// Phoenix client a reply could help. A close costs nothing and nothing of the ref is kept.
 void Connection::handle_message(const phoenix::ClientMessage &m, phoenix::ParseError e) {
   if (e != phoenix::ParseError::kNone) {
+    const uint16_t code = e == phoenix::ParseError::kRefTooLong ? ws::kClosePolicyViolation
+                                                                : ws::kCloseUnsupportedData;
     server->bump(Counter::kClosedProtocol);
-    server->log_fault(this, Fault::kProtocol, ws::kCloseUnsupportedData,
-                      phoenix::parse_error_message(e));
-    close_with(ws::kCloseUnsupportedData, phoenix::parse_error_message(e));
+    server->log_fault(this, Fault::kProtocol, code, phoenix::parse_error_message(e));
+    close_with(code, phoenix::parse_error_message(e));
     return;
   }
   handle_phoenix(m);
@@ -328,7 +357,10 @@ void Connection::handle_phoenix(const phoenix::ClientMessage &m) {
     server->subscribers().unsubscribe(routed.unsubscribe, this);
     joins.leave_presence(this, routed.unsubscribe);
   }
-  if (routed.joined) joins.begin(this, m);
+  if (routed.joined) {
+    if (stage == Stage::kFirstJoin) server->end_stage(this);
+    joins.begin(this, m);
+  }
   if (routed.push) server->pushes().handle(this, m);
 }
 

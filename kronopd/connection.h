@@ -11,6 +11,18 @@
 // A connection keeps no read buffer while idle: reads land in one loop-wide buffer and only
 // an incomplete frame's bytes are copied into `tail`.
 //
+// Deadlines (so that a peer trickling bytes cannot hold a descriptor; server.h runs them):
+//  - the HTTP request must be complete within --header-timeout-ms of the accept (else 408
+//    and close): Stage::kRequest;
+//  - a Phoenix socket must have a join accepted within --header-timeout-ms of its upgrade
+//    (else close 1008): Stage::kFirstJoin;
+//  - after that, --idle-timeout-ms of no activity closes it, and only complete things are
+//    activity (touch()): a complete HTTP request, a complete WebSocket message, a ping or a
+//    pong between messages. Bytes of an incomplete request, frame or fragmented message
+//    are not, so a peer cannot keep a socket open by sending one byte at a time.
+// Every frame costs one token of --max-client-messages-per-second (on_frame): pongs,
+// pings, close and continuation frames as well as whole messages.
+//
 // Ownership: the ClientServer creates a connection with std::make_unique and releases it into
 // its uv_tcp_t's data; the handle's close callback re-owns it (std::unique_ptr) after the
 // server has forgotten it. So a connection lives exactly as long as its libuv handle, and
@@ -63,12 +75,19 @@ struct Connection final : ws::FrameSink {
   bool protobuf = false;  // format=protobuf: broadcasts as kind-2 binary frames
   Identity identity;      // from the connect-time token; anonymous without one
   PeerLimit::Key peer{};  // source address, for --max-connections-per-ip
-  RateLimiter limiter;    // client messages per second
+  RateLimiter limiter;    // client frames per second (on_frame)
   std::unique_ptr<http::RequestParser> http_parser;
   ws::FrameReader reader;
   std::unique_ptr<std::string> assembly;  // a fragmented message in flight
   std::string tail;                       // bytes of an incomplete frame
-  uint64_t last_activity_ms = 0;
+  uint64_t last_activity_ms = 0;          // the last complete message (touch()), for the idle sweep
+  uint64_t read_ms = 0;                   // when the bytes being processed were read
+  // The stage whose deadline runs (see the top of this file), and its place in the
+  // server's list for that stage.
+  enum class Stage : uint8_t { kNone, kRequest, kFirstJoin };
+  Stage stage = Stage::kNone;
+  uint64_t stage_since_ms = 0;
+  std::list<Connection *>::iterator stage_position;
   ChannelRouter router;
   // An HTTP request whose answer comes later: where the Responder delivers it (reset when
   // the connection goes, so a late answer finds nothing).
@@ -104,9 +123,11 @@ struct Connection final : ws::FrameSink {
   void process(std::span<char> data, std::size_t *used);
 
   // ws::FrameSink
+  void on_frame(ws::Opcode opcode) override;
   void on_text(std::string_view message) override;
   void on_binary(std::string_view message) override;
   void on_ping(std::string_view payload) override;
+  void on_pong(std::string_view payload) override;
   void on_close(uint16_t code, std::string_view) override;
   void on_protocol_error(uint16_t code, std::string_view reason) override;
 
@@ -128,9 +149,11 @@ struct Connection final : ws::FrameSink {
   HttpCaller caller(const http::Request &req);
   void handle_phoenix(const phoenix::ClientMessage &m);
   void handle_message(const phoenix::ClientMessage &m, phoenix::ParseError e);
-  // Counts one client message against --max-client-messages-per-second; over it, the
+  // Counts one client frame against --max-client-messages-per-second; over it, the
   // socket is closed with 1008 (policy violation).
   bool within_rate();
+  // A complete message arrived: the idle timer starts again.
+  void touch();
   void refuse_http(int status, std::string_view reason);
 };
 

@@ -118,6 +118,8 @@ const char *parse_error_name(ParseError e) {
       return "bad_kind";
     case ParseError::kUnsafeField:
       return "unsafe_field";
+    case ParseError::kRefTooLong:
+      return "ref_too_long";
     case ParseError::kCount:
       break;
   }
@@ -151,6 +153,9 @@ const char *parse_error_message(ParseError e) {
     case ParseError::kUnsafeField:
       return "binary message has a join_ref, ref, topic or event that is not printable ASCII "
              "without quotes or backslashes";
+    case ParseError::kRefTooLong:
+      static_assert(kMaxRef == 64, "the message names the limit");
+      return "join_ref or ref is longer than 64 bytes";
     case ParseError::kCount:
       break;
   }
@@ -196,6 +201,9 @@ bool read_ref(simdjson::dom::element e, std::string &value_buf, std::string &jso
   return true;
 }
 
+// Whether a ref is within kMaxRef: its JSON text (what is kept and echoed) without quotes.
+bool short_ref(const Ref &r) { return r.is_null || r.json.size() <= kMaxRef + 2; }
+
 bool read_string(simdjson::dom::element e, std::string &value_buf, std::string &json_buf,
                  std::string_view &value, std::string_view &json) {
   std::string_view v;
@@ -235,6 +243,7 @@ ParseError MessageParser::parse_text(std::string_view frame, ClientMessage &out)
   ClientMessage m;
   if (!read_ref(e[0], s.join_ref, s.join_ref_json, m.join_ref)) return ParseError::kBadJoinRef;
   if (!read_ref(e[1], s.ref, s.ref_json, m.ref)) return ParseError::kBadRef;
+  if (!short_ref(m.join_ref) || !short_ref(m.ref)) return ParseError::kRefTooLong;
   if (!read_string(e[2], s.topic, s.topic_json, m.topic, m.topic_json)) {
     return ParseError::kBadTopic;
   }
@@ -277,6 +286,7 @@ ParseError MessageParser::parse_binary(std::string_view frame, ClientMessage &ou
   m.ref.is_null = false;
   m.ref.value = f[1];
   m.ref.json = quote_into(s.ref_json, f[1]);
+  if (!short_ref(m.join_ref) || !short_ref(m.ref)) return ParseError::kRefTooLong;
   m.topic = f[2];
   m.topic_json = quote_into(s.topic_json, f[2]);
   m.event = f[3];

@@ -74,6 +74,14 @@ namespace kronop::daemon::phoenix {
 inline constexpr std::size_t kDefaultMaxMessage = 64 * 1024;
 // Binary frames' field sizes are single bytes.
 inline constexpr std::size_t kMaxBinaryField = 255;
+// Longest join_ref or ref accepted, in bytes of its JSON text between the quotes (for the
+// refs clients send, its characters). A socket keeps each channel's join_ref (and a
+// pending join its ref) for as long as the channel lives, so without a bound 100 channels
+// of 64 KiB refs cost 6.4 MB per socket. Clients send short decimal counters (phoenix.js:
+// "1", "2", ...; at most 16 digits before its counter wraps), so 64 leaves room for any
+// ref scheme in use (a UUID is 36) and bounds a channel's kept text to 64 bytes and its
+// topic's (valid_topic: a prefix and an id of at most 128 bytes).
+inline constexpr std::size_t kMaxRef = 64;
 
 // Kinds of V2 binary frames (the first byte).
 enum class BinaryKind : uint8_t { kPush = 0, kReply = 1, kBroadcast = 2 };
@@ -99,6 +107,7 @@ enum class ParseError : uint8_t {
   kTruncated,    // binary frame shorter than its header, or sizes pointing past its end
   kBadKind,      // binary frame of a kind clients do not send (only kind 0, push)
   kUnsafeField,  // binary frame whose join_ref, ref, topic or event is not json_safe
+  kRefTooLong,   // join_ref or ref longer than kMaxRef
   kCount
 };
 // A short stable name ("not_json", ...) for logs and stats.

@@ -14,17 +14,12 @@ namespace {
 // The keys set_limits reads, and the log level: what a SIGHUP applies. Any other key that
 // changed is named in the log and waits for a restart.
 bool reloadable(const std::string &key) {
-  static const std::set<std::string> keys{"log-level",
-                                          "auth-secret-file",
-                                          "allowed-origin",
-                                          "idle-timeout-ms",
-                                          "max-unsent-bytes",
-                                          "max-request-body",
-                                          "max-comment-bytes",
-                                          "max-recovery-messages",
-                                          "max-message",
-                                          "max-channels",
-                                          "max-client-messages-per-second"};
+  static const std::set<std::string> keys{
+      "log-level",        "auth-secret-file",  "allowed-origin",
+      "idle-timeout-ms",  "header-timeout-ms", "max-unsent-bytes",
+      "max-request-body", "max-comment-bytes", "max-recovery-messages",
+      "max-message",      "max-channels",      "max-client-messages-per-second",
+  };
   return keys.count(key) != 0;
 }
 
@@ -43,6 +38,7 @@ void set_limits(const Config &config, const std::string &auth_secret, ServerOpti
   o.auth_secret = auth_secret;
   o.allowed_origins = config.allowed_origins;
   o.idle_timeout_ms = config.idle_timeout_ms;
+  o.header_timeout_ms = config.header_timeout_ms;
   o.max_unsent_bytes = config.max_unsent_bytes;
   o.max_request_body = config.max_request_body;
   o.max_comment_bytes = config.max_comment_bytes;

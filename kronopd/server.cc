@@ -61,6 +61,7 @@ void ClientServer::reconfigure(const ServerOptions &options) {
   options_.auth_secret = options.auth_secret;
   options_.allowed_origins = options.allowed_origins;
   options_.idle_timeout_ms = options.idle_timeout_ms;
+  options_.header_timeout_ms = options.header_timeout_ms;
   options_.max_unsent_bytes = options.max_unsent_bytes;
   options_.max_request_body = options.max_request_body;
   options_.max_comment_bytes = options.max_comment_bytes;
@@ -191,6 +192,7 @@ void ClientServer::adopt(int fd, const PeerLimit::Key &peer) {
   limits.max_body = options_.max_request_body;
   c->http_parser = std::make_unique<http::RequestParser>(limits);
   c->last_activity_ms = monotonic_ms();
+  begin_stage(c, Connection::Stage::kRequest);
   uv_read_start(
       c->stream(),
       [](uv_handle_t *h, size_t, uv_buf_t *buf) {
@@ -209,8 +211,8 @@ void ClientServer::adopt(int fd, const PeerLimit::Key &peer) {
         }
         // A request waiting for its answer reads nothing more (its response closes it).
         if (nread == 0 || conn->closing || conn->awaiting_response) return;
-        conn->last_activity_ms = monotonic_ms();
-        conn->server->touched(conn);
+        // Not activity yet: only a complete request or message is (Connection::touch).
+        conn->read_ms = monotonic_ms();
         std::size_t used = 0;
         if (conn->tail.empty()) {
           std::span<char> data(buf->base, static_cast<std::size_t>(nread));
@@ -231,9 +233,56 @@ void ClientServer::touched(Connection *c) {
   connections_.splice(connections_.begin(), connections_, c->position);
 }
 
+void ClientServer::begin_stage(Connection *c, Connection::Stage stage) {
+  end_stage(c);
+  if (stage == Connection::Stage::kNone) return;
+  auto &list = staged_[static_cast<std::size_t>(stage) - 1];
+  c->stage = stage;
+  c->stage_since_ms = monotonic_ms();
+  c->stage_position = list.insert(list.end(), c);
+}
+
+void ClientServer::end_stage(Connection *c) {
+  if (c->stage == Connection::Stage::kNone) return;
+  staged_[static_cast<std::size_t>(c->stage) - 1].erase(c->stage_position);
+  c->stage = Connection::Stage::kNone;
+}
+
+// Connections past their stage's deadline. A request that is not complete gets 408
+// (RFC 9110 §15.5.9: the server would rather close an unused connection), whatever part of
+// it is late: the header timeout covers the body too, which --max-request-body keeps small,
+// so a slow body is the same attack as slow headers. A Phoenix socket with no join gets
+// 1008: it holds a descriptor for nothing.
+void ClientServer::sweep_stages(uint64_t now) {
+  for (auto &list : staged_) {
+    while (!list.empty()) {
+      Connection *c = list.front();
+      if (now - c->stage_since_ms < options_.header_timeout_ms) break;
+      const Connection::Stage stage = c->stage;
+      end_stage(c);
+      if (c->closing) continue;
+      if (stage == Connection::Stage::kRequest) {
+        bump(Counter::kHttpErrors);
+        log_fault(c, Fault::kHttp, 408, "request not complete within --header-timeout-ms");
+        send(c,
+             std::make_shared<const std::string>(http::error_response(
+                 408, "request not complete within --header-timeout-ms", true)),
+             Send::kClosing);
+        c->shut();
+      } else {
+        bump(Counter::kClosedIdle);
+        log_fault(c, Fault::kProtocol, ws::kClosePolicyViolation,
+                  "no channel joined within --header-timeout-ms");
+        c->close_with(ws::kClosePolicyViolation, "no channel joined within --header-timeout-ms");
+      }
+    }
+  }
+}
+
 void ClientServer::lingering(Connection *c) { lingering_.push_back(c); }
 
 void ClientServer::forget(Connection *c) {
+  end_stage(c);
   joins_.forget(c);
   for (const auto &ch : c->router.channels()) subscribers_.unsubscribe(ch.topic, c);
   c->router.clear();
@@ -259,6 +308,7 @@ void ClientServer::on_sweep(uv_timer_t *timer) {
   for (Connection *c : std::vector<Connection *>(self->lingering_)) {
     if (now - c->closing_since_ms >= 2000) c->close_handle();
   }
+  self->sweep_stages(now);
   // connections_ is ordered by last activity, most recent first: walk from the least recent
   // end and stop at the first connection still within the timeout, so an idle sweep costs
   // nothing per connection.

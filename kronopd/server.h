@@ -55,6 +55,9 @@ class SystemApi;
 struct ServerOptions {
   std::size_t max_message = 64 * 1024;
   uint64_t idle_timeout_ms = 60'000;
+  // A new connection's HTTP request must be complete, and a Phoenix socket's first join
+  // accepted after its upgrade, within this long (connection.h: deadlines).
+  uint64_t header_timeout_ms = 10'000;
   std::size_t max_channels = 100;
   // Bytes a connection may have unsent (queued by us or by libuv) before low-priority
   // messages to it are dropped, and then, for anything else, it is closed with 1013.
@@ -64,8 +67,8 @@ struct ServerOptions {
   std::string auth_secret;
   // Sockets without a token may connect (and join reel: topics).
   bool allow_anonymous = true;
-  // Client messages (and pings) per second per socket, with bursts of twice that; more
-  // closes the socket with 1008. 0: no limit.
+  // Client frames (messages, pings, pongs, close and continuation frames) per second per
+  // socket, with bursts of twice that; more closes the socket with 1008. 0: no limit.
   uint32_t max_client_messages_per_second = 100;
   // Connections per source address, admitted by the acceptor and released here; null: none.
   PeerLimit *peer_limit = nullptr;
@@ -148,8 +151,8 @@ class ClientServer {
   // Before start(): see ServerOptions::system.
   void set_system_api(SystemApi *system) { options_.system = system; }
   // Takes the limits SIGHUP may change from `options`: auth_secret, allowed_origins,
-  // idle_timeout_ms, max_unsent_bytes, max_request_body, max_comment_bytes and max_recovery
-  // count at once for every connection; max_message, max_channels and
+  // idle_timeout_ms, header_timeout_ms, max_unsent_bytes, max_request_body, max_comment_bytes and
+  // max_recovery count at once for every connection; max_message, max_channels and
   // max_client_messages_per_second for connections accepted after it (a connection keeps the
   // limits it was accepted with). The other fields are ignored.
   void reconfigure(const ServerOptions &options);
@@ -217,12 +220,16 @@ class ClientServer {
     a.store(a.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
   // Connection's lifecycle hooks.
-  void touched(Connection *c);    // read from: most recently active first
+  void touched(Connection *c);  // a complete message: most recently active first
+  // The connection enters a stage with a deadline (leaving the one it was in), or leaves it.
+  void begin_stage(Connection *c, Connection::Stage stage);
+  void end_stage(Connection *c);
   void lingering(Connection *c);  // shut down, waiting for the peer's close
   void forget(Connection *c);     // its handle is closed
 
  private:
   static void on_sweep(uv_timer_t *timer);
+  void sweep_stages(uint64_t now);
   void release_handles();
   friend struct Connection;
 
@@ -237,7 +244,10 @@ class ClientServer {
   bool accepting_ = false;
   std::size_t drain_open_ = 0;           // WebSocket connections open when the drain began
   std::list<Connection *> connections_;  // most recently active first
-  std::vector<Connection *> lingering_;  // shut down, waiting for the peer's close
+  // The connections in each deadline stage (Connection::Stage, kNone excluded), oldest
+  // first: every stage has the same timeout, so the sweep stops at the first not due.
+  std::array<std::list<Connection *>, 2> staged_;
+  std::vector<Connection *> lingering_;             // shut down, waiting for the peer's close
   std::unique_ptr<phoenix::MessageParser> parser_;  // renewed by reconfigure()
   RouteOutcome route_outcome_;
   std::unique_ptr<TokenVerifier> verifier_;  // renewed by reconfigure()

@@ -303,6 +303,8 @@ std::size_t FrameReader::consume(std::span<char> in, std::unique_ptr<std::string
     const std::string_view data(payload, size);
     pos += header + size;
 
+    sink.on_frame(static_cast<Opcode>(opcode));
+    if (finished_) break;  // the sink refused the frame
     switch (static_cast<Opcode>(opcode)) {
       case Opcode::kPing:
         sink.on_ping(data);

@@ -132,6 +132,12 @@ inline constexpr std::size_t kMaxClientFrameHeader = 14;  // client frames: 4-by
 class FrameSink {
  public:
   virtual ~FrameSink() = default;
+  // Every complete frame (data, continuation or control, empty ones included), before the
+  // event it makes, if any. The server charges its per-connection rate limit here, so that
+  // a flood of frames that make no message (unsolicited pongs, empty continuations of an
+  // endless message) costs what a flood of messages costs. To refuse the frame, stop() the
+  // reader (e.g. by closing): consume() then reports nothing more.
+  virtual void on_frame(Opcode /*opcode*/) {}
   virtual void on_text(std::string_view message) = 0;
   virtual void on_binary(std::string_view message) = 0;
   // The server answers with pong_frame(payload).

@@ -66,3 +66,88 @@ test("joins beyond --max-channels are refused with a reason and counted", T, asy
     await daemon.stop();
   }
 });
+
+// Every frame costs a token of --max-client-messages-per-second (100, bursts of 200, by
+// default), not only whole messages and pings: frames that make no message used to be free.
+test("an unsolicited-pong flood is closed with 1008", T, async () => {
+  const daemon = await startDaemon();
+  try {
+    const polite = await daemon.phoenix();
+    const { queues } = await joinOk(polite, "reel:7", { events: ["reel_update"] });
+    const flood = await daemon.raw("/ws/websocket?vsn=2.0.0");
+    for (let i = 0; i < 1000; i++) flood.ws.pong("x");
+    const { code, reason } = await flood.waitClose(5000);
+    assert.equal(code, 1008);
+    assert.match(reason, /rate/);
+    assert.equal(Number((await daemon.clientStats()).closed_rate_limited), 1);
+    await daemon.publish("reel:7", "reel_update", { views: 1 });
+    assert.deepEqual(await queues.reel_update.next(5000), { seq: 1, views: 1 });
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test("an endless message of empty continuation frames is closed with 1008", T, async () => {
+  const daemon = await startDaemon();
+  try {
+    const flood = await daemon.raw("/ws/websocket?vsn=2.0.0");
+    flood.ws.send("[", { fin: false }); // a text message begins...
+    for (let i = 0; i < 1000; i++) flood.ws.send("", { fin: false }); // ...and never ends
+    const { code, reason } = await flood.waitClose(5000);
+    assert.equal(code, 1008);
+    assert.match(reason, /rate/);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test("a message in a few fragments, pings and heartbeats stay well within the limit", T, async () => {
+  const daemon = await startDaemon();
+  try {
+    const client = await daemon.raw("/ws/websocket?vsn=2.0.0");
+    const join = JSON.stringify(["1", "1", "reel:8", "phx_join", {}]);
+    for (let i = 0; i < join.length; i += 8) {
+      client.ws.send(join.slice(i, i + 8), { fin: i + 8 >= join.length });
+    }
+    const reply = JSON.parse((await client.messages.next(5000, "the join reply")).text);
+    assert.deepEqual([reply[0], reply[3], reply[4].status], ["1", "phx_reply", "ok"]);
+    for (let i = 0; i < 20; i++) client.ws.ping();
+    client.ws.send(JSON.stringify([null, "2", "phoenix", "heartbeat", {}]));
+    // (The join is followed by its presence_state push.)
+    let hb;
+    do hb = JSON.parse((await client.messages.next(5000, "the heartbeat reply")).text);
+    while (hb[1] !== "2");
+    assert.deepEqual([hb[2], hb[3], hb[4].status], ["phoenix", "phx_reply", "ok"]);
+    assert.equal(client.ws.readyState, client.ws.OPEN);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+// A channel keeps its join_ref for its whole life: refs are bounded (64 bytes), a longer one
+// closes the socket (1008) and nothing of it is kept.
+test("a join_ref or ref over 64 bytes closes with 1008; 64 bytes is joined", T, async () => {
+  const daemon = await startDaemon();
+  try {
+    const ok = await daemon.raw("/ws/websocket?vsn=2.0.0");
+    const ref64 = "7".repeat(64);
+    ok.ws.send(JSON.stringify([ref64, ref64, "reel:9", "phx_join", {}]));
+    const reply = JSON.parse((await ok.messages.next(5000, "the join reply")).text);
+    assert.deepEqual([reply[0], reply[1], reply[4].status], [ref64, ref64, "ok"]);
+
+    for (const msg of [
+      ["7".repeat(65), "1", "reel:9", "phx_join", {}],
+      ["1", "7".repeat(65), "reel:9", "phx_join", {}],
+      [null, "x".repeat(60000), "phoenix", "heartbeat", {}],
+    ]) {
+      const bad = await daemon.raw("/ws/websocket?vsn=2.0.0");
+      bad.ws.send(JSON.stringify(msg));
+      const { code, reason } = await bad.waitClose(5000);
+      assert.equal(code, 1008);
+      assert.match(reason, /longer than 64 bytes/);
+    }
+    assert.equal(ok.ws.readyState, ok.ws.OPEN, "the socket with a 64-byte ref was closed");
+  } finally {
+    await daemon.stop();
+  }
+});

@@ -67,6 +67,23 @@ test("SIGHUP applies new limits and a new auth secret, and names what it changed
   }
 });
 
+test("SIGHUP applies --header-timeout-ms to the sockets already open", T, async () => {
+  const { conf, cleanup } = configDir();
+  writeFileSync(conf, "header-timeout-ms = 60000\n");
+  const daemon = await startDaemon({ extraArgs: ["--config", conf] });
+  try {
+    const idle = await daemon.raw("/ws/websocket?vsn=2.0.0"); // upgraded, never joins
+    writeFileSync(conf, "header-timeout-ms = 1000\n");
+    assert.match(await hup(daemon), /header-timeout-ms=1000/);
+    const { code, reason } = await idle.waitClose(4000);
+    assert.equal(code, 1008);
+    assert.match(reason, /no channel joined/);
+  } finally {
+    await daemon.stop();
+    cleanup();
+  }
+});
+
 test("SIGHUP with a faulty file changes nothing and names the file's line", T, async () => {
   const { conf, cleanup } = configDir();
   writeFileSync(conf, "max-channels = 2\n");

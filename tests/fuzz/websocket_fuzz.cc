@@ -80,16 +80,28 @@ class CheckingSink : public ws::FrameSink {
     add(Kind::kError, code, reason);
   }
 
+  // Every frame is reported before the event it makes (the server's rate limit counts
+  // them), and nothing after the end.
+  void on_frame(ws::Opcode) override {
+    FUZZ_CHECK(!ended_);
+    ++unreported_frames_;
+  }
+
   std::vector<Event> events;
 
  private:
   void add(Kind kind, uint16_t code, std::string_view data) {
     FUZZ_CHECK(!ended_);
+    if (kind != Kind::kError) {
+      FUZZ_CHECK(unreported_frames_ > 0);
+      unreported_frames_ = 0;
+    }
     ended_ = kind == Kind::kClose || kind == Kind::kError;
     events.push_back({kind, code, std::string(data)});
   }
   uint32_t limit_;
   bool ended_ = false;
+  uint64_t unreported_frames_ = 0;
 };
 
 // Feeds `stream` in reads of the given sizes (the last read takes what is left).

@@ -324,6 +324,7 @@ TEST_F(DaemonTest, PrintConfigShowsTheEffectiveConfiguration) {
   EXPECT_PRED2(has, out, "\nport = 4200\n");          // the flag
   EXPECT_PRED2(has, out, "\nmax-channels = 7\n");     // the file
   EXPECT_PRED2(has, out, "\nmax-message = 65536\n");  // the default
+  EXPECT_PRED2(has, out, "\nheader-timeout-ms = 10000\n");
   EXPECT_PRED2(has, out, "\nallow-anonymous = false\n");
   EXPECT_PRED2(has, out, "\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n");
   EXPECT_PRED2(has, out, "control-socket = ./var/kronopd.sock\n");

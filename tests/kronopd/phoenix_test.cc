@@ -505,9 +505,10 @@ TEST_F(PhoenixTest, ParsesABinaryPush) {
   EXPECT_FALSE(m.join_ref.is_null);
   EXPECT_EQ(m.join_ref.json, R"("")");
   EXPECT_EQ(m.payload, "");
-  // Fields of 255 bytes.
+  // Topic and event of 255 bytes (join_ref and ref are bounded by kMaxRef).
   const std::string f255(255, 'r');
-  const std::string longest = client_push(f255, f255, f255, f255, "p");
+  const std::string ref(kMaxRef, 'r');
+  const std::string longest = client_push(ref, ref, f255, f255, "p");
   ASSERT_EQ(parser.parse_binary(longest, m), ParseError::kNone);
   EXPECT_EQ(m.event, f255);
   EXPECT_EQ(m.payload, "p");
@@ -532,6 +533,30 @@ TEST_F(PhoenixTest, BinaryPushBounds) {
   std::string sum = client_push("aaaa", "", "", "", "");
   sum[2] = 4;
   EXPECT_EQ(parser.parse_binary(sum, m), ParseError::kTruncated);
+}
+
+// A channel keeps its join_ref (and a pending join its ref): both are bounded.
+TEST_F(PhoenixTest, RefsOverKMaxRefAreRefused) {
+  const std::string ok(kMaxRef, '7');
+  const std::string over(kMaxRef + 1, '7');
+  auto text_message = [](const std::string &join_ref, const std::string &ref) {
+    return "[\"" + join_ref + "\",\"" + ref + "\",\"reel:1\",\"phx_join\",{}]";
+  };
+  EXPECT_EQ(parser.parse_text(text_message(ok, ok), m), ParseError::kNone);
+  EXPECT_EQ(m.join_ref.value, ok);
+  EXPECT_EQ(parser.parse_text(text_message(over, "1"), m), ParseError::kRefTooLong);
+  EXPECT_EQ(parser.parse_text(text_message("1", over), m), ParseError::kRefTooLong);
+  // The limit is on the JSON text kept and echoed: escapes count as written.
+  std::string escaped;
+  for (std::size_t i = 0; i < kMaxRef; ++i) escaped += "\\n";  // 2 JSON bytes each
+  EXPECT_EQ(parser.parse_text(text_message(escaped, "1"), m), ParseError::kRefTooLong);
+  EXPECT_EQ(parser.parse_text(R"([null,null,"phoenix","heartbeat",{}])", m), ParseError::kNone);
+  EXPECT_EQ(parser.parse_binary(client_push(ok, ok, "reel:1", "e", ""), m), ParseError::kNone);
+  EXPECT_EQ(parser.parse_binary(client_push(over, "1", "reel:1", "e", ""), m),
+            ParseError::kRefTooLong);
+  EXPECT_EQ(parser.parse_binary(client_push("1", over, "reel:1", "e", ""), m),
+            ParseError::kRefTooLong);
+  EXPECT_STREQ(parse_error_name(ParseError::kRefTooLong), "ref_too_long");
 }
 
 TEST_F(PhoenixTest, BinaryPushKindsAndUnsafeFields) {

@@ -659,6 +659,44 @@ TEST(WebSocketFragmentation, ControlFramesMayInterleave) {
             Events{Close(1001)});
 }
 
+// on_frame: every complete frame, whatever it makes (the server's rate limit counts these),
+// and a sink that stops the reader there refuses the frame.
+class FrameCounter : public Recorder {
+ public:
+  std::string opcodes;  // one hex digit per frame
+  std::size_t stop_after = SIZE_MAX;
+  FrameReader *reader = nullptr;
+  void on_frame(Opcode op) override {
+    opcodes += "0123456789abcdef"[static_cast<int>(op)];
+    if (opcodes.size() >= stop_after) reader->stop();
+  }
+};
+
+TEST(WebSocketFragmentation, EveryFrameIsReportedToOnFrame) {
+  std::string stream = text("a", false) + cont("", false) + pong("q") + cont("", false) +
+                       ping("p") + cont("b", true) + pong("") + binary("c") + client_close(1000);
+  FrameReader reader;
+  std::unique_ptr<std::string> assembly;
+  FrameCounter sink;
+  EXPECT_EQ(reader.consume(std::span<char>(stream.data(), stream.size()), assembly, sink),
+            stream.size());
+  EXPECT_EQ(sink.opcodes, "10a090a28");
+  EXPECT_EQ(sink.events,
+            (Events{Pong("q"), Ping("p"), Text("ab"), Pong(""), Binary("c"), Close(1000)}));
+
+  // Refused at the third frame (a pong): it makes no event, and nothing after it does.
+  stream = text("a") + ping("p") + pong("q") + text("b");
+  FrameReader refusing;
+  FrameCounter counter;
+  counter.reader = &refusing;
+  counter.stop_after = 3;
+  EXPECT_EQ(refusing.consume(std::span<char>(stream.data(), stream.size()), assembly, counter),
+            stream.size());
+  EXPECT_EQ(counter.opcodes, "19a");
+  EXPECT_EQ(counter.events, (Events{Text("a"), Ping("p")}));
+  EXPECT_TRUE(refusing.finished());
+}
+
 TEST(WebSocketFragmentation, ContinuationWithoutAMessageIs1002) {
   EXPECT_EQ(events_of(cont("orphan", true)), Events{Error(1002)});
   EXPECT_EQ(events_of(cont("orphan", false) + cont("x", true)), Events{Error(1002)});
