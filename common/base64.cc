@@ -25,6 +25,7 @@ char standard_char(char c, Base64 alphabet) {
 // anywhere as a zero, so the shape is checked here and the padding re-added before it
 // decodes.
 std::optional<std::string> decode_base64(std::string_view text, Base64 alphabet) {
+  if (alphabet == Base64::kUrl && text.find('=') != std::string_view::npos) return std::nullopt;
   if (!text.empty() && text.back() == '=') text.remove_suffix(1);
   if (!text.empty() && text.back() == '=') text.remove_suffix(1);
   if (text.size() % 4 == 1 || text.size() > INT_MAX / 2) return std::nullopt;

@@ -1,4 +1,5 @@
-// HTTP/1.1 request collection over http-parser; see http.h.
+// HTTP/1.1 request collection over http-parser; see http.h (the checks it adds to the
+// parser's, and why each is made where it is).
 #include "http.h"
 
 #include "kronop/v1/api.pb.h"
@@ -21,7 +22,26 @@ int hex_value(char c) {
   return -1;
 }
 
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Headers a request must not repeat: two Hosts may route one request two ways (RFC 9112
+// §3.2), two WebSocket keys or versions leave the handshake's answer ambiguous (RFC 6455
+// §11.3.1, §11.3.5).
+constexpr std::string_view kSingleHeaders[] = {"host", "sec-websocket-key",
+                                               "sec-websocket-version"};
+
+// At most this much of a client's parameter name is quoted back in an error.
+constexpr std::size_t kMaxQuotedName = 64;
+
 }  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
+}
 
 std::string_view Request::header(std::string_view lower_name) const {
   for (const auto &[name, value] : headers) {
@@ -87,6 +107,7 @@ void RequestParser::reset() {
   header_bytes_ = 0;
   in_value_ = false;
   complete_ = false;
+  no_version_ = false;
   error_status_ = 0;
   error_reason_.clear();
 }
@@ -106,6 +127,10 @@ int RequestParser::on_url(http_parser *p, const char *at, std::size_t len) {
   s->header_bytes_ += len;
   if (s->header_bytes_ > s->limits_.max_header_bytes) return s->fail(431, "request line too long");
   s->request_.target.append(at, len);
+  // The parser reports the target when it sees the byte after it (or, with more to come,
+  // at the end of the bytes it was given). CR or LF there means no " HTTP/x.y": the parser
+  // calls that HTTP/0.9, which is no version at all to RFC 9112 §3.
+  if (at + len < s->feed_end_ && (at[len] == '\r' || at[len] == '\n')) s->no_version_ = true;
   return 0;
 }
 
@@ -113,6 +138,11 @@ int RequestParser::on_header_field(http_parser *p, const char *at, std::size_t l
   RequestParser *s = self(p);
   s->header_bytes_ += len;
   if (s->header_bytes_ > s->limits_.max_header_bytes) return s->fail(431, "headers too large");
+  // The non-strict parser takes ' ' as part of a name (a tab it refuses itself) and then
+  // matches "Content-Length " as Content-Length: refused before it reads the value.
+  if (std::string_view(at, len).find_first_of(" \t") != std::string_view::npos) {
+    return s->fail(400, "whitespace in a header name (none is allowed before the colon)");
+  }
   auto &headers = s->request_.headers;
   if (s->in_value_ || headers.empty()) {
     if (headers.size() >= s->limits_.max_headers) return s->fail(431, "too many headers");
@@ -145,6 +175,9 @@ int RequestParser::on_headers_complete(http_parser *p) {
   r.http_minor = p->http_minor;
   r.keep_alive = http_should_keep_alive(p) != 0;
   r.upgrade = p->upgrade != 0;
+  if (int rc = s->check_version(); rc != 0) return rc;
+  if (int rc = s->join_repeated_headers(); rc != 0) return rc;
+  if (int rc = s->check_transfer_encoding(); rc != 0) return rc;
   if (p->content_length != ULLONG_MAX && p->content_length > s->limits_.max_body) {
     return s->fail(413, "body larger than " + std::to_string(s->limits_.max_body) + " bytes");
   }
@@ -163,6 +196,86 @@ int RequestParser::on_headers_complete(http_parser *p) {
   }
   if (!percent_decode(raw_path, &r.path, false))
     return s->fail(400, "malformed percent-escape in path");
+  return s->check_query();
+}
+
+int RequestParser::check_version() {
+  if (no_version_) return fail(400, "the request line has no HTTP version");
+  const Request &r = request_;
+  if (r.http_major != 1 || r.http_minor > 1) return fail(505, "HTTP version not supported");
+  return 0;
+}
+
+int RequestParser::join_repeated_headers() {
+  auto &headers = request_.headers;
+  for (std::size_t i = 0; i < headers.size(); ++i) {
+    const std::string &name = headers[i].first;
+    const bool single = std::find(std::begin(kSingleHeaders), std::end(kSingleHeaders), name) !=
+                        std::end(kSingleHeaders);
+    for (std::size_t j = i + 1; j < headers.size();) {
+      if (headers[j].first != name) {
+        ++j;
+        continue;
+      }
+      if (single) return fail(400, "more than one " + name + " header");
+      // The joined list is no longer than the bytes already counted against the limit.
+      headers[i].second += ", ";
+      headers[i].second += headers[j].second;
+      headers.erase(headers.begin() + static_cast<std::ptrdiff_t>(j));
+    }
+  }
+  return 0;
+}
+
+int RequestParser::check_transfer_encoding() {
+  const std::string_view te = request_.header("transfer-encoding");
+  if (te.empty()) return 0;
+  if (request_.http_minor == 0) return fail(400, "Transfer-Encoding in an HTTP/1.0 request");
+  // The parser frames the body as chunked when the list ends in "chunked"; kronopd decodes
+  // nothing else, so that has to be the list's only coding.
+  std::size_t codings = 0, chunked = 0;
+  std::string_view other, last;
+  for_each_list_element(te, [&](std::string_view coding) {
+    ++codings;
+    if (iequals(coding, "chunked")) {
+      ++chunked;
+    } else if (other.empty()) {
+      other = coding;
+    }
+    last = coding;
+    return true;
+  });
+  if (codings == 0 || !iequals(last, "chunked")) {
+    return fail(400, "Transfer-Encoding must end with chunked");
+  }
+  if (chunked > 1) return fail(400, "Transfer-Encoding applies chunked more than once");
+  if (!other.empty()) {
+    return fail(501, "transfer coding \"" + std::string(other.substr(0, kMaxQuotedName)) +
+                         "\" is not supported (only chunked)");
+  }
+  return 0;
+}
+
+int RequestParser::check_query() {
+  std::string_view rest = request_.query;
+  std::string decoded;
+  while (!rest.empty()) {
+    const std::size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    const std::size_t eq = pair.find('=');
+    const std::string_view key = pair.substr(0, eq);
+    if (percent_decode(key, &decoded, true) &&
+        (eq == std::string_view::npos || percent_decode(pair.substr(eq + 1), &decoded, true))) {
+      continue;
+    }
+    // The name as the client wrote it, cut short and printable: it goes into a log line.
+    std::string name(key.substr(0, kMaxQuotedName));
+    for (char &c : name) {
+      if (c < 0x20 || c > 0x7e) c = '?';
+    }
+    return fail(400, "malformed percent-escape in query parameter \"" + name + "\"");
+  }
   return 0;
 }
 
@@ -188,7 +301,9 @@ RequestParser::State RequestParser::feed(std::string_view data, std::size_t *con
   *consumed = 0;
   if (error_status_ != 0) return State::kError;
   if (complete_) return State::kComplete;
+  feed_end_ = data.data() + data.size();
   std::size_t n = http_parser_execute(&parser_, &settings_, data.data(), data.size());
+  feed_end_ = nullptr;
   *consumed = n;
   const auto err = HTTP_PARSER_ERRNO(&parser_);
   if (complete_) {
@@ -251,6 +366,8 @@ const char *status_text(int status) {
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
     case 503:
       return "Service Unavailable";
     case 505:

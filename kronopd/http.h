@@ -7,6 +7,26 @@
 // requests are handled one at a time and, after an upgrade, the bytes that follow the
 // request are left to the WebSocket reader. Limits (header bytes, header count, body size)
 // turn an oversized request into an error status (431, 413) instead of unbounded memory.
+//
+// http-parser (Debian's 2.9, built non-strict) leaves some of RFC 9110/9112 to its caller,
+// and what it lets through reaches the routes as if it were sound, so the collection below
+// refuses it, each at the callback where the parser reports the piece:
+//  - whitespace in a header name (`Content-Length : 5`): the parser takes the name without
+//    the space and honours it; RFC 9112 §5.1 says 400, since a proxy in front may frame the
+//    message differently (request smuggling). Refused as the name arrives (on_header_field),
+//    before the parser reads its value.
+//  - a version other than 1.0 and 1.1 (505), and a request line without one (400): the
+//    parser reads "GET /" as HTTP/0.9 and "HTTP/9.9" as 9.9.
+//  - Transfer-Encoding: the parser treats any list ending in "chunked" as chunked. Only
+//    chunked itself is implemented: another coding before it is 501 (§6.1); a list not
+//    ending in chunked is 400 (§6.3: the body's length cannot be known), as is chunked twice
+//    or a Transfer-Encoding in an HTTP/1.0 request (§6.1).
+//  - a header that must appear once (Host, RFC 9112 §3.2; Sec-WebSocket-Key and -Version,
+//    RFC 6455 §11.3) appearing twice: 400. Other repeated headers are joined into one list
+//    ("a, b", RFC 9110 §5.3), so header() sees all of a Connection or Upgrade list.
+//  - a malformed percent-escape in the query: 400 naming the parameter, so a request never
+//    reaches a route with a parameter it cannot read (query_param() would otherwise have to
+//    call it absent, and a `token` would silently become anonymous).
 #pragma once
 
 #include <http_parser.h>
@@ -37,14 +57,35 @@ struct Request {
   bool upgrade = false;  // "Connection: upgrade" with an Upgrade header
   bool keep_alive = true;
 
-  // The first header of that (lower-case) name, or empty.
+  // The header of that (lower-case) name (a repeated one joined, see above), or empty.
   std::string_view header(std::string_view lower_name) const;
-  // A query parameter, percent-decoded ('+' is a space); nullopt-like: found=false.
+  // A query parameter, percent-decoded ('+' is a space); false when absent. A parsed
+  // request's escapes are all valid (the parser refused it otherwise).
   bool query_param(std::string_view name, std::string *value) const;
 };
 
 // Percent-decodes `in` (and '+' as space when form is true). False on a malformed escape.
 bool percent_decode(std::string_view in, std::string *out, bool form);
+
+// ASCII case-insensitive equality (header values' tokens: "chunked", "Upgrade").
+bool iequals(std::string_view a, std::string_view b);
+
+// Calls fn(element) for each element of an HTTP list ("a, b,,c"; RFC 9110 §5.6.1), trimmed
+// of spaces and tabs, empty ones skipped. Stops early when fn returns false.
+template <class Fn>
+void for_each_list_element(std::string_view list, Fn fn) {
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    std::string_view element = list.substr(0, comma);
+    while (!element.empty() && (element.front() == ' ' || element.front() == '\t'))
+      element.remove_prefix(1);
+    while (!element.empty() && (element.back() == ' ' || element.back() == '\t'))
+      element.remove_suffix(1);
+    if (!element.empty() && !fn(element)) return;
+    if (comma == std::string_view::npos) return;
+    list.remove_prefix(comma + 1);
+  }
+}
 
 class RequestParser {
  public:
@@ -61,7 +102,7 @@ class RequestParser {
   void reset();
 
   Request &request() { return request_; }
-  // After kError: the status to answer with (400, 413, 431, 505) and why.
+  // After kError: the status to answer with (400, 413, 431, 501, 505) and why.
   int error_status() const { return error_status_; }
   const std::string &error_reason() const { return error_reason_; }
 
@@ -74,6 +115,12 @@ class RequestParser {
   static int on_body(http_parser *p, const char *at, std::size_t len);
   static int on_message_complete(http_parser *p);
   int fail(int status, std::string reason);
+  // The checks on a whole header section that http-parser leaves to its caller (see the
+  // top of this file); 0 or fail()'s -1.
+  int check_version();
+  int join_repeated_headers();
+  int check_transfer_encoding();
+  int check_query();
 
   http_parser parser_{};
   http_parser_settings settings_{};
@@ -82,6 +129,11 @@ class RequestParser {
   std::size_t header_bytes_ = 0;
   bool in_value_ = false;
   bool complete_ = false;
+  // The request line ended right after the target (CR or LF where " HTTP/x.y" belongs).
+  bool no_version_ = false;
+  // The end of the bytes feed() is parsing: a callback's piece ends before it only when the
+  // parser saw the byte that ended the piece.
+  const char *feed_end_ = nullptr;
   int error_status_ = 0;
   std::string error_reason_;
 };

@@ -182,6 +182,67 @@ test("an oversized body is refused with 413 before it is sent", T, async () => {
   assert.match(reply, /"status":413/);
 });
 
+// Writes `request` on a fresh connection and resolves with everything kronopd sent once it
+// closed the connection (a test timeout if it never does).
+function rawExchange(d, request) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(d.port, "127.0.0.1");
+    let data = "";
+    s.on("data", (chunk) => {
+      data += chunk;
+    });
+    s.on("end", () => resolve(data));
+    s.on("error", reject);
+    s.write(request);
+  });
+}
+
+test("requests that are not sound HTTP/1.1 are refused and closed, never honoured", T, async () => {
+  const reel = "/api/v1/reels/77/updates";
+  const smuggled = "GET /api/v1/system/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const key = "dGhlIHNhbXBsZSBub25jZQ==";
+  const upgrade =
+    "GET /ws/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" +
+    `Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n`;
+  const cases = [
+    // Honoured today, the body would be a second request behind a proxy that reads no body.
+    [
+      `POST ${reel} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Content-Length : ${smuggled.length}\r\n\r\n${smuggled}`,
+      400,
+      /header name/,
+    ],
+    [
+      `POST ${reel} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n`,
+      400,
+      /header name/,
+    ],
+    ["GET /api/v1/system/health HTTP/9.9\r\nHost: x\r\n\r\n", 505, /version/],
+    ["GET /api/v1/system/health\r\nHost: x\r\n\r\n", 400, /no HTTP version/],
+    [
+      `POST ${reel} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        'Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+      501,
+      /gzip/,
+    ],
+    [`${upgrade}Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n\r\n`, 400, /sec-websocket-key/],
+    [`GET ${reel}?limit=%zz HTTP/1.1\r\nHost: x\r\n\r\n`, 400, /"limit"/],
+  ];
+  for (const [request, status, pattern] of cases) {
+    const reply = await rawExchange(daemon, request);
+    assert.match(reply, new RegExp(`^HTTP/1\\.1 ${status} `), request);
+    assert.match(reply, /\r\nConnection: close\r\n/, request);
+    const body = JSON.parse(reply.slice(reply.indexOf("\r\n\r\n") + 4));
+    assert.equal(body.error.status, status, request);
+    assert.match(body.error.message, pattern, request);
+    assert.doesNotMatch(reply, /"status":"ok"|HTTP\/1\.1 (101|200|202)/, request);
+  }
+  // Still serving, and the request that was refused published nothing.
+  const res = await fetch(url(daemon, `${reel}?limit=5`));
+  assert.equal(res.status, 200);
+  assert.deepEqual((await res.json()).updates, []);
+});
+
 test("protobuf bodies: a ReelUpdate arrives typed", T, async () => {
   const root = await kronopProto();
   const ReelUpdate = root.lookupType("kronop.v1.ReelUpdate");

@@ -2,7 +2,8 @@
 // input) and the base64 codec under it.
 //
 // Besides "no crash, no sanitizer report":
-//  - a token accepted under the fuzzing secret names a user that makes a valid user: topic;
+//  - a token accepted under the fuzzing secret names a user that makes a valid user: topic
+//    and is unpadded base64url (no '=': JWS compact serialization);
 //  - a token is never accepted under a different secret, nor when the server has none;
 //  - base64 round-trips: decoding what was encoded gives the bytes back, in both alphabets.
 #include <cstddef>
@@ -29,6 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(e < TokenError::kCount);
   if (e == TokenError::kNone) {
     FUZZ_CHECK(valid_topic("user:" + id.user_id));
+    FUZZ_CHECK(input.find('=') == std::string_view::npos);
     Identity id2;
     FUZZ_CHECK(other.verify(input, kNow, id2) != TokenError::kNone);
     FUZZ_CHECK(id2.user_id.empty());

@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(used <= chunk.size());
       if (state == RequestParser::State::kError) {
         const int s = parser.error_status();
-        FUZZ_CHECK(s == 400 || s == 413 || s == 431 || s == 505);
+        FUZZ_CHECK(s == 400 || s == 413 || s == 431 || s == 501 || s == 505);
         return 0;
       }
       if (state == RequestParser::State::kNeedMore) {

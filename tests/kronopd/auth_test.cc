@@ -56,6 +56,11 @@ TEST(Base64, AlphabetsAndPadding) {
   EXPECT_FALSE(decode_base64("abcde", Base64::kUrl)) << "5 characters cannot be base64";
   EXPECT_FALSE(decode_base64("ab=c", Base64::kUrl)) << "padding in the middle";
   EXPECT_EQ(decode_base64("", Base64::kUrl), std::string());
+  // base64url as JWS writes it is never padded; the other two still take padding.
+  EXPECT_FALSE(decode_base64("-_8=", Base64::kUrl));
+  EXPECT_FALSE(decode_base64("YQ==", Base64::kUrl));
+  EXPECT_EQ(decode_base64("-_8=", Base64::kEither), std::string("\xfb\xff"));
+  EXPECT_EQ(decode_base64("YQ==", Base64::kStandard), std::string("a"));
 }
 
 TEST(TokenVerifier, AcceptsATokenMintedByNode) {
@@ -145,6 +150,30 @@ TEST(TokenVerifier, MalformedTokens) {
     EXPECT_TRUE(e == TokenError::kMalformed || e == TokenError::kSignature) << t;
   }
   EXPECT_EQ(v.verify(std::string(10000, 'a'), kNow, id), TokenError::kMalformed);
+}
+
+// JWS compact serialization is unpadded base64url (RFC 7515 §2, §7.1): a token with '='
+// in any part is not one, even when its signature is right for the bytes as sent.
+TEST(TokenVerifier, PaddedPartsAreRefused) {
+  TokenVerifier v(kSecret);
+  Identity id;
+  const std::string token = mint_token(kSecret, "alice", false, kNow, kNow + 60);
+  ASSERT_EQ(v.verify(token, kNow, id), TokenError::kNone);
+  // The HMAC is 32 bytes: 43 characters, and "=" would pad them to 44.
+  EXPECT_EQ(v.verify(token + "=", kNow, id), TokenError::kMalformed);
+  EXPECT_TRUE(id.user_id.empty());
+  // A header or payload of 16 bytes pads with "==", signed as sent (padding included):
+  // refused all the same, and accepted unpadded.
+  const std::string header = b64url(R"({"alg":"HS256" })");
+  const std::string payload = b64url(R"({"sub":"alice1"})");
+  ASSERT_EQ(header.size() % 4, 2u);
+  ASSERT_EQ(payload.size() % 4, 2u);
+  auto signed_token = [](const std::string &h, const std::string &p) {
+    return h + "." + p + "." + sign(kSecret, h + "." + p);
+  };
+  ASSERT_EQ(v.verify(signed_token(header, payload), kNow, id), TokenError::kNone);
+  EXPECT_EQ(v.verify(signed_token(header + "==", payload), kNow, id), TokenError::kMalformed);
+  EXPECT_EQ(v.verify(signed_token(header, payload + "=="), kNow, id), TokenError::kMalformed);
 }
 
 TEST(TokenVerifier, NoSecretRefusesEverything) {

@@ -102,6 +102,112 @@ TEST(HttpTest, MalformedRequestsGet400) {
   }
 }
 
+// Feeds `req` whole and byte by byte (the parser reports pieces differently then); both must
+// end in the same error status.
+void expect_refused(std::string_view req, int status, std::string_view reason_part = {}) {
+  RequestParser whole;
+  std::size_t used = 0;
+  EXPECT_EQ(whole.feed(req, &used), RequestParser::State::kError) << req;
+  EXPECT_EQ(whole.error_status(), status) << req << " -> " << whole.error_reason();
+  EXPECT_NE(whole.error_reason().find(reason_part), std::string::npos) << whole.error_reason();
+  RequestParser bytes;
+  RequestParser::State st = RequestParser::State::kNeedMore;
+  for (std::size_t i = 0; i < req.size() && st == RequestParser::State::kNeedMore; ++i) {
+    st = bytes.feed(req.substr(i, 1), &used);
+  }
+  EXPECT_EQ(st, RequestParser::State::kError) << "byte by byte: " << req;
+  EXPECT_EQ(bytes.error_status(), status) << "byte by byte: " << req;
+}
+
+RequestParser::State feed_whole(RequestParser &p, std::string_view req) {
+  std::size_t used = 0;
+  return p.feed(req, &used);
+}
+
+// RFC 9112 §5.1: no whitespace between a field name and the colon. The parser would take
+// "Content-Length " as Content-Length and read the smuggled request as the body.
+TEST(HttpTest, WhitespaceBeforeTheColonGets400) {
+  expect_refused(
+      "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length : 27\r\n\r\n"
+      "GET /admin HTTP/1.1\r\n\r\n...",
+      400, "header name");
+  expect_refused(
+      "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\n\r\n",
+      400, "header name");
+  expect_refused("GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 400);
+  expect_refused("GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400, "header name");
+}
+
+// RFC 9110 §6.2, RFC 9112 §2.3, §3: only HTTP/1.0 and 1.1 are spoken here; a request line
+// without a version is malformed.
+TEST(HttpTest, OtherVersionsGet505AndNoVersion400) {
+  for (std::string_view version : {"HTTP/9.9", "HTTP/2.0", "HTTP/1.2", "HTTP/0.9"}) {
+    expect_refused("GET / " + std::string(version) + "\r\nHost: x\r\n\r\n", 505);
+  }
+  expect_refused("GET /\r\nHost: x\r\n\r\n", 400, "no HTTP version");
+  expect_refused("GET /api/v1/system/health?x=1\n\n", 400, "no HTTP version");
+  for (std::string_view ok : {"GET / HTTP/1.0\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"}) {
+    RequestParser p;
+    EXPECT_EQ(feed_whole(p, ok), RequestParser::State::kComplete) << ok;
+  }
+}
+
+// RFC 9112 §6.1, §6.3: only chunked is decoded, so it must be the only coding (another one
+// is 501) and the last (else the body's end is unknown: 400).
+TEST(HttpTest, TransferCodingsOtherThanChunkedAreRefused) {
+  const std::string head = "POST /x HTTP/1.1\r\nHost: x\r\n";
+  const std::string body = "\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+  expect_refused(head + "Transfer-Encoding: gzip, chunked" + body, 501, "\"gzip\"");
+  expect_refused(head + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked" + body, 501);
+  expect_refused(head + "Transfer-Encoding: chunked, gzip" + body, 400, "end with chunked");
+  expect_refused(head + "Transfer-Encoding: gzip" + body, 400, "end with chunked");
+  expect_refused(head + "Transfer-Encoding: chunked, chunked" + body, 400, "more than once");
+  expect_refused(head + "Transfer-Encoding: ," + body, 400);
+  expect_refused("POST /x HTTP/1.0\r\nTransfer-Encoding: chunked" + body, 400, "HTTP/1.0");
+  RequestParser p;
+  ASSERT_EQ(feed_whole(p, head + "Transfer-Encoding: Chunked" + body),
+            RequestParser::State::kComplete);
+  EXPECT_EQ(p.request().body, "abc");
+}
+
+// RFC 9112 §3.2, RFC 6455 §11.3.1 and §11.3.5: Host and the WebSocket key and version appear
+// once. Other repeated headers are one list, as RFC 9110 §5.3 joins them.
+TEST(HttpTest, RepeatedSingleHeadersGet400AndListsAreJoined) {
+  const std::string upgrade(kUpgrade.substr(0, kUpgrade.size() - 2));  // without the blank line
+  expect_refused(upgrade + "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n\r\n", 400,
+                 "sec-websocket-key");
+  expect_refused(upgrade + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 400,
+                 "sec-websocket-key");
+  expect_refused(upgrade + "Sec-WebSocket-Version: 8\r\n\r\n", 400, "sec-websocket-version");
+  expect_refused(upgrade + "host: evil.example\r\n\r\n", 400, "host");
+  RequestParser p;
+  ASSERT_EQ(feed_whole(p,
+                       "GET / HTTP/1.1\r\nConnection: keep-alive\r\nX: 1\r\n"
+                       "connection: Upgrade\r\n\r\n"),
+            RequestParser::State::kComplete);
+  EXPECT_EQ(p.request().header("connection"), "keep-alive, Upgrade");
+  EXPECT_EQ(p.request().headers.size(), 2u);
+}
+
+// A parameter whose escapes do not decode is refused by name, not taken as absent (a
+// `token=%zz` would otherwise connect anonymously).
+TEST(HttpTest, MalformedQueryEscapesGet400NamingTheParameter) {
+  expect_refused("GET /api/v1/reels/1/updates?limit=%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400,
+                 "query parameter \"limit\"");
+  expect_refused("GET /ws/websocket?vsn=2.0.0&token=abc%2 HTTP/1.1\r\nHost: x\r\n\r\n", 400,
+                 "\"token\"");
+  expect_refused("GET /x?a%g1=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "\"a%g1\"");
+  RequestParser p;
+  ASSERT_EQ(feed_whole(p, "GET /x?limit=%31%30&flag&=&a=b+c HTTP/1.1\r\nHost: x\r\n\r\n"),
+            RequestParser::State::kComplete);
+  std::string v;
+  ASSERT_TRUE(p.request().query_param("limit", &v));
+  EXPECT_EQ(v, "10");
+  ASSERT_TRUE(p.request().query_param("a", &v));
+  EXPECT_EQ(v, "b c");
+}
+
 TEST(HttpTest, LimitsGive431And413) {
   Limits limits;
   limits.max_header_bytes = 256;
