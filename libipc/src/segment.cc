@@ -117,6 +117,16 @@ std::string Segment::restore(uint32_t daemon_pid, uint64_t daemon_start_ticks, u
       found += "; growing it back failed: " + std::string(std::strerror(errno));
     }
   }
+  // Removed or replaced by another file: the producers that open the name from now on do
+  // not reach this daemon (those attached before still do). Not repairable in place.
+  const std::string path = "/dev/shm/" + name_;
+  struct stat named {};
+  if (::stat(path.c_str(), &named) != 0 || named.st_ino != st.st_ino || named.st_dev != st.st_dev) {
+    if (!found.empty()) found += "; ";
+    found += path +
+             " was removed or replaced: producers that open it now do not reach "
+             "kronopd (restart kronopd to create it again)";
+  }
   SegmentHeader *hdr = header_;
   const auto &g = geometry_;
   const bool layout_ok = hdr->magic == kSegmentMagic && hdr->layout_version == kLayoutVersion &&

@@ -265,6 +265,24 @@ TEST_F(DaemonTest, OverwrittenSegmentHeaderIsWrittenAgainAndReported) {
   ASSERT_TRUE(eventually([&] { return stats().records() == 1; })) << stats().DebugString();
 }
 
+// A segment file removed or replaced under kronopd cannot be put back in place: health
+// says so, and the producers attached before keep publishing.
+TEST_F(DaemonTest, ReplacedSegmentFileIsReported) {
+  start_daemon();
+  auto producer = ipc::Producer::open(shm);
+  ASSERT_TRUE(producer.ok());
+  const std::string path = "/dev/shm/" + shm;
+  ASSERT_EQ(::rename(path.c_str(), (path + ".moved").c_str()), 0);
+  std::ofstream(path) << "someone else's file";
+  ASSERT_TRUE(eventually([&] { return stats().segment_repairs() >= 1; })) << output();
+  std::string json;
+  ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
+  EXPECT_NE(json.find("replaced"), std::string::npos) << json;
+  ASSERT_EQ(producer.value()->publish("reel:1", "e", R"({"n":1})", 0), KRONOP_OK);
+  ASSERT_TRUE(eventually([&] { return stats().records() == 1; })) << stats().DebugString();
+  ::unlink((path + ".moved").c_str());
+}
+
 TEST_F(DaemonTest, DeadProducersLeaseIsReclaimed) {
   start_daemon();
   pid_t child = test::fork_child([&] {
