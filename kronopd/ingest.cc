@@ -8,6 +8,9 @@
 #include "log.h"
 
 namespace kronop::daemon {
+namespace {
+constexpr uint64_t kSegmentFindingsMs = 60'000;
+}  // namespace
 
 Result<std::unique_ptr<ipc::Consumer>> attach_segment(const Config &config) {
   // Every mapping of the segment kronopd makes from here on (this one, and its own
@@ -69,11 +72,19 @@ void Ingest::housekeeping() {
   consumer_.heartbeat();
   if (ipc::Consumer::SegmentCheck c = consumer_.check_segment(); !c.problem.empty()) {
     const uint64_t now = monotonic_ms();
+    const uint64_t previous = counters_.segment_repaired_ms.load(std::memory_order_relaxed);
     bump(counters_.segment_repairs);
     counters_.segment_repaired_ms.store(now, std::memory_order_relaxed);
     {
+      // One damage often takes more than one check to put right (a lost page is found when
+      // it is touched): findings of the last minute are kept together, at most ~1 KiB.
       std::lock_guard<std::mutex> lock(counters_.segment_problem_mutex);
-      counters_.segment_problem = c.problem;
+      std::string &p = counters_.segment_problem;
+      if (previous == 0 || now - previous > kSegmentFindingsMs) {
+        p = c.problem;
+      } else if (p.find(c.problem) == std::string::npos && p.size() < 1024) {
+        p += "; then " + c.problem;
+      }
     }
     uint64_t suppressed = 0;
     if (repair_log_.allow(now, &suppressed)) {

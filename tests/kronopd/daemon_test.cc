@@ -227,7 +227,7 @@ TEST_F(DaemonTest, ShrunkSegmentIsGrownBackAndReported) {
     std::string json;
     ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
     EXPECT_NE(json.find("unhealthy"), std::string::npos) << json;
-    EXPECT_NE(json.find("shrunk"), std::string::npos) << json;
+    EXPECT_NE(json.find("shrunk"), std::string::npos) << json << output();
     EXPECT_NE(output().find("event=segment_repaired"), std::string::npos) << output();
     // A producer that opens the segment now publishes as before.
     ASSERT_TRUE(eventually([&] {
