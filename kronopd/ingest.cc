@@ -1,5 +1,6 @@
 // Intake of ring records; see ingest.h.
 #include "ingest.h"
+#include "kronop/ipc/shrink_guard.h"
 
 #include <unistd.h>
 
@@ -7,8 +8,14 @@
 #include "log.h"
 
 namespace kronop::daemon {
+namespace {
+constexpr uint64_t kSegmentFindingsMs = 60'000;
+}  // namespace
 
 Result<std::unique_ptr<ipc::Consumer>> attach_segment(const Config &config) {
+  // Every mapping of the segment kronopd makes from here on (this one, and its own
+  // producer's) survives the file being shrunk by a producer.
+  ipc::protect_from_shrinking();
   std::string note;
   auto consumer = ipc::Consumer::attach(
       ipc::SegmentOptions{config.shm_name, config.rings, config.ring_size}, &note);
@@ -63,6 +70,29 @@ bool Ingest::take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &vi
 
 void Ingest::housekeeping() {
   consumer_.heartbeat();
+  if (ipc::Consumer::SegmentCheck c = consumer_.check_segment(); !c.problem.empty()) {
+    const uint64_t now = monotonic_ms();
+    const uint64_t previous = counters_.segment_repaired_ms.load(std::memory_order_relaxed);
+    bump(counters_.segment_repairs);
+    counters_.segment_repaired_ms.store(now, std::memory_order_relaxed);
+    {
+      // One damage often takes more than one check to put right (a lost page is found when
+      // it is touched): findings of the last minute are kept together, at most ~1 KiB.
+      std::lock_guard<std::mutex> lock(counters_.segment_problem_mutex);
+      std::string &p = counters_.segment_problem;
+      if (previous == 0 || now - previous > kSegmentFindingsMs) {
+        p = c.problem;
+      } else if (p.find(c.problem) == std::string::npos && p.size() < 1024) {
+        p += "; then " + c.problem;
+      }
+    }
+    uint64_t suppressed = 0;
+    if (repair_log_.allow(now, &suppressed)) {
+      KLOG_ERROR("event=segment_repaired problem=%s faults=%llu suppressed=%llu",
+                 log::q(c.problem).c_str(), static_cast<unsigned long long>(c.faults),
+                 static_cast<unsigned long long>(suppressed));
+    }
+  }
   if (std::size_t n = consumer_.reclaim_dead_leases(); n > 0) {
     bump(counters_.leases_reclaimed, n);
     KLOG_INFO("event=rings_reclaimed rings=%zu reason=\"producer exited without closing\"", n);

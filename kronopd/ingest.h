@@ -15,6 +15,8 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -28,7 +30,8 @@
 namespace kronop::daemon {
 
 // The segment of `config` (--shm-name, --rings, --ring-size), created or re-attached as
-// this daemon's; the line that says so names what was found.
+// this daemon's; the line that says so names what was found. From here on the process's
+// mappings of it are guarded against shrinking (kronop/ipc/shrink_guard.h).
 Result<std::unique_ptr<ipc::Consumer>> attach_segment(const Config &config);
 
 struct IngestCounters {
@@ -46,6 +49,13 @@ struct IngestCounters {
   // Publish (the producer's clock) to validated by ingest, in nanoseconds. Same host, so
   // both sides read the same CLOCK_REALTIME; a record "from the future" counts as 0.
   LatencyHistogram publish_to_ingest_ns;
+  // Repairs of the segment (ipc::Consumer::check_segment: shrunk, header overwritten, ring
+  // positions changed by someone else): how many, and the last one's finding and time
+  // (monotonic ms). Written by the ingest thread; the text is read under the mutex.
+  std::atomic<uint64_t> segment_repairs{0};
+  std::atomic<uint64_t> segment_repaired_ms{0};
+  mutable std::mutex segment_problem_mutex;
+  std::string segment_problem;
 };
 
 class Ingest {
@@ -56,8 +66,9 @@ class Ingest {
   // Ingest thread: one record read from ring `ring` (the reader's copy). True when it goes
   // on, with `out` pointing into its bytes; false when it was rejected or is already logged.
   bool take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &out);
-  // Ingest thread, about every 100 ms: the segment's heartbeat, dead producers' leases, and
-  // the counters read from the segment.
+  // Ingest thread, about every 100 ms: the segment's heartbeat, its repair when someone
+  // damaged it (logged, throttled, and reported by health), dead producers' leases, and the
+  // counters read from the segment.
   void housekeeping();
   // Ingest thread, after each drain pass: corrupt ranges the readers skipped, counted and
   // logged (throttled).
@@ -83,6 +94,7 @@ class Ingest {
   std::vector<ProducerTrack> tracks_;
   uint64_t corrupt_logged_ = 0;  // corrupt ranges the log lines have reported
   log::Throttle corrupt_log_;
+  log::Throttle repair_log_;
 };
 
 }  // namespace kronop::daemon

@@ -37,6 +37,12 @@ void fill_ingest(const Config &config, Pipeline &pipeline, kronop::v1::DaemonSta
   s.set_seq_gaps(get(c.seq_gaps));
   s.set_seq_regressions(get(c.seq_regressions));
   s.set_already_logged(get(c.already_logged));
+  if (const uint64_t repairs = get(c.segment_repairs); repairs > 0) {
+    s.set_segment_repairs(repairs);
+    s.set_segment_problem_age_ms(monotonic_ms() - get(c.segment_repaired_ms));
+    std::lock_guard<std::mutex> lock(c.segment_problem_mutex);
+    s.set_segment_problem(c.segment_problem);
+  }
   fill_latency(c.publish_to_ingest_ns.summarize(), *s.mutable_publish_to_ingest());
   for (std::size_t i = 1; i < c.rejects_by_reason.size(); ++i) {
     if (uint64_t n = get(c.rejects_by_reason[i]); n > 0) {

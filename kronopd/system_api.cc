@@ -160,8 +160,14 @@ kronop::v1::Health assess_health(const kronop::v1::DaemonStats &s) {
     h.add_problems("the data directory has " + std::to_string(s.data_dir_free_bytes() >> 20) +
                    " MiB free");
   }
+  // Someone damaged the segment: producers' records may have been lost, and whoever did it
+  // may do it again. Unhealthy for a minute after each repair.
+  constexpr uint64_t kSegmentProblemMs = 60'000;
+  const bool segment_damaged =
+      s.segment_repairs() > 0 && s.segment_problem_age_ms() < kSegmentProblemMs;
+  if (segment_damaged) h.add_problems("segment repaired: " + s.segment_problem());
   h.set_healthy(h.problems().empty());
-  h.set_status(h.healthy() ? "ok" : "degraded");
+  h.set_status(segment_damaged ? "unhealthy" : h.healthy() ? "ok" : "degraded");
   return h;
 }
 

@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "kronop/ipc/process_identity.h"
+#include "kronop/ipc/shrink_guard.h"
 #include "kronop/ipc/wakeup.h"
 
 namespace kronop::ipc {
@@ -23,8 +24,8 @@ Consumer::Consumer(std::unique_ptr<Segment> segment) : segment_(std::move(segmen
   readers_.reserve(g.ring_count);
   for (uint32_t i = 0; i < g.ring_count; ++i)
     readers_.emplace_back(segment_->ring(i), g.ring_capacity);
-  auto ticks = process_start_ticks(::getpid());
-  hdr->daemon_start_ticks.store(ticks.value_or(0), std::memory_order_relaxed);
+  start_ticks_ = process_start_ticks(::getpid()).value_or(0);
+  hdr->daemon_start_ticks.store(start_ticks_, std::memory_order_relaxed);
   hdr->daemon_pid.store(static_cast<uint32_t>(::getpid()), std::memory_order_release);
   epoch_ = hdr->epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
   hdr->consumer_sleeping.store(0, std::memory_order_relaxed);
@@ -104,6 +105,39 @@ std::size_t Consumer::reclaim_dead_leases() {
     }
   }
   return reclaimed;
+}
+
+Consumer::SegmentCheck Consumer::check_segment() {
+  SegmentCheck c;
+  c.problem = segment_->restore(static_cast<uint32_t>(::getpid()), start_ticks_, epoch_);
+  const uint64_t faults = shrink_faults();
+  c.faults = faults - faults_seen_;
+  faults_seen_ = faults;
+  if (c.faults > 0 && c.problem.find("shrunk") == std::string::npos) {
+    c.problem =
+        "the segment file was shrunk, and grown back when kronopd touched a lost page "
+        "(records not yet read there are lost)" +
+        (c.problem.empty() ? "" : "; " + c.problem);
+  }
+  const uint64_t capacity = segment_->geometry().ring_capacity;
+  for (auto &r : readers_) {
+    RingControl *ring = r.control();
+    const uint64_t release = ring->release_pos.load(std::memory_order_relaxed);
+    const uint64_t write = ring->write_pos.load(std::memory_order_acquire);
+    // Only the daemon writes release_pos, and a producer's write_pos never falls behind it
+    // nor runs more than a ring ahead of it.
+    if (release == r.released_pos() && write >= release && write - release <= capacity) continue;
+    ring->release_pos.store(r.released_pos(), std::memory_order_release);
+    if (write < r.released_pos() || write - r.released_pos() > capacity) {
+      ring->write_pos.store(r.read_pos(), std::memory_order_release);
+    }
+    ++c.rings_reset;
+  }
+  if (c.rings_reset > 0) {
+    if (!c.problem.empty()) c.problem += "; ";
+    c.problem += std::to_string(c.rings_reset) + " ring(s) had their positions changed (reset)";
+  }
+  return c;
 }
 
 std::vector<RingSnapshot> Consumer::snapshot() const {

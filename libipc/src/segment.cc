@@ -6,6 +6,7 @@
 // open an existing segment; they never create one.
 #include "kronop/ipc/segment.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -13,6 +14,7 @@
 #include <cstring>
 
 #include "kronop/ipc/process_identity.h"
+#include "kronop/ipc/shrink_guard.h"
 #include "kronop_ipc.h"
 
 namespace bip = boost::interprocess;
@@ -28,9 +30,19 @@ Segment::Segment(std::string name, std::unique_ptr<Mapping> mapping, SegmentGeom
     : name_(std::move(name)),
       mapping_(std::move(mapping)),
       header_(static_cast<SegmentHeader *>(mapping_->region.get_address())),
-      geometry_(geometry) {}
+      geometry_(geometry) {
+  if (shrinking_protected()) {
+    guard_mapping(mapping_->region.get_address(), mapping_->region.get_size(), fd());
+  }
+}
 
-Segment::~Segment() = default;
+Segment::~Segment() {
+  if (shrinking_protected()) unguard_mapping(mapping_->region.get_address());
+}
+
+int Segment::fd() const { return mapping_->shm.get_mapping_handle().handle; }
+
+uint64_t Segment::mapped_size() const { return mapping_->region.get_size(); }
 
 namespace {
 
@@ -93,6 +105,53 @@ void write_header(SegmentHeader *hdr, const SegmentGeometry &g) {
 }
 
 }  // namespace
+
+std::string Segment::restore(uint32_t daemon_pid, uint64_t daemon_start_ticks, uint64_t epoch) {
+  std::string found;
+  const uint64_t size = mapped_size();
+  struct stat st {};
+  if (::fstat(fd(), &st) == 0 && static_cast<uint64_t>(st.st_size) < size) {
+    found = "the segment file was shrunk to " + std::to_string(st.st_size) + " of " +
+            std::to_string(size) + " bytes (grown back; records not yet read past that are lost)";
+    if (::ftruncate(fd(), static_cast<off_t>(size)) != 0) {
+      found += "; growing it back failed: " + std::string(std::strerror(errno));
+    }
+  }
+  // Removed or replaced by another file: the producers that open the name from now on do
+  // not reach this daemon (those attached before still do). Not repairable in place.
+  const std::string path = "/dev/shm/" + name_;
+  struct stat named {};
+  if (::stat(path.c_str(), &named) != 0 || named.st_ino != st.st_ino || named.st_dev != st.st_dev) {
+    if (!found.empty()) found += "; ";
+    found += path +
+             " was removed or replaced: producers that open it now do not reach "
+             "kronopd (restart kronopd to create it again)";
+  }
+  SegmentHeader *hdr = header_;
+  const auto &g = geometry_;
+  const bool layout_ok = hdr->magic == kSegmentMagic && hdr->layout_version == kLayoutVersion &&
+                         hdr->ring_count == g.ring_count && hdr->ring_capacity == g.ring_capacity &&
+                         hdr->ring_stride == g.ring_stride() &&
+                         hdr->rings_offset == g.rings_offset() &&
+                         hdr->total_size == g.total_size() && hdr->max_record == g.max_record();
+  const bool state_ok =
+      hdr->ready.load(std::memory_order_acquire) == 1 &&
+      hdr->retired.load(std::memory_order_acquire) == 0 &&
+      hdr->daemon_pid.load(std::memory_order_relaxed) == daemon_pid &&
+      hdr->daemon_start_ticks.load(std::memory_order_relaxed) == daemon_start_ticks &&
+      hdr->epoch.load(std::memory_order_relaxed) == epoch;
+  if (!layout_ok || !state_ok) {
+    // Identity first, then the layout, then ready (write_header's release store).
+    hdr->retired.store(0, std::memory_order_relaxed);
+    hdr->epoch.store(epoch, std::memory_order_relaxed);
+    hdr->daemon_start_ticks.store(daemon_start_ticks, std::memory_order_relaxed);
+    hdr->daemon_pid.store(daemon_pid, std::memory_order_relaxed);
+    write_header(hdr, g);
+    if (!found.empty()) found += "; ";
+    found += "the segment header was overwritten (written again)";
+  }
+  return found;
+}
 
 bool Segment::remove(std::string_view name) {
   return bip::shared_memory_object::remove(std::string(name).c_str());

@@ -197,6 +197,92 @@ TEST_F(DaemonTest, CorruptRangeLinesAreThrottled) {
   EXPECT_EQ(health(), 0);
 }
 
+// Any member of the producer group can truncate the segment file. kronopd must not die of it
+// (SIGBUS on the next access to a page past the new end): the file is grown back, health
+// says what happened, and producers that open the segment afterwards publish as before.
+TEST_F(DaemonTest, ShrunkSegmentIsGrownBackAndReported) {
+  start_daemon();
+  const std::string path = "/dev/shm/" + shm;
+  struct stat before {};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
+  uint64_t expected = 0;
+  for (off_t size : {off_t{4096}, off_t{0}}) {
+    {
+      auto producer = ipc::Producer::open(shm);
+      ASSERT_TRUE(producer.ok()) << producer.error().message;
+      for (int i = 0; i < 100; ++i)
+        ASSERT_EQ(producer.value()->publish("reel:1", "e", R"({"n":1})", 0), KRONOP_OK);
+      expected += 100;
+      ASSERT_TRUE(eventually([&] { return stats().records() == expected; }))
+          << stats().DebugString();
+    }
+    ASSERT_EQ(::truncate(path.c_str(), size), 0);
+    // kronopd lives on, grows the file back, and says so.
+    ASSERT_TRUE(eventually([&] {
+      struct stat now {};
+      return ::stat(path.c_str(), &now) == 0 && now.st_size == before.st_size;
+    }));
+    ASSERT_TRUE(eventually([&] { return stats().segment_repairs() >= 1; })) << output();
+    EXPECT_EQ(health(), 1);
+    std::string json;
+    ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
+    EXPECT_NE(json.find("unhealthy"), std::string::npos) << json;
+    EXPECT_NE(json.find("shrunk"), std::string::npos) << json << output();
+    EXPECT_NE(output().find("event=segment_repaired"), std::string::npos) << output();
+    // A producer that opens the segment now publishes as before.
+    ASSERT_TRUE(eventually([&] {
+      auto again = ipc::Producer::open(shm);
+      return again.ok() && again.value()->publish("reel:2", "e", R"({"after":1})", 0) == KRONOP_OK;
+    }));
+    ++expected;
+    ASSERT_TRUE(eventually([&] { return stats().records() == expected; })) << stats().DebugString();
+  }
+  EXPECT_EQ(::kill(pid, 0), 0);
+  EXPECT_TRUE(answers());
+}
+
+// Random bytes over the segment's header (which any producer can write) used to leave it
+// "retired" or "not ready" until a restart: kronopd writes it again and reports it.
+TEST_F(DaemonTest, OverwrittenSegmentHeaderIsWrittenAgainAndReported) {
+  start_daemon();
+  {
+    auto seg = ipc::Segment::open_as_producer(shm);
+    ASSERT_TRUE(seg.ok());
+    auto *bytes = reinterpret_cast<uint8_t *>(seg.value()->header());
+    uint32_t x = 12345;
+    for (int i = 0; i < 192; ++i) {
+      x = x * 1103515245 + 12345;
+      bytes[i] = static_cast<uint8_t>(x >> 16);
+    }
+  }
+  ASSERT_TRUE(eventually([&] { return stats().segment_repairs() >= 1; })) << output();
+  std::string json;
+  ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
+  EXPECT_NE(json.find("header"), std::string::npos) << json;
+  auto producer = ipc::Producer::open(shm);
+  ASSERT_TRUE(producer.ok()) << producer.error().message;
+  ASSERT_EQ(producer.value()->publish("reel:1", "e", R"({"n":1})", 0), KRONOP_OK);
+  ASSERT_TRUE(eventually([&] { return stats().records() == 1; })) << stats().DebugString();
+}
+
+// A segment file removed or replaced under kronopd cannot be put back in place: health
+// says so, and the producers attached before keep publishing.
+TEST_F(DaemonTest, ReplacedSegmentFileIsReported) {
+  start_daemon();
+  auto producer = ipc::Producer::open(shm);
+  ASSERT_TRUE(producer.ok());
+  const std::string path = "/dev/shm/" + shm;
+  ASSERT_EQ(::rename(path.c_str(), (path + ".moved").c_str()), 0);
+  std::ofstream(path) << "someone else's file";
+  ASSERT_TRUE(eventually([&] { return stats().segment_repairs() >= 1; })) << output();
+  std::string json;
+  ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
+  EXPECT_NE(json.find("replaced"), std::string::npos) << json;
+  ASSERT_EQ(producer.value()->publish("reel:1", "e", R"({"n":1})", 0), KRONOP_OK);
+  ASSERT_TRUE(eventually([&] { return stats().records() == 1; })) << stats().DebugString();
+  ::unlink((path + ".moved").c_str());
+}
+
 TEST_F(DaemonTest, DeadProducersLeaseIsReclaimed) {
   start_daemon();
   pid_t child = test::fork_child([&] {

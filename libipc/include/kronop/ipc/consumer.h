@@ -66,6 +66,16 @@ class Consumer {
   // Frees the rings whose holder died and whose records are all released. Returns how many.
   std::size_t reclaim_dead_leases();
 
+  // Now and then (the ingest thread's housekeeping): restores the segment (Segment::restore)
+  // and every ring's release_pos, which only the daemon writes; a ring whose positions were
+  // changed under it is emptied from where the daemon read (write_pos = read position).
+  struct SegmentCheck {
+    std::string problem;       // "" when all was well
+    uint32_t rings_reset = 0;  // rings whose positions were put back
+    uint64_t faults = 0;       // SIGBUSes contained since the last check (shrink_guard.h)
+  };
+  SegmentCheck check_segment();
+
   std::vector<RingSnapshot> snapshot() const;
   uint64_t corrupt_ranges() const;
   uint64_t wake_calls() const;
@@ -79,6 +89,8 @@ class Consumer {
   std::unique_ptr<Segment> segment_;
   std::vector<RingReader> readers_;
   uint64_t epoch_ = 0;
+  uint64_t start_ticks_ = 0;
+  uint64_t faults_seen_ = 0;
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> poked_{false};  // wake() since the last wait
 };

@@ -36,6 +36,13 @@ class Segment {
   // Producer side: opens an existing, ready segment.
   static Result<std::unique_ptr<Segment>> open_as_producer(std::string_view name);
 
+  // Daemon side, now and then: puts back what others changed that only the daemon may
+  // write. A file shrunk below the mapping is grown back (what was cut off is lost: zeros);
+  // a header that no longer says what the daemon wrote (geometry, ready, not retired, the
+  // daemon's identity and epoch) is written again. Returns what was found ("" when nothing);
+  // never reads past the mapping. See shrink_guard.h for shrinking between two calls.
+  std::string restore(uint32_t daemon_pid, uint64_t daemon_start_ticks, uint64_t epoch);
+
   // Removes /dev/shm/<name> (tests, `kronopd --shm-reset`). True if it existed.
   static bool remove(std::string_view name);
 
@@ -47,6 +54,9 @@ class Segment {
                                            uint64_t{index} * geometry_.ring_stride());
   }
   const std::string &name() const { return name_; }
+  // The segment file, open read-write, and the size of this process's mapping of it.
+  int fd() const;
+  uint64_t mapped_size() const;
 
  private:
   struct Mapping;
