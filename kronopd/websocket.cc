@@ -21,33 +21,13 @@ constexpr std::string_view kTokenPrefix = "base64url.bearer.phx.";
 
 // ---- Handshake helpers -------------------------------------------------------------------
 
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
+using http::for_each_list_element;
+using http::iequals;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-// Calls fn(element) for each element of an HTTP list ("a, b,,c"), trimmed, empty ones
-// skipped. Stops early when fn returns false.
-template <class Fn>
-void for_each_list_element(std::string_view list, Fn fn) {
-  while (!list.empty()) {
-    const std::size_t comma = list.find(',');
-    const std::string_view element = trim(list.substr(0, comma));
-    if (!element.empty() && !fn(element)) return;
-    if (comma == std::string_view::npos) return;
-    list.remove_prefix(comma + 1);
-  }
 }
 
 // Whether a token list (Connection, Upgrade) holds `token`; tokens are case-insensitive.
