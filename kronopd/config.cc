@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -272,8 +273,45 @@ std::vector<std::pair<std::string, std::string>> effective_options(const CLI::Ap
   return out;
 }
 
+namespace {
+
+// What kronopd(8) asks of a kronopd facing the internet, and whether `options` meet it.
+std::string internet_checklist(const std::vector<std::pair<std::string, std::string>> &options) {
+  auto value = [&](std::string_view key) -> std::string {
+    for (const auto &[k, v] : options) {
+      if (k == key) return v;
+    }
+    return "";
+  };
+  auto number = [&](std::string_view key) {
+    return std::strtoull(value(key).c_str(), nullptr, 10);
+  };
+  struct Item {
+    bool met;
+    const char *what;
+  };
+  const Item items[] = {
+      {!value("auth-secret-file").empty() && value("allow-anonymous") == "false",
+       "auth-secret-file, and allow-anonymous = false: every client needs a token"},
+      {number("max-connections-per-ip") > 0,
+       "max-connections-per-ip (e.g. 64): one address cannot take every connection"},
+      {number("header-timeout-ms") > 0 && number("header-timeout-ms") <= 10000,
+       "header-timeout-ms at most 10000: slow requests are closed"},
+      {!value("allowed-origin").empty(),
+       "allowed-origin: pages of other sites cannot connect from a browser"},
+  };
+  std::string out =
+      "# Facing the internet, kronopd(8) asks for (\"yes\": this configuration has it):\n";
+  for (const Item &i : items)
+    out += std::string("#   ") + (i.met ? "yes " : "no  ") + i.what + "\n";
+  return out;
+}
+
+}  // namespace
+
 std::string format_config(const std::vector<std::pair<std::string, std::string>> &options) {
   std::ostringstream out;
+  out << internet_checklist(options);
   for (const auto &[key, value] : options) {
     if (value.empty()) {
       out << "# " << key << " = (not set)\n";

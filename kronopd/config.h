@@ -73,7 +73,8 @@ Result<bool> parse_options(CLI::App &app, const std::vector<std::string> &args);
 // give it: every key, in --help's order, with its value (given or default).
 std::vector<std::pair<std::string, std::string>> effective_options(const CLI::App &app,
                                                                    const Config &config);
-// The same as the text --print-config prints: a file --config reads back.
+// The text --print-config prints: what kronopd(8) asks of a kronopd facing the internet and
+// whether `options` meet it (comments), then a file --config reads back.
 std::string format_config(const std::vector<std::pair<std::string, std::string>> &options);
 
 }  // namespace kronop::daemon

@@ -415,6 +415,12 @@ TEST_F(DaemonTest, PrintConfigShowsTheEffectiveConfiguration) {
   EXPECT_PRED2(has, out, "\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n");
   EXPECT_PRED2(has, out, "control-socket = ./var/kronopd.sock\n");
   EXPECT_PRED2(lacks, out, "print-config");
+  // First, what kronopd(8) asks of a kronopd facing the internet, and what this one has.
+  EXPECT_EQ(out.rfind("# Facing the internet", 0), 0u) << out;
+  EXPECT_PRED2(has, out, "#   no  auth-secret-file, and allow-anonymous = false");
+  EXPECT_PRED2(has, out, "#   no  max-connections-per-ip");
+  EXPECT_PRED2(has, out, "#   yes header-timeout-ms at most 10000");
+  EXPECT_PRED2(has, out, "#   yes allowed-origin");
   // What it prints reads back as the same configuration.
   const std::string printed = dir.path + "/printed.conf";
   std::ofstream(printed) << out;
