@@ -47,6 +47,16 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
       }
       return where + "unknown key '" + key + "'" + hint;
     }
+    // "key =" (or "key = ,", or "key = \"\"") sets nothing: CLI11 would keep the default
+    // silently, which the command line refuses and --print-config shows as "(not set)".
+    if (const auto eq = text.find('='); eq != std::string::npos) {
+      std::string value = text.substr(eq + 1, text.find('#', eq) - eq - 1);
+      CLI::detail::trim(value);
+      if (value == "\"\"" || value == "''") value.clear();
+      if (value.find_first_not_of(" \t,") == std::string::npos) {
+        return where + "'" + key + "' has no value";
+      }
+    }
     const std::string name = opt->get_single_name();
     auto seen =
         std::find_if(keys.begin(), keys.end(), [&](const FileKey &k) { return k.name == name; });
