@@ -14,6 +14,14 @@
 #include "control.h"
 #include "fuzz_check.h"
 #include "kronop/v1/control.pb.h"
+#include "log.h"
+
+// Protobuf's complaints (invalid UTF-8 in a string field) go where kronopd sends them: to
+// its log, at debug level, so a peer cannot flood the log with them.
+extern "C" int LLVMFuzzerInitialize(int *, char ***) {
+  kronop::log::route_protobuf_logs();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   using kronop::daemon::ControlFrame;
