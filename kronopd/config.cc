@@ -158,7 +158,19 @@ void add_options(CLI::App &app, Config &config) {
                  "twice that; faster: close 1008. 0: no limit")
       ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
-                 "Origin allowed to open a WebSocket (repeatable; none given: any)");
+                 "Origin allowed to open a WebSocket (repeatable; none given: any)")
+      // An Origin (RFC 6454: scheme://host[:port], or "null") has no quote, comma or space:
+      // one that has could never match, and --print-config could not write it back.
+      ->check(CLI::Validator(
+          [](std::string &origin) -> std::string {
+            for (const char ch : origin) {
+              if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\'' || ch == ',') {
+                return "not an origin (scheme://host[:port]): '" + origin + "'";
+              }
+            }
+            return origin.empty() ? "an origin is not empty" : "";
+          },
+          "ORIGIN"));
   app.add_option("--presence-interval-ms", config.presence_interval_ms,
                  "Presence changes of a reel are sent as one presence_diff per this many ms")
       ->check(CLI::Range(uint64_t{1}, uint64_t{60'000}))

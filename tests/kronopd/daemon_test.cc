@@ -275,6 +275,9 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
                conf + ":2: 'retention-hours' has no value");
   EXPECT_PRED2(has, error_of("retention-hours = ,\n"), ":1: 'retention-hours' has no value");
   EXPECT_PRED2(has, error_of("auth-secret-file = \"\"\n"), ":1: 'auth-secret-file' has no value");
+  // An origin with a quote could never match, nor be written back by --print-config.
+  EXPECT_PRED2(has, error_of("allowed-origin = [\"https://a.example\", \"b\\\"\"]\n"),
+               ":1: --allowed-origin: not an origin");
   std::string err;
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", dir.path + "/missing.conf"}, nullptr, &err), 2);
   EXPECT_PRED2(has, err, "missing.conf: cannot read");
