@@ -33,6 +33,13 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
   for (int line = 1; std::getline(in, raw); ++line) {
     const std::string text = CLI::detail::trim_copy(raw);
     const std::string where = path + ":" + std::to_string(line) + ": ";
+    // A NUL or another control character: not a text file, and a value holding one could
+    // not be printed back (--print-config) or passed on a command line.
+    if (std::any_of(raw.begin(), raw.end(), [](char ch) {
+          return (ch >= 0 && ch < ' ' && ch != '\t' && ch != '\r') || ch == 0x7f;
+        })) {
+      return where + "control character in the line (the file must be text)";
+    }
     if (text.empty() || text.front() == '#' || text.front() == ';') continue;
     if (text.front() == '[') return where + "sections are not used: every key is at the top";
     // The key as CLI11's reader takes it.

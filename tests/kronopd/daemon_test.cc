@@ -275,6 +275,8 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
                conf + ":2: 'retention-hours' has no value");
   EXPECT_PRED2(has, error_of("retention-hours = ,\n"), ":1: 'retention-hours' has no value");
   EXPECT_PRED2(has, error_of("auth-secret-file = \"\"\n"), ":1: 'auth-secret-file' has no value");
+  EXPECT_PRED2(has, error_of(std::string("rings = 8\ndata-dir = /tmp/a\0b\n", 30)),
+               conf + ":2: control character in the line");
   // An origin with a quote could never match, nor be written back by --print-config.
   EXPECT_PRED2(has, error_of("allowed-origin = [\"https://a.example\", \"b\\\"\"]\n"),
                ":1: --allowed-origin: not an origin");
