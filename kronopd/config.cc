@@ -34,6 +34,13 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
   for (int line = 1; std::getline(in, raw); ++line) {
     const std::string text = CLI::detail::trim_copy(raw);
     const std::string where = path + ":" + std::to_string(line) + ": ";
+    // A NUL or another control character: not a text file, and a value holding one could
+    // not be printed back (--print-config) or passed on a command line.
+    if (std::any_of(raw.begin(), raw.end(), [](char ch) {
+          return (ch >= 0 && ch < ' ' && ch != '\t' && ch != '\r') || ch == 0x7f;
+        })) {
+      return where + "control character in the line (the file must be text)";
+    }
     if (text.empty() || text.front() == '#' || text.front() == ';') continue;
     if (text.front() == '[') return where + "sections are not used: every key is at the top";
     // The key as CLI11's reader takes it.
@@ -47,6 +54,16 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
         hint = " (keys are the long options without their dashes, spelt with '-', not '_')";
       }
       return where + "unknown key '" + key + "'" + hint;
+    }
+    // "key =" (or "key = ,", or "key = \"\"") sets nothing: CLI11 would keep the default
+    // silently, which the command line refuses and --print-config shows as "(not set)".
+    if (const auto eq = text.find('='); eq != std::string::npos) {
+      std::string value = text.substr(eq + 1, text.find('#', eq) - eq - 1);
+      CLI::detail::trim(value);
+      if (value == "\"\"" || value == "''") value.clear();
+      if (value.find_first_not_of(" \t,") == std::string::npos) {
+        return where + "'" + key + "' has no value";
+      }
     }
     const std::string name = opt->get_single_name();
     auto seen =
@@ -157,7 +174,19 @@ void add_options(CLI::App &app, Config &config) {
                  "limit")
       ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
-                 "Origin allowed to open a WebSocket (repeatable; none given: any)");
+                 "Origin allowed to open a WebSocket (repeatable; none given: any)")
+      // An Origin (RFC 6454: scheme://host[:port], or "null") has no quote, comma or space:
+      // one that has could never match, and --print-config could not write it back.
+      ->check(CLI::Validator(
+          [](std::string &origin) -> std::string {
+            for (const char ch : origin) {
+              if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\'' || ch == ',') {
+                return "not an origin (scheme://host[:port]): '" + origin + "'";
+              }
+            }
+            return origin.empty() ? "an origin is not empty" : "";
+          },
+          "ORIGIN"));
   app.add_option("--presence-interval-ms", config.presence_interval_ms,
                  "Presence changes of a reel are sent as one presence_diff per this many ms")
       ->check(CLI::Range(uint64_t{1}, uint64_t{60'000}))

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kronop/ipc/segment_layout.h"
+#include "kronop/v1/control.pb.h"
 #include "kronop/v1/envelope.pb.h"
 
 namespace fs = std::filesystem;
@@ -211,6 +212,34 @@ bool write_ring_seeds(const fs::path &dir) {
 
 }  // namespace
 
+// Control socket seeds (control_fuzz.cc): a byte choosing where the reads are cut, then
+// what a peer sends: length-prefixed ControlRequests.
+std::string control_frame(const kronop::v1::ControlRequest &req) {
+  const std::string body = req.SerializeAsString();
+  const uint32_t len = static_cast<uint32_t>(body.size());
+  return std::string(reinterpret_cast<const char *>(&len), 4) + body;
+}
+
+bool write_control_seeds(const fs::path &dir) {
+  using kronop::v1::ControlRequest;
+  ControlRequest stats, health, user, reel, connections;
+  stats.mutable_stats();
+  health.mutable_health();
+  user.mutable_user_presence()->set_user_id("u42");
+  reel.mutable_reel_presence()->set_reel_id("r7");
+  connections.mutable_connections()->set_topic("reel:7");
+  const std::string too_large("\x01\x10\x00\x00", 4);  // 4097: one over the limit
+  return write_file(dir / "stats", "\x03" + control_frame(stats)) &&
+         write_file(dir / "health", "\x00" + control_frame(health)) &&
+         write_file(dir / "user_presence", "\x07" + control_frame(user)) &&
+         write_file(dir / "pipelined", "\x05" + control_frame(reel) + control_frame(connections) +
+                                           control_frame(stats)) &&
+         write_file(dir / "malformed_then_stats",
+                    std::string("\x02\x03\x00\x00\x00\xff\xff\xff", 8) + control_frame(stats)) &&
+         write_file(dir / "too_large", "\x01" + too_large + "abc") &&
+         write_file(dir / "partial", "\x02" + control_frame(user).substr(0, 6));
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s CORPUS_DIR (tests/fuzz/corpus)\n", argv[0]);
@@ -220,6 +249,8 @@ int main(int argc, char **argv) {
   std::error_code ec;
   fs::create_directories(root / "envelope", ec);
   fs::create_directories(root / "ring_record", ec);
-  const bool ok = write_envelope_seeds(root / "envelope") && write_ring_seeds(root / "ring_record");
+  fs::create_directories(root / "control", ec);
+  const bool ok = write_envelope_seeds(root / "envelope") &&
+                  write_ring_seeds(root / "ring_record") && write_control_seeds(root / "control");
   return ok ? 0 : 1;
 }

@@ -389,6 +389,16 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
   EXPECT_PRED2(has, error_of("[server]\nport = 1\n"), conf + ":1: sections are not used");
   EXPECT_PRED2(has, error_of("allow-anonymous = maybe\n"),
                conf + ":1: Could not convert: --allow-anonymous");
+  // A key without a value is an error (CLI11 kept the default, --print-config said "not set").
+  EXPECT_PRED2(has, error_of("rings = 8\nretention-hours =  # none\n"),
+               conf + ":2: 'retention-hours' has no value");
+  EXPECT_PRED2(has, error_of("retention-hours = ,\n"), ":1: 'retention-hours' has no value");
+  EXPECT_PRED2(has, error_of("auth-secret-file = \"\"\n"), ":1: 'auth-secret-file' has no value");
+  EXPECT_PRED2(has, error_of(std::string("rings = 8\ndata-dir = /tmp/a\0b\n", 30)),
+               conf + ":2: control character in the line");
+  // An origin with a quote could never match, nor be written back by --print-config.
+  EXPECT_PRED2(has, error_of("allowed-origin = [\"https://a.example\", \"b\\\"\"]\n"),
+               ":1: --allowed-origin: not an origin");
   std::string err;
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", dir.path + "/missing.conf"}, nullptr, &err), 2);
   EXPECT_PRED2(has, err, "missing.conf: cannot read");
