@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -120,7 +122,19 @@ void add_options(CLI::App &app, Config &config) {
                  "Microseconds the ingest thread polls empty rings before it sleeps")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
-  app.add_option("--bind", config.bind, "Address of the client port (WebSocket and HTTP)")
+  app.add_option("--bind", config.bind,
+                 "Address of the client port (WebSocket and HTTP): an IPv4 or IPv6 address")
+      // The acceptor binds an address literal (uv_ip4_addr, uv_ip6_addr): anything else is
+      // refused here, naming the line, rather than at listen.
+      ->check(CLI::Validator(
+          [](std::string &address) -> std::string {
+            in6_addr scratch{};
+            if (::inet_pton(AF_INET, address.c_str(), &scratch) == 1 ||
+                ::inet_pton(AF_INET6, address.c_str(), &scratch) == 1)
+              return "";
+            return "not an IPv4 or IPv6 address: '" + address + "'";
+          },
+          "ADDRESS"))
       ->capture_default_str();
   app.add_option("--port", config.port, "Client port")
       ->check(CLI::Range(0, 65535))
