@@ -342,6 +342,8 @@ std::string internet_checklist(const std::vector<std::pair<std::string, std::str
        "header-timeout-ms at most 10000: slow requests are closed"},
       {!value("allowed-origin").empty(),
        "allowed-origin: pages of other sites cannot connect from a browser"},
+      {value("trust-loopback") == "false",
+       "trust-loopback = false: behind a proxy on this host, every request comes from loopback"},
   };
   std::string out =
       "# Facing the internet, kronopd(8) asks for (\"yes\": this configuration has it):\n";

@@ -435,6 +435,7 @@ TEST_F(DaemonTest, PrintConfigShowsTheEffectiveConfiguration) {
   EXPECT_PRED2(has, out, "#   no  max-connections-per-ip");
   EXPECT_PRED2(has, out, "#   yes header-timeout-ms at most 10000");
   EXPECT_PRED2(has, out, "#   yes allowed-origin");
+  EXPECT_PRED2(has, out, "#   no  trust-loopback = false");
   // What it prints reads back as the same configuration.
   const std::string printed = dir.path + "/printed.conf";
   std::ofstream(printed) << out;
