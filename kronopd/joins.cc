@@ -275,7 +275,10 @@ void JoinTracker::on_committed(uint64_t id) {
     // it would have without the log stopping.
     return;
   }
-  read_history(c, j);  // a new wait id: the deadline's entry for `id` is now stale
+  // The read waits under a new id; `id` must go, or the deadline's entry for it would find
+  // this connection after it closed (forget() erases only the current wait ids).
+  waits_.erase(it);
+  read_history(c, j);
 }
 
 void JoinTracker::on_commit_deadline(uv_timer_t *timer) {

@@ -8,7 +8,16 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { eventually, join, run, kronopctlBin, sleep, startDaemon } from "./helpers.mjs";
+import {
+  cPublishBin,
+  eventually,
+  join,
+  kronopctlBin,
+  openRaw,
+  run,
+  sleep,
+  startDaemon,
+} from "./helpers.mjs";
 
 const T = { timeout: 60000 };
 let daemon;
@@ -370,4 +379,44 @@ test("--no-durable-log: no database, and a join that missed messages cannot reco
   } finally {
     await d.stop();
   }
+});
+
+// A rejoin that arrives while the log has not yet committed the batch holding its topic's
+// last message waits for that commit (with a 10 s deadline), then reads the history under a
+// new wait. The first wait's entry used to outlive it: when its deadline passed after the
+// socket had closed, kronopd read the freed connection (a segfault under load, found by
+// bench/soak). Many such rejoins under a steady stream, each socket closed at its reply,
+// then past the deadline: kronopd must still be serving.
+test("rejoins that waited for a commit, their sockets closed: kronopd outlives the deadline", { timeout: 90000 }, async () => {
+  const topic = "reel:7300";
+  await daemon.publish(topic, "reel_update", { n: 0 });
+  const stream = run(cPublishBin(), [daemon.shmName, "count", topic, "reel_update", "12000", "2000"], 30000);
+  const url = `${daemon.url}/ws/websocket?vsn=2.0.0`;
+  const replyTo = async (client, ref) => {
+    for (;;) {
+      const m = JSON.parse((await client.messages.next(10000, `the reply to ${ref}`)).text);
+      if (m[1] === ref && m[3] === "phx_reply") return m[4];
+    }
+  };
+  let recovered = 0;
+  const started = Date.now();
+  while (Date.now() - started < 5000) {
+    const first = await daemon.raw("/ws/websocket?vsn=2.0.0");
+    first.ws.send(JSON.stringify(["1", "1", topic, "phx_join", {}]));
+    const now = await replyTo(first, "1");
+    first.ws.terminate();
+    const again = await openRaw(url).opened;
+    const lastSeq = Math.max(0, now.response.last_seq - 5);
+    again.ws.send(JSON.stringify(["1", "1", topic, "phx_join", { last_seq: lastSeq }]));
+    const r = await replyTo(again, "1");
+    if (r.response.recovered === true) recovered += 1;
+    again.ws.terminate();
+  }
+  assert.ok(recovered > 0, "some rejoins recovered");
+  await sleep(11000); // past the 10 s commit deadline of every wait
+  daemon.assertAlive();
+  const socket = await daemon.phoenix();
+  const r = await join(socket, topic);
+  assert.equal(r.status, "ok");
+  assert.equal((await stream).code, 0);
 });
