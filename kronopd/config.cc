@@ -234,6 +234,11 @@ void add_options(CLI::App &app, Config &config) {
   app.add_option("--retention-count", config.retention_count,
                  "The durable log keeps at most this many newest messages per topic (0: no limit)")
       ->capture_default_str();
+  app.add_option("--log-cache-mib", config.log_cache_mib,
+                 "The durable log writer's page cache, in MiB: the most of the log kronopd "
+                 "keeps in memory")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{65'536}))
+      ->capture_default_str();
   app.add_option("--max-recovery-messages", config.max_recovery_messages,
                  "Most missed messages a client joining with last_seq is sent (more: it is "
                  "told {\"recovered\": false})")

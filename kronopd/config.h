@@ -46,6 +46,8 @@ struct Config {
   // The durable log's retention.
   uint64_t retention_hours = 168;
   uint64_t retention_count = 100'000;
+  // The log writer's SQLite page cache, in MiB: the most its pages hold in memory.
+  uint64_t log_cache_mib = 64;
   // Most messages one rejoining client recovers (more missed: {"recovered": false}).
   std::size_t max_recovery_messages = 100'000;
   // SIGTERM: the whole drain (tell clients, close them in batches, flush the log) takes at

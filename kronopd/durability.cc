@@ -89,6 +89,7 @@ Result<std::unique_ptr<LogStore>> open_durable_log(const Config &config) {
   LogOptions options;
   options.retention_age_ms = config.retention_hours * 3600 * 1000;
   options.retention_count = config.retention_count;
+  options.cache_mib = config.log_cache_mib;
   auto opened = LogStore::open(config.data_dir + "/kronop.db", options);
   if (opened.ok()) KLOG_INFO("event=log_opened path=%s", log::q(opened.value()->path()).c_str());
   return opened;

@@ -152,8 +152,8 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   // writer's commits, where SQLite's automatic ones would hold logging up.
   if (!exec(db, "PRAGMA journal_mode=WAL") || !exec(db, "PRAGMA synchronous=NORMAL") ||
       !exec(db, "PRAGMA wal_autocheckpoint=0") ||
-      // The indexes' pages stay in memory as they grow (64 MiB; SQLite's default is 2).
-      !exec(db, "PRAGMA cache_size=-65536")) {
+      // The indexes' pages stay in memory as they grow (64 MiB by default; SQLite's is 2).
+      !exec(db, ("PRAGMA cache_size=-" + std::to_string(options.cache_mib * 1024)).c_str())) {
     return fail("cannot switch the log to WAL mode");
   }
   if (version == 0) {

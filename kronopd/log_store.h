@@ -59,6 +59,8 @@ struct LogOptions {
   // only when no batch is waiting, so trimming never holds up logging.
   uint64_t retention_age_ms = 7ull * 24 * 3600 * 1000;
   uint64_t retention_count = 100'000;
+  // The writer's page cache (SQLite's cache_size), in MiB; the indexes' pages stay in it.
+  uint64_t cache_mib = 64;
   uint64_t trim_interval_ms = 1000;
   std::size_t trim_chunk = 2000;
   // How often the WAL is checkpointed into the database (and synced to disk), on a thread of
