@@ -66,6 +66,9 @@ struct LogOptions {
   // How often the WAL is checkpointed into the database (and synced to disk), on a thread of
   // its own: the most a host crash can take from the log, give or take one checkpoint.
   uint64_t checkpoint_ms = 1000;
+  // The WAL's size (in pages) past which the writer, between two transactions, finishes a
+  // checkpoint itself so that the WAL is written from its start again (see restart_wal).
+  int wal_restart_pages = 16384;
 };
 
 struct LogCounters {
@@ -163,6 +166,12 @@ class LogStore {
   std::thread thread_;
   std::thread checkpointer_;
   void checkpoint_run();
+  // The writer thread, after a commit: restarts the WAL when it has grown past
+  // wal_restart_pages. wal_pages_ is the WAL's size after the last commit (SQLite's WAL hook).
+  void restart_wal();
+  static int on_wal_commit(void *self, sqlite3 *db, const char *name, int pages);
+  int wal_pages_ = 0;
+  int wal_restart_at_ = 0;
   struct Statements;
   std::unique_ptr<Statements> stmts_;
 };
