@@ -312,6 +312,15 @@ async function flood(conn, chunk, ms) {
   }
 }
 
+// Sends `frame` over and over (10 s at most) and expects the close code `want`.
+async function floodAnswer(conn, frame, want) {
+  const code = closeCode(conn, 10000);
+  await flood(conn, Buffer.concat(Array.from({ length: 4096 }, () => frame)), 10000);
+  const c = await code;
+  conn.destroy();
+  return c === want ? "ok" : `close ${c}`;
+}
+
 const ATTACKS = {
   // Headers one byte a second: closed at --header-timeout-ms (10 s), 408.
   slowloris: async () => {
@@ -330,25 +339,12 @@ const ATTACKS = {
     return took < 15000 && status === "408" ? "ok" : `open ${took} ms, status ${status}`;
   },
   // Unsolicited pongs as fast as the socket takes them: 1008.
-  pong_flood: async () => {
-    const conn = await upgraded();
-    const pongs = Buffer.concat(Array.from({ length: 4096 }, () => encodeFrame(0xa, "")));
-    const code = closeCode(conn, 10000);
-    await flood(conn, pongs, 10000);
-    const c = await code;
-    conn.destroy();
-    return c === 1008 ? "ok" : `close ${c}`;
-  },
+  pong_flood: async () => floodAnswer(await upgraded(), encodeFrame(0xa, ""), 1008),
   // A message that never ends: empty continuation frames after an unfinished text frame.
   continuation_flood: async () => {
     const conn = await upgraded();
     conn.write(encodeFrame(0x1, "[", { fin: false }));
-    const more = Buffer.concat(Array.from({ length: 4096 }, () => encodeFrame(0x0, "", { fin: false })));
-    const code = closeCode(conn, 10000);
-    await flood(conn, more, 10000);
-    const c = await code;
-    conn.destroy();
-    return c === 1008 ? "ok" : `close ${c}`;
+    return floodAnswer(conn, encodeFrame(0x0, "", { fin: false }), 1008);
   },
   // A join_ref longer than kronopd keeps: 1008.
   long_join_ref: async () => {
