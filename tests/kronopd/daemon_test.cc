@@ -396,6 +396,8 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
   EXPECT_PRED2(has, error_of("auth-secret-file = \"\"\n"), ":1: 'auth-secret-file' has no value");
   EXPECT_PRED2(has, error_of(std::string("rings = 8\ndata-dir = /tmp/a\0b\n", 30)),
                conf + ":2: control character in the line");
+  EXPECT_PRED2(has, error_of("data-dir = /tmp/a\rname = b\n"),
+               conf + ":1: control character in the line");
   // The client port's address is an IP literal (found by config_fuzz: one with a quote and a
   // comma was accepted, and --print-config could not write it back).
   EXPECT_PRED2(has, error_of("bind = `\"0.0pditeso,t-m\n"), conf + ":1: --bind");
