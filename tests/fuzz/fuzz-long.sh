@@ -9,8 +9,8 @@
 # SECONDS_PER_TARGET defaults to 1200 (20 minutes). Each target runs with the options its
 # ctest <target>_run test has (-max_len, -dict), taken from ctest itself. Needs the fuzz
 # build: `cmake --preset fuzz && cmake --build --preset fuzz`. The fuzzers run at nice 10
-# (KRONOP_FUZZ_NICE),
-# so that the machine stays usable.
+# (KRONOP_FUZZ_NICE), so that the machine stays usable. A fuzzer stops at its first crash
+# (its row then shows the executions until then).
 #
 # Prints a table: executions, executions per second, coverage (libFuzzer's "cov": edges
 # reached; "ft": features), corpus size before and after the merge, and crashes. A
