@@ -25,8 +25,8 @@
 //  - every well-behaved client saw each topic's seqs without gap or duplicate, across
 //    rejoins, or was told {"recovered": false}; each ends at its topic's last seq; the
 //    witnesses' (seq, record) pairs are the log's;
-//  - kronopd's RSS and open files at the end (after the last restart) are within
-//    --tolerance (10 %) of their values --steady s after the load began;
+//  - kronopd's own memory (RssAnon) and open files at the end (after the last restart)
+//    are at most --tolerance (10 %) above their values --steady s after the load began;
 //  - every attack got the answer it should (status or close code), and the bad producer's
 //    records were refused;
 //  - kronopd exited 0 on every SIGTERM and its output holds no sanitizer report.
@@ -722,20 +722,23 @@ check("what witnesses received is what the log holds", witnessWrong.length === 0
 check("clients' joins all answered ok", sum("join_errors") === 0, `${sum("join_errors")} refused`);
 
 // Resources.
-const within = (a, b) => b > 0 && Math.abs(a - b) / b <= O.tolerance;
+// Grown by at most the tolerance. Less is fine: a kronopd that restarted has not yet built
+// up all a first one had (the 3-minute run measured 42 MiB at its baseline and 28 MiB 40 s
+// after its SIGKILL), and a bound is about growth.
+const within = (a, b) => b > 0 && a <= b * (1 + O.tolerance);
 if (!baseline || !finalSample) {
   check("RSS and open files bounded", false, "not sampled");
 } else {
   // kronopd's own memory (RssAnon) is what a leak grows; the touched pages of the ring
   // segment are bounded by its size and shown beside it.
   check(
-    `own memory (RssAnon) at the end within ${O.tolerance * 100} % of after ${O.steady} s`,
+    `own memory (RssAnon) at the end at most ${O.tolerance * 100} % above after ${O.steady} s`,
     within(finalSample.anon, baseline.anon),
     `${mib(baseline.anon)} -> ${mib(finalSample.anon)} (VmRSS ${mib(baseline.rss)} -> ` +
       `${mib(finalSample.rss)}, of which ring segment ${mib(baseline.shmem)} -> ${mib(finalSample.shmem)})`,
   );
   check(
-    `open files at the end within ${O.tolerance * 100} % of after ${O.steady} s`,
+    `open files at the end at most ${O.tolerance * 100} % above after ${O.steady} s`,
     within(finalSample.fds, baseline.fds),
     `${baseline.fds} -> ${finalSample.fds}`,
   );
