@@ -68,6 +68,17 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
       if (value.find_first_not_of(" \t,") == std::string::npos) {
         return where + "'" + key + "' has no value";
       }
+      // A '"' inside a value (not one pair around it, not a [list]): CLI11 read such a value
+      // one way, and the quoted form --print-config writes it back in another (found by
+      // config_fuzz: a data-dir with quotes became nine values).
+      std::string inner = value;
+      if (inner.size() >= 2 && (inner.front() == '"' || inner.front() == '\'') &&
+          inner.back() == inner.front()) {
+        inner = inner.substr(1, inner.size() - 2);
+      }
+      if (inner.front() != '[' && inner.find('"') != std::string::npos) {
+        return where + "'" + key + "': a '\"' inside a value is not supported";
+      }
     }
     const std::string name = opt->get_single_name();
     auto seen =

@@ -398,9 +398,12 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
                conf + ":2: control character in the line");
   EXPECT_PRED2(has, error_of("data-dir = /tmp/a\rname = b\n"),
                conf + ":1: control character in the line");
+  EXPECT_PRED2(has, error_of("rings = 8\ndata-dir = a =\"\"\"b = c,\n"),
+               conf + ":2: 'data-dir': a '\"' inside a value is not supported");
   // The client port's address is an IP literal (found by config_fuzz: one with a quote and a
   // comma was accepted, and --print-config could not write it back).
-  EXPECT_PRED2(has, error_of("bind = `\"0.0pditeso,t-m\n"), conf + ":1: --bind");
+  EXPECT_PRED2(has, error_of("bind = `\"0.0pditeso,t-m\n"), conf + ":1: 'bind': a '\"' inside");
+  EXPECT_PRED2(has, error_of("bind = 0.0pditeso,t-m\n"), conf + ":1: --bind");
   EXPECT_PRED2(has, error_of("bind = localhost\n"), "not an IPv4 or IPv6 address");
   // An origin with a quote could never match, nor be written back by --print-config.
   EXPECT_PRED2(has, error_of("allowed-origin = [\"https://a.example\", \"b\\\"\"]\n"),
