@@ -76,7 +76,7 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
           inner.back() == inner.front()) {
         inner = inner.substr(1, inner.size() - 2);
       }
-      if (inner.front() != '[' && inner.find('"') != std::string::npos) {
+      if (!inner.empty() && inner.front() != '[' && inner.find('"') != std::string::npos) {
         return where + "'" + key + "': a '\"' inside a value is not supported";
       }
     }
