@@ -7,12 +7,8 @@
 // minted by kronopctl itself.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <grp.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
@@ -29,7 +25,11 @@
 namespace kronop {
 namespace {
 
+using test::connect_to;
 using test::eventually;
+using test::http_post;
+using test::receive;
+using test::send_all;
 
 // What a kronopctl run gave: its exit status and both outputs.
 struct Outcome {
@@ -51,60 +51,6 @@ std::vector<std::string> lines_of(const std::string &text) {
 
 bool contains(const std::string &haystack, const std::string &needle) {
   return haystack.find(needle) != std::string::npos;
-}
-
-// A TCP connection to the daemon's client port on 127.0.0.1.
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string &bytes) {
-  for (std::size_t off = 0; off < bytes.size();) {
-    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// Reads what arrives within `ms` (until the peer closes, or `until` is in what was read).
-std::string receive(int fd, int ms, const std::string &until = "") {
-  std::string in;
-  char buf[4096];
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (until.empty() || !contains(in, until)) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    in.append(buf, static_cast<std::size_t>(n));
-  }
-  return in;
-}
-
-// POST a JSON body on the client port (REST API); the whole response.
-std::string http_post(int port, const std::string &path, const std::string &body) {
-  int fd = connect_to(port);
-  if (fd < 0) return {};
-  send_all(fd, "POST " + path +
-                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
-                   "Content-Length: " + std::to_string(body.size()) +
-                   "\r\nConnection: close\r\n\r\n" + body);
-  std::string response = receive(fd, 5000);
-  ::close(fd);
-  return response;
 }
 
 // A WebSocket client: the opening handshake, then masked text frames out; whatever arrives
@@ -171,10 +117,8 @@ class KronopctlTest : public ::testing::Test, protected test::Kronopd {
     ASSERT_TRUE(
         start({"--io-threads", "2", "--presence-interval-ms", "20", "--auth-secret-file", secret}))
         << output();
-    std::smatch m;
-    const std::string text = output();
-    ASSERT_TRUE(std::regex_search(text, m, std::regex("clients=ws://[0-9.]+:([0-9]+)/ws"))) << text;
-    port = std::stoi(m[1]);
+    port = test::client_port(output());
+    ASSERT_NE(port, 0) << output();
   }
   Outcome ctl(std::vector<std::string> args) {
     args.insert(args.begin(),

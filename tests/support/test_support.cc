@@ -1,11 +1,15 @@
 #include "test_support.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -115,8 +119,21 @@ int run_capture(const std::vector<std::string> &argv, std::string *out, std::str
   std::vector<pollfd> open_fds{{fds[0], POLLIN, 0}};
   if (err != nullptr) open_fds.push_back({err_fds[0], POLLIN, 0});
   char buf[4096];
+  // A program that hangs fails its test instead of holding up the whole run.
+  const auto deadline = std::chrono::steady_clock::now() + kRunCaptureTimeout;
   while (!open_fds.empty()) {
-    if (::poll(open_fds.data(), open_fds.size(), -1) < 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    const int ready = left.count() > 0
+                          ? ::poll(open_fds.data(), open_fds.size(), static_cast<int>(left.count()))
+                          : 0;
+    if (ready == 0) {
+      ::kill(pid, SIGKILL);
+      std::fprintf(stderr, "run_capture: %s still running after %lld s: killed\n", args[0],
+                   static_cast<long long>(kRunCaptureTimeout.count()));
+      break;
+    }
+    if (ready < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -182,6 +199,69 @@ bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds tim
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return cond();
+}
+
+// A TCP connection to the daemon's client port on 127.0.0.1.
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool send_all(int fd, const std::string &bytes) {
+  for (std::size_t off = 0; off < bytes.size();) {
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Reads what arrives within `ms` (until the peer closes, or `until` is in what was read).
+std::string receive(int fd, int ms, const std::string &until) {
+  std::string in;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (until.empty() || in.find(until) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    pollfd p{fd, POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    in.append(buf, static_cast<std::size_t>(n));
+  }
+  return in;
+}
+
+// POST a JSON body on the client port (REST API); the whole response.
+std::string http_post(int port, const std::string &path, const std::string &body) {
+  int fd = connect_to(port);
+  if (fd < 0) return {};
+  send_all(fd, "POST " + path +
+                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                   "Content-Length: " + std::to_string(body.size()) +
+                   "\r\nConnection: close\r\n\r\n" + body);
+  std::string response = receive(fd, 5000);
+  ::close(fd);
+  return response;
+}
+
+int client_port(const std::string &output) {
+  const std::string marker = "clients=ws://";
+  const std::size_t at = output.find(marker);
+  if (at == std::string::npos) return 0;
+  const std::size_t colon = output.find(':', at + marker.size());
+  if (colon == std::string::npos) return 0;
+  return std::atoi(output.c_str() + colon + 1);
 }
 
 }  // namespace kronop::test

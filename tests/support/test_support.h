@@ -36,8 +36,20 @@ int wait_child(pid_t pid);
 pid_t spawn(const std::vector<std::string> &argv, const std::string &log_path = "",
             const std::string &err_path = "", const std::function<void()> &in_child = {});
 // Runs a program to completion, capturing stdout (and stderr, when `err` is not null);
-// returns the exit status.
+// returns the exit status (128 + SIGKILL for one still running after kRunCaptureTimeout,
+// which is then killed).
+inline constexpr std::chrono::seconds kRunCaptureTimeout{120};
 int run_capture(const std::vector<std::string> &argv, std::string *out, std::string *err = nullptr);
+
+// A TCP connection to port `port` on 127.0.0.1 (-1 when refused).
+int connect_to(int port);
+bool send_all(int fd, const std::string &bytes);
+// Reads what arrives within `ms` (until the peer closes, or `until` is in what was read).
+std::string receive(int fd, int ms, const std::string &until = "");
+// POST a JSON body on a kronopd's client port (REST API); the whole response.
+std::string http_post(int port, const std::string &path, const std::string &body);
+// The client port a kronopd's output names ("clients=ws://ADDR:PORT/ws"); 0 when none.
+int client_port(const std::string &output);
 
 // Polls cond() every few milliseconds until it is true or the timeout passes.
 bool eventually(const std::function<bool()> &cond,
