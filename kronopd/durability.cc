@@ -15,6 +15,12 @@
 namespace kronop::daemon {
 
 void RingRelease::after_pass(bool read_something) {
+  if (consumer_.generation() != generation_) {
+    // The segment was created again: the positions kept were the retired one's, which the
+    // consumer released when it retired it.
+    pending_.clear();
+    generation_ = consumer_.generation();
+  }
   if (log_ == nullptr) {
     consumer_.release_all_read();
     return;
@@ -50,6 +56,7 @@ void ReplayEpochs::start() {
 }
 
 void ReplayEpochs::see(uint32_t ring, uint64_t end_pos, const EnvelopeView &view) {
+  if (ring >= written_before_start_.size()) return;  // a retired segment's ring
   auto [it, fresh] = tracks_.try_emplace(std::string(view.topic));
   Track &t = it->second;
   if (fresh) t.producer = view.producer_id;
@@ -61,6 +68,9 @@ void ReplayEpochs::see(uint32_t ring, uint64_t end_pos, const EnvelopeView &view
 void ReplayEpochs::after_pass() {
   if (!active_) return;
   active_ = false;
+  // The segment was created again: the replay ends here (what the retired segment still
+  // holds is read on without this check).
+  if (consumer_.generation() != 0) written_before_start_.clear();
   for (uint32_t i = 0; i < written_before_start_.size(); ++i) {
     if (consumer_.reader(i).read_pos() < written_before_start_[i]) active_ = true;
   }

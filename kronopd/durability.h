@@ -55,6 +55,7 @@ class RingRelease {
  private:
   ipc::Consumer &consumer_;
   LogStore *log_;
+  uint64_t generation_ = 0;  // the consumer's, when pending_ was last cleared
   struct Pending {
     uint64_t batch = 0;              // the log batch that covers these positions
     std::vector<uint64_t> read_pos;  // per ring

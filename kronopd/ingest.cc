@@ -29,7 +29,8 @@ Result<std::unique_ptr<ipc::Consumer>> attach_segment(const Config &config) {
 Ingest::Ingest(ipc::Consumer &consumer, std::unordered_map<uint64_t, uint64_t> already_logged)
     : consumer_(consumer),
       already_logged_(std::move(already_logged)),
-      tracks_(consumer.ring_count()) {}
+      // The rings of a retired segment still being read come after the current ones.
+      tracks_(2 * std::size_t{consumer.ring_count()}) {}
 
 bool Ingest::take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &view) {
   Reject r = validator_.validate(record.bytes, view, ipc::kRecordSlack);

@@ -19,7 +19,8 @@ namespace kronop::daemon {
 
 class Publisher {
  public:
-  explicit Publisher(std::unique_ptr<ipc::Producer> producer) : producer_(std::move(producer)) {}
+  Publisher(std::unique_ptr<ipc::Producer> producer, std::string shm_name)
+      : producer_(std::move(producer)), shm_name_(std::move(shm_name)) {}
 
   // The daemon's own lease of a ring in segment `shm_name`.
   static Result<std::unique_ptr<Publisher>> open(const std::string &shm_name) {
@@ -28,7 +29,7 @@ class Publisher {
       return Error{producer.error().code,
                    "lease a ring for kronopd's own publishing: " + producer.error().message};
     }
-    return std::make_unique<Publisher>(std::move(producer).value());
+    return std::make_unique<Publisher>(std::move(producer).value(), shm_name);
   }
 
   // Any thread. KRONOP_OK, or a KRONOP_E* code (KRONOP_EFULL when the ring has no room:
@@ -37,13 +38,22 @@ class Publisher {
     std::string bytes;
     if (!envelope.SerializeToString(&bytes)) return KRONOP_EINVAL;
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!producer_) return KRONOP_ENODAEMON;
+    int rc = producer_ ? producer_->publish_envelope(bytes) : KRONOP_ENODAEMON;
+    if (rc != KRONOP_ENODAEMON) return rc;
+    // The segment was retired (its file was removed or replaced, and kronopd created it
+    // again): give the old ring back, so that the old segment can be let go, and lease one
+    // in the segment now under the name.
+    producer_.reset();
+    auto again = ipc::Producer::open(shm_name_);
+    if (!again.ok()) return again.error().code;
+    producer_ = std::move(again).value();
     return producer_->publish_envelope(bytes);
   }
 
  private:
   std::mutex mutex_;
   std::unique_ptr<ipc::Producer> producer_;
+  const std::string shm_name_;
 };
 
 }  // namespace kronop::daemon

@@ -394,7 +394,12 @@ std::string RestApi::publish_reel_update(const http::Request &req, const HttpCal
   if (!e.ok()) return error(e.status, e.message);
   const int rc = publisher_->publish(envelope);
   if (rc == KRONOP_ETOOBIG) return error(413, "update too large for the ring");
-  if (rc != KRONOP_OK) return error(503, "kronopd is busy: its ring is full, retry");
+  if (rc == KRONOP_EFULL) return error(503, "kronopd is busy: its ring is full, retry");
+  if (rc != KRONOP_OK) {
+    return error(503,
+                 "kronopd cannot publish now: its shared-memory segment is unusable (see "
+                 "kronopctl health), retry");
+  }
   kronop::v1::AcceptedBody b;
   b.set_status("accepted");
   b.set_topic(topic);

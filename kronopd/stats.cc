@@ -55,7 +55,7 @@ void fill_ingest(const Config &config, Pipeline &pipeline, kronop::v1::DaemonSta
     r->set_index(ring.index);
     r->set_producer_pid(ipc::lease_pid(ring.lease));
     r->set_producer_id(ring.producer_id);
-    r->set_capacity_bytes(consumer.segment().geometry().ring_capacity);
+    r->set_capacity_bytes(consumer.ring_capacity());
     r->set_used_bytes(ring.used_bytes);
     r->set_records_published(ring.records_published);
     r->set_refused_full(ring.refused_full);

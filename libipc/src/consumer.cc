@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 #include <unistd.h>
+#include <algorithm>
 #include <ctime>
 
 #include "kronop/ipc/process_identity.h"
@@ -11,6 +12,11 @@
 #include "kronop/ipc/wakeup.h"
 
 namespace kronop::ipc {
+namespace {
+// How often the ingest thread looks at a retired segment's rings when idle.
+constexpr int kRetiringPollMs = 10;
+}  // namespace
+
 Result<std::unique_ptr<Consumer>> Consumer::attach(const SegmentOptions &options,
                                                    std::string *note) {
   auto segment = Segment::attach_as_daemon(options, note);
@@ -18,12 +24,20 @@ Result<std::unique_ptr<Consumer>> Consumer::attach(const SegmentOptions &options
   return std::unique_ptr<Consumer>(new Consumer(std::move(segment).value()));
 }
 
-Consumer::Consumer(std::unique_ptr<Segment> segment) : segment_(std::move(segment)) {
-  SegmentHeader *hdr = segment_->header();
-  const auto &g = segment_->geometry();
-  readers_.reserve(g.ring_count);
+std::vector<RingReader> Consumer::readers_of(const Segment &segment) {
+  const auto &g = segment.geometry();
+  std::vector<RingReader> readers;
+  readers.reserve(g.ring_count);
   for (uint32_t i = 0; i < g.ring_count; ++i)
-    readers_.emplace_back(segment_->ring(i), g.ring_capacity);
+    readers.emplace_back(segment.ring(i), g.ring_capacity);
+  return readers;
+}
+
+Consumer::Consumer(std::unique_ptr<Segment> segment)
+    : segment_(std::move(segment)),
+      readers_(readers_of(*segment_)),
+      capacity_(segment_->geometry().ring_capacity) {
+  SegmentHeader *hdr = segment_->header();
   start_ticks_ = process_start_ticks(::getpid()).value_or(0);
   hdr->daemon_start_ticks.store(start_ticks_, std::memory_order_relaxed);
   hdr->daemon_pid.store(static_cast<uint32_t>(::getpid()), std::memory_order_release);
@@ -33,11 +47,13 @@ Consumer::Consumer(std::unique_ptr<Segment> segment) : segment_(std::move(segmen
 }
 
 Consumer::~Consumer() {
-  SegmentHeader *hdr = segment_->header();
   // The segment stays (producers keep publishing into it while no daemon runs); only our
   // identity goes, so that the next daemon does not think we are still attached.
-  hdr->daemon_pid.store(0, std::memory_order_release);
-  hdr->heartbeat_ns.store(0, std::memory_order_relaxed);
+  for (Segment *segment : {segment_.get(), retiring_.get()}) {
+    if (segment == nullptr) continue;
+    segment->header()->daemon_pid.store(0, std::memory_order_release);
+    segment->header()->heartbeat_ns.store(0, std::memory_order_relaxed);
+  }
 }
 
 void Consumer::release_all_read() {
@@ -46,6 +62,9 @@ void Consumer::release_all_read() {
 
 bool Consumer::any_pending() const {
   for (const auto &r : readers_) {
+    if (r.has_pending()) return true;
+  }
+  for (const auto &r : retiring_readers_) {
     if (r.has_pending()) return true;
   }
   return false;
@@ -63,6 +82,9 @@ void Consumer::wait_for_records(uint64_t spin_ns, int timeout_ms) {
     for (int i = 0; i < 32; ++i) _mm_pause();
   } while (spin_ns > 0 && monotonic_ns() < until);
 
+  // Producers still writing into a retired segment wake its futex, not this one's: while
+  // there is one, look again soon.
+  if (retiring_ != nullptr) timeout_ms = std::min(timeout_ms, kRetiringPollMs);
   SegmentHeader *hdr = segment_->header();
   uint32_t seen = announce_sleep(hdr);
   // seq_cst on both sides: either wake() sees the sleep announced and bumps the futex word,
@@ -76,11 +98,13 @@ void Consumer::wait_for_records(uint64_t spin_ns, int timeout_ms) {
 
 void Consumer::wake() {
   poked_.store(true, std::memory_order_seq_cst);
+  std::lock_guard<std::mutex> lock(swap_mutex_);
   wake_consumer(segment_->header());
 }
 
 void Consumer::wake_for_shutdown() {
   shutdown_.store(true, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(swap_mutex_);
   SegmentHeader *hdr = segment_->header();
   hdr->consumer_sleeping.store(1, std::memory_order_seq_cst);
   wake_consumer(hdr);
@@ -137,10 +161,61 @@ Consumer::SegmentCheck Consumer::check_segment() {
     if (!c.problem.empty()) c.problem += "; ";
     c.problem += std::to_string(c.rings_reset) + " ring(s) had their positions changed (reset)";
   }
+  if (retiring_ != nullptr) let_go_if_drained();
+  if (const Segment::Named named = segment_->named(); named != Segment::Named::kThis) {
+    const uint64_t before = generation_;
+    if (!c.problem.empty()) c.problem += "; ";
+    c.problem += recreate(named);
+    c.recreated = generation_ != before;
+  }
   return c;
 }
 
+std::string Consumer::recreate(Segment::Named named) {
+  std::string found =
+      "/dev/shm/" + segment_->name() +
+      (named == Segment::Named::kRemoved ? " was removed" : " was replaced by another file");
+  if (retiring_ != nullptr) {
+    // One retired segment at a time: what it holds is read first.
+    return found +
+           ": it is created again once no producer holds a ring of the one retired before "
+           "(producers that open the name until then do not reach kronopd)";
+  }
+  auto fresh = Segment::create_in_place(
+      segment_->name(), segment_->geometry(),
+      {static_cast<uint32_t>(::getpid()), start_ticks_, epoch_, realtime_ns()});
+  if (!fresh.ok()) return found + ": cannot create it again: " + fresh.error().message;
+  {
+    std::lock_guard<std::mutex> lock(swap_mutex_);
+    // Producers attached to the old one get KRONOP_ENODAEMON from now on and open the name
+    // again. What was read of it is released now: its positions mean nothing to the new one.
+    segment_->header()->retired.store(1, std::memory_order_release);
+    for (auto &r : readers_) r.release(r.read_pos());
+    retiring_ = std::move(segment_);
+    retiring_readers_ = std::move(readers_);
+    segment_ = std::move(fresh).value();
+    readers_ = readers_of(*segment_);
+    ++generation_;
+  }
+  return found +
+         ": created it again (producers attached before get KRONOP_ENODAEMON and must open "
+         "it again; what they published before is still delivered)";
+}
+
+void Consumer::let_go_if_drained() {
+  for (const auto &r : retiring_readers_) {
+    // acquire: a lease given back publishes the holder's last write_pos.
+    const uint64_t lease = r.control()->lease.load(std::memory_order_acquire);
+    if ((lease != 0 && lease_holder_alive(lease)) || r.has_pending()) return;
+  }
+  std::lock_guard<std::mutex> lock(swap_mutex_);
+  for (const auto &r : retiring_readers_) corrupt_let_go_ += r.corrupt_ranges();
+  retiring_readers_.clear();
+  retiring_.reset();
+}
+
 std::vector<RingSnapshot> Consumer::snapshot() const {
+  std::lock_guard<std::mutex> lock(swap_mutex_);
   std::vector<RingSnapshot> out;
   out.reserve(readers_.size());
   for (uint32_t i = 0; i < readers_.size(); ++i) {
@@ -158,12 +233,14 @@ std::vector<RingSnapshot> Consumer::snapshot() const {
 }
 
 uint64_t Consumer::corrupt_ranges() const {
-  uint64_t n = 0;
+  uint64_t n = corrupt_let_go_;
   for (const auto &r : readers_) n += r.corrupt_ranges();
+  for (const auto &r : retiring_readers_) n += r.corrupt_ranges();
   return n;
 }
 
 uint64_t Consumer::wake_calls() const {
+  std::lock_guard<std::mutex> lock(swap_mutex_);
   return segment_->header()->wake_calls.load(std::memory_order_relaxed);
 }
 

@@ -6,6 +6,7 @@
 // open an existing segment; they never create one.
 #include "kronop/ipc/segment.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <boost/interprocess/mapped_region.hpp>
@@ -117,16 +118,6 @@ std::string Segment::restore(uint32_t daemon_pid, uint64_t daemon_start_ticks, u
       found += "; growing it back failed: " + std::string(std::strerror(errno));
     }
   }
-  // Removed or replaced by another file: the producers that open the name from now on do
-  // not reach this daemon (those attached before still do). Not repairable in place.
-  const std::string path = "/dev/shm/" + name_;
-  struct stat named {};
-  if (::stat(path.c_str(), &named) != 0 || named.st_ino != st.st_ino || named.st_dev != st.st_dev) {
-    if (!found.empty()) found += "; ";
-    found += path +
-             " was removed or replaced: producers that open it now do not reach "
-             "kronopd (restart kronopd to create it again)";
-  }
   SegmentHeader *hdr = header_;
   const auto &g = geometry_;
   const bool layout_ok = hdr->magic == kSegmentMagic && hdr->layout_version == kLayoutVersion &&
@@ -151,6 +142,15 @@ std::string Segment::restore(uint32_t daemon_pid, uint64_t daemon_start_ticks, u
     found += "the segment header was overwritten (written again)";
   }
   return found;
+}
+
+Segment::Named Segment::named() const {
+  struct stat mine {
+  }, named{};
+  if (::lstat(("/dev/shm/" + name_).c_str(), &named) != 0) return Named::kRemoved;
+  if (::fstat(fd(), &mine) != 0) return Named::kThis;  // cannot tell: assume all is well
+  return named.st_ino == mine.st_ino && named.st_dev == mine.st_dev ? Named::kThis
+                                                                    : Named::kReplaced;
 }
 
 bool Segment::remove(std::string_view name) {
@@ -231,6 +231,62 @@ Result<std::unique_ptr<Segment>> Segment::attach_as_daemon(const SegmentOptions 
              std::to_string(wanted.ring_capacity) + " bytes, mode 0660)";
   }
   return std::unique_ptr<Segment>(new Segment(name, std::move(mapping), wanted));
+}
+
+namespace {
+
+// The daemon recorded in the header of whatever file is at /dev/shm/<name> now, when that is
+// a Kronop segment whose daemon is alive and is not this process; 0 otherwise. Read with
+// pread, not a mapping: the file is someone else's and may shrink while we look.
+uint32_t live_other_daemon(const std::string &name) {
+  const int fd = ::open(("/dev/shm/" + name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return 0;
+  SegmentHeader hdr;
+  const ssize_t n = ::pread(fd, &hdr, sizeof hdr, 0);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof hdr) || hdr.magic != kSegmentMagic) return 0;
+  const uint32_t pid = hdr.daemon_pid.load(std::memory_order_relaxed);
+  const uint64_t ticks = hdr.daemon_start_ticks.load(std::memory_order_relaxed);
+  if (pid == 0 || static_cast<pid_t>(pid) == ::getpid()) return 0;
+  return lease_holder_alive(make_lease_word(pid, ticks)) ? pid : 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Segment>> Segment::create_in_place(const std::string &name,
+                                                          const SegmentGeometry &geometry,
+                                                          const DaemonIdentity &daemon) {
+  if (uint32_t other = live_other_daemon(name); other != 0) {
+    return Error{KRONOP_ESYS, "another kronopd (pid " + std::to_string(other) +
+                                  ") is attached to /dev/shm/" + name};
+  }
+  // Made whole under a name of our own, then renamed over the public one in one step: a
+  // producer that opens the name finds the old file, nothing, or the new one ready.
+  const std::string temporary = name + ".kronopd-new";
+  bip::shared_memory_object::remove(temporary.c_str());
+  auto mapping = std::make_unique<Mapping>();
+  try {
+    mapping->shm = bip::shared_memory_object(bip::create_only, temporary.c_str(), bip::read_write,
+                                             bip::permissions(0660));
+    mapping->shm.truncate(static_cast<bip::offset_t>(geometry.total_size()));
+    mapping->region = bip::mapped_region(mapping->shm, bip::read_write);
+  } catch (const bip::interprocess_exception &e) {
+    bip::shared_memory_object::remove(temporary.c_str());
+    return error_from(e, "cannot create", temporary);
+  }
+  auto *hdr = static_cast<SegmentHeader *>(mapping->region.get_address());
+  hdr->epoch.store(daemon.epoch, std::memory_order_relaxed);
+  hdr->daemon_start_ticks.store(daemon.start_ticks, std::memory_order_relaxed);
+  hdr->daemon_pid.store(daemon.pid, std::memory_order_relaxed);
+  hdr->heartbeat_ns.store(daemon.heartbeat_ns, std::memory_order_relaxed);
+  write_header(hdr, geometry);
+  const std::string from = "/dev/shm/" + temporary, to = "/dev/shm/" + name;
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    const int err = errno;
+    bip::shared_memory_object::remove(temporary.c_str());
+    return Error{KRONOP_ESYS, "cannot rename " + from + " to " + to + ": " + std::strerror(err)};
+  }
+  return std::unique_ptr<Segment>(new Segment(name, std::move(mapping), geometry));
 }
 
 Result<std::unique_ptr<Segment>> Segment::open_as_producer(std::string_view name) {

@@ -265,22 +265,55 @@ TEST_F(DaemonTest, OverwrittenSegmentHeaderIsWrittenAgainAndReported) {
   ASSERT_TRUE(eventually([&] { return stats().records() == 1; })) << stats().DebugString();
 }
 
-// A segment file removed or replaced under kronopd cannot be put back in place: health
-// says so, and the producers attached before keep publishing.
-TEST_F(DaemonTest, ReplacedSegmentFileIsReported) {
+// A segment file removed, or replaced by someone else's file, under kronopd: it creates the
+// segment again under the name, says so in health, and loses nothing. The producer attached
+// before is told to open it again (KRONOP_ENODAEMON) once what it published was read; its
+// records, kronopd's own (a REST post) and a new producer's all arrive.
+TEST_F(DaemonTest, RemovedOrReplacedSegmentFileIsCreatedAgain) {
   start_daemon();
-  auto producer = ipc::Producer::open(shm);
-  ASSERT_TRUE(producer.ok());
+  const int port = test::client_port(output());
+  ASSERT_NE(port, 0) << output();
   const std::string path = "/dev/shm/" + shm;
-  ASSERT_EQ(::rename(path.c_str(), (path + ".moved").c_str()), 0);
-  std::ofstream(path) << "someone else's file";
-  ASSERT_TRUE(eventually([&] { return stats().segment_repairs() >= 1; })) << output();
-  std::string json;
-  ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
-  EXPECT_NE(json.find("replaced"), std::string::npos) << json;
-  ASSERT_EQ(producer.value()->publish("reel:1", "e", R"({"n":1})", 0), KRONOP_OK);
-  ASSERT_TRUE(eventually([&] { return stats().records() == 1; })) << stats().DebugString();
-  ::unlink((path + ".moved").c_str());
+  uint64_t expected = 0;
+  for (bool replace : {false, true}) {
+    SCOPED_TRACE(replace ? "replaced" : "removed");
+    auto before = ipc::Producer::open(shm);
+    ASSERT_TRUE(before.ok()) << before.error().message;
+    ASSERT_EQ(before.value()->publish("reel:1", "e", R"({"n":1})", 0), KRONOP_OK);
+    ++expected;
+    const uint64_t repairs = stats().segment_repairs();
+    if (replace) {
+      ASSERT_EQ(::rename(path.c_str(), (path + ".moved").c_str()), 0);
+      std::ofstream(path) << "someone else's file";
+    } else {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+    }
+    ASSERT_TRUE(eventually([&] { return stats().segment_repairs() > repairs; })) << output();
+    struct stat now {};
+    ASSERT_EQ(::stat(path.c_str(), &now), 0);
+    EXPECT_EQ(now.st_mode & 07777, 0660u);
+    std::string json;
+    ASSERT_EQ(ctl({"--json", "health"}, &json), 1);
+    EXPECT_NE(json.find("unhealthy"), std::string::npos) << json;
+    EXPECT_NE(json.find(replace ? "replaced by another file" : "was removed"), std::string::npos)
+        << json;
+    EXPECT_NE(json.find("created it again"), std::string::npos) << json;
+    EXPECT_EQ(before.value()->publish("reel:1", "e", R"({"n":2})", 0), KRONOP_ENODAEMON);
+    before.value().reset();
+    auto after = ipc::Producer::open(shm);
+    ASSERT_TRUE(after.ok()) << after.error().message;
+    ASSERT_EQ(after.value()->publish("reel:2", "e", R"({"n":3})", 0), KRONOP_OK);
+    ++expected;
+    const std::string response =
+        test::http_post(port, "/api/v1/reels/3/updates", R"({"update_data":{"views":"1"}})");
+    EXPECT_EQ(response.rfind("HTTP/1.1 202", 0), 0u) << response;
+    ++expected;
+    ASSERT_TRUE(eventually([&] { return stats().records() == expected; })) << stats().DebugString();
+    ::unlink((path + ".moved").c_str());
+  }
+  EXPECT_NE(output().find("event=segment_repaired"), std::string::npos) << output();
+  EXPECT_EQ(::kill(pid, 0), 0);
+  EXPECT_TRUE(answers());
 }
 
 TEST_F(DaemonTest, DeadProducersLeaseIsReclaimed) {

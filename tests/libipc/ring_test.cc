@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <google/protobuf/util/message_differencer.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -579,6 +581,104 @@ TEST_F(RingTest, RetiredSegmentRefusesPublish) {
   EXPECT_EQ(kronop_producer_open(name(), nullptr, 0), nullptr);
   EXPECT_EQ(kronop_last_open_error(), KRONOP_ENODAEMON);
   EXPECT_TRUE(drain().empty());
+}
+
+// Anyone in the producer group can remove the segment file or put another file in its
+// place. The consumer creates it again under the name and reads the old one to its end.
+TEST_F(RingTest, RemovedOrReplacedSegmentFileIsCreatedAgainAndTheOldOneReadToItsEnd) {
+  attach(2, 4096);
+  const std::string path = "/dev/shm/" + guard_.name;
+  uint64_t n = 0;
+  for (bool replace : {false, true}) {
+    SCOPED_TRACE(replace ? "replaced" : "removed");
+    auto before = open();
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(before->publish("reel:1", "e", counter_json(++n), 0), 0);
+    if (replace) {
+      ASSERT_EQ(::rename(path.c_str(), (path + ".moved").c_str()), 0);
+      std::ofstream(path) << "someone else's file";
+    } else {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+    }
+    const uint64_t generation = consumer_->generation();
+    Consumer::SegmentCheck c = consumer_->check_segment();
+    EXPECT_TRUE(c.recreated);
+    EXPECT_EQ(consumer_->generation(), generation + 1);
+    EXPECT_NE(c.problem.find(replace ? "replaced by another file" : "was removed"),
+              std::string::npos)
+        << c.problem;
+    EXPECT_NE(c.problem.find("created it again"), std::string::npos) << c.problem;
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0660u);
+    EXPECT_EQ(st.st_size, static_cast<off_t>(consumer_->segment().geometry().total_size()));
+    // The producer attached before is told to open the name again; one that does publishes
+    // into the new segment, and what the first published before is still read.
+    EXPECT_EQ(before->publish("reel:1", "e", counter_json(0), 0), KRONOP_ENODAEMON);
+    auto after = open();
+    ASSERT_EQ(after->publish("reel:2", "e", counter_json(++n), 0), KRONOP_OK);
+    std::vector<std::string> got;
+    for (const auto &env : drain()) got.push_back(env.json());
+    std::sort(got.begin(), got.end());
+    std::vector<std::string> want;
+    for (uint64_t k = n - 3; k <= n; ++k) want.push_back(counter_json(k));
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(got, want);
+    // The old segment is let go once its producer has given its ring back.
+    EXPECT_TRUE(consumer_->retiring());
+    EXPECT_EQ(consumer_->check_segment().problem, "");
+    EXPECT_TRUE(consumer_->retiring());
+    before.reset();
+    EXPECT_EQ(consumer_->check_segment().problem, "");
+    EXPECT_FALSE(consumer_->retiring());
+    ::unlink((path + ".moved").c_str());
+  }
+  // Nothing of the temporary name is left behind.
+  EXPECT_NE(::access((path + ".kronopd-new").c_str(), F_OK), 0);
+}
+
+// One retired segment at a time: while a live producer still holds a ring of the old one,
+// a second removal is reported and put right once that producer has left.
+TEST_F(RingTest, SecondRemovalWaitsUntilTheRetiredSegmentIsLetGo) {
+  attach(2, 4096);
+  const std::string path = "/dev/shm/" + guard_.name;
+  auto holder = open();
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_TRUE(consumer_->check_segment().recreated);
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  Consumer::SegmentCheck c = consumer_->check_segment();
+  EXPECT_FALSE(c.recreated);
+  EXPECT_NE(c.problem.find("once no producer holds a ring"), std::string::npos) << c.problem;
+  EXPECT_NE(::access(path.c_str(), F_OK), 0);
+  holder.reset();
+  c = consumer_->check_segment();
+  EXPECT_TRUE(c.recreated) << c.problem;
+  EXPECT_EQ(::access(path.c_str(), F_OK), 0);
+  auto producer = open();
+  ASSERT_EQ(producer->publish("reel:1", "e", counter_json(1), 0), KRONOP_OK);
+  EXPECT_EQ(drain().size(), 1u);
+}
+
+// A segment another live kronopd is attached to is not taken from it.
+TEST_F(RingTest, SegmentOfAnotherLiveDaemonIsNotReplaced) {
+  attach(2, 4096);
+  const std::string path = "/dev/shm/" + guard_.name;
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ipc::SegmentHeader other{};
+  other.magic = ipc::kSegmentMagic;
+  auto init_ticks = ipc::process_start_ticks(1);
+  ASSERT_TRUE(init_ticks.has_value());
+  other.daemon_pid.store(1);
+  other.daemon_start_ticks.store(*init_ticks);
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char *>(&other), sizeof other);
+  }
+  Consumer::SegmentCheck c = consumer_->check_segment();
+  EXPECT_FALSE(c.recreated);
+  EXPECT_NE(c.problem.find("another kronopd (pid 1)"), std::string::npos) << c.problem;
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(sizeof other));
 }
 
 TEST_F(RingTest, LeaseOfAReusedPidIsReclaimed) {

@@ -33,6 +33,21 @@ class Segment {
   static Result<std::unique_ptr<Segment>> attach_as_daemon(const SegmentOptions &options,
                                                            std::string *note);
 
+  // Daemon side, when the file at /dev/shm/<name> is no longer the one `this` daemon maps
+  // (removed, or replaced by someone else's): a new, empty segment of `geometry`, made
+  // whole under a temporary name and renamed over /dev/shm/<name>, with `daemon`'s identity
+  // and epoch in its header. Refused when what is there now is a segment another live
+  // kronopd is attached to.
+  struct DaemonIdentity {
+    uint32_t pid = 0;
+    uint64_t start_ticks = 0;
+    uint64_t epoch = 0;
+    uint64_t heartbeat_ns = 0;
+  };
+  static Result<std::unique_ptr<Segment>> create_in_place(const std::string &name,
+                                                          const SegmentGeometry &geometry,
+                                                          const DaemonIdentity &daemon);
+
   // Producer side: opens an existing, ready segment.
   static Result<std::unique_ptr<Segment>> open_as_producer(std::string_view name);
 
@@ -42,6 +57,11 @@ class Segment {
   // daemon's identity and epoch) is written again. Returns what was found ("" when nothing);
   // never reads past the mapping. See shrink_guard.h for shrinking between two calls.
   std::string restore(uint32_t daemon_pid, uint64_t daemon_start_ticks, uint64_t epoch);
+
+  // What /dev/shm/<name> is now: this mapping's file, nothing, or another file. Producers
+  // that open the name reach this mapping only in the first case.
+  enum class Named { kThis, kRemoved, kReplaced };
+  Named named() const;
 
   // Removes /dev/shm/<name> (tests, `kronopd --shm-reset`). True if it existed.
   static bool remove(std::string_view name);
