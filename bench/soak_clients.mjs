@@ -38,7 +38,7 @@ function violation(kind, text) {
 }
 
 function startClient(spec) {
-  const c = { spec, last: undefined, epoch: undefined, witness: spec.witness ? [] : null };
+  const c = { spec, last: undefined, epoch: undefined, told: 0, witness: spec.witness ? [] : null };
   const socket = new Socket(`${plan.url}/ws`, { transport: WebSocket });
   c.socket = socket;
   socket.onClose(() => (counters.socket_closes += 1));
@@ -58,7 +58,7 @@ function startClient(spec) {
       violation("gaps", `${spec.topic}: seq ${seq} after ${c.last}`);
     }
     if (c.last === undefined || seq > c.last) c.last = seq;
-    if (c.witness) c.witness.push(seq, payload.w, payload.n);
+    if (c.witness) c.witness.push(c.epoch, seq, payload.w, payload.n);
   });
   channel
     .join()
@@ -72,6 +72,7 @@ function startClient(spec) {
       c.epoch = reply.epoch;
       if (reply.recovered === false) {
         counters.told_not_recovered += 1;
+        c.told += 1;
         c.last = reply.last_seq;
       } else if (reply.recovered === true) {
         counters.rejoins_recovered += 1;
@@ -134,7 +135,7 @@ function finalState() {
   const witnesses = {};
   for (const c of clients) {
     (last[c.spec.topic] ??= []).push(c.last ?? null);
-    if (c.witness) witnesses[c.spec.topic] = c.witness;
+    if (c.witness) witnesses[c.spec.topic] = { epoch: c.epoch, told: c.told, flat: c.witness };
   }
   return { last, witnesses, connected: clients.filter((c) => c.socket.isConnected()).length };
 }
