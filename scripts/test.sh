@@ -24,7 +24,7 @@ failed_builds=()
 # Sanitizer settings: fail on the first report, and show where.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-"abort_on_error=0:detect_leaks=1:strict_string_checks=1"}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-"print_stacktrace=1:halt_on_error=1"}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-"halt_on_error=1:second_deadlock_stack=1"}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-"halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp"}
 
 for preset in $builds; do
   echo "=== build '$preset' ==="
