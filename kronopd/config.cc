@@ -79,6 +79,11 @@ std::string scan_config_file(const CLI::App &app, const std::string &path,
       if (!inner.empty() && inner.front() != '[' && inner.find('"') != std::string::npos) {
         return where + "'" + key + "': a '\"' inside a value is not supported";
       }
+      // A [list] not closed on its line: CLI11 would read on into the next lines, comments
+      // included, as more of the list (found by config_fuzz: "#" lines became an origin).
+      if (value.front() == '[' && value.back() != ']') {
+        return where + "'" + key + "': a [list] must end with ']' on its line";
+      }
     }
     const std::string name = opt->get_single_name();
     auto seen =
@@ -202,12 +207,13 @@ void add_options(CLI::App &app, Config &config) {
       ->capture_default_str();
   app.add_option("--allowed-origin", config.allowed_origins,
                  "Origin allowed to open a WebSocket (repeatable; none given: any)")
-      // An Origin (RFC 6454: scheme://host[:port], or "null") has no quote, comma or space:
-      // one that has could never match, and --print-config could not write it back.
+      // An Origin (RFC 6454: scheme://host[:port], or "null") has no quote, comma, space or
+      // '#': one that has could never match, and --print-config could not write it back (a
+      // '#' starts a comment in the file).
       ->check(CLI::Validator(
           [](std::string &origin) -> std::string {
             for (const char ch : origin) {
-              if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\'' || ch == ',') {
+              if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\'' || ch == ',' || ch == '#') {
                 return "not an origin (scheme://host[:port]): '" + origin + "'";
               }
             }

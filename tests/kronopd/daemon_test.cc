@@ -441,7 +441,15 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
   // An origin with a quote could never match, nor be written back by --print-config.
   EXPECT_PRED2(has, error_of("allowed-origin = [\"https://a.example\", \"b\\\"\"]\n"),
                ":1: --allowed-origin: not an origin");
+  // A list is closed on its line (found by config_fuzz: CLI11 read on into the next lines,
+  // and a comment line became an origin).
+  EXPECT_PRED2(has, error_of("allowed-origin = [\"https://a.example\",\n# x\n]\n"),
+               conf + ":1: 'allowed-origin': a [list] must end with ']' on its line");
   std::string err;
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--print-config", "--allowed-origin", "https://a.example#x"},
+                        nullptr, &err),
+            2);
+  EXPECT_PRED2(has, err, "--allowed-origin: not an origin");
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", dir.path + "/missing.conf"}, nullptr, &err), 2);
   EXPECT_PRED2(has, err, "missing.conf: cannot read");
   // A bad value on the command line is named as the flag's.
