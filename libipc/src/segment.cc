@@ -21,6 +21,10 @@
 namespace bip = boost::interprocess;
 
 namespace kronop::ipc {
+namespace {
+// The name a segment is made whole under before it is renamed into place.
+constexpr const char *kTemporarySuffix = ".kronopd-new";
+}  // namespace
 
 struct Segment::Mapping {
   bip::shared_memory_object shm;
@@ -154,7 +158,21 @@ Segment::Named Segment::named() const {
 }
 
 bool Segment::remove(std::string_view name) {
+  // And what a daemon that died while creating the segment again left (create_in_place).
+  bip::shared_memory_object::remove((std::string(name) + kTemporarySuffix).c_str());
   return bip::shared_memory_object::remove(std::string(name).c_str());
+}
+
+Result<bool> Segment::create_file(Mapping &mapping, const std::string &name, uint64_t size) {
+  try {
+    mapping.shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                            bip::permissions(0660));
+    mapping.shm.truncate(static_cast<bip::offset_t>(size));
+    mapping.region = bip::mapped_region(mapping.shm, bip::read_write);
+  } catch (const bip::interprocess_exception &e) {
+    return error_from(e, "cannot create", name);
+  }
+  return true;
 }
 
 Result<std::unique_ptr<Segment>> Segment::attach_as_daemon(const SegmentOptions &options,
@@ -216,13 +234,8 @@ Result<std::unique_ptr<Segment>> Segment::attach_as_daemon(const SegmentOptions 
   }
 
   // 2. Create a new one. ftruncate zero-fills: every lease free, every position 0.
-  try {
-    mapping->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
-                                             bip::permissions(0660));
-    mapping->shm.truncate(static_cast<bip::offset_t>(wanted.total_size()));
-    mapping->region = bip::mapped_region(mapping->shm, bip::read_write);
-  } catch (const bip::interprocess_exception &e) {
-    return error_from(e, "cannot create", name);
+  if (auto created = create_file(*mapping, name, wanted.total_size()); !created.ok()) {
+    return created.error();
   }
   auto *hdr = static_cast<SegmentHeader *>(mapping->region.get_address());
   write_header(hdr, wanted);
@@ -262,17 +275,12 @@ Result<std::unique_ptr<Segment>> Segment::create_in_place(const std::string &nam
   }
   // Made whole under a name of our own, then renamed over the public one in one step: a
   // producer that opens the name finds the old file, nothing, or the new one ready.
-  const std::string temporary = name + ".kronopd-new";
+  const std::string temporary = name + kTemporarySuffix;
   bip::shared_memory_object::remove(temporary.c_str());
   auto mapping = std::make_unique<Mapping>();
-  try {
-    mapping->shm = bip::shared_memory_object(bip::create_only, temporary.c_str(), bip::read_write,
-                                             bip::permissions(0660));
-    mapping->shm.truncate(static_cast<bip::offset_t>(geometry.total_size()));
-    mapping->region = bip::mapped_region(mapping->shm, bip::read_write);
-  } catch (const bip::interprocess_exception &e) {
+  if (auto created = create_file(*mapping, temporary, geometry.total_size()); !created.ok()) {
     bip::shared_memory_object::remove(temporary.c_str());
-    return error_from(e, "cannot create", temporary);
+    return created.error();
   }
   auto *hdr = static_cast<SegmentHeader *>(mapping->region.get_address());
   hdr->epoch.store(daemon.epoch, std::memory_order_relaxed);

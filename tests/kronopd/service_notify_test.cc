@@ -171,15 +171,8 @@ TEST_F(ServiceNotifyTest, AWedgedIoLoopStopsTheWatchdogPings) {
 
 // An HTTP request on a new connection to 127.0.0.1:port; the connection.
 int request_health(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
+  const int fd = test::connect_to(port);
+  if (fd < 0) return -1;
   const std::string req = "GET /api/v1/system/health HTTP/1.1\r\nHost: x\r\n\r\n";
   if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
     ::close(fd);

@@ -81,6 +81,8 @@ class Segment {
  private:
   struct Mapping;
   Segment(std::string name, std::unique_ptr<Mapping> mapping, SegmentGeometry geometry);
+  // Creates /dev/shm/<name> (mode 0660, failing if it exists) of `size` zero bytes, mapped.
+  static Result<bool> create_file(Mapping &mapping, const std::string &name, uint64_t size);
 
   std::string name_;
   std::unique_ptr<Mapping> mapping_;
