@@ -1,6 +1,5 @@
 // kronopd: the Kronop daemon. main() reads the configuration and wires the parts; the
 // pipeline (pipeline.h) is the path of every record and lists every thread.
-#include <malloc.h>
 #include <uv.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -14,6 +13,7 @@
 #include "file_limit.h"
 #include "io_loop.h"
 #include "log.h"
+#include "malloc_tuning.h"
 #include "payload_codec.h"
 #include "pipeline.h"
 #include "presence_diffs.h"
@@ -26,15 +26,7 @@ using namespace kronop;
 using namespace kronop::daemon;
 
 int main(int argc, char **argv) {
-  // Memory is handed between threads in batches (the ingest thread's log batches are freed
-  // by the log writer, recovered history by the loops): with glibc's defaults, a large block
-  // is mmap'ed and munmap'ed each time and freed heap tops are given back with madvise, and
-  // every one of those unmaps makes the kernel flush the TLBs of the CPUs running the other
-  // threads, I/O loops included (measured: delivery p99 0.5 ms -> 5-8 ms at 5,000 msg/s
-  // once logging). Keep blocks up to 64 MiB in the heap, and the heap's free memory up to
-  // 256 MiB.
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  tune_malloc();
   Config config;
   CLI::App app{"kronopd - Kronop real-time fan-out daemon"};
   app.set_version_flag("--version", std::string("kronopd ") + KRONOP_VERSION);
@@ -172,6 +164,7 @@ int main(int argc, char **argv) {
   pipeline.start();
 
   PresenceDiffs presence_diffs(loop, presence, loops, config.presence_interval_ms);
+  MallocTrim trimmer(loop);
   Reloader reloader(loop, args, effective_options(app, config), auth_secret.value(), server_options,
                     loops);
   Drain drain(loop,
@@ -182,7 +175,7 @@ int main(int argc, char **argv) {
                &loops,
                log_store.get(),
                &notifier,
-               {presence_diffs.handle(), reloader.handle()}},
+               {presence_diffs.handle(), reloader.handle(), trimmer.handle()}},
               config.drain_ms);
   log_ready(config, acceptor.address(), loops.size());
   notifier.ready();
