@@ -93,6 +93,7 @@ void Ingest::housekeeping() {
                  log::q(c.problem).c_str(), static_cast<unsigned long long>(c.faults),
                  static_cast<unsigned long long>(suppressed));
     }
+    if (c.recreated && on_recreated_) on_recreated_();
   }
   if (std::size_t n = consumer_.reclaim_dead_leases(); n > 0) {
     bump(counters_.leases_reclaimed, n);

@@ -15,10 +15,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "config.h"
@@ -74,6 +76,9 @@ class Ingest {
   // logged (throttled).
   void note_corrupt_ranges();
   void count_idle_wait() { bump(counters_.idle_waits); }
+  // Before the thread starts: called on the ingest thread each time the segment was created
+  // again, so that holders of rings in the retired one inside this process let them go.
+  void on_segment_recreated(std::function<void()> hook) { on_recreated_ = std::move(hook); }
 
   const IngestCounters &counters() const { return counters_; }
 
@@ -95,6 +100,7 @@ class Ingest {
   uint64_t corrupt_logged_ = 0;  // corrupt ranges the log lines have reported
   log::Throttle corrupt_log_;
   log::Throttle repair_log_;
+  std::function<void()> on_recreated_;
 };
 
 }  // namespace kronop::daemon

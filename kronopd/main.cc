@@ -120,6 +120,8 @@ int main(int argc, char **argv) {
                     PipelineOptions::of(config, log_store != nullptr, after_unclean_stop),
                     std::make_unique<LocalSequencer>(), inboxes, reels, log_store.get());
   for (auto &l : loops) l->set_dispatcher(&pipeline.dispatcher());
+  // kronopd's own ring in a retired segment is given back at once, not at its next publish.
+  pipeline.on_segment_recreated([&publisher] { publisher.let_go_if_retired(); });
 
   uv_loop_t *loop = uv_default_loop();
   std::size_t next_loop = 0;

@@ -38,6 +38,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -82,6 +83,11 @@ class Pipeline {
   Pipeline(const Pipeline &) = delete;
   Pipeline &operator=(const Pipeline &) = delete;
 
+  // Before start(): called on the ingest thread each time the segment file was created again
+  // (Ingest::on_segment_recreated).
+  void on_segment_recreated(std::function<void()> hook) {
+    ingest_.on_segment_recreated(std::move(hook));
+  }
   void start();
   // Stops the thread; what it has read is fanned out and submitted to the log.
   void stop();

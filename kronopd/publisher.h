@@ -50,6 +50,14 @@ class Publisher {
     return producer_->publish_envelope(bytes);
   }
 
+  // Any thread (the ingest thread, as it creates the segment again): gives back a ring of a
+  // retired segment now rather than at the next publish, which may be long in coming, so
+  // that the old segment can be let go. The next publish leases a ring in the new one.
+  void let_go_if_retired() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (producer_ && producer_->segment_retired()) producer_.reset();
+  }
+
  private:
   std::mutex mutex_;
   std::unique_ptr<ipc::Producer> producer_;

@@ -133,6 +133,10 @@ Producer::~Producer() {
   ring_->lease.store(0, std::memory_order_release);
 }
 
+bool Producer::segment_retired() const {
+  return header_->retired.load(std::memory_order_relaxed) != 0;
+}
+
 std::size_t Producer::max_payload(std::size_t topic_len, std::size_t event_len) const {
   envelope_writer::Identity id{~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}};
   std::size_t overhead = sizeof(RecordHeader) + 8 +  // header + alignment slack
@@ -144,7 +148,7 @@ std::size_t Producer::max_payload(std::size_t topic_len, std::size_t event_len) 
 
 template <class WriteBody>
 int Producer::commit_record(std::size_t body, WriteBody &&write) {
-  if (header_->retired.load(std::memory_order_relaxed) != 0) return KRONOP_ENODAEMON;
+  if (segment_retired()) return KRONOP_ENODAEMON;
   const uint64_t record = align_record(sizeof(RecordHeader) + body);
   if (record > max_record_) {
     ring_->refused_too_large.store(ring_->refused_too_large.load(std::memory_order_relaxed) + 1,

@@ -31,6 +31,10 @@ class Producer {
   uint64_t id() const { return producer_id_; }
   uint64_t last_seq() const { return seq_; }
   uint32_t ring_index() const { return ring_index_; }
+  // The daemon retired this segment (its file was removed or replaced and created again):
+  // publish() answers KRONOP_ENODAEMON from now on; close this Producer and open the name
+  // again.
+  bool segment_retired() const;
   // The largest JSON payload publish() accepts with a topic and event of these sizes.
   std::size_t max_payload(std::size_t topic_len = 64, std::size_t event_len = 32) const;
 
