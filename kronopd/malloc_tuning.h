@@ -16,15 +16,14 @@
 // free pages back (malloc_trim) every 5 s, from a thread of the pool, as jemalloc's decay
 // would: one burst of madvise calls per interval instead of one per batch. Every 30 s
 // left RssAnon swinging by up to 35 MiB between trims; every 5 s keeps the swing small.
-// A trim is not free: it holds each arena's lock while it walks the free chunks (so the
-// I/O threads' allocations wait), and the pages it gives back are faulted in again as the
-// heap reuses them. Trimming every 5 s, whatever the heap held, raised the delivery tail
-// of a steady fan-out (bench/compare-builds, fanout, 30 s: p99.9 1.17-1.36x, max 1.28x);
-// so did asking mallinfo2 first, which walks the same chunks under the same locks. So
-// the check costs the allocator nothing: every 5 s the main thread reads the process's
-// anonymous resident memory (/proc/self/statm), and only when it has grown by more than a
-// sixteenth (at least 8 MiB) since the last trim does the pool trim. A steady load never
-// pays; a creeping one is held within that margin.
+//
+// What it costs, and what did not do better (bench/compare-builds, fanout, 10,000
+// subscribers, 30 s, against the build without trimming): the delivery tail p99.9 rose
+// 1.17-1.36x, within reach of the run-to-run noise there (about 1.15x). Trimming only when
+// mallinfo2 reports much free memory was no better (it walks the same chunks under the same
+// locks); trimming only when RssAnon (/proc/self/statm) had grown since the last trim
+// failed the soak's memory bound (170 -> 201 MiB), because a trim at a burst's peak finds
+// the memory still in use and what the burst frees later is never given back.
 #pragma once
 
 #include <uv.h>
@@ -39,7 +38,6 @@ void tune_malloc();
 class MallocTrim {
  public:
   static constexpr uint64_t kIntervalMs = 5'000;
-  static constexpr uint64_t kMinGrowthBytes = 8u << 20;
 
   explicit MallocTrim(uv_loop_t *loop);
   MallocTrim(const MallocTrim &) = delete;
@@ -55,11 +53,6 @@ class MallocTrim {
   uv_timer_t timer_{};
   uv_work_t work_{};
   bool trimming_ = false;
-  uint64_t after_last_trim_ = 0;  // anonymous resident bytes then (0: not read yet)
 };
-
-// The process's anonymous resident memory (RssAnon, as /proc/self/status names it) in
-// bytes, from /proc/self/statm (resident minus file-backed and shared); 0 when unreadable.
-uint64_t anonymous_resident_bytes();
 
 }  // namespace kronop::daemon
