@@ -9,7 +9,9 @@ packages=(
   clang clang-format libclang-rt-14-dev
   libuv1-dev libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev
   libsqlite3-dev libzstd-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libsimdjson-dev libssl-dev libhttp-parser-dev libsystemd-dev
+  libsimdjson-dev libssl-dev libhttp-parser-dev libsystemd-dev libhiredis-dev
+  # A real Redis for the cluster's tests (they start their own, on free ports).
+  redis-server
   curl
   # The Debian package (cpack: dpkg-shlibdeps, file) and the man page and install tests.
   dpkg-dev file mandoc python3

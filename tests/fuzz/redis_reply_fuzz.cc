@@ -1,0 +1,77 @@
+// Fuzz target for what kronopd reads from Redis (kronopd/redis_reply.h): the bytes a Redis
+// server — or a peer that is not one — sends, fed to the bounded reply reader in two reads
+// (the first byte chooses the cut), each whole reply classified as a subscriber connection
+// classifies it and described as the log lines describe it. Checks: a reader that refused
+// the bytes refuses everything after (the link closes the connection then); a classified
+// push's views lie inside the reply; no reply holds more values than the bound allows.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fuzz_check.h"
+#include "redis_reply.h"
+
+namespace {
+
+using kronop::daemon::Push;
+using kronop::daemon::PushKind;
+
+std::size_t values_in(const redisReply &r) {
+  std::size_t n = 1;
+  if (r.type == REDIS_REPLY_ARRAY && r.element != nullptr) {
+    for (std::size_t i = 0; i < r.elements; ++i) {
+      if (r.element[i] != nullptr) n += values_in(*r.element[i]);
+    }
+  }
+  return n;
+}
+
+bool inside(std::string_view view, const redisReply &r) {
+  if (view.empty()) return true;
+  if (r.str != nullptr && view.data() >= r.str && view.data() + view.size() <= r.str + r.len) {
+    return true;
+  }
+  if (r.type == REDIS_REPLY_ARRAY && r.element != nullptr) {
+    for (std::size_t i = 0; i < r.elements; ++i) {
+      if (r.element[i] != nullptr && inside(view, *r.element[i])) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  const std::string_view input(reinterpret_cast<const char *>(data) + 1, size - 1);
+  const std::size_t split = input.empty() ? 0 : data[0] % input.size();
+  auto reader = kronop::daemon::make_redis_reader();
+  bool refused = false;
+  for (std::string_view chunk : {input.substr(0, split), input.substr(split)}) {
+    if (refused) break;
+    FUZZ_CHECK(redisReaderFeed(reader.get(), chunk.data(), chunk.size()) == REDIS_OK);
+    for (;;) {
+      auto next = kronop::daemon::next_redis_reply(*reader);
+      if (!next.ok()) {
+        refused = true;
+        FUZZ_CHECK(!next.error().message.empty());
+        break;
+      }
+      kronop::daemon::RedisReplyPtr reply = std::move(next).value();
+      if (!reply) break;
+      FUZZ_CHECK(values_in(*reply) <= kronop::daemon::kMaxReplyValues);
+      const Push p = kronop::daemon::classify_push(*reply);
+      FUZZ_CHECK(inside(p.channel, *reply) && inside(p.payload, *reply));
+      if (p.kind == PushKind::kMessage || p.kind == PushKind::kShardMessage) {
+        FUZZ_CHECK(reply->type == REDIS_REPLY_ARRAY);
+      }
+      const std::string described = kronop::daemon::describe_reply(*reply);
+      FUZZ_CHECK(described.size() <= 200);
+      long long integer = 0;
+      (void)kronop::daemon::reply_integer(*reply, &integer);
+      (void)kronop::daemon::reply_text(*reply);
+    }
+  }
+  return 0;
+}
