@@ -1,7 +1,9 @@
 // Fuzz target for what kronopd reads from Redis (kronopd/redis_reply.h): the bytes a Redis
 // server — or a peer that is not one — sends, fed to the bounded reply reader in two reads
 // (the first byte chooses the cut), each whole reply classified as a subscriber connection
-// classifies it and described as the log lines describe it. Checks: a reader that refused
+// classifies it, a message's payload read as a numbered message ("EPOCH:SEQ:ENVELOPE"),
+// and each reply read as the numbering script's answer and described as the log lines
+// describe it. Checks: a reader that refused
 // the bytes refuses everything after (the link closes the connection then); a classified
 // push's views lie inside the reply; no reply holds more values than the bound allows.
 #include <cstddef>
@@ -9,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "cluster_numbering.h"
 #include "fuzz_check.h"
 #include "redis_reply.h"
 
@@ -65,6 +68,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(inside(p.channel, *reply) && inside(p.payload, *reply));
       if (p.kind == PushKind::kMessage || p.kind == PushKind::kShardMessage) {
         FUZZ_CHECK(reply->type == REDIS_REPLY_ARRAY);
+        auto m = kronop::daemon::parse_numbered_message(p.payload);
+        if (m.ok()) {
+          FUZZ_CHECK(m.value().epoch != 0 && m.value().seq != 0);
+          FUZZ_CHECK(inside(m.value().envelope, *reply));
+        }
+      }
+      auto numbered = kronop::daemon::read_numbering_reply(*reply);
+      if (numbered.ok() && !numbered.value().duplicate) {
+        FUZZ_CHECK(numbered.value().epoch != 0 && numbered.value().seq != 0);
       }
       const std::string described = kronop::daemon::describe_reply(*reply);
       FUZZ_CHECK(described.size() <= 200);

@@ -41,7 +41,6 @@ std::string text_of(const redisReply *r) {
   switch (r->type) {
     case REDIS_REPLY_STRING:
     case REDIS_REPLY_STATUS:
-      return std::string(r->str, r->len);
     case REDIS_REPLY_ERROR:
       return std::string(r->str, r->len);
     case REDIS_REPLY_INTEGER:
