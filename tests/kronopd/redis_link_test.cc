@@ -15,28 +15,26 @@
 #include <thread>
 #include <vector>
 
+#include "support/loop_runner.h"
 #include "support/redis_server.h"
 
 namespace kronop::daemon {
 namespace {
 
-// A loop of the test's own, run until a condition holds.
+// Links on a loop of the test's own (support/loop_runner.h).
 class LinkTest : public ::testing::Test {
  protected:
-  LinkTest() { uv_loop_init(&loop_); }
   ~LinkTest() override {
     for (auto &l : links_) {
       bool closed = false;
       l->close([&] { closed = true; });
-      while (!closed) uv_run(&loop_, UV_RUN_ONCE);
+      runner_.run_until([&] { return closed; });
     }
     links_.clear();
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    uv_loop_close(&loop_);
   }
 
   RedisLink &link(RedisLinkOptions options) {
-    links_.push_back(std::make_unique<RedisLink>(&loop_, std::move(options)));
+    links_.push_back(std::make_unique<RedisLink>(runner_.loop(), std::move(options)));
     RedisLink &l = *links_.back();
     l.on_state([this](bool up, const std::string &reason) {
       states_.push_back(up ? "up" : "down: " + reason);
@@ -53,24 +51,12 @@ class LinkTest : public ::testing::Test {
   }
 
   bool run_until(const std::function<bool()> &cond, int ms = 10000) {
-    uv_timer_t keep{};
-    uv_timer_init(&loop_, &keep);
-    uv_timer_start(
-        &keep, [](uv_timer_t *) {}, 10, 10);
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    bool ok = cond();
-    while (!ok && std::chrono::steady_clock::now() < give_up) {
-      uv_run(&loop_, UV_RUN_ONCE);
-      ok = cond();
-    }
-    uv_close(reinterpret_cast<uv_handle_t *>(&keep), nullptr);
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    return ok;
+    return runner_.run_until(cond, ms);
   }
 
   std::string last_state() const { return states_.empty() ? "" : states_.back(); }
 
-  uv_loop_t loop_{};
+  test::LoopRunner runner_;
   std::vector<std::unique_ptr<RedisLink>> links_;
   std::vector<std::string> states_;
 };
