@@ -1,27 +1,37 @@
-// How Redis numbers a message for the whole cluster (DESIGN.md §8): one server-side script
-// per message, run atomically where the topic's keys live, so that every node delivers it
-// under the same (epoch, seq).
+// How Redis numbers messages for the whole cluster (DESIGN.md §8): one server-side script
+// call per topic carries that topic's records of a drain pass, in order, and runs
+// atomically where the topic's keys live, so that every node delivers each message under
+// the same (epoch, seq).
 //
 // A topic T has three kinds of keys, all under the hash tag {T} so that a Redis Cluster
 // keeps them, and the channel, on one shard:
 //   {T}:m         hash: e = the stream's epoch, s = the last seq given
 //   {T}:h         stream: the recent history, entry id "SEQ-0", field m = the message
 //   {T}:p:ID      the last producer seq of producer ID that was numbered (idempotency)
-// and its shard channel is {T}. The script, in order:
-//   1. a record of producer ID with a producer seq at or below {T}:p:ID is a duplicate
-//      (sent again after kronopd or Redis restarted without its answer): nothing changes,
-//      the answer says so;
-//   2. a missing meta hash (never used, expired, or Redis lost its data) starts a new
+// and its shard channel is {T}. The script:
+//   1. a missing meta hash (never used, expired, or Redis lost its data) starts a new
 //      stream: the epoch the node proposes (sequencer.h, new_epoch), and the history is
 //      emptied, so that no (epoch, seq) ever names two messages;
-//   3. seq = s + 1; the message is appended to the history (trimmed to about
-//      --redis-history-size entries; every key expires after --redis-history-ttl without
-//      publishing) and published on the channel as "EPOCH:SEQ:" + the envelope's bytes.
-// Producer seqs count from 1 and stay far below 2^53, where Lua's numbers are exact.
+//   2. then for each record, in order: a record of producer ID with a producer seq at or
+//      below {T}:p:ID is a duplicate (sent again after kronopd or Redis restarted without
+//      its answer) and changes nothing; any other gets seq = s + 1, is appended to the
+//      history (trimmed to about --redis-history-size entries) and published on the
+//      channel as "EPOCH:SEQ:" + the envelope's bytes;
+//   3. every key expires after --redis-history-ttl without publishing.
+//
+// Why a batch per topic, and why the caller keeps at most one call per topic in flight:
+// the idempotency key is a high-water mark, so a producer's records must reach Redis in
+// their order. Two pipelined calls for one topic could be taken out of order (the first
+// refused — NOSCRIPT after a SCRIPT FLUSH, OOM — the second not), and the first, sent
+// again, would then be taken for a duplicate and lost. One call in flight per topic, each
+// carrying everything the topic has queued, keeps the order and still needs only one round
+// trip per drain pass. Producer seqs count from 1 and stay far below 2^53, where Lua's
+// numbers are exact.
 #pragma once
 
 #include <hiredis/hiredis.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -49,20 +59,26 @@ struct TopicKeys {
 const std::string &numbering_script();
 const std::string &numbering_script_sha1();
 
-// The EVALSHA command that numbers one message: `envelope` is the record's Envelope bytes,
-// `new_epoch` the epoch a new stream takes, `producer_id` 0 for a message that is never sent
-// twice (no idempotency key).
-std::vector<std::string> numbering_command(std::string_view topic, uint64_t producer_id,
-                                           uint64_t producer_seq, std::string_view envelope,
+// One record of a topic's batch.
+struct NumberingRecord {
+  uint64_t producer_id = 0;  // 0: kronopd's own message, never sent twice (no key)
+  uint64_t producer_seq = 0;
+  std::string_view envelope;  // the record's Envelope bytes
+};
+
+// The EVALSHA command that numbers `records` of `topic` in order; `new_epoch` is the epoch a
+// new stream takes.
+std::vector<std::string> numbering_command(std::string_view topic,
+                                           const std::vector<NumberingRecord> &records,
                                            uint64_t new_epoch, const HistoryLimits &limits);
 
-struct Numbered {
-  bool duplicate = false;  // numbered before: epoch and seq are 0
+struct NumberedBatch {
   uint64_t epoch = 0;
-  uint64_t seq = 0;
+  std::vector<uint64_t> seqs;  // per record, in order: its seq, or 0 for a duplicate
 };
-// The script's answer, or why it is not one (an error reply, such as NOSCRIPT, included).
-Result<Numbered> read_numbering_reply(const redisReply &reply);
+// The script's answer for a batch of `count` records, or why it is not one (an error
+// reply, such as NOSCRIPT, included).
+Result<NumberedBatch> read_numbering_reply(const redisReply &reply, std::size_t count);
 
 // A message as a channel or the history carries it.
 struct NumberedMessage {

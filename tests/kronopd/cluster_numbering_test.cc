@@ -20,16 +20,29 @@ class NumberingTest : public ::testing::Test {
     ASSERT_EQ(redis.command({"SCRIPT", "LOAD", numbering_script()}), numbering_script_sha1());
   }
 
+  // One record's numbering, as a batch of one.
+  struct Numbered {
+    bool duplicate = false;
+    uint64_t epoch = 0;
+    uint64_t seq = 0;
+  };
   Numbered number(const std::string &topic, uint64_t producer, uint64_t producer_seq,
                   const std::string &envelope, uint64_t new_epoch = 777,
                   HistoryLimits limits = {}) {
-    auto reply =
-        redis.reply(numbering_command(topic, producer, producer_seq, envelope, new_epoch, limits));
+    const NumberedBatch b =
+        number_batch(topic, {{producer, producer_seq, envelope}}, new_epoch, limits);
+    if (b.seqs.size() != 1) return {};
+    return {b.seqs[0] == 0, b.epoch, b.seqs[0]};
+  }
+
+  NumberedBatch number_batch(const std::string &topic, const std::vector<NumberingRecord> &records,
+                             uint64_t new_epoch = 777, HistoryLimits limits = {}) {
+    auto reply = redis.reply(numbering_command(topic, records, new_epoch, limits));
     EXPECT_TRUE(reply) << redis.error();
     if (!reply) return {};
-    auto n = read_numbering_reply(*reply);
-    EXPECT_TRUE(n.ok()) << n.error().message;
-    return n.ok() ? n.value() : Numbered{};
+    auto b = read_numbering_reply(*reply, records.size());
+    EXPECT_TRUE(b.ok()) << b.error().message;
+    return b.ok() ? b.value() : NumberedBatch{};
   }
 
   test::RedisServer redis;
@@ -71,6 +84,33 @@ TEST_F(NumberingTest, ARecordSentAgainIsNumberedOnce) {
   // kronopd's own messages (producer 0) are never taken for duplicates.
   EXPECT_EQ(number("reel:1", 0, 0, "own").seq, 4u);
   EXPECT_EQ(number("reel:1", 0, 0, "own").seq, 5u);
+}
+
+TEST_F(NumberingTest, ABatchIsNumberedInOrderAndItsDuplicatesSkipped) {
+  EXPECT_EQ(number("reel:1", 42, 1, "a").seq, 1u);
+  const NumberedBatch b = number_batch(
+      "reel:1", {{42, 1, "a again"}, {42, 2, "b"}, {43, 1, "c"}, {0, 0, "own"}, {42, 3, "d"}});
+  EXPECT_EQ(b.epoch, 777u);
+  EXPECT_EQ(b.seqs, (std::vector<uint64_t>{0, 2, 3, 4, 5}));
+  auto range = redis.reply({"XRANGE", "{reel:1}:h", "-", "+"});
+  ASSERT_TRUE(range);
+  ASSERT_EQ(range->elements, 5u);
+  EXPECT_EQ(std::string(range->element[3]->element[1]->element[1]->str), "own");
+  // The whole batch again: all duplicates but kronopd's own message, which has no key.
+  const NumberedBatch again =
+      number_batch("reel:1", {{42, 1, "a"}, {42, 2, "b"}, {43, 1, "c"}, {42, 3, "d"}});
+  EXPECT_EQ(again.seqs, (std::vector<uint64_t>{0, 0, 0, 0}));
+}
+
+TEST_F(NumberingTest, AnswersOfTheWrongShapeAreRefused) {
+  auto wrong_count = redis.reply(numbering_command("reel:1", {{42, 1, "a"}}, 777, {}));
+  ASSERT_TRUE(wrong_count);
+  EXPECT_FALSE(read_numbering_reply(*wrong_count, 2).ok());
+  auto error = redis.reply({"EVALSHA", "0000000000000000000000000000000000000000", "0"});
+  ASSERT_TRUE(error);
+  auto refused = read_numbering_reply(*error, 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message.rfind("NOSCRIPT", 0), 0u) << refused.error().message;
 }
 
 TEST_F(NumberingTest, ALostMetaStartsANewStreamWithAnEmptyHistory) {

@@ -40,9 +40,10 @@ class SubscriptionsTest : public ::testing::Test {
   }
 
   void publish(const std::string &topic, uint64_t n) {
-    auto reply = redis.reply(numbering_command(topic, 1, n, "m" + std::to_string(n), 7, {}));
+    const std::string envelope = "m" + std::to_string(n);
+    auto reply = redis.reply(numbering_command(topic, {{1, n, envelope}}, 7, {}));
     ASSERT_TRUE(reply) << redis.error();
-    ASSERT_TRUE(read_numbering_reply(*reply).ok());
+    ASSERT_TRUE(read_numbering_reply(*reply, 1).ok());
   }
 
   // Subscribers of the topic's shard channel, as Redis counts them.
