@@ -48,7 +48,8 @@ bool parse_u64(std::string_view text, uint64_t *out) {
 }  // namespace
 
 TopicKeys TopicKeys::of(std::string_view topic) {
-  const std::string tag = "{" + std::string(topic) + "}";
+  std::string tag(1, '{');
+  tag.append(topic).push_back('}');
   return {tag + ":m", tag + ":h", tag};
 }
 

@@ -89,15 +89,21 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
 }  // namespace
 
 std::string RedisEndpoint::display() const {
-  std::string out = unix_socket ? "unix://" + path : "redis://";
-  if (!unix_socket) {
-    if (!user.empty() || !password.empty()) out += user + (password.empty() ? "@" : ":***@");
-    out += host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    out += ":" + std::to_string(port);
-    if (db != 0) out += "/" + std::to_string(db);
-  } else if (db != 0) {
-    out += "?db=" + std::to_string(db);
+  // Appended piece by piece: GCC 12's -Wrestrict misreads "literal" + std::string&& at -O3.
+  std::string out(unix_socket ? "unix://" : "redis://");
+  if (unix_socket) {
+    out.append(path);
+    if (db != 0) out.append("?db=").append(std::to_string(db));
+    return out;
   }
+  if (!user.empty() || !password.empty()) out.append(user).append(password.empty() ? "@" : ":***@");
+  const bool ipv6 = host.find(':') != std::string::npos;
+  if (ipv6) out.push_back('[');
+  out.append(host);
+  if (ipv6) out.push_back(']');
+  out.push_back(':');
+  out.append(std::to_string(port));
+  if (db != 0) out.append("/").append(std::to_string(db));
   return out;
 }
 
