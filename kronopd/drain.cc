@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 
@@ -106,7 +107,20 @@ void Drain::finish() {
   // the log holds are released.
   parts_.pipeline->stop();
   if (parts_.log != nullptr) {
-    parts_.log->stop();
+    // What is left of the budget but the reserve, at least kMinLogStopMs: a log that cannot
+    // commit it all in time leaves the rest in the rings, read and logged at the next start
+    // as after a crash (so the running marker stays).
+    const uint64_t elapsed = elapsed_ms(), reserve = drain_ms_ / 5;
+    const uint64_t budget = std::max<uint64_t>(
+        kMinLogStopMs, drain_ms_ > elapsed + reserve ? drain_ms_ - elapsed - reserve : 0);
+    log_complete_ = parts_.log->stop(std::chrono::milliseconds(budget));
+    if (!log_complete_) {
+      KLOG_WARN(
+          "event=log_cut budget_ms=%llu left_in_rings=%llu consequence=\"read and logged at "
+          "the next start, as after a crash\"",
+          static_cast<unsigned long long>(budget),
+          static_cast<unsigned long long>(parts_.log->left_uncommitted()));
+    }
     parts_.pipeline->release_logged();
   }
   // Each loop closes what is still open (1012), gives clients what is left of the budget

@@ -10,8 +10,11 @@
 // loop end. A second signal skips to the end of the drain.
 //
 // Budget of --drain-ms: the batches take half; the ingest thread may read on for a tenth
-// (PipelineOptions::stop_drain_ms); the clients' last close frames get what is left but a
-// fifth, which is kept for the end of the process (threads joined, files closed).
+// (PipelineOptions::stop_drain_ms); the log gets what is left but a fifth (at least
+// kMinLogStopMs) to commit what was fanned out; the clients' last close frames get what is
+// left but that fifth, which is kept for the end of the process (threads joined, files
+// closed). A log that runs out of its time is cut: the rest stays in the rings for the next
+// start, which reads it as after a crash.
 #pragma once
 
 #include <uv.h>
@@ -52,6 +55,11 @@ class Drain {
 
   // Since the drain began (for the last log line).
   uint64_t elapsed_ms() const;
+  // The log committed everything fanned out (false: it was cut at its budget, the rest is
+  // read again at the next start, which must know the stop was not clean).
+  bool log_complete() const { return log_complete_; }
+  // The log's least time to commit what is queued, whatever --drain-ms is left.
+  static constexpr uint64_t kMinLogStopMs = 1000;
 
  private:
   static void on_signal(uv_signal_t *handle, int signum);
@@ -66,6 +74,7 @@ class Drain {
   enum class State : uint8_t { kRunning, kDraining, kFinished } state_ = State::kRunning;
   uint64_t started_ms_ = 0;
   unsigned batches_done_ = 0;
+  bool log_complete_ = true;
 };
 
 }  // namespace kronop::daemon

@@ -78,6 +78,8 @@ Error sql_error(const std::string &path, sqlite3 *db, const char *what) {
 // waits for the log, and on a busy machine it should wait as little as possible for a CPU
 // the log holds. Not SCHED_IDLE: a log starved outright by a saturated machine would stall
 // the producers (the rings' space is released only once logged) in bursts.
+constexpr int kBackgroundNice = 10;
+
 void run_in_background(int nice) {
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
     // E.g. a seccomp filter that denies setpriority(2) (systemd's @resources set).
@@ -327,9 +329,17 @@ bool LogStore::write_users(const std::unordered_map<std::string, UserRow> &rows)
 
 void LogStore::start() {
   if (thread_.joinable()) return;
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  base_nice_ = errno == 0 ? nice : 0;
   thread_ = std::thread([this] {
     ::pthread_setname_np(::pthread_self(), "kronop-log");
     run();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      writer_done_ = true;
+    }
+    writer_done_cv_.notify_all();
   });
   checkpointer_ = std::thread([this] {
     ::pthread_setname_np(::pthread_self(), "kronop-checkpt");
@@ -337,12 +347,19 @@ void LogStore::start() {
   });
 }
 
-void LogStore::stop() {
+bool LogStore::stop(std::optional<std::chrono::milliseconds> budget) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
     stopping_ = true;
+    wake_.notify_all();
+    if (budget && thread_.joinable() &&
+        !writer_done_cv_.wait_for(lock, *budget, [this] { return writer_done_; })) {
+      // Out of time: the writer rolls back at its next row; a statement under way is
+      // interrupted (safe from another thread while the connection is open).
+      cut_.store(true, std::memory_order_relaxed);
+      sqlite3_interrupt(db_);
+    }
   }
-  wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   // The writer has committed its last batch: the checkpointer's last round comes after it.
   {
@@ -354,6 +371,7 @@ void LogStore::stop() {
   // Nothing will be committed any more: whoever still waits is told now (and checks
   // committed() to learn that its batch did not make it).
   notify_waiters(true);
+  return committed() == submitted();
 }
 
 void LogStore::when_committed(uint64_t batch, std::function<void()> fn) {
@@ -404,6 +422,8 @@ void LogStore::checkpoint_run() {
       checkpoint_wake_.wait_for(lock, interval, [this] { return checkpointer_stopping_; });
       stopping = checkpointer_stopping_;  // then one last round: the next start reads a short WAL
     }
+    // Cut short, the stop has no time for a last round either.
+    if (stopping && cut_.load(std::memory_order_relaxed)) break;
     int wal_frames = 0, copied = 0;
     const int rc =
         sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
@@ -428,6 +448,7 @@ uint64_t LogStore::submit(std::vector<StoredMessage> batch) {
     // The writer needs waking when it sleeps for want of work, and when a transaction it is
     // filling is full; in between it wakes by itself at the batch's deadline (a wake-up per
     // drain pass would cost a context switch each, on the CPUs the I/O loops need).
+    if (queue_.empty()) queued_since_ = std::chrono::steady_clock::now();
     wake = queue_.empty() && user_rows_.empty();
     queued_records_ = wake ? batch.size() : queued_records_ + batch.size();
     wake = wake || (queued_records_ >= options_.batch_records &&
@@ -509,7 +530,7 @@ uint64_t LogStore::trim_all(uint64_t now_ns) {
 }
 
 void LogStore::run() {
-  run_in_background(10);
+  run_in_background(kBackgroundNice);
   std::vector<StoredMessage> records;
   std::unordered_map<std::string, UserRow> users;
   auto next_trim = std::chrono::steady_clock::now() +
@@ -517,7 +538,7 @@ void LogStore::run() {
   for (;;) {
     std::vector<std::vector<StoredMessage>> taken;
     uint64_t last_id = 0;
-    bool stopping = false;
+    bool stopping = false, behind = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       // Idle: wake for the next retention round too.
@@ -540,11 +561,15 @@ void LogStore::run() {
              wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
       queued_records_ = 0;
+      const bool waited = !queue_.empty() && std::chrono::steady_clock::now() - queued_since_ >=
+                                                 std::chrono::milliseconds(kBehindMs);
       taken.swap(queue_);
       users.swap(user_rows_);
       last_id = queued_id_;
       stopping = stopping_;
+      behind = stopping || waited;
     }
+    if (behind != raised_) set_behind(behind);
     // Presence is state, not a stream: a failed write is logged and the next change of
     // that user writes it again.
     if (!write_users(users)) {
@@ -565,6 +590,7 @@ void LogStore::run() {
       int attempt = 0;
       bool ok;
       while (!(ok = write(records))) {
+        if (cut_.load(std::memory_order_relaxed)) break;  // not an error: stop() said so
         counters_.errors.fetch_add(1, std::memory_order_relaxed);
         if (++attempt == 1 || attempt % 100 == 0) {
           KLOG_ERROR("event=log_write_failed path=%s error=%s action=retrying",
@@ -574,13 +600,19 @@ void LogStore::run() {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_ && attempt >= 10) break;
       }
-      if (!ok) return;
+      if (!ok) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        left_uncommitted_ = records.size();
+        for (const auto &b : queue_) left_uncommitted_ += b.size();
+        return;
+      }
       committed_.store(last_id, std::memory_order_release);
       notify_waiters(false);
     }
     // Under steady load the queue is never empty: a retention round between batches, at
     // most one chunk per rule, keeps the log bounded without holding logging up for long.
-    if (std::chrono::steady_clock::now() >= next_trim) {
+    // Not while stopping: what is submitted comes first.
+    if (!stopping && std::chrono::steady_clock::now() >= next_trim) {
       trim(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count()));
@@ -592,6 +624,23 @@ void LogStore::run() {
       if (queue_.empty() && user_rows_.empty()) return;
     }
   }
+}
+
+void LogStore::set_behind(bool behind) {
+  if (behind && raise_refused_) return;
+  const int nice = behind ? base_nice_ : kBackgroundNice;
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+    if (behind) {
+      raise_refused_ = true;
+      KLOG_WARN(
+          "event=log_behind nice_failed=%d error=%s consequence=\"the log stays at nice %d when "
+          "it falls behind; allow it with LimitNICE=+%d (systemd) or RLIMIT_NICE\"",
+          nice, log::q(std::strerror(errno)).c_str(), kBackgroundNice, nice);
+    }
+    return;
+  }
+  raised_ = behind;
+  if (behind) counters_.times_behind.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool LogStore::write(const std::vector<StoredMessage> &records) {
@@ -607,6 +656,7 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
     return false;
   };
   for (const StoredMessage &r : records) {
+    if (cut_.load(std::memory_order_relaxed)) return fail();
     auto [it, inserted] = topic_ids.try_emplace(r.topic, 0, 0);
     if (inserted || r.seq > it->second.second) {
       sqlite3_reset(s.topic_upsert);

@@ -19,12 +19,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -80,11 +82,19 @@ struct LogCounters {
   std::atomic<uint64_t> errors{0};            // failed transactions (retried)
   std::atomic<uint64_t> trimmed{0};           // rows deleted by retention
   std::atomic<uint64_t> checkpoints{0};       // WAL checkpoints done
+  // Times the writer fell behind (LogStore::kBehindMs) and left nice 10 until it caught up.
+  std::atomic<uint64_t> times_behind{0};
 };
 
 class LogStore {
  public:
   static constexpr int kSchemaVersion = kLogSchemaVersion;
+  // The writer runs at nice 10 (behind fan-out) while it keeps up. When the oldest record it
+  // takes has waited this long, it is behind: the rings' space is released only once logged,
+  // so a log starved by busy neighbours would stall the producers. It goes back to the nice
+  // kronopd started with (where the process may: root, or RLIMIT_NICE, which the systemd
+  // unit sets) until a transaction finds the queue young again; and so it does while stopping.
+  static constexpr uint64_t kBehindMs = 250;
 
   // Opens (creating when missing) the database at `path`; errors name the file and say what
   // is wrong with it.
@@ -108,8 +118,13 @@ class LogStore {
   void submit_user(UserRow row);
 
   void start();
-  // Commits everything submitted, then ends the writer thread.
-  void stop();
+  // Commits everything submitted, then ends the writer thread; true when all of it was
+  // committed. With a `budget`, the writer is cut when it runs out: the transaction under way
+  // is rolled back and what is left stays in the rings, unreleased, to be read and logged at
+  // the next start (as after a crash). Meanwhile the writer leaves nice 10 where it may.
+  bool stop(std::optional<std::chrono::milliseconds> budget = std::nullopt);
+  // After a stop() that was cut: the records it left to the rings.
+  uint64_t left_uncommitted() const { return left_uncommitted_; }
 
   // Ingest thread: queues one drain pass's records; returns the batch's id (1, 2, ...).
   uint64_t submit(std::vector<StoredMessage> batch);
@@ -151,9 +166,22 @@ class LogStore {
   std::vector<std::vector<StoredMessage>> queue_;       // guarded by mutex_
   std::unordered_map<std::string, UserRow> user_rows_;  // guarded by mutex_
   bool write_users(const std::unordered_map<std::string, UserRow> &rows);
-  uint64_t queued_id_ = 0;              // guarded by mutex_: id of queue_.back()
-  std::size_t queued_records_ = 0;      // guarded by mutex_: records in queue_
-  bool stopping_ = false;               // guarded by mutex_
+  uint64_t queued_id_ = 0;          // guarded by mutex_: id of queue_.back()
+  std::size_t queued_records_ = 0;  // guarded by mutex_: records in queue_
+  bool stopping_ = false;           // guarded by mutex_
+  bool writer_done_ = false;        // guarded by mutex_: run() has returned
+  std::condition_variable writer_done_cv_;
+  // stop() ran out of budget: the writer rolls back and returns (checked per row).
+  std::atomic<bool> cut_{false};
+  uint64_t left_uncommitted_ = 0;  // the writer's, read after join
+  int base_nice_ = 0;              // the nice of the thread that called start()
+  // guarded by mutex_: when queue_ last went from empty to holding a batch.
+  std::chrono::steady_clock::time_point queued_since_{};
+  // The writer's: whether it runs at base_nice_ now (behind, or stopping), and whether the
+  // system refused that once (then it stays at nice 10, said once in the log).
+  bool raised_ = false;
+  bool raise_refused_ = false;
+  void set_behind(bool behind);
   bool checkpointer_stopping_ = false;  // guarded by mutex_
   // when_committed's waiters by batch id; guarded by mutex_. waiters_closed_: stop() has
   // called them all, later ones are called at once.

@@ -185,7 +185,12 @@ int main(int argc, char **argv) {
   for (auto &l : loops) l->join();
   uv_loop_close(loop);
   // Everything fanned out is logged (the log stopped after the ingest thread): a clean stop.
-  if (log_store) running.remove();
-  KLOG_NOTICE("event=stopped drained_ms=%llu", static_cast<unsigned long long>(drain.elapsed_ms()));
+  // A log cut at its budget is not: the next start reads the rest as after a crash.
+  if (log_store && drain.log_complete()) running.remove();
+  KLOG_NOTICE("event=stopped drained_ms=%llu log=%s",
+              static_cast<unsigned long long>(drain.elapsed_ms()),
+              !log_store             ? "none"
+              : drain.log_complete() ? "complete"
+                                     : "cut");
   return 0;
 }

@@ -106,6 +106,7 @@ void fill_log(const LogStore &log, kronop::v1::DaemonStats &s) {
   l->set_batches_behind(log.submitted() - log.committed());
   l->set_trimmed(get(lc.trimmed));
   l->set_checkpoints(get(lc.checkpoints));
+  l->set_times_behind(get(lc.times_behind));
 }
 
 }  // namespace

@@ -217,11 +217,16 @@ function assertCounted(values, total, what) {
 }
 
 test("SIGTERM restart under a sustained publish: phoenix clients reconnect and recover every update once, in order", { timeout: 180000 }, async (t) => {
-  const d = await startDaemon({ extraArgs: ["--drain-ms", "3000"] });
+  // A drain budget that lets a slow build's log (TSan: about 5,000 rows a second, less on a
+  // loaded machine) commit what it fanned out: a log cut at its budget leaves the rest to
+  // the next start, as a crash does, and a topic whose first rows it never committed starts
+  // a new stream, which clients cannot recover.
+  const drainMs = 6000;
+  const d = await startDaemon({ extraArgs: ["--drain-ms", String(drainMs)] });
   try {
     const topics = ["reel:8101", "reel:8102"];
     const total = 10000;
-    const rate = 2000; // a second, per producer: 5 s of publishing
+    const rate = 1000; // a second, per producer: 10 s of publishing, within the log's pace
     const sockets = await Promise.all([d.phoenix(), d.phoenix(), d.phoenix()]);
     const clients = sockets.flatMap((s) => topics.map((topic) => recoveringChannel(s, topic)));
     const firstReplies = await Promise.all(clients.map((c) => c.first));
@@ -237,7 +242,7 @@ test("SIGTERM restart under a sustained publish: phoenix clients reconnect and r
     );
     const oldExit = d.exited;
     const t0 = performance.now();
-    await d.restart({ signal: "SIGTERM", readyMs: 30000 });
+    await d.restart({ signal: "SIGTERM", readyMs: 30000, exitMs: drainMs + 5000 });
     const restartMs = performance.now() - t0;
     assert.deepEqual(await oldExit, { code: 0, signal: null }, "the drained daemon exited 0");
     const atRestart = clients.map((c) => c.state.ns.length);
@@ -290,8 +295,9 @@ test("SIGTERM restart under a sustained publish: phoenix clients reconnect and r
       );
       assertCounted(seqs, total, `the log of ${topic}`);
     }
+    const stopped = d.output.match(/event=stopped drained_ms=\d+ log=\w+/);
     t.diagnostic(
-      `restart (drain, exit, start) took ${Math.round(restartMs)} ms; updates received by then: ` +
+      `${stopped?.[0]}; restart (drain, exit, start) took ${Math.round(restartMs)} ms; updates received by then: ` +
         `${Math.min(...atRestart)}..${Math.max(...atRestart)} of ${total}`,
     );
   } finally {

@@ -225,10 +225,11 @@ export class Daemon {
   // arguments: same port, segment, data directory and control socket, as systemd's
   // Restart= would. Clients are left open: they see the socket close and reconnect on
   // their own. Resolves once `kronopctl stats` answers and the port accepts connections.
-  async restart({ signal = "SIGKILL", readyMs = 15000 } = {}) {
+  // `exitMs`: how long the old one may take to exit (a SIGTERM drain takes up to --drain-ms).
+  async restart({ signal = "SIGKILL", readyMs = 15000, exitMs = 10000 } = {}) {
     if (!this.exit) {
       this.proc.kill(signal);
-      await withTimeout(this.exited, 10000, `kronopd to exit after ${signal}`);
+      await withTimeout(this.exited, exitMs, `kronopd to exit after ${signal}`);
     }
     this.proc.stdout.destroy();
     this.proc.stderr.destroy();

@@ -99,6 +99,58 @@ TEST(LogStore, LogsResumesAndDeduplicates) {
   EXPECT_EQ(query(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 }
 
+// stop() with a budget: enough of it, everything is committed (true); too little for what is
+// queued, the writer is cut: the transaction under way is rolled back whole, stop() returns
+// false at about the budget, says how many records it left, and the file holds whole batches
+// only (the records left are the rings' to give again).
+TEST(LogStore, AStopWithABudgetCommitsAllOrIsCutBetweenWholeBatches) {
+  test::TempDir dir;
+  LogOptions o;
+  o.retention_age_ms = 0;
+  const std::string path = dir.path + "/kronop.db";
+  {
+    auto store = LogStore::open(path, o);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    auto &s = *store.value();
+    s.start();
+    std::vector<StoredMessage> batch;
+    for (uint64_t i = 1; i <= 100; ++i) batch.push_back(record("reel:1", i, 5, i));
+    s.submit(std::move(batch));
+    EXPECT_TRUE(s.stop(std::chrono::milliseconds(10'000)));
+    EXPECT_EQ(s.left_uncommitted(), 0u);
+  }
+  EXPECT_EQ(query(path, "SELECT count(*) FROM messages"), 100);
+  {
+    auto store = LogStore::open(path, o);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    auto &s = *store.value();
+    s.start();
+    // Far more than the writer commits in 20 ms, in several batches.
+    constexpr uint64_t kBatches = 4, kPerBatch = 50'000;
+    uint64_t seq = 100;
+    for (uint64_t b = 0; b < kBatches; ++b) {
+      std::vector<StoredMessage> batch;
+      for (uint64_t i = 0; i < kPerBatch; ++i) {
+        ++seq;
+        batch.push_back(record("reel:1", seq, 5, seq));
+      }
+      s.submit(std::move(batch));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(s.stop(std::chrono::milliseconds(20)));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    // Cut: what the writer was filling is rolled back at once, not finished.
+    EXPECT_LT(took, std::chrono::seconds(5));
+    EXPECT_LT(s.committed(), s.submitted());
+    EXPECT_EQ(s.counters().errors.load(), 0u);  // a cut is not a failure
+    const uint64_t committed_records = s.committed() * kPerBatch;
+    EXPECT_EQ(s.left_uncommitted(), kBatches * kPerBatch - committed_records);
+  }
+  const int64_t rows = query(path, "SELECT count(*) FROM messages");
+  EXPECT_EQ((rows - 100) % 50'000, 0) << rows;
+  EXPECT_LT(rows, 100 + 4 * 50'000);
+}
+
 // when_committed: called once per waiter, after the commit that covers its batch (with
 // committed() already there), at once for a batch already committed, and from stop() for a
 // batch that never came.
