@@ -3,7 +3,8 @@
 #include <openssl/sha.h>
 
 #include <cerrno>
-#include <charconv>
+
+#include "redis_reply.h"
 
 namespace kronop::daemon {
 
@@ -38,12 +39,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return out
 )lua";
-
-bool parse_u64(std::string_view text, uint64_t *out) {
-  if (text.empty() || text.size() > 20) return false;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size();
-}
 
 }  // namespace
 
@@ -108,7 +103,7 @@ Result<NumberedBatch> read_numbering_reply(const redisReply &reply, std::size_t 
   NumberedBatch b;
   const redisReply *epoch = reply.element[0];
   if (epoch == nullptr || epoch->type != REDIS_REPLY_STRING ||
-      !parse_u64({epoch->str, epoch->len}, &b.epoch) || b.epoch == 0) {
+      !parse_decimal_u64({epoch->str, epoch->len}, &b.epoch) || b.epoch == 0) {
     return Error{-EPROTO, "the numbering script's epoch is not a number above 0"};
   }
   b.seqs.reserve(count);
@@ -133,8 +128,8 @@ Result<NumberedMessage> parse_numbered_message(std::string_view payload) {
   const auto first = payload.find(':');
   const auto second = first == std::string_view::npos ? first : payload.find(':', first + 1);
   NumberedMessage m;
-  if (second == std::string_view::npos || !parse_u64(payload.substr(0, first), &m.epoch) ||
-      !parse_u64(payload.substr(first + 1, second - first - 1), &m.seq) || m.epoch == 0 ||
+  if (second == std::string_view::npos || !parse_decimal_u64(payload.substr(0, first), &m.epoch) ||
+      !parse_decimal_u64(payload.substr(first + 1, second - first - 1), &m.seq) || m.epoch == 0 ||
       m.seq == 0) {
     return Error{-EPROTO, "not EPOCH:SEQ:ENVELOPE"};
   }

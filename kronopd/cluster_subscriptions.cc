@@ -29,7 +29,13 @@ void ClusterSubscriptions::want(std::string_view topic, bool wanted) {
   const std::string channel = TopicKeys::of(topic).channel;
   if (wanted) {
     if (!wanted_.insert(std::string(topic)).second) return;
-    if (to_unsubscribe_.erase(channel) == 0) to_subscribe_.insert(channel);
+    if (to_unsubscribe_.erase(channel) == 0) {
+      to_subscribe_.insert(channel);
+    } else {
+      // Its SSUBSCRIBE still holds: no confirmation will come.
+      if (on_subscribed_ && link_.up()) on_subscribed_(topic);
+      return;
+    }
   } else {
     if (wanted_.erase(std::string(topic)) == 0) return;
     if (to_subscribe_.erase(channel) == 0) to_unsubscribe_.insert(channel);
@@ -105,8 +111,15 @@ void ClusterSubscriptions::on_push(const redisReply &push) {
       }
       return;
     }
+    case PushKind::kSubscribed: {
+      const std::string_view topic = topic_of(p.channel);
+      if (!topic.empty() && on_subscribed_ && wanted_.count(std::string(topic)) > 0) {
+        on_subscribed_(topic);
+      }
+      return;
+    }
     default:
-      return;  // confirmations, and what is not ours
+      return;  // other confirmations, and what is not ours
   }
 }
 

@@ -52,6 +52,12 @@ class ClusterSubscriptions {
   ClusterSubscriptions(const ClusterSubscriptions &) = delete;
   ClusterSubscriptions &operator=(const ClusterSubscriptions &) = delete;
 
+  // Called when a wanted topic's channel is subscribed: messages published from then on
+  // arrive (Redis confirmed the SSUBSCRIBE, or it was never unsubscribed). Again after each
+  // reconnect, since Redis forgets subscriptions with their connection.
+  void on_subscribed(std::function<void(std::string_view topic)> fn) {
+    on_subscribed_ = std::move(fn);
+  }
   // The node's clients hold `topic` (true) or no longer do (false).
   void want(std::string_view topic, bool wanted);
   void close(std::function<void()> done);
@@ -70,6 +76,7 @@ class ClusterSubscriptions {
   RedisLink &link_;
   MessageFn on_message_;
   RedisLink::StateFn on_state_;
+  std::function<void(std::string_view topic)> on_subscribed_;
   uv_timer_t flush_timer_{};  // 0 ms: the end of this loop turn
   bool flush_scheduled_ = false;
   std::unordered_set<std::string> wanted_;          // topics

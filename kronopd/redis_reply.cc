@@ -1,6 +1,7 @@
 #include "redis_reply.h"
 
 #include <cerrno>
+#include <charconv>
 #include <memory>
 #include <new>
 #include <string>
@@ -151,6 +152,22 @@ bool reply_integer(const redisReply &reply, long long *out) {
   if (reply.type != REDIS_REPLY_INTEGER) return false;
   *out = reply.integer;
   return true;
+}
+
+bool parse_decimal_u64(std::string_view text, uint64_t *out) {
+  if (text.empty() || text.size() > 20) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+bool reply_u64(const redisReply &reply, uint64_t *out) {
+  if (reply.type == REDIS_REPLY_INTEGER) {
+    if (reply.integer < 0) return false;
+    *out = static_cast<uint64_t>(reply.integer);
+    return true;
+  }
+  if (reply.type != REDIS_REPLY_STRING && reply.type != REDIS_REPLY_STATUS) return false;
+  return parse_decimal_u64(reply_text(reply), out);
 }
 
 std::string describe_reply(const redisReply &reply) {

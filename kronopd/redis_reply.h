@@ -72,6 +72,10 @@ Push classify_push(const redisReply &reply);
 bool reply_is_status(const redisReply &reply, std::string_view text);  // +OK, +PONG
 std::string_view reply_text(const redisReply &reply);  // a bulk or status string, else ""
 bool reply_integer(const redisReply &reply, long long *out);
+// A number at least 0 sent as an integer, or as a bulk or status string of decimal digits
+// (what Lua gets from HGET), at most 20 of them.
+bool reply_u64(const redisReply &reply, uint64_t *out);
+bool parse_decimal_u64(std::string_view text, uint64_t *out);
 // An error reply's text, or what else it was (for log lines: at most 200 bytes).
 std::string describe_reply(const redisReply &reply);
 

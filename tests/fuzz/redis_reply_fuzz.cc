@@ -2,8 +2,8 @@
 // server — or a peer that is not one — sends, fed to the bounded reply reader in two reads
 // (the first byte chooses the cut), each whole reply classified as a subscriber connection
 // classifies it, a message's payload read as a numbered message ("EPOCH:SEQ:ENVELOPE"),
-// and each array read as the numbering script's answer and described as the log lines
-// describe it. Checks: a reader that refused
+// and each array read as the numbering, position and history scripts' answers and
+// described as the log lines describe it. Checks: a reader that refused
 // the bytes refuses everything after (the link closes the connection then); a classified
 // push's views lie inside the reply; no reply holds more values than the bound allows.
 #include <cstddef>
@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "cluster_history.h"
 #include "cluster_numbering.h"
 #include "fuzz_check.h"
 #include "redis_reply.h"
@@ -80,6 +81,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           FUZZ_CHECK(numbered.value().epoch != 0);
           FUZZ_CHECK(numbered.value().seqs.size() == reply->elements - 1);
         }
+      }
+      // The position and history scripts' answers (cluster_history.h); the range comes from
+      // the first byte, as a node asks for at most --max-recovery-messages.
+      if (auto at = kronop::daemon::read_position_reply(*reply); at.ok()) {
+        FUZZ_CHECK(at.value().epoch != 0);
+      }
+      const uint64_t after = data[0] % 8, until = after + data[0] % 64;
+      if (auto h = kronop::daemon::read_history_reply(*reply, after, until); h.ok()) {
+        const auto &entries = h.value().entries;
+        FUZZ_CHECK(entries.size() <= until - after);
+        FUZZ_CHECK(h.value().epoch != 0 || entries.empty());
+        uint64_t previous = after;
+        for (const auto &e : entries) {
+          FUZZ_CHECK(e.seq > previous && e.seq <= until);
+          previous = e.seq;
+        }
+      }
+      uint64_t number = 0;
+      if (kronop::daemon::reply_u64(*reply, &number)) {
+        FUZZ_CHECK(reply->type == REDIS_REPLY_INTEGER || reply->type == REDIS_REPLY_STRING ||
+                   reply->type == REDIS_REPLY_STATUS);
       }
       const std::string described = kronop::daemon::describe_reply(*reply);
       FUZZ_CHECK(described.size() <= 200);

@@ -1,0 +1,238 @@
+// The cluster thread; see cluster_node.h.
+#include "cluster_node.h"
+
+#include <pthread.h>
+
+#include <cerrno>
+
+#include "cluster_subscriptions.h"
+#include "sequencer.h"
+
+namespace kronop::daemon {
+
+namespace {
+
+constexpr uint64_t kRetryMs = 200;
+
+std::vector<std::string_view> views(const std::vector<std::string> &argv) {
+  return {argv.begin(), argv.end()};
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(ClusterNodeOptions options) : options_(std::move(options)) {}
+
+ClusterNode::~ClusterNode() { stop(); }
+
+void ClusterNode::start() {
+  if (thread_.joinable()) return;
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_,
+                [](uv_async_t *a) { static_cast<ClusterNode *>(a->data)->on_requests(); });
+  async_.data = this;
+  uv_timer_init(&loop_, &retry_timer_);
+  retry_timer_.data = this;
+  auto link_options = [this](RedisLinkOptions::Kind kind) {
+    RedisLinkOptions o;
+    o.kind = kind;
+    o.endpoint = options_.endpoint;
+    o.backoff_min_ms = options_.backoff_min_ms;
+    o.backoff_max_ms = options_.backoff_max_ms;
+    o.command_timeout_ms = options_.command_timeout_ms;
+    return o;
+  };
+  commands_ = std::make_unique<RedisLink>(&loop_, link_options(RedisLinkOptions::Kind::kCommands));
+  subscriber_ =
+      std::make_unique<RedisLink>(&loop_, link_options(RedisLinkOptions::Kind::kSubscriber));
+  forwarder_ = std::make_unique<ClusterForwarder>(
+      *commands_, options_.history,
+      [this](const ForwardRecord &r, uint64_t epoch, uint64_t seq) {
+        bump(seq != 0 ? counters_.numbered : counters_.duplicates);
+        if (on_taken_) on_taken_(r, epoch, seq);
+      },
+      [] { return new_epoch(); }, [this](bool, const std::string &) { on_link_state(); },
+      options_.max_queued);
+  subscriptions_ = std::make_unique<ClusterSubscriptions>(
+      &loop_, *subscriber_,
+      [this](std::string_view topic, const NumberedMessage &m) {
+        bump(counters_.messages);
+        auto e = std::make_unique<ClusterEvent>();
+        e->kind = ClusterEvent::Kind::kMessage;
+        e->topic = topic;
+        e->epoch = m.epoch;
+        e->seq = m.seq;
+        e->envelope = m.envelope;
+        emit(std::move(e));
+      },
+      [this](bool, const std::string &) { on_link_state(); });
+  subscriptions_->on_subscribed([this](std::string_view topic) { read_position(topic); });
+  thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "kronop-cluster");
+    run();
+  });
+}
+
+void ClusterNode::run() {
+  commands_->start();
+  subscriber_->start();
+  uv_timer_start(
+      &retry_timer_,
+      [](uv_timer_t *t) {
+        auto *self = static_cast<ClusterNode *>(t->data);
+        self->forwarder_->flush();
+        store(self->counters_.queued, self->forwarder_->queued());
+        self->send_positions();
+      },
+      kRetryMs, kRetryMs);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  subscriptions_.reset();
+  forwarder_.reset();
+  commands_.reset();
+  subscriber_.reset();
+  uv_loop_close(&loop_);
+}
+
+void ClusterNode::stop() {
+  if (!thread_.joinable()) return;
+  stopping_.store(true, std::memory_order_release);
+  uv_async_send(&async_);
+  thread_.join();
+}
+
+void ClusterNode::forward(std::vector<ForwardRecord> records) {
+  if (records.empty()) return;
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kForward;
+  r->records = std::move(records);
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+void ClusterNode::want(std::string topic, bool wanted) {
+  auto r = std::make_unique<Request>();
+  r->kind = wanted ? Request::Kind::kWant : Request::Kind::kUnwant;
+  r->topic = std::move(topic);
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+void ClusterNode::read_history(std::string topic, uint64_t after, uint64_t until, HistoryFn done) {
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kHistory;
+  r->topic = std::move(topic);
+  r->after = after;
+  r->until = until;
+  r->done = std::move(done);
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+void ClusterNode::on_requests() {
+  if (stopping_.load(std::memory_order_acquire)) {
+    close_all();
+    return;
+  }
+  const auto list = requests_.take_all();
+  bool forwarded = false;
+  for (Request *r = list.head(); r != nullptr; r = r->next) {
+    switch (r->kind) {
+      case Request::Kind::kForward:
+        for (ForwardRecord &rec : r->records) {
+          bump(forwarder_->forward(std::move(rec)) ? counters_.forwarded : counters_.refused);
+        }
+        forwarded = true;
+        break;
+      case Request::Kind::kWant:
+        subscriptions_->want(r->topic, true);
+        break;
+      case Request::Kind::kUnwant:
+        subscriptions_->want(r->topic, false);
+        positions_wanted_.erase(r->topic);
+        break;
+      case Request::Kind::kHistory: {
+        bump(counters_.history_reads);
+        const uint64_t after = r->after, until = r->until;
+        commands_->send(
+            views(history_command(r->topic, after, until)),
+            [done = std::move(r->done), after, until](const redisReply *reply, const Error *error) {
+              if (reply == nullptr) {
+                done(*error);
+              } else {
+                done(read_history_reply(*reply, after, until));
+              }
+            });
+        break;
+      }
+    }
+  }
+  if (forwarded) forwarder_->flush();
+  store(counters_.queued, forwarder_->queued());
+  store(counters_.subscriptions, subscriptions_->wanted_count());
+}
+
+void ClusterNode::on_link_state() {
+  const bool up = commands_->up() && subscriber_->up();
+  if (up == was_up_) return;
+  was_up_ = up;
+  store(counters_.up, up ? 1 : 0);
+  bump(up ? counters_.ups : counters_.downs);
+  auto e = std::make_unique<ClusterEvent>();
+  e->kind = up ? ClusterEvent::Kind::kUp : ClusterEvent::Kind::kDown;
+  if (!up) {
+    e->reason = !commands_->up() ? commands_->last_error() : subscriber_->last_error();
+  }
+  emit(std::move(e));
+  // Positions asked for while the commands link was away go out now.
+  if (up) send_positions();
+}
+
+void ClusterNode::read_position(std::string_view topic) {
+  positions_wanted_.insert(std::string(topic));
+  send_positions();
+}
+
+void ClusterNode::send_positions() {
+  if (!commands_->up()) return;
+  std::vector<std::string> topics(positions_wanted_.begin(), positions_wanted_.end());
+  positions_wanted_.clear();
+  for (std::string &topic : topics) {
+    commands_->send(views(position_command(topic, new_epoch(), options_.unnumbered_ttl_s)),
+                    [this, topic](const redisReply *reply, const Error *) {
+                      Result<StreamPosition> at =
+                          reply != nullptr ? read_position_reply(*reply)
+                                           : Result<StreamPosition>(Error{-EIO, "no reply"});
+                      if (!at.ok()) {
+                        // Tried again at the next retry, while the topic is still wanted.
+                        bump(counters_.position_failures);
+                        if (subscriptions_ != nullptr && subscriptions_->wanted(topic)) {
+                          positions_wanted_.insert(topic);
+                        }
+                        return;
+                      }
+                      if (subscriptions_ == nullptr || !subscriptions_->wanted(topic)) return;
+                      bump(counters_.positions);
+                      auto e = std::make_unique<ClusterEvent>();
+                      e->kind = ClusterEvent::Kind::kPosition;
+                      e->topic = topic;
+                      e->epoch = at.value().epoch;
+                      e->seq = at.value().seq;
+                      emit(std::move(e));
+                    });
+  }
+}
+
+void ClusterNode::emit(std::unique_ptr<ClusterEvent> e) {
+  if (events_.push(std::move(e)) && wake_) wake_();
+}
+
+void ClusterNode::close_all() {
+  if (closing_) return;
+  closing_ = true;
+  uv_timer_stop(&retry_timer_);
+  uv_close(reinterpret_cast<uv_handle_t *>(&retry_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
+  // The links' waiting commands fail as they close (history readers are told); the
+  // subscriptions' timer closes with them. The loop ends once every handle is closed.
+  subscriptions_->close([] {});
+  commands_->close([] {});
+  subscriber_->close([] {});
+}
+
+}  // namespace kronop::daemon

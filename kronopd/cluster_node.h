@@ -1,0 +1,168 @@
+// This node's part of the cluster (DESIGN.md §8): the thread `kronop-cluster`, a libuv loop
+// that owns the node's two Redis connections and what runs on them —
+//   a commands link: ClusterForwarder (this node's records, numbered by Redis), the stream
+//     positions joins are answered with, and history reads for recoveries;
+//   a subscriber link: ClusterSubscriptions (the channels of the topics local clients hold).
+// Other threads talk to it only through a handoff stack and a uv_async: the ingest thread
+// forwards records and says which topics are wanted; anyone may ask for history. What the
+// cluster sends back for the ingest thread — numbered messages, topics' positions, the link
+// going up or down — is queued as ClusterEvents, in the order it happened, and the ingest
+// thread is woken to take them (take_events).
+//
+// Order: the messages of one topic come in seq order (one channel, one connection). A
+// topic's position is read after its subscription is confirmed, so every message numbered
+// after that position arrives as a message; messages at or below it may arrive too, before
+// or after the position, and are the reader's to drop.
+//
+// Up means both links are up. When either is lost the node is down (one kDown event) until
+// both are back (one kUp event, then the positions of every wanted topic again, since what
+// was published meanwhile was not received).
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "cluster_forwarder.h"
+#include "cluster_history.h"
+#include "cluster_numbering.h"
+#include "handoff_stack.h"
+#include "redis_link.h"
+#include "redis_url.h"
+
+namespace kronop::daemon {
+
+struct ClusterNodeOptions {
+  RedisEndpoint endpoint;
+  HistoryLimits history;
+  std::size_t max_queued = ClusterForwarder::kDefaultMaxQueued;
+  uint64_t unnumbered_ttl_s = 300;  // a stream started for a join and never published to
+  uint32_t backoff_min_ms = 100;    // reconnect backoff of both links
+  uint32_t backoff_max_ms = 5000;
+  uint32_t command_timeout_ms = 5000;
+};
+
+// What the cluster thread hands the ingest thread, oldest first.
+struct ClusterEvent {
+  enum class Kind : uint8_t {
+    kMessage,   // topic, epoch, seq, envelope: a numbered message of a wanted topic
+    kPosition,  // topic, epoch, seq: where the topic's stream stood once subscribed
+    kUp,        // both links up
+    kDown,      // a link lost (reason)
+  };
+  Kind kind = Kind::kMessage;
+  std::string topic;
+  uint64_t epoch = 0;
+  uint64_t seq = 0;
+  std::string envelope;
+  std::string reason;
+  ClusterEvent *next = nullptr;
+};
+
+// Counters: written by the cluster thread, read by any.
+struct ClusterCounters {
+  std::atomic<uint64_t> up{0};  // 1 while both links are up
+  std::atomic<uint64_t> ups{0};
+  std::atomic<uint64_t> downs{0};
+  std::atomic<uint64_t> forwarded{0};   // records handed to the forwarder
+  std::atomic<uint64_t> numbered{0};    // taken by Redis, numbered now
+  std::atomic<uint64_t> duplicates{0};  // taken by Redis, numbered before
+  std::atomic<uint64_t> refused{0};     // not queued: the forwarder's queue was full
+  std::atomic<uint64_t> queued{0};      // waiting for Redis now
+  std::atomic<uint64_t> messages{0};    // numbered messages received
+  std::atomic<uint64_t> positions{0};   // positions read
+  std::atomic<uint64_t> position_failures{0};
+  std::atomic<uint64_t> history_reads{0};
+  std::atomic<uint64_t> subscriptions{0};  // topics wanted now
+};
+
+class ClusterNode {
+ public:
+  // A history read's answer, on the cluster thread: the range, or why there is none.
+  using HistoryFn = std::function<void(Result<HistoryRange>)>;
+  // A record Redis has taken (seq 0: numbered before), on the cluster thread.
+  using TakenFn = std::function<void(const ForwardRecord &record, uint64_t epoch, uint64_t seq)>;
+
+  explicit ClusterNode(ClusterNodeOptions options);
+  ~ClusterNode();  // stop()
+  ClusterNode(const ClusterNode &) = delete;
+  ClusterNode &operator=(const ClusterNode &) = delete;
+
+  // Before start(): called on the cluster thread when events wait to be taken (once per
+  // empty-to-not-empty change of the queue).
+  void on_events(std::function<void()> wake) { wake_ = std::move(wake); }
+  // Before start(): told of each record Redis took (the outbox's acknowledgements).
+  void on_taken(TakenFn fn) { on_taken_ = std::move(fn); }
+
+  void start();
+  // Closes the links and ends the thread; records not yet taken by Redis are dropped here
+  // (the durable log, the outbox, still has them).
+  void stop();
+
+  // One thread (the ingest thread): records to number, in their order per producer.
+  void forward(std::vector<ForwardRecord> records);
+  // One thread (the ingest thread): local clients now hold `topic` (true), or none does.
+  void want(std::string topic, bool wanted);
+  // The ingest thread: what happened, oldest first.
+  HandoffStack<ClusterEvent>::List take_events() { return events_.take_all(); }
+  // Any thread: the topic's messages numbered after..until, with the stream's epoch;
+  // `done` runs on the cluster thread.
+  void read_history(std::string topic, uint64_t after, uint64_t until, HistoryFn done);
+
+  bool up() const { return counters_.up.load(std::memory_order_relaxed) != 0; }
+  const ClusterCounters &counters() const { return counters_; }
+
+ private:
+  struct Request {
+    enum class Kind : uint8_t { kForward, kWant, kUnwant, kHistory };
+    Kind kind = Kind::kForward;
+    std::vector<ForwardRecord> records;
+    std::string topic;
+    uint64_t after = 0;
+    uint64_t until = 0;
+    HistoryFn done;
+    Request *next = nullptr;
+  };
+
+  void run();
+  void on_requests();
+  void on_link_state();
+  // A wanted topic's position is to be read (its subscription holds); sent when the
+  // commands link is up, again at the next retry after a failure.
+  void read_position(std::string_view topic);
+  void send_positions();
+  void emit(std::unique_ptr<ClusterEvent> e);
+  void close_all();
+  static void store(std::atomic<uint64_t> &c, uint64_t v) { c.store(v, std::memory_order_relaxed); }
+  static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  ClusterNodeOptions options_;
+  std::function<void()> wake_;
+  TakenFn on_taken_;
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  uv_timer_t retry_timer_{};  // the forwarder's refused calls, tried again
+  std::unique_ptr<RedisLink> commands_;
+  std::unique_ptr<RedisLink> subscriber_;
+  std::unique_ptr<ClusterForwarder> forwarder_;
+  std::unique_ptr<class ClusterSubscriptions> subscriptions_;
+  HandoffStack<Request> requests_;
+  HandoffStack<ClusterEvent> events_;
+  std::atomic<bool> stopping_{false};
+  bool closing_ = false;
+  bool was_up_ = false;
+  std::unordered_set<std::string> positions_wanted_;
+  std::thread thread_;
+  ClusterCounters counters_;
+};
+
+}  // namespace kronop::daemon
