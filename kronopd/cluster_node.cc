@@ -48,6 +48,7 @@ void ClusterNode::start() {
       *commands_, options_.history,
       [this](const ForwardRecord &r, uint64_t epoch, uint64_t seq) {
         bump(seq != 0 ? counters_.numbered : counters_.duplicates);
+        store(counters_.queued, forwarder_->queued());
         if (on_taken_) on_taken_(r, epoch, seq);
       },
       [] { return new_epoch(); }, [this](bool, const std::string &) { on_link_state(); },
@@ -92,8 +93,18 @@ void ClusterNode::run() {
   uv_loop_close(&loop_);
 }
 
-void ClusterNode::stop() {
+void ClusterNode::stop(std::chrono::milliseconds flush_for) {
   if (!thread_.joinable()) return;
+  const auto deadline = std::chrono::steady_clock::now() + flush_for;
+  auto settled = [this] {
+    return counters_.numbered.load(std::memory_order_relaxed) +
+               counters_.duplicates.load(std::memory_order_relaxed) +
+               counters_.refused.load(std::memory_order_relaxed) >=
+           handed_.load(std::memory_order_relaxed);
+  };
+  while (std::chrono::steady_clock::now() < deadline && !settled()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   stopping_.store(true, std::memory_order_release);
   uv_async_send(&async_);
   thread_.join();
@@ -101,6 +112,7 @@ void ClusterNode::stop() {
 
 void ClusterNode::forward(std::vector<ForwardRecord> records) {
   if (records.empty()) return;
+  handed_.fetch_add(records.size(), std::memory_order_relaxed);
   auto r = std::make_unique<Request>();
   r->kind = Request::Kind::kForward;
   r->records = std::move(records);

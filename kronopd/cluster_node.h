@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -102,9 +103,9 @@ class ClusterNode {
   void on_taken(TakenFn fn) { on_taken_ = std::move(fn); }
 
   void start();
-  // Closes the links and ends the thread; records not yet taken by Redis are dropped here
-  // (the durable log, the outbox, still has them).
-  void stop();
+  // Waits up to `flush_for` for Redis to take what was forwarded, then closes the links and
+  // ends the thread; records not taken by then are dropped here (the durable log has them).
+  void stop(std::chrono::milliseconds flush_for = std::chrono::milliseconds(0));
 
   // One thread (the ingest thread): records to number, in their order per producer.
   void forward(std::vector<ForwardRecord> records);
@@ -158,6 +159,7 @@ class ClusterNode {
   HandoffStack<Request> requests_;
   HandoffStack<ClusterEvent> events_;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> handed_{0};  // records forward() was given
   bool closing_ = false;
   bool was_up_ = false;
   std::unordered_set<std::string> positions_wanted_;

@@ -298,6 +298,21 @@ void add_options(CLI::App &app, Config &config) {
                  "told {\"recovered\": false})")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
       ->capture_default_str();
+  app.add_option("--redis", config.redis,
+                 "Join the cluster through this Redis (7 or later): redis://[[USER]:PASSWORD@]"
+                 "HOST[:PORT][/DB] or unix:///PATH[?db=N]. Messages are numbered by Redis and "
+                 "delivered on every node; none: a single host");
+  app.add_option("--redis-password-file", config.redis_password_file,
+                 "File with the Redis password (instead of one in the URL)");
+  app.add_option("--redis-history-size", config.redis_history_size,
+                 "Messages a topic's history keeps in Redis, for recoveries on any node")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--redis-history-ttl", config.redis_history_ttl,
+                 "Seconds a topic's keys (history, sequence) live in Redis after its last "
+                 "message")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
+      ->capture_default_str();
   app.add_option("--drain-ms", config.drain_ms,
                  "On SIGTERM: stop accepting, send clients a system_notice, close them (1012) in "
                  "batches spread over half this time, flush the log, and exit within it")

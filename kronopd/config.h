@@ -50,6 +50,12 @@ struct Config {
   uint64_t log_cache_mib = 64;
   // Most messages one rejoining client recovers (more missed: {"recovered": false}).
   std::size_t max_recovery_messages = 100'000;
+  // The cluster (cluster_node.h): the Redis that joins this node to the others; empty:
+  // a single host.
+  std::string redis;
+  std::string redis_password_file;
+  uint64_t redis_history_size = 10'000;  // messages a topic's history keeps in Redis
+  uint64_t redis_history_ttl = 86'400;   // seconds a topic's keys live after its last message
   // SIGTERM: the whole drain (tell clients, close them in batches, flush the log) takes at
   // most this long.
   uint64_t drain_ms = 5000;

@@ -123,6 +123,9 @@ void Drain::finish() {
     }
     parts_.pipeline->release_logged();
   }
+  // What the ingest thread forwarded goes to Redis before the links close, for at most a
+  // second (the records are in the log either way).
+  if (parts_.cluster != nullptr) parts_.cluster->stop(std::chrono::milliseconds(1000));
   // Each loop closes what is still open (1012), gives clients what is left of the budget
   // (at most two seconds) to take their close frames, cuts the rest and ends.
   const uint64_t reserve = drain_ms_ / 5, elapsed = elapsed_ms();

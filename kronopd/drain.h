@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "acceptor.h"
+#include "cluster_node.h"
 #include "control.h"
 #include "control_answers.h"
 #include "io_loop.h"
@@ -43,7 +44,8 @@ class Drain {
     Pipeline *pipeline = nullptr;
     Acceptor *acceptor = nullptr;
     std::vector<std::unique_ptr<IoLoop>> *loops = nullptr;
-    LogStore *log = nullptr;  // null: no durable log
+    LogStore *log = nullptr;         // null: no durable log
+    ClusterNode *cluster = nullptr;  // null: a single host
     ServiceNotifier *notifier = nullptr;
     // The main loop's other handles, closed at the end so that the loop can end.
     std::vector<uv_handle_t *> handles;

@@ -31,7 +31,9 @@ void Dispatcher::apply_interest() {
     }
     const uint64_t bit = uint64_t{1} << c->loop;
     if (c->interested) {
-      interest_sets_[c->topic] |= bit;
+      auto [it, added] = interest_sets_.try_emplace(c->topic, 0);
+      it->second |= bit;
+      if (added && on_interest_) on_interest_(c->topic, true);
       continue;
     }
     auto it = interest_sets_.find(c->topic);
@@ -40,6 +42,7 @@ void Dispatcher::apply_interest() {
     if (it->second == 0) {
       interest_sets_.erase(it);
       sequencer_.forget_unnumbered(c->topic);
+      if (on_interest_) on_interest_(c->topic, false);
     }
   }
 }
@@ -69,13 +72,21 @@ void Dispatcher::end_batch(uint64_t durable) {
   if (!pending_syncs_.empty()) {
     // Every message of this pass is numbered (and, with a log, in batch `durable`): answer
     // with where each topic stands now.
+    // A topic whose stream is not known yet (a cluster's, until its position is read) keeps
+    // its requests for a later batch.
+    std::size_t kept = 0;
     for (PendingSync &p : pending_syncs_) {
+      if (!sequencer_.known(p.topic) && interest_sets_.contains(p.topic)) {
+        if (&pending_syncs_[kept] != &p) pending_syncs_[kept] = std::move(p);
+        ++kept;
+        continue;
+      }
       const StreamPosition at = sequencer_.current(p.topic);
       staged_syncs_[p.loop].push_back(SyncReply{p.id, at.seq, at.epoch, durable});
       // Its subscriber already left: the question made a stream that no one will use.
       if (!interest_sets_.contains(p.topic)) sequencer_.forget_unnumbered(p.topic);
     }
-    pending_syncs_.clear();
+    pending_syncs_.resize(kept);
   }
   for (std::size_t i = 0; i < staged_.size(); ++i) {
     if (staged_[i].empty() && staged_syncs_[i].empty()) continue;

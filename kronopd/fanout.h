@@ -99,6 +99,12 @@ class Dispatcher {
 
   // Before the ingest thread starts: how to wake it for a sync request.
   void set_waker(std::function<void()> wake) { wake_ = std::move(wake); }
+  // Before the ingest thread starts: told (on the ingest thread) when the host gains its
+  // first subscriber of a topic (true) or loses its last (false) — where a cluster node
+  // subscribes to the topic's channel, or lets it go.
+  void on_interest(std::function<void(const std::string &topic, bool interested)> fn) {
+    on_interest_ = std::move(fn);
+  }
 
   const DispatchCounters &counters() const { return counters_; }
 
@@ -122,6 +128,7 @@ class Dispatcher {
   std::vector<PendingSync> pending_syncs_;            // taken by apply_interest
   std::vector<std::vector<SyncReply>> staged_syncs_;  // per loop, sent by end_batch
   std::function<void()> wake_;
+  std::function<void(const std::string &topic, bool interested)> on_interest_;
   DispatchCounters counters_;
 };
 

@@ -5,6 +5,8 @@
 #include <csignal>
 
 #include "acceptor.h"
+#include "cluster_node.h"
+#include "cluster_setup.h"
 #include "config.h"
 #include "control.h"
 #include "control_answers.h"
@@ -68,6 +70,26 @@ int main(int argc, char **argv) {
         "--auth-secret-file: no client could ever connect\"");
     return 2;
   }
+  // The cluster before anything is created: a node that cannot join the cluster it was
+  // told to join stops at once rather than serve as an island.
+  std::unique_ptr<ClusterNode> cluster;
+  if (!config.redis.empty()) {
+    auto options = cluster_options(config);
+    if (!options.ok()) {
+      KLOG_ERROR("event=config_error key=redis error=%s", log::q(options.error().message).c_str());
+      return 2;
+    }
+    auto version = check_redis(options.value().endpoint);
+    if (!version.ok()) {
+      KLOG_ERROR("event=cluster_unusable redis=%s error=%s",
+                 log::q(options.value().endpoint.display()).c_str(),
+                 log::q(version.error().message).c_str());
+      return 3;
+    }
+    KLOG_INFO("event=cluster_redis redis=%s version=%s",
+              log::q(options.value().endpoint.display()).c_str(), version.value().c_str());
+    cluster = std::make_unique<ClusterNode>(std::move(options).value());
+  }
   if (auto made = make_data_dir(config.data_dir); !made.ok()) {
     KLOG_ERROR("event=data_dir_failed path=%s error=%s", log::q(config.data_dir).c_str(),
                log::q(made.error().message).c_str());
@@ -105,7 +127,9 @@ int main(int argc, char **argv) {
   server_options.rest = &rest;
   server_options.publisher = &publisher;
   server_options.interaction_limiter = &interaction_limiter;
-  server_options.log = log_store.get();
+  // In a cluster the local log holds this host's numbering, not the cluster's: recovery
+  // from Redis's history is not there yet, so a client behind is told recovered: false.
+  server_options.log = cluster ? nullptr : log_store.get();
   server_options.reels = &reels;
   server_options.allow_anonymous = config.allow_anonymous;
   set_limits(config, auth_secret.value(), server_options);
@@ -118,7 +142,8 @@ int main(int argc, char **argv) {
   for (auto &l : loops) inboxes.push_back(l->inbox());
   Pipeline pipeline(std::move(consumer).value(),
                     PipelineOptions::of(config, log_store != nullptr, after_unclean_stop),
-                    std::make_unique<LocalSequencer>(), inboxes, reels, log_store.get());
+                    std::make_unique<LocalSequencer>(), inboxes, reels, log_store.get(),
+                    cluster.get());
   for (auto &l : loops) l->set_dispatcher(&pipeline.dispatcher());
   // kronopd's own ring in a retired segment is given back at once, not at its next publish.
   pipeline.on_segment_recreated([&publisher] { publisher.let_go_if_retired(); });
@@ -163,6 +188,7 @@ int main(int argc, char **argv) {
     log_store->start();
     running.create();
   }
+  if (cluster) cluster->start();
   pipeline.start();
 
   PresenceDiffs presence_diffs(loop, presence, loops, config.presence_interval_ms);
@@ -176,6 +202,7 @@ int main(int argc, char **argv) {
                &acceptor,
                &loops,
                log_store.get(),
+               cluster.get(),
                &notifier,
                {presence_diffs.handle(), reloader.handle(), trimmer.handle()}},
               config.drain_ms);

@@ -135,13 +135,32 @@ std::string client_envelope(const Message &m) {
   } else if (kind == BodyKind::kNone) {
     return out;
   }
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.WriteTag(static_cast<uint32_t>(kind) << 3 | 2);  // wire type 2: length-delimited
-    coded.WriteVarint32(static_cast<uint32_t>(body->size()));
-    coded.WriteRaw(body->data(), static_cast<int>(body->size()));
-  }
+  append_body_field(out, kind, *body);
+  return out;
+}
+
+void append_body_field(std::string &out, BodyKind kind, std::string_view body) {
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.WriteTag(static_cast<uint32_t>(kind) << 3 | 2);  // wire type 2: length-delimited
+  coded.WriteVarint32(static_cast<uint32_t>(body.size()));
+  coded.WriteRaw(body.data(), static_cast<int>(body.size()));
+}
+
+void copy_envelope_head(const EnvelopeView &v, kronop::v1::Envelope &e) {
+  e.set_topic(std::string(v.topic));
+  e.set_event(std::string(v.event));
+  e.set_producer_id(v.producer_id);
+  e.set_producer_seq(v.producer_seq);
+  e.set_publish_time_ns(v.publish_time_ns);
+  e.set_priority(static_cast<kronop::v1::Priority>(v.priority));
+}
+
+std::string envelope_bytes(const EnvelopeView &v) {
+  kronop::v1::Envelope head;
+  copy_envelope_head(v, head);
+  std::string out = head.SerializeAsString();
+  if (v.body_kind != BodyKind::kNone) append_body_field(out, v.body_kind, v.body);
   return out;
 }
 

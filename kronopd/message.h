@@ -17,6 +17,10 @@
 
 #include "envelope_validation.h"
 
+namespace kronop::v1 {
+class Envelope;
+}  // namespace kronop::v1
+
 namespace kronop::daemon {
 
 // The bytes of one WebSocket frame (header included), shared by every connection it goes to.
@@ -90,5 +94,15 @@ using MessagePtr = std::shared_ptr<const Message>;
 // The Envelope that protobuf clients receive for a message (see Message); exposed for the
 // tests. Returns the serialized bytes.
 std::string client_envelope(const Message &m);
+
+// Envelope's head (topic, event, producer identity, time, priority) from a validated view.
+void copy_envelope_head(const EnvelopeView &v, kronop::v1::Envelope &e);
+// A validated view as Envelope bytes again (what a cluster node sends Redis): its head, then
+// the body as its oneof field, bytes as they are.
+std::string envelope_bytes(const EnvelopeView &v);
+// Appends `body` to serialized Envelope bytes as the oneof field `kind` (not kNone): a
+// serialized message is a valid length-delimited field value, so a typed body is never
+// parsed and encoded again.
+void append_body_field(std::string &out, BodyKind kind, std::string_view body);
 
 }  // namespace kronop::daemon

@@ -4,6 +4,8 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "kronop/clock.h"
 #include "log.h"
@@ -14,6 +16,7 @@ namespace {
 std::unordered_map<uint64_t, uint64_t> logged_producers(LogStore *log) {
   return log != nullptr ? log->producers() : std::unordered_map<uint64_t, uint64_t>{};
 }
+
 }  // namespace
 
 PipelineOptions PipelineOptions::of(const Config &config, bool durable_log,
@@ -31,11 +34,13 @@ PipelineOptions PipelineOptions::of(const Config &config, bool durable_log,
 
 Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions options,
                    std::unique_ptr<Sequencer> sequencer, std::vector<LoopInbox *> inboxes,
-                   ReelState &reels, LogStore *log)
+                   ReelState &reels, LogStore *log, ClusterNode *cluster)
     : consumer_(std::move(consumer)),
       options_(options),
       sequencer_(std::move(sequencer)),
-      dispatcher_(std::move(inboxes), *sequencer_),
+      cluster_(cluster),
+      dispatcher_(std::move(inboxes),
+                  cluster != nullptr ? static_cast<Sequencer &>(cluster_streams_) : *sequencer_),
       reels_(reels),
       log_(log),
       ingest_(*consumer_, logged_producers(log)),
@@ -48,6 +53,13 @@ Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions opti
     }
   }
   dispatcher_.set_waker([this] { consumer_->wake(); });
+  if (cluster_ != nullptr) {
+    dispatcher_.on_interest([this](const std::string &topic, bool interested) {
+      if (interested) cluster_streams_.expect(topic);
+      cluster_->want(topic, interested);
+    });
+    cluster_->on_events([this] { consumer_->wake(); });
+  }
 }
 
 Pipeline::~Pipeline() { stop(); }
@@ -77,19 +89,77 @@ void Pipeline::take(uint32_t ring, const ipc::RingRecord &record) {
   const EnvelopeView &v =
       view.event == "interaction" && reels_.count_interaction(view, &counted) ? counted : view;
   const uint64_t seq = publish(v);
-  reels_.remember(v, seq);
+  if (cluster_ == nullptr) reels_.remember(v, seq);  // in a cluster: as Redis numbered it
 }
 
 uint64_t Pipeline::publish(const EnvelopeView &view) {
   const TopicKey topic(view.topic);
   const StreamPosition at = sequencer_->next(topic);
-  dispatcher_.stage(view, topic, at.seq);
+  if (cluster_ != nullptr) {
+    to_forward_.push_back(ForwardRecord{std::string(view.topic), view.producer_id,
+                                        view.producer_seq, envelope_bytes(view)});
+  } else {
+    dispatcher_.stage(view, topic, at.seq);
+  }
   if (log_ != nullptr) to_log_.push_back(StoredMessage::of(view, at.seq, at.epoch));
   return at.seq;
 }
 
+uint64_t Pipeline::outstanding() const {
+  const ClusterCounters &c = cluster_->counters();
+  const uint64_t taken = c.numbered.load(std::memory_order_relaxed) +
+                         c.duplicates.load(std::memory_order_relaxed) +
+                         c.refused.load(std::memory_order_relaxed);
+  return forwarded_ > taken ? forwarded_ - taken : 0;
+}
+
+void Pipeline::deliver_cluster_message(const ClusterEvent &m) {
+  // Outside input (Redis, or whoever can publish on its channels): checked as a ring
+  // record is, and it must be of the channel's topic.
+  EnvelopeView view;
+  if (cluster_validator_.validate(m.envelope, view) != Reject::kNone || view.topic != m.topic) {
+    return;
+  }
+  const TopicKey topic(view.topic);
+  dispatcher_.stage(view, topic, m.seq);
+  reels_.remember(view, m.seq);
+}
+
+bool Pipeline::take_cluster_events() {
+  if (cluster_ == nullptr) return false;
+  auto events = cluster_->take_events();
+  if (events.head() == nullptr) return false;
+  const auto deliver = [this](const ClusterEvent &m) { deliver_cluster_message(m); };
+  for (ClusterEvent *e = events.head(); e != nullptr; e = e->next) {
+    switch (e->kind) {
+      case ClusterEvent::Kind::kMessage:
+        cluster_streams_.on_message(std::move(*e), deliver);
+        break;
+      case ClusterEvent::Kind::kPosition:
+        cluster_streams_.on_position(*e, deliver);
+        break;
+      case ClusterEvent::Kind::kUp:
+        KLOG_NOTICE("event=cluster_up");
+        break;
+      case ClusterEvent::Kind::kDown:
+        KLOG_WARN(
+            "event=cluster_down reason=%s consequence=\"delivery waits for Redis; "
+            "producers' records wait in their rings\"",
+            log::q(e->reason).c_str());
+        cluster_streams_.on_down();
+        break;
+    }
+  }
+  return true;
+}
+
 void Pipeline::end_pass() {
   reels_.flush_counter_updates([this](const EnvelopeView &v) { publish(v); });
+  if (!to_forward_.empty()) {
+    forwarded_ += to_forward_.size();
+    cluster_->forward(std::move(to_forward_));
+    to_forward_.clear();
+  }
   // Fan-out first: the log never delays delivery. The loops' sync answers name the log
   // batch that holds this pass's records, submitted next.
   const uint64_t batch = log_ != nullptr ? log_->submitted() + (to_log_.empty() ? 0 : 1) : 0;
@@ -101,10 +171,15 @@ void Pipeline::end_pass() {
 }
 
 std::size_t Pipeline::drain_pass() {
-  const std::size_t n = consumer_->drain(
-      options_.batch_per_ring,
-      [this](uint32_t ring, const ipc::RingRecord &record) { take(ring, record); });
-  if (n > 0) end_pass();
+  const bool events = take_cluster_events();
+  // Redis slow or away: the rings keep what waits, not this process.
+  paused_ = cluster_ != nullptr && outstanding() >= kMaxOutstanding;
+  const std::size_t n =
+      paused_ ? 0
+              : consumer_->drain(
+                    options_.batch_per_ring,
+                    [this](uint32_t ring, const ipc::RingRecord &record) { take(ring, record); });
+  if (n > 0 || events) end_pass();
   replay_.after_pass();
   release_.after_pass(n > 0);
   ingest_.note_corrupt_ranges();
@@ -121,7 +196,10 @@ void Pipeline::run() {
       ingest_.housekeeping();
       next_housekeeping = now + 100;
     }
-    if (n == 0) {
+    if (n == 0 && paused_) {
+      // Waiting for Redis to take what was forwarded; its answers wake nothing here.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else if (n == 0) {
       // Nothing read: the loops' requests (joins waiting for a sync answer) are answered now.
       if (dispatcher_.has_requests())
         dispatcher_.end_batch(log_ != nullptr ? log_->submitted() : 0);

@@ -34,6 +34,17 @@
 //   each with its own read-only connection, answered on the loop that asked.
 // Counters are atomics written by their owning thread and read by any (stats.h: the control
 // socket on the main thread, /metrics and /api/v1/system on an I/O thread).
+//
+// CLUSTER MODE (--redis; cluster_node.h, DESIGN.md §8). Records are still numbered by the
+// local sequencer for the local log (the host's own record, and what releases ring space),
+// but they are not fanned out here: the pass's records are forwarded to Redis, which numbers
+// them for the whole cluster, and every node — this one included — stages what its
+// subscriptions receive, under Redis's (epoch, seq) (ClusterSequencer). The Dispatcher's
+// interest changes become subscriptions, and its sync answers wait for a topic's position.
+// - kronop-cluster (cluster_node.h): the Redis links; talks to this thread through handoff
+//   stacks, and wakes it when events wait.
+// While more than kMaxOutstanding records wait for Redis (it is slow or away), no ring is
+// read: the rings hold what producers publish, and fill, rather than kronopd's memory.
 #pragma once
 
 #include <atomic>
@@ -43,6 +54,8 @@
 #include <thread>
 #include <vector>
 
+#include "cluster_node.h"
+#include "cluster_sequencer.h"
 #include "config.h"
 #include "durability.h"
 #include "fanout.h"
@@ -74,11 +87,13 @@ struct PipelineOptions {
 
 class Pipeline {
  public:
+  static constexpr uint64_t kMaxOutstanding = ClusterForwarder::kDefaultMaxQueued / 2;
   // `log`: the durable log (null: none). Numbering continues where the log left each topic,
-  // and records the log already holds are skipped when read again.
+  // and records the log already holds are skipped when read again. `cluster` (null: a single
+  // host; see "Cluster mode" below) must not be started yet.
   Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions options,
            std::unique_ptr<Sequencer> sequencer, std::vector<LoopInbox *> inboxes, ReelState &reels,
-           LogStore *log);
+           LogStore *log, ClusterNode *cluster = nullptr);
   ~Pipeline();  // stops and joins
   Pipeline(const Pipeline &) = delete;
   Pipeline &operator=(const Pipeline &) = delete;
@@ -99,6 +114,8 @@ class Pipeline {
   // The I/O loops report interest and ask for syncs here.
   Dispatcher &dispatcher() { return dispatcher_; }
   const IngestCounters &counters() const { return ingest_.counters(); }
+  // Cluster mode: the streams as received (ingest thread's; read racily by stats).
+  const ClusterStreamCounters &cluster_streams() const { return cluster_streams_.counters(); }
   ipc::Consumer &consumer() { return *consumer_; }
 
  private:
@@ -109,19 +126,32 @@ class Pipeline {
   void take(uint32_t ring, const ipc::RingRecord &record);
   // Numbers a valid record, stages it for fan-out and adds it to the pass's log batch.
   uint64_t publish(const EnvelopeView &view);
-  // The end of a pass: counter updates, the loops' batches, the log's batch.
+  // The end of a pass: counter updates, the loops' batches, the log's batch (and in cluster
+  // mode the records for Redis).
   void end_pass();
+  // Cluster mode: what the cluster thread handed over, applied; true when anything was.
+  bool take_cluster_events();
+  // Cluster mode: a message numbered by Redis, validated and staged for the loops.
+  void deliver_cluster_message(const ClusterEvent &m);
+  // Cluster mode: records forwarded and not yet taken by Redis (ingest pauses past a bound).
+  uint64_t outstanding() const;
 
   std::unique_ptr<ipc::Consumer> consumer_;
   PipelineOptions options_;
   std::unique_ptr<Sequencer> sequencer_;
+  ClusterNode *cluster_;
+  ClusterSequencer cluster_streams_;  // the Dispatcher's sequencer in cluster mode
   Dispatcher dispatcher_;
   ReelState &reels_;
   LogStore *log_;
   Ingest ingest_;
   RingRelease release_;
   ReplayEpochs replay_;
-  std::vector<StoredMessage> to_log_;  // the pass's records
+  std::vector<StoredMessage> to_log_;      // the pass's records
+  std::vector<ForwardRecord> to_forward_;  // cluster mode: the pass's records for Redis
+  uint64_t forwarded_ = 0;                 // cluster mode: records handed to the node
+  bool paused_ = false;                    // cluster mode: the last pass read no ring
+  EnvelopeValidator cluster_validator_;    // cluster mode: messages from Redis
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

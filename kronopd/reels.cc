@@ -7,6 +7,7 @@
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/reel.pb.h"
 #include "kronop_ipc.h"
+#include "message.h"
 #include "payload_codec.h"
 
 namespace kronop::daemon {
@@ -84,12 +85,7 @@ bool ReelState::count_interaction(const EnvelopeView &view, EnvelopeView *out) {
   in->set_comment_count(totals.comments);
   in->set_share_count(totals.shares);
   if (in->reel_id() == 0) in->set_reel_id(reel_number(view.topic));
-  e.set_topic(std::string(view.topic));
-  e.set_event(std::string(view.event));
-  e.set_producer_id(view.producer_id);
-  e.set_producer_seq(view.producer_seq);
-  e.set_publish_time_ns(view.publish_time_ns);
-  e.set_priority(static_cast<kronop::v1::Priority>(view.priority));
+  copy_envelope_head(view, e);
   record_ = e.SerializeAsString();
   return validator_.validate(record_, *out) == Reject::kNone;
 }

@@ -53,6 +53,9 @@ class Sequencer {
   virtual void forget_unnumbered(std::string_view topic) = 0;
   // Topics known.
   virtual uint64_t topics() const = 0;
+  // Whether current(topic) can be answered now. Always, on one host; in a cluster only once
+  // the topic's position was read (cluster_sequencer.h): until then joins wait.
+  virtual bool known(std::string_view /*topic*/) const { return true; }
 };
 
 // Numbering in memory, for one thread.

@@ -1,0 +1,81 @@
+// Following the cluster's streams; see cluster_sequencer.h.
+#include "cluster_sequencer.h"
+
+namespace kronop::daemon {
+
+void ClusterSequencer::expect(std::string_view topic) { streams_.try_emplace(std::string(topic)); }
+
+void ClusterSequencer::on_message(ClusterEvent &&e, const DeliverFn &deliver) {
+  auto it = streams_.find(e.topic);
+  if (it == streams_.end()) {
+    ++counters_.unwanted;
+    return;
+  }
+  Stream &s = it->second;
+  if (!s.known) {
+    if (s.early.size() >= kMaxEarly) {
+      ++counters_.early_overflow;
+      return;
+    }
+    s.early.push_back(std::move(e));
+    return;
+  }
+  apply(s, std::move(e), deliver);
+}
+
+void ClusterSequencer::apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliver) {
+  if (e.epoch != s.at.epoch) {
+    // Redis lost the topic's keys and started its stream again.
+    ++counters_.epoch_changes;
+    s.at = StreamPosition{e.seq - 1, e.epoch};
+  }
+  if (e.seq <= s.at.seq) {
+    ++counters_.old;
+    return;
+  }
+  if (e.seq != s.at.seq + 1) ++counters_.gaps;
+  s.at.seq = e.seq;
+  ++counters_.delivered;
+  deliver(e);
+}
+
+void ClusterSequencer::on_position(const ClusterEvent &e, const DeliverFn &deliver) {
+  auto it = streams_.find(e.topic);
+  if (it == streams_.end()) return;  // no longer wanted
+  Stream &s = it->second;
+  if (!s.known || s.at.epoch != e.epoch || s.at.seq < e.seq) s.at = StreamPosition{e.seq, e.epoch};
+  s.known = true;
+  std::vector<ClusterEvent> early;
+  early.swap(s.early);
+  for (ClusterEvent &m : early) apply(s, std::move(m), deliver);
+}
+
+void ClusterSequencer::on_down() {
+  for (auto &[topic, s] : streams_) {
+    s.known = false;
+    s.early.clear();
+  }
+}
+
+StreamPosition ClusterSequencer::next(const TopicKey &topic) {
+  auto it = streams_.find(topic);
+  return it == streams_.end() ? StreamPosition{}
+                              : StreamPosition{it->second.at.seq + 1, it->second.at.epoch};
+}
+
+StreamPosition ClusterSequencer::current(std::string_view topic) {
+  auto it = streams_.find(topic);
+  return it == streams_.end() ? StreamPosition{} : it->second.at;
+}
+
+bool ClusterSequencer::known(std::string_view topic) const {
+  auto it = streams_.find(topic);
+  return it != streams_.end() && it->second.known;
+}
+
+void ClusterSequencer::forget_unnumbered(std::string_view topic) {
+  auto it = streams_.find(topic);
+  if (it != streams_.end()) streams_.erase(it);
+}
+
+}  // namespace kronop::daemon

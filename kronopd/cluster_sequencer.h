@@ -1,0 +1,73 @@
+// Cluster mode's numbering on the ingest thread (cluster_node.h has the other side): where
+// each wanted topic's cluster stream stands, as this node received it. Redis numbers; this
+// table only follows, so that a join is answered with the (epoch, seq) every node uses, and
+// each message is staged once, in order, after the position the joiners were told.
+//
+// A topic is known once its position was read (ClusterEvent::kPosition). Until then the
+// Dispatcher holds its joins' sync requests (known()), and messages that arrive early wait
+// here (at most kMaxEarly): those at or below the position are dropped when it comes, the
+// rest are delivered after it. When the cluster goes down every topic becomes unknown
+// again: positions are read again once it is back.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "cluster_node.h"
+#include "sequencer.h"
+#include "topic_key.h"
+
+namespace kronop::daemon {
+
+struct ClusterStreamCounters {
+  uint64_t delivered = 0;
+  uint64_t old = 0;             // at or below the position: dropped
+  uint64_t unwanted = 0;        // of a topic no local client holds: dropped
+  uint64_t gaps = 0;            // a seq skipped (missed while a link was away)
+  uint64_t epoch_changes = 0;   // Redis started a topic's stream again (its data was lost)
+  uint64_t early_overflow = 0;  // dropped: more than kMaxEarly before the position
+};
+
+class ClusterSequencer final : public Sequencer {
+ public:
+  static constexpr std::size_t kMaxEarly = 10'000;
+  using DeliverFn = std::function<void(const ClusterEvent &message)>;
+
+  // Local clients hold `topic` now: its messages are expected, its position will come.
+  void expect(std::string_view topic);
+  // A message (kMessage) or a position (kPosition) from the cluster thread; `deliver` is
+  // called for each message to stage now, in order.
+  void on_message(ClusterEvent &&e, const DeliverFn &deliver);
+  void on_position(const ClusterEvent &e, const DeliverFn &deliver);
+  // The cluster went down: every position is to be read again.
+  void on_down();
+
+  // Sequencer: the Dispatcher's view. next() is never called (Redis numbers).
+  StreamPosition next(const TopicKey &topic) override;
+  StreamPosition current(std::string_view topic) override;
+  bool known(std::string_view topic) const override;
+  void seed(const std::string &, StreamPosition) override {}
+  void renew_epoch(std::string_view) override {}
+  // No local client holds it any more: forgotten (its subscription ends with it).
+  void forget_unnumbered(std::string_view topic) override;
+  uint64_t topics() const override { return streams_.size(); }
+
+  const ClusterStreamCounters &counters() const { return counters_; }
+
+ private:
+  struct Stream {
+    StreamPosition at;
+    bool known = false;
+    std::vector<ClusterEvent> early;
+  };
+  void apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliver);
+
+  std::unordered_map<std::string, Stream, TopicHash, TopicEqual> streams_;
+  ClusterStreamCounters counters_;
+};
+
+}  // namespace kronop::daemon

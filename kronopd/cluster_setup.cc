@@ -1,0 +1,101 @@
+#include "cluster_setup.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "auth.h"
+#include "kronop_ipc.h"
+#include "log.h"
+#include "redis_reply.h"
+
+namespace kronop::daemon {
+
+namespace {
+
+using Context = std::unique_ptr<redisContext, void (*)(redisContext *)>;
+using Reply = std::unique_ptr<redisReply, void (*)(void *)>;
+
+Error failed(const std::string &step, const std::string &why) {
+  std::string msg = step;
+  msg += ": ";
+  msg += why;
+  return Error{-EIO, msg};
+}
+
+// One command on the blocking context; an error reply or none is a failure of `step`.
+Result<Reply> ask(redisContext &c, const std::string &step, const std::vector<std::string> &argv) {
+  std::vector<const char *> args;
+  std::vector<std::size_t> lens;
+  for (const std::string &a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  Reply r(static_cast<redisReply *>(
+              redisCommandArgv(&c, static_cast<int>(args.size()), args.data(), lens.data())),
+          freeReplyObject);
+  if (!r) return failed(step, c.errstr[0] != '\0' ? c.errstr : "no answer");
+  if (r->type == REDIS_REPLY_ERROR) return failed(step, describe_reply(*r));
+  return r;
+}
+
+}  // namespace
+
+Result<ClusterNodeOptions> cluster_options(const Config &config) {
+  auto endpoint = parse_redis_url(config.redis);
+  if (!endpoint.ok()) return Error{KRONOP_EINVAL, "--redis: " + endpoint.error().message};
+  ClusterNodeOptions o;
+  o.endpoint = std::move(endpoint).value();
+  if (!config.redis_password_file.empty()) {
+    std::string warning;
+    auto password = read_secret_file(config.redis_password_file, &warning);
+    if (!password.ok()) {
+      return Error{KRONOP_EINVAL, "--redis-password-file: " + password.error().message};
+    }
+    if (!warning.empty()) {
+      KLOG_WARN("event=config_warning key=redis-password-file warning=%s", log::q(warning).c_str());
+    }
+    o.endpoint.password = std::move(password).value();
+  }
+  o.history.size = config.redis_history_size;
+  o.history.ttl_s = config.redis_history_ttl;
+  return o;
+}
+
+Result<std::string> check_redis(const RedisEndpoint &e, uint32_t timeout_ms) {
+  const timeval tv{static_cast<time_t>(timeout_ms / 1000),
+                   static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
+  Context c(e.unix_socket ? redisConnectUnixWithTimeout(e.path.c_str(), tv)
+                          : redisConnectWithTimeout(e.host.c_str(), e.port, tv),
+            redisFree);
+  if (!c) return failed("connect", "out of memory");
+  if (c->err != 0) return failed("connect", c->errstr);
+  redisSetTimeout(c.get(), tv);
+  if (!e.password.empty()) {
+    auto auth = e.user.empty() ? ask(*c, "AUTH", {"AUTH", e.password})
+                               : ask(*c, "AUTH", {"AUTH", e.user, e.password});
+    if (!auth.ok()) return auth.error();
+  }
+  if (e.db != 0) {
+    if (auto sel = ask(*c, "SELECT", {"SELECT", std::to_string(e.db)}); !sel.ok()) {
+      return sel.error();
+    }
+  }
+  auto info = ask(*c, "INFO server", {"INFO", "server"});
+  if (!info.ok()) return info.error();
+  const std::string_view text = reply_text(*info.value());
+  const auto at = text.find("redis_version:");
+  if (at == std::string_view::npos) return failed("INFO server", "no redis_version: not a Redis?");
+  std::string_view version = text.substr(at + 14);
+  version = version.substr(0, version.find_first_of("\r\n"));
+  uint64_t major = 0;
+  if (!parse_decimal_u64(version.substr(0, version.find('.')), &major) || major < 7) {
+    return failed("version", "Redis " + std::string(version) +
+                                 "; kronopd needs 7.0 or later (sharded pub/sub)");
+  }
+  return std::string(version);
+}
+
+}  // namespace kronop::daemon

@@ -1,0 +1,193 @@
+// The cluster (--redis): three real kronopd on loopback joined through a real redis-server
+// (Debian's, started here on a free port with a directory of its own), official phoenix
+// clients on each node, producers on any node through the rings.
+//
+// KRONOP_REDIS_SERVER names the redis-server binary (default /usr/bin/redis-server).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import {
+  connectPhoenix,
+  eventually,
+  freePort,
+  joinOk,
+  kronopctlBin,
+  kronopdBin,
+  run,
+  sleep,
+  startDaemon,
+  withTimeout,
+} from "./helpers.mjs";
+
+const REDIS_SERVER = process.env.KRONOP_REDIS_SERVER || "/usr/bin/redis-server";
+
+// One RESP command on a fresh connection; resolves to the raw reply text.
+function redisRaw(port, args, ms = 5000) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const sock = net.connect(port, "127.0.0.1");
+      let text = "";
+      sock.on("data", (b) => {
+        text += b.toString("latin1");
+        // Enough for the small replies asked for here: a complete last line.
+        if (text.endsWith("\r\n")) {
+          sock.destroy();
+          resolve(text);
+        }
+      });
+      sock.on("error", reject);
+      sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(""));
+    }),
+    ms,
+    `redis ${args[0]}`,
+  );
+}
+
+class Redis {
+  async start() {
+    this.dir = mkdtempSync(path.join(os.tmpdir(), "kronop-redis-"));
+    this.port = await freePort();
+    this.proc = spawn(
+      REDIS_SERVER,
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "",
+        "--appendonly", "no", "--daemonize", "no", "--logfile", ""],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    await eventually(
+      async () => (await redisRaw(this.port, ["PING"]).catch(() => "")) === "+PONG\r\n",
+      10000,
+      "redis-server to answer PING",
+      50,
+    );
+    return this;
+  }
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  async stop() {
+    if (this.proc && this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc.once("exit", r));
+      this.proc.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// A phoenix socket on `daemon` joined to `topic`, recording what arrives.
+async function listener(daemon, topic) {
+  const socket = await connectPhoenix(daemon);
+  const got = [];
+  const r = await joinOk(socket, topic);
+  r.channel.on("reel_update", (p) => got.push(p));
+  return { socket, got, reply: r.response };
+}
+
+let redis;
+const nodes = [];
+
+before(async () => {
+  redis = await new Redis().start();
+  for (let i = 0; i < 3; i++) nodes.push(await startDaemon({ extraArgs: ["--redis", redis.url] }));
+});
+
+after(async () => {
+  for (const d of nodes) await d.stop();
+  await redis.stop();
+});
+
+function publish(daemon, topic, count, tag) {
+  return run(
+    kronopctlBin(),
+    ["--shm-name", daemon.shmName, "publish", "--topic", topic, "--event", "reel_update",
+      "--json", JSON.stringify({ from: tag }), "--count", String(count)],
+    30000,
+  );
+}
+
+test("a producer on node A reaches phoenix clients on every node once, in order, under the same (epoch, seq)", async () => {
+  const topic = "reel:9001";
+  const clients = [];
+  for (const d of nodes) clients.push(await listener(d, topic));
+  const epochs = clients.map((c) => c.reply.epoch);
+  assert.ok(epochs[0] > 0, JSON.stringify(clients[0].reply));
+  assert.deepEqual(epochs, [epochs[0], epochs[0], epochs[0]], "one stream on every node");
+  const r = await publish(nodes[0], topic, 300, "a");
+  assert.equal(r.code, 0, r.stderr);
+  for (const [i, c] of clients.entries()) {
+    await eventually(() => c.got.length >= 300, 20000, `node ${i} to have 300 (has ${c.got.length})`);
+  }
+  await sleep(200); // room for a duplicate to show
+  for (const [i, c] of clients.entries()) {
+    assert.equal(c.got.length, 300, `node ${i}: no duplicate`);
+    c.got.forEach((p, k) => {
+      if (p.seq !== k + 1) assert.fail(`node ${i}: message ${k} has seq ${p.seq}`);
+    });
+  }
+  for (const c of clients) await c.socket.close();
+});
+
+test("producers on three nodes on one topic make one gap-free sequence, the same on every node", async () => {
+  const topic = "reel:9002";
+  const clients = [];
+  for (const d of nodes) clients.push(await listener(d, topic));
+  const results = await Promise.all(nodes.map((d, i) => publish(d, topic, 200, `n${i}`)));
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  for (const [i, c] of clients.entries()) {
+    await eventually(() => c.got.length >= 600, 20000, `node ${i} to have 600 (has ${c.got.length})`);
+  }
+  await sleep(200);
+  const order = clients[0].got.map((p) => `${p.seq}:${p.from}`);
+  for (const [i, c] of clients.entries()) {
+    assert.equal(c.got.length, 600, `node ${i}: no duplicate`);
+    c.got.forEach((p, k) => {
+      if (p.seq !== k + 1) assert.fail(`node ${i}: message ${k} has seq ${p.seq}`);
+    });
+    assert.deepEqual(c.got.map((p) => `${p.seq}:${p.from}`), order, `node ${i}: the same message at each seq`);
+  }
+  for (const tag of ["n0", "n1", "n2"]) {
+    assert.equal(order.filter((s) => s.endsWith(`:${tag}`)).length, 200, tag);
+  }
+  for (const c of clients) await c.socket.close();
+});
+
+test("a node subscribes only to the topics its clients hold", async () => {
+  const topic = "reel:9003";
+  const count = async () => (await redisRaw(redis.port, ["PUBSUB", "SHARDNUMSUB", `{${topic}}`])).split("\r\n")[3];
+  assert.equal(await count(), ":0");
+  const a = await listener(nodes[0], topic);
+  await eventually(async () => (await count()) === ":1", 5000, "one subscription");
+  const b = await listener(nodes[1], topic);
+  await eventually(async () => (await count()) === ":2", 5000, "two subscriptions");
+  await a.socket.close();
+  await b.socket.close();
+  await eventually(async () => (await count()) === ":0", 5000, "none once the clients left");
+});
+
+test("an unusable Redis stops kronopd at start with a clear line: unreachable or wrong password 3, a bad URL 2", async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "kronop-cluster-"));
+  try {
+    const base = ["--port", "0", "--data-dir", path.join(dir, "data"), "--shm-name", `kronop-cl-${process.pid}`,
+      "--control-socket", path.join(dir, "s.sock")];
+    const closed = await freePort();
+    let r = await run(kronopdBin(), [...base, "--redis", `redis://127.0.0.1:${closed}`]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /event=cluster_unusable .*error="connect: /);
+    const pw = path.join(dir, "pw");
+    writeFileSync(pw, "not-the-password\n", { mode: 0o600 });
+    r = await run(kronopdBin(), [...base, "--redis", redis.url, "--redis-password-file", pw]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /event=cluster_unusable .*error="AUTH: /);
+    r = await run(kronopdBin(), [...base, "--redis", "http://127.0.0.1:1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /event=config_error key=redis /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`/dev/shm/kronop-cl-${process.pid}`, { force: true });
+  }
+});
