@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "cluster_node.h"
 #include "connection.h"
 #include "kronop/clock.h"
 #include "log.h"
@@ -49,6 +50,24 @@ struct HistoryRead {
   std::vector<SharedFrame> chunks;
   uint64_t messages = 0;
   bool complete = false;
+  // Cluster mode: the range Redis answered with (whether it did, and its stream's epoch).
+  bool answered = false;
+  uint64_t range_epoch = 0;
+  std::vector<HistoryEntry> entries;
+  std::string chunk;  // the chunk being filled
+
+  // Adds one message's frame to the chunks: one allocation and one write per chunk.
+  void add(const std::string &frame) {
+    if (!chunk.empty() && chunk.size() + frame.size() > chunk_bytes) close_chunk();
+    if (chunk.empty()) chunk.reserve(std::max(chunk_bytes, frame.size()));
+    chunk += frame;
+    if (chunk.size() >= chunk_bytes) close_chunk();
+  }
+  void close_chunk() {
+    if (chunk.empty()) return;
+    chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
+    chunk.clear();
+  }
 };
 
 // A thread-pool thread: the frames the reader gets for the messages of its topic numbered
@@ -75,7 +94,6 @@ bool read_log_history(HistoryRead &h) {
   q.after_seq = h.after;
   q.until_seq = h.until;
   uint64_t expect = h.after + 1;
-  std::string chunk;
   auto read = reader->read(q, [&](const StoredMessage &row) {
     if (row.seq != expect || row.epoch != h.epoch) return false;
     ++expect;
@@ -83,24 +101,39 @@ bool read_log_history(HistoryRead &h) {
     const SharedFrame *f = m ? frame_for(*m, h.audience) : nullptr;
     if (f == nullptr) return true;
     ++h.messages;
-    if (!chunk.empty() && chunk.size() + (*f)->size() > h.chunk_bytes) {
-      h.chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
-      chunk.clear();
-    }
-    if (chunk.empty()) chunk.reserve(std::max(h.chunk_bytes, (*f)->size()));
-    chunk += **f;
-    if (chunk.size() >= h.chunk_bytes) {
-      h.chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
-      chunk.clear();
-    }
+    h.add(**f);
     return true;
   });
-  if (!chunk.empty()) h.chunks.push_back(std::make_shared<const std::string>(std::move(chunk)));
+  h.close_chunk();
   if (!read.ok()) {
     KLOG_WARN("event=recovery_failed topic=%s error=%s", log::q(h.topic).c_str(),
               log::q(read.error().message).c_str());
     return false;
   }
+  return expect == h.until + 1;
+}
+
+// A thread-pool thread, cluster mode: the frames for the entries Redis answered with. True
+// when they are all there, in the stream the client saw: each entry is outside input (Redis,
+// or whoever writes there) and is checked as a ring record is; one that fails is not sent,
+// as live.
+bool build_cluster_history(HistoryRead &h) {
+  if (!h.answered || h.range_epoch != h.epoch) return false;
+  thread_local EnvelopeValidator validator;
+  uint64_t expect = h.after + 1;
+  for (const HistoryEntry &e : h.entries) {
+    if (e.seq != expect) return false;  // trimmed, or expired
+    ++expect;
+    EnvelopeView view;
+    if (validator.validate(e.envelope, view) != Reject::kNone || view.topic != h.topic) continue;
+    MessagePtr m = Message::make(view, e.seq);
+    const SharedFrame *f = m ? frame_for(*m, h.audience) : nullptr;
+    if (f == nullptr) continue;
+    ++h.messages;
+    h.add(**f);
+  }
+  h.close_chunk();
+  h.entries.clear();
   return expect == h.until + 1;
 }
 
@@ -220,10 +253,12 @@ void JoinTracker::on_sync(const SyncReply &r) {
   }
   const ServerOptions &o = server_.options();
   if (!same_stream || n > r.last_seq || r.last_seq - n > o.max_recovery ||
-      (n < r.last_seq && o.log == nullptr)) {
+      (n < r.last_seq && o.log == nullptr && o.cluster == nullptr)) {
     finish(c, j, false);
   } else if (n == r.last_seq) {
     finish(c, j, true);
+  } else if (o.cluster != nullptr) {
+    read_cluster_history(c, j);
   } else {
     await_commit(c, j, r);
   }
@@ -319,6 +354,49 @@ void JoinTracker::read_history(Connection *c, PendingJoin *j) {
         } else {
           finish(conn, pending, false);
         }
+      });
+}
+
+void JoinTracker::read_cluster_history(Connection *c, PendingJoin *j) {
+  if (!post_) {
+    finish(c, j, false);  // no way to hear back (a loop without a command queue)
+    return;
+  }
+  auto h = std::make_shared<HistoryRead>();
+  h->topic = j->topic;
+  h->after = j->last_seq;
+  h->until = j->synced.last_seq;
+  h->epoch = j->synced.epoch;
+  h->identity = c->identity;
+  h->audience = c->audience();
+  h->audience.identity = &h->identity;
+  h->chunk_bytes = history_chunk_bytes(server_.options().max_unsent_bytes);
+  const uint64_t id = wait_for(c, j);
+  // The answer comes on the cluster thread: handed to this loop (which may have closed
+  // meanwhile: then post refuses and nothing runs), the frames built on the pool.
+  server_.options().cluster->read_history(
+      h->topic, h->after, h->until, [h, post = post_, self = this, id](Result<HistoryRange> r) {
+        if (r.ok()) {
+          h->answered = true;
+          h->range_epoch = r.value().epoch;
+          h->entries = std::move(r.value().entries);
+        } else {
+          KLOG_WARN("event=recovery_failed topic=%s error=%s", log::q(h->topic).c_str(),
+                    log::q(r.error().message).c_str());
+        }
+        post([self, h, id] {
+          run_on_pool(
+              self->loop_, [h] { h->complete = build_cluster_history(*h); },
+              [self, h, id] {
+                auto [conn, pending] = self->take(id);
+                if (pending == nullptr) return;  // gone meanwhile
+                if (h->complete) {
+                  self->finish(conn, pending, true, std::move(h->chunks), h->messages);
+                } else {
+                  self->finish(conn, pending, false);
+                }
+              });
+        });
       });
 }
 

@@ -101,6 +101,9 @@ class JoinTracker {
   static void on_commit_deadline(uv_timer_t *timer);
   void arm_commit_deadline();
   void read_history(Connection *c, PendingJoin *j);
+  // Cluster mode: reads the history from Redis (on the cluster thread), builds its frames off
+  // the loop, and finishes the join on the loop.
+  void read_cluster_history(Connection *c, PendingJoin *j);
   // Sends the reply (recovered: nullopt when recovery was not asked for) and presence, then
   // the history and the held messages (pump_history), and makes the join live.
   void finish(Connection *c, PendingJoin *j, std::optional<bool> recovered,

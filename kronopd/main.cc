@@ -128,8 +128,9 @@ int main(int argc, char **argv) {
   server_options.publisher = &publisher;
   server_options.interaction_limiter = &interaction_limiter;
   // In a cluster the local log holds this host's numbering, not the cluster's: recovery
-  // from Redis's history is not there yet, so a client behind is told recovered: false.
+  // reads Redis's history.
   server_options.log = cluster ? nullptr : log_store.get();
+  server_options.cluster = cluster.get();
   server_options.reels = &reels;
   server_options.allow_anonymous = config.allow_anonymous;
   set_limits(config, auth_secret.value(), server_options);

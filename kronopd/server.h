@@ -49,6 +49,7 @@
 namespace kronop::daemon {
 
 class LogStore;
+class ClusterNode;
 class ReelState;
 class SystemApi;
 
@@ -90,6 +91,9 @@ struct ServerOptions {
   LogStore *log = nullptr;
   std::size_t max_recovery = 100'000;
   ReelState *reels = nullptr;
+  // A cluster node (null: a single host): recovery reads the topic's history in Redis
+  // instead of the local log, whose numbering is this host's own.
+  ClusterNode *cluster = nullptr;
 };
 
 // What a loop counts. Each counter is written by its loop only (load + store, no RMW) and
