@@ -71,6 +71,8 @@ struct StatsArgs {
 
 int run_stats(const Globals &g, const StatsArgs &a);
 int run_health(const Globals &g);
+// This node's part of the cluster; exit 1 when its Redis links are down.
+int run_cluster(const Globals &g);
 int run_user_presence(const Globals &g, const std::string &user);
 int run_reel_presence(const Globals &g, const std::string &reel);
 int run_connections(const Globals &g, const std::string &topic);

@@ -187,6 +187,39 @@ int run_health(const Globals &g) {
   return h.healthy() ? kExitOk : kExitFailed;
 }
 
+int run_cluster(const Globals &g) {
+  v1::ControlRequest req;
+  req.mutable_stats();
+  v1::ControlResponse resp;
+  if (int rc = call(g, req, resp); rc != kExitOk) return rc;
+  const v1::DaemonStats &s = resp.stats();
+  if (!s.has_cluster()) {
+    if (g.json) {
+      std::printf("{\"cluster\":false}\n");
+    } else {
+      std::printf("a single host: kronopd runs without --redis\n");
+    }
+    return kExitOk;
+  }
+  const v1::ClusterStats &c = s.cluster();
+  if (g.json) {
+    std::printf("{\"cluster\":true,\"node\":%s}\n", to_json(c).c_str());
+    return c.up() ? kExitOk : kExitFailed;
+  }
+  const auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::printf("%-18s %s\n", "redis", c.redis().c_str());
+  std::printf("%-18s %s (up %llu times, lost %llu)\n", "link", c.up() ? "up" : "down", u(c.ups()),
+              u(c.downs()));
+  std::printf("%-18s %llu record(s) waiting for Redis\n", "forwarding lag", u(c.waiting()));
+  std::printf("%-18s %llu forwarded, %llu numbered, %llu duplicate(s)\n", "forwarded",
+              u(c.forwarded()), u(c.numbered()), u(c.duplicates()));
+  std::printf("%-18s %llu topic(s)\n", "subscriptions", u(c.subscriptions()));
+  std::printf("%-18s %llu received, %llu delivered, %llu gap(s), %llu new epoch(s)\n", "messages",
+              u(c.messages_received()), u(c.delivered()), u(c.gaps()), u(c.epoch_changes()));
+  std::printf("%-18s %llu\n", "history reads", u(c.history_reads()));
+  return c.up() ? kExitOk : kExitFailed;
+}
+
 int run_user_presence(const Globals &g, const std::string &user) {
   if (!valid_id_arg("user", user)) return kExitUsage;
   v1::ControlRequest req;

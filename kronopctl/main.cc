@@ -99,6 +99,8 @@ int main(int argc, char **argv) {
       ->check(CLI::PositiveNumber)
       ->needs(watch);
   auto *health = app.add_subcommand("health", "Check that the daemon answers (exit 1 if not)");
+  auto *cluster = app.add_subcommand(
+      "cluster", "This node's part of the cluster: Redis link, forwarding lag, subscriptions");
 
   auto *presence = app.add_subcommand("presence", "Who is online, and who watches a reel");
   presence->require_subcommand(1);
@@ -142,6 +144,7 @@ int main(int argc, char **argv) {
   if (*tail) return run_tail(g, tail_args);
   if (*stats) return run_stats(g, st);
   if (*health) return run_health(g);
+  if (*cluster) return run_cluster(g);
   if (*presence_user) return run_user_presence(g, presence_id);
   if (*presence_reel) return run_reel_presence(g, presence_id);
   if (*connections) return run_connections(g, connections_topic);

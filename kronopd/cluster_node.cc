@@ -136,6 +136,26 @@ void ClusterNode::read_history(std::string topic, uint64_t after, uint64_t until
   if (requests_.push(std::move(r))) uv_async_send(&async_);
 }
 
+void ClusterNode::catch_up(std::string topic, uint64_t after, uint64_t until) {
+  read_history(topic, after, until, [this, topic](Result<HistoryRange> r) {
+    if (r.ok()) {
+      for (HistoryEntry &h : r.value().entries) {
+        auto e = std::make_unique<ClusterEvent>();
+        e->kind = ClusterEvent::Kind::kMessage;
+        e->topic = topic;
+        e->epoch = r.value().epoch;
+        e->seq = h.seq;
+        e->envelope = std::move(h.envelope);
+        emit(std::move(e));
+      }
+    }
+    auto done = std::make_unique<ClusterEvent>();
+    done->kind = ClusterEvent::Kind::kCaughtUp;
+    done->topic = topic;
+    emit(std::move(done));
+  });
+}
+
 void ClusterNode::on_requests() {
   if (stopping_.load(std::memory_order_acquire)) {
     close_all();

@@ -57,6 +57,7 @@ struct ClusterEvent {
     kPosition,  // topic, epoch, seq: where the topic's stream stood once subscribed
     kUp,        // both links up
     kDown,      // a link lost (reason)
+    kCaughtUp,  // topic: a catch_up's messages were all handed over (as kMessage) before it
   };
   Kind kind = Kind::kMessage;
   std::string topic;
@@ -116,8 +117,13 @@ class ClusterNode {
   // Any thread: the topic's messages numbered after..until, with the stream's epoch;
   // `done` runs on the cluster thread.
   void read_history(std::string topic, uint64_t after, uint64_t until, HistoryFn done);
+  // The ingest thread: what a topic's subscription missed while a link was away, read from
+  // its history and handed over as kMessage events (what the history still holds), then one
+  // kCaughtUp.
+  void catch_up(std::string topic, uint64_t after, uint64_t until);
 
   bool up() const { return counters_.up.load(std::memory_order_relaxed) != 0; }
+  const ClusterNodeOptions &options() const { return options_; }
   const ClusterCounters &counters() const { return counters_; }
 
  private:

@@ -1,6 +1,8 @@
 // Following the cluster's streams; see cluster_sequencer.h.
 #include "cluster_sequencer.h"
 
+#include <algorithm>
+
 namespace kronop::daemon {
 
 void ClusterSequencer::expect(std::string_view topic) { streams_.try_emplace(std::string(topic)); }
@@ -8,13 +10,13 @@ void ClusterSequencer::expect(std::string_view topic) { streams_.try_emplace(std
 void ClusterSequencer::on_message(ClusterEvent &&e, const DeliverFn &deliver) {
   auto it = streams_.find(e.topic);
   if (it == streams_.end()) {
-    ++counters_.unwanted;
+    bump(counters_.unwanted);
     return;
   }
   Stream &s = it->second;
   if (!s.known) {
     if (s.early.size() >= kMaxEarly) {
-      ++counters_.early_overflow;
+      bump(counters_.early_overflow);
       return;
     }
     s.early.push_back(std::move(e));
@@ -26,27 +28,51 @@ void ClusterSequencer::on_message(ClusterEvent &&e, const DeliverFn &deliver) {
 void ClusterSequencer::apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliver) {
   if (e.epoch != s.at.epoch) {
     // Redis lost the topic's keys and started its stream again.
-    ++counters_.epoch_changes;
+    bump(counters_.epoch_changes);
     s.at = StreamPosition{e.seq - 1, e.epoch};
   }
   if (e.seq <= s.at.seq) {
-    ++counters_.old;
+    bump(counters_.old);
     return;
   }
-  if (e.seq != s.at.seq + 1) ++counters_.gaps;
+  if (e.seq != s.at.seq + 1) bump(counters_.gaps);
   s.at.seq = e.seq;
-  ++counters_.delivered;
+  bump(counters_.delivered);
   deliver(e);
 }
 
-void ClusterSequencer::on_position(const ClusterEvent &e, const DeliverFn &deliver) {
+std::optional<ClusterSequencer::CatchUp> ClusterSequencer::on_position(const ClusterEvent &e,
+                                                                       const DeliverFn &deliver) {
   auto it = streams_.find(e.topic);
-  if (it == streams_.end()) return;  // no longer wanted
+  if (it == streams_.end()) return std::nullopt;  // no longer wanted
   Stream &s = it->second;
-  if (!s.known || s.at.epoch != e.epoch || s.at.seq < e.seq) s.at = StreamPosition{e.seq, e.epoch};
+  if (s.positioned && s.at.epoch == e.epoch && s.at.seq < e.seq &&
+      e.seq - s.at.seq <= kMaxCatchUp) {
+    // Messages were numbered while the subscription was away: read them from the history
+    // first (they come as messages, then on_caught_up).
+    return CatchUp{s.at.seq, e.seq};
+  }
+  if (!s.positioned || s.at.epoch != e.epoch || s.at.seq < e.seq) {
+    if (s.positioned && s.at.epoch == e.epoch) bump(counters_.gaps);  // too long to catch up
+    s.at = StreamPosition{e.seq, e.epoch};
+  }
+  s.positioned = true;
+  release_early(s, deliver);
+  return std::nullopt;
+}
+
+void ClusterSequencer::on_caught_up(const std::string &topic, const DeliverFn &deliver) {
+  auto it = streams_.find(topic);
+  if (it != streams_.end()) release_early(it->second, deliver);
+}
+
+void ClusterSequencer::release_early(Stream &s, const DeliverFn &deliver) {
   s.known = true;
   std::vector<ClusterEvent> early;
   early.swap(s.early);
+  // Live messages that came during a catch-up are ahead of the history's.
+  std::stable_sort(early.begin(), early.end(),
+                   [](const ClusterEvent &a, const ClusterEvent &b) { return a.seq < b.seq; });
   for (ClusterEvent &m : early) apply(s, std::move(m), deliver);
 }
 

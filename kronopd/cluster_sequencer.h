@@ -10,8 +10,10 @@
 // again: positions are read again once it is back.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,18 +25,21 @@
 
 namespace kronop::daemon {
 
+// Written by the ingest thread only (load + store), read by any.
 struct ClusterStreamCounters {
-  uint64_t delivered = 0;
-  uint64_t old = 0;             // at or below the position: dropped
-  uint64_t unwanted = 0;        // of a topic no local client holds: dropped
-  uint64_t gaps = 0;            // a seq skipped (missed while a link was away)
-  uint64_t epoch_changes = 0;   // Redis started a topic's stream again (its data was lost)
-  uint64_t early_overflow = 0;  // dropped: more than kMaxEarly before the position
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> old{0};             // at or below the position: dropped
+  std::atomic<uint64_t> unwanted{0};        // of a topic no local client holds: dropped
+  std::atomic<uint64_t> gaps{0};            // a seq skipped (missed while a link was away)
+  std::atomic<uint64_t> epoch_changes{0};   // Redis started a topic's stream again
+  std::atomic<uint64_t> early_overflow{0};  // dropped: more than kMaxEarly before the position
 };
 
 class ClusterSequencer final : public Sequencer {
  public:
   static constexpr std::size_t kMaxEarly = 10'000;
+  // A longer catch-up is not tried: its seqs count as a gap.
+  static constexpr uint64_t kMaxCatchUp = 100'000;
   using DeliverFn = std::function<void(const ClusterEvent &message)>;
 
   // Local clients hold `topic` now: its messages are expected, its position will come.
@@ -42,8 +47,17 @@ class ClusterSequencer final : public Sequencer {
   // A message (kMessage) or a position (kPosition) from the cluster thread; `deliver` is
   // called for each message to stage now, in order.
   void on_message(ClusterEvent &&e, const DeliverFn &deliver);
-  void on_position(const ClusterEvent &e, const DeliverFn &deliver);
-  // The cluster went down: every position is to be read again.
+  // A position read again after a link was away, ahead of what was delivered in the same
+  // stream: the range (after, until] to catch up on from the history (ClusterNode::
+  // catch_up); the topic stays unknown until on_caught_up.
+  struct CatchUp {
+    uint64_t after = 0;
+    uint64_t until = 0;
+  };
+  std::optional<CatchUp> on_position(const ClusterEvent &e, const DeliverFn &deliver);
+  void on_caught_up(const std::string &topic, const DeliverFn &deliver);
+  // The cluster went down: every position is to be read again (what was delivered is
+  // remembered, to catch up from).
   void on_down();
 
   // Sequencer: the Dispatcher's view. next() is never called (Redis numbers).
@@ -62,9 +76,15 @@ class ClusterSequencer final : public Sequencer {
   struct Stream {
     StreamPosition at;
     bool known = false;
+    bool positioned = false;  // `at` is a position of this stream (read, then advanced)
     std::vector<ClusterEvent> early;
   };
   void apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliver);
+  // The topic is known: what waited goes out, in seq order.
+  void release_early(Stream &s, const DeliverFn &deliver);
+  static void bump(std::atomic<uint64_t> &c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 
   std::unordered_map<std::string, Stream, TopicHash, TopicEqual> streams_;
   ClusterStreamCounters counters_;

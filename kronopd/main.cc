@@ -158,7 +158,8 @@ int main(int argc, char **argv) {
         next_loop = (next_loop + 1) % loops.size();
       },
       peer_limit.enabled() ? &peer_limit : nullptr);
-  Stats stats({&config, &pipeline, &loops, &peer_limit, &rest, &presence, &reels, log_store.get()});
+  Stats stats({&config, &pipeline, &loops, &peer_limit, &rest, &presence, &reels, log_store.get(),
+               cluster.get()});
   SystemApi system_api([&stats](kronop::v1::DaemonStats &s) { stats.snapshot(s); });
   for (auto &l : loops) l->set_system_api(&system_api);
   // systemd (Type=notify): the status line, and the watchdog's view of the I/O loops.

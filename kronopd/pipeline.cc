@@ -136,7 +136,12 @@ bool Pipeline::take_cluster_events() {
         cluster_streams_.on_message(std::move(*e), deliver);
         break;
       case ClusterEvent::Kind::kPosition:
-        cluster_streams_.on_position(*e, deliver);
+        if (auto range = cluster_streams_.on_position(*e, deliver)) {
+          cluster_->catch_up(e->topic, range->after, range->until);
+        }
+        break;
+      case ClusterEvent::Kind::kCaughtUp:
+        cluster_streams_.on_caught_up(e->topic, deliver);
         break;
       case ClusterEvent::Kind::kUp:
         KLOG_NOTICE("event=cluster_up");

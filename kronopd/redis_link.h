@@ -1,5 +1,5 @@
 // One connection to one Redis server, owned by a libuv loop: the cluster's wire (DESIGN.md
-// §8, docs/ARCHITECTURE.md "Where the cluster (Redis) plugs in").
+// §8, docs/ARCHITECTURE.md "The cluster (Redis)").
 //
 // Why not hiredis's async API: hiredis 0.14 (Debian 12) cannot put a connection in
 // subscribed mode for SSUBSCRIBE, does not route `smessage` pushes, and knows nothing of a

@@ -10,9 +10,10 @@
 //
 // Single host, the sequencer is LocalSequencer: a table in memory, used by the ingest thread
 // only (pipeline.h), seeded from the durable log at start so that numbering continues across
-// restarts. The cluster (docs/ARCHITECTURE.md, "Where the cluster (Redis) plugs in") puts
-// Redis behind this interface: there the topic's counter lives in Redis and one server-side
-// script numbers a message for every node.
+// restarts. In a cluster (docs/ARCHITECTURE.md, "The cluster (Redis)") Redis numbers: one
+// server-side script per topic and pass numbers messages for every node, and the
+// Dispatcher's sequencer is ClusterSequencer (cluster_sequencer.h), which follows the
+// streams as the node receives them.
 #pragma once
 
 #include <cstdint>

@@ -109,6 +109,27 @@ void fill_log(const LogStore &log, kronop::v1::DaemonStats &s) {
   l->set_times_behind(get(lc.times_behind));
 }
 
+void fill_cluster(const ClusterNode &node, const ClusterStreamCounters &streams,
+                  kronop::v1::DaemonStats &s) {
+  const ClusterCounters &c = node.counters();
+  auto *out = s.mutable_cluster();
+  out->set_redis(node.options().endpoint.display());
+  out->set_up(node.up());
+  out->set_ups(get(c.ups));
+  out->set_downs(get(c.downs));
+  out->set_forwarded(get(c.forwarded));
+  out->set_numbered(get(c.numbered));
+  out->set_duplicates(get(c.duplicates));
+  const uint64_t taken = get(c.numbered) + get(c.duplicates);
+  out->set_waiting(get(c.forwarded) > taken ? get(c.forwarded) - taken : 0);
+  out->set_messages_received(get(c.messages));
+  out->set_delivered(get(streams.delivered));
+  out->set_subscriptions(get(c.subscriptions));
+  out->set_history_reads(get(c.history_reads));
+  out->set_gaps(get(streams.gaps));
+  out->set_epoch_changes(get(streams.epoch_changes));
+}
+
 }  // namespace
 
 Stats::Stats(Parts parts) : parts_(parts), started_ms_(monotonic_ms()) {}
@@ -136,6 +157,9 @@ void Stats::snapshot(kronop::v1::DaemonStats &s) const {
   p->set_diffs(parts_.presence->diffs());
   p->set_reels(parts_.reels->reels());
   if (parts_.log != nullptr) fill_log(*parts_.log, s);
+  if (parts_.cluster != nullptr) {
+    fill_cluster(*parts_.cluster, parts_.pipeline->cluster_streams(), s);
+  }
   struct statvfs fs {};
   if (::statvfs(parts_.config->data_dir.c_str(), &fs) == 0) {
     s.set_data_dir_free_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize);

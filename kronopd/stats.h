@@ -35,6 +35,7 @@ class Stats {
     const PresenceHub *presence = nullptr;
     const ReelState *reels = nullptr;
     const LogStore *log = nullptr;
+    const ClusterNode *cluster = nullptr;  // null: a single host
   };
   explicit Stats(Parts parts);
 

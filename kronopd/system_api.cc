@@ -127,6 +127,21 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
   e.sample("kronop_recoveries_total", "outcome=\"not_recovered\"", d(c.recoveries_failed()));
   e.simple("kronop_recovered_messages_total", "counter",
            "Missed messages sent to rejoining clients from the log.", d(c.recovered_messages()));
+  if (s.has_cluster()) {
+    const auto &k = s.cluster();
+    e.simple("kronop_cluster_up", "gauge", "1 while both Redis links are up.", k.up() ? 1 : 0);
+    e.simple("kronop_cluster_reconnects_total", "counter",
+             "Times the Redis links came up again after being lost.", d(k.downs()));
+    e.simple("kronop_cluster_forward_waiting", "gauge",
+             "Records forwarded to Redis and not yet numbered: the forwarding lag.",
+             d(k.waiting()));
+    e.simple("kronop_cluster_numbered_total", "counter", "Records Redis numbered.",
+             d(k.numbered()));
+    e.simple("kronop_cluster_messages_received_total", "counter",
+             "Numbered messages received on the node's subscriptions.", d(k.messages_received()));
+    e.simple("kronop_cluster_subscriptions", "gauge", "Topics the node subscribes to.",
+             d(k.subscriptions()));
+  }
   e.summary("kronop_delivery_seconds",
             "From a producer's publish to the message's frames queued for every subscriber.",
             c.publish_to_delivery());
@@ -155,6 +170,10 @@ kronop::v1::Health assess_health(const kronop::v1::DaemonStats &s) {
     }
   }
   h.set_max_ring_fill(max_fill);
+  if (s.has_cluster() && !s.cluster().up()) {
+    h.add_problems("the cluster's Redis (" + s.cluster().redis() +
+                   ") is unreachable: delivery waits for it");
+  }
   constexpr uint64_t kMinFree = uint64_t{256} << 20;
   if (s.data_dir_free_bytes() < kMinFree) {
     h.add_problems("the data directory has " + std::to_string(s.data_dir_free_bytes() >> 20) +

@@ -52,10 +52,14 @@ class Redis {
   async start() {
     this.dir = mkdtempSync(path.join(os.tmpdir(), "kronop-redis-"));
     this.port = await freePort();
+    return this.restart();
+  }
+  // Started again on the same port and directory (AOF on: what it had is kept).
+  async restart() {
     this.proc = spawn(
       REDIS_SERVER,
       ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "",
-        "--appendonly", "no", "--daemonize", "no", "--logfile", ""],
+        "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--logfile", ""],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     await eventually(
@@ -68,6 +72,12 @@ class Redis {
   }
   get url() {
     return `redis://127.0.0.1:${this.port}`;
+  }
+  // SIGTERM: Redis writes its AOF and exits.
+  async pause() {
+    const exited = new Promise((r) => this.proc.once("exit", r));
+    this.proc.kill("SIGTERM");
+    await exited;
   }
   async stop() {
     if (this.proc && this.proc.exitCode === null) {
@@ -217,6 +227,46 @@ test("a node subscribes only to the topics its clients hold", async () => {
   await a.socket.close();
   await b.socket.close();
   await eventually(async () => (await count()) === ":0", 5000, "none once the clients left");
+});
+
+test("Redis away: health degraded, kronopctl cluster exits 1, and what was published meanwhile arrives once it is back", async () => {
+  const topic = "reel:9005";
+  const c = await listener(nodes[1], topic);
+  let r = await publish(nodes[0], topic, 20, "before");
+  assert.equal(r.code, 0, r.stderr);
+  await eventually(() => c.got.length >= 20, 10000, "the first 20");
+  const ctl = (d, ...args) => run(kronopctlBin(), ["--socket", d.controlSocket, ...args]);
+  r = await ctl(nodes[1], "--json", "cluster");
+  assert.equal(r.code, 0, r.stderr);
+  const before = JSON.parse(r.stdout);
+  assert.equal(before.cluster, true);
+  assert.equal(before.node.up, true);
+  assert.ok(Number(before.node.subscriptions) >= 1, r.stdout);
+  const metrics = await fetch(`http://127.0.0.1:${nodes[1].port}/metrics`).then((x) => x.text());
+  assert.match(metrics, /^kronop_cluster_up 1$/m);
+  await redis.pause();
+  await eventually(async () => (await ctl(nodes[1], "health")).code === 1, 10000, "health degraded");
+  r = await ctl(nodes[1], "health");
+  assert.match(r.stdout, /problem: the cluster's Redis \(redis:\/\/127\.0\.0\.1:\d+\) is unreachable/);
+  r = await ctl(nodes[0], "cluster");
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stdout, /link +down/);
+  // Published while Redis is away: they wait (rings, log, the forwarder) and arrive after.
+  r = await publish(nodes[0], topic, 30, "during");
+  assert.equal(r.code, 0, r.stderr);
+  await sleep(300);
+  assert.equal(c.got.length, 20, "nothing is delivered while Redis is away");
+  await redis.restart();
+  await eventually(async () => (await ctl(nodes[1], "health")).code === 0, 15000, "health ok again");
+  await eventually(() => c.got.length >= 50, 15000, `the 30 published meanwhile (has ${c.got.length})`);
+  await sleep(200);
+  assert.equal(c.got.length, 50);
+  c.got.forEach((p, k) => {
+    if (p.seq !== k + 1) assert.fail(`message ${k} has seq ${p.seq}`);
+  });
+  r = await ctl(nodes[1], "--json", "cluster");
+  assert.equal(JSON.parse(r.stdout).node.up, true);
+  await c.socket.close();
 });
 
 test("an unusable Redis stops kronopd at start with a clear line: unreachable or wrong password 3, a bad URL 2", async () => {
