@@ -92,8 +92,10 @@ Result<std::string> check_redis(const RedisEndpoint &e, uint32_t timeout_ms) {
   version = version.substr(0, version.find_first_of("\r\n"));
   uint64_t major = 0;
   if (!parse_decimal_u64(version.substr(0, version.find('.')), &major) || major < 7) {
-    return failed("version", "Redis " + std::string(version) +
-                                 "; kronopd needs 7.0 or later (sharded pub/sub)");
+    // Appended, never "literal" + std::string&& (GCC 12 -O3 -Wrestrict).
+    std::string why = "Redis ";
+    why.append(version).append("; kronopd needs 7.0 or later (sharded pub/sub)");
+    return failed("version", why);
   }
   return std::string(version);
 }
