@@ -20,22 +20,6 @@
 #include "server.h"
 
 namespace kronop::daemon {
-namespace {
-
-// Inside the official clients' 10 s join timeout: a client told "recovered": false starts
-// again from the reel's counters; one whose join timed out only tries again, and waits again.
-constexpr uint64_t kCommitDeadlineMs = 5'000;
-
-SharedFrame text(std::string_view s) {
-  return std::make_shared<const std::string>(ws::text_frame(s));
-}
-
-// History goes out in chunks of frames: one allocation and one write each, rather than a
-// message object and a frame per message. At most 64 KiB, and a quarter of
-// --max-unsent-bytes, so that a chunk always fits next to what pump_history lets queue.
-std::size_t history_chunk_bytes(std::size_t max_unsent_bytes) {
-  return std::clamp<std::size_t>(max_unsent_bytes / 4, 1, 64 * 1024);
-}
 
 // A history read's own copies of what it uses: the connection may close meanwhile.
 struct HistoryRead {
@@ -69,6 +53,23 @@ struct HistoryRead {
     chunk.clear();
   }
 };
+
+namespace {
+
+// Inside the official clients' 10 s join timeout: a client told "recovered": false starts
+// again from the reel's counters; one whose join timed out only tries again, and waits again.
+constexpr uint64_t kCommitDeadlineMs = 5'000;
+
+SharedFrame text(std::string_view s) {
+  return std::make_shared<const std::string>(ws::text_frame(s));
+}
+
+// History goes out in chunks of frames: one allocation and one write each, rather than a
+// message object and a frame per message. At most 64 KiB, and a quarter of
+// --max-unsent-bytes, so that a chunk always fits next to what pump_history lets queue.
+std::size_t history_chunk_bytes(std::size_t max_unsent_bytes) {
+  return std::clamp<std::size_t>(max_unsent_bytes / 4, 1, 64 * 1024);
+}
 
 // A thread-pool thread: the frames the reader gets for the messages of its topic numbered
 // after..until in stream `epoch`, from the log (which has committed them), concatenated into
@@ -332,9 +333,8 @@ void JoinTracker::on_commit_deadline(uv_timer_t *timer) {
   self->arm_commit_deadline();
 }
 
-void JoinTracker::read_history(Connection *c, PendingJoin *j) {
+std::shared_ptr<HistoryRead> JoinTracker::history_read(Connection *c, PendingJoin *j) {
   auto h = std::make_shared<HistoryRead>();
-  h->path = server_.options().log->path();
   h->topic = j->topic;
   h->after = j->last_seq;
   h->until = j->synced.last_seq;
@@ -343,18 +343,26 @@ void JoinTracker::read_history(Connection *c, PendingJoin *j) {
   h->audience = c->audience();
   h->audience.identity = &h->identity;
   h->chunk_bytes = history_chunk_bytes(server_.options().max_unsent_bytes);
+  return h;
+}
+
+void JoinTracker::finish_history(uint64_t id, HistoryRead &h) {
+  auto [conn, pending] = take(id);
+  if (pending == nullptr) return;  // gone meanwhile
+  if (h.complete) {
+    finish(conn, pending, true, std::move(h.chunks), h.messages);
+  } else {
+    finish(conn, pending, false);
+  }
+}
+
+void JoinTracker::read_history(Connection *c, PendingJoin *j) {
+  auto h = history_read(c, j);
+  h->path = server_.options().log->path();
   const uint64_t id = wait_for(c, j);
   run_on_pool(
       loop_, [h] { h->complete = read_log_history(*h); },
-      [this, h, id] {
-        auto [conn, pending] = take(id);
-        if (pending == nullptr) return;  // gone meanwhile
-        if (h->complete) {
-          finish(conn, pending, true, std::move(h->chunks), h->messages);
-        } else {
-          finish(conn, pending, false);
-        }
-      });
+      [this, h, id] { finish_history(id, *h); });
 }
 
 void JoinTracker::read_cluster_history(Connection *c, PendingJoin *j) {
@@ -362,15 +370,7 @@ void JoinTracker::read_cluster_history(Connection *c, PendingJoin *j) {
     finish(c, j, false);  // no way to hear back (a loop without a command queue)
     return;
   }
-  auto h = std::make_shared<HistoryRead>();
-  h->topic = j->topic;
-  h->after = j->last_seq;
-  h->until = j->synced.last_seq;
-  h->epoch = j->synced.epoch;
-  h->identity = c->identity;
-  h->audience = c->audience();
-  h->audience.identity = &h->identity;
-  h->chunk_bytes = history_chunk_bytes(server_.options().max_unsent_bytes);
+  auto h = history_read(c, j);
   const uint64_t id = wait_for(c, j);
   // The answer comes on the cluster thread: handed to this loop (which may have closed
   // meanwhile: then post refuses and nothing runs), the frames built on the pool.
@@ -387,15 +387,7 @@ void JoinTracker::read_cluster_history(Connection *c, PendingJoin *j) {
         post([self, h, id] {
           run_on_pool(
               self->loop_, [h] { h->complete = build_cluster_history(*h); },
-              [self, h, id] {
-                auto [conn, pending] = self->take(id);
-                if (pending == nullptr) return;  // gone meanwhile
-                if (h->complete) {
-                  self->finish(conn, pending, true, std::move(h->chunks), h->messages);
-                } else {
-                  self->finish(conn, pending, false);
-                }
-              });
+              [self, h, id] { self->finish_history(id, *h); });
         });
       });
 }

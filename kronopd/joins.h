@@ -46,6 +46,9 @@ using SyncCallback = std::function<void(const std::string &topic, uint64_t id)>;
 // once the loop is closing, and then the function never runs.
 using LoopPost = std::function<bool(std::function<void()>)>;
 
+// A recovery's read of missed messages (joins.cc).
+struct HistoryRead;
+
 // A join not answered yet.
 struct PendingJoin {
   uint64_t wait_id = 0;  // the sync request, commit wait or history read it waits for
@@ -100,6 +103,10 @@ class JoinTracker {
   void on_committed(uint64_t id);
   static void on_commit_deadline(uv_timer_t *timer);
   void arm_commit_deadline();
+  // A history read for `j`'s range, in the client's format (either source).
+  std::shared_ptr<HistoryRead> history_read(Connection *c, PendingJoin *j);
+  // On the loop, once a history read is done: the join's answer, with the history or not.
+  void finish_history(uint64_t id, HistoryRead &h);
   void read_history(Connection *c, PendingJoin *j);
   // Cluster mode: reads the history from Redis (on the cluster thread), builds its frames off
   // the loop, and finishes the join on the loop.
