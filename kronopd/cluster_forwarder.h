@@ -37,7 +37,8 @@ struct ForwardRecord {
   std::string topic;
   uint64_t producer_id = 0;  // 0: kronopd's own message (never sent twice by a producer)
   uint64_t producer_seq = 0;
-  std::string envelope;  // the record's Envelope bytes
+  std::string envelope;    // the record's Envelope bytes
+  uint64_t local_seq = 0;  // its seq in this host's log (the outbox's mark; 0: not logged)
 };
 
 struct ForwarderCounters {

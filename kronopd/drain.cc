@@ -106,6 +106,10 @@ void Drain::finish() {
   // what it did not read stays in the rings for the next start, and the positions of what
   // the log holds are released.
   parts_.pipeline->stop();
+  // What the ingest thread forwarded goes to Redis before the links close, for at most a
+  // second, and before the log stops: Redis's acknowledgements are written as the outbox's
+  // marks (what is not taken is in the log, and sent again at the next start).
+  if (parts_.cluster != nullptr) parts_.cluster->stop(std::chrono::milliseconds(1000));
   if (parts_.log != nullptr) {
     // What is left of the budget but the reserve, at least kMinLogStopMs: a log that cannot
     // commit it all in time leaves the rest in the rings, read and logged at the next start
@@ -123,9 +127,6 @@ void Drain::finish() {
     }
     parts_.pipeline->release_logged();
   }
-  // What the ingest thread forwarded goes to Redis before the links close, for at most a
-  // second (the records are in the log either way).
-  if (parts_.cluster != nullptr) parts_.cluster->stop(std::chrono::milliseconds(1000));
   // Each loop closes what is still open (1012), gives clients what is left of the budget
   // (at most two seconds) to take their close frames, cuts the rest and ends.
   const uint64_t reserve = drain_ms_ / 5, elapsed = elapsed_ms();

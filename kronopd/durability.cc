@@ -100,6 +100,7 @@ Result<std::unique_ptr<LogStore>> open_durable_log(const Config &config) {
   options.retention_age_ms = config.retention_hours * 3600 * 1000;
   options.retention_count = config.retention_count;
   options.cache_mib = config.log_cache_mib;
+  options.cluster_outbox = !config.redis.empty();
   auto opened = LogStore::open(config.data_dir + "/kronop.db", options);
   if (opened.ok()) KLOG_INFO("event=log_opened path=%s", log::q(opened.value()->path()).c_str());
   return opened;

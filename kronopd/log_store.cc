@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS presence (
   last_seen_ms INTEGER NOT NULL
 );
 )sql";
+// Added within version 1: the cluster outbox's marks (log_store.h).
+constexpr const char *kOutboxSchema = R"sql(
+CREATE TABLE IF NOT EXISTS cluster_outbox (
+  topic_id INTEGER PRIMARY KEY REFERENCES topics(id),
+  taken_seq INTEGER NOT NULL
+);
+)sql";
 
 Error sql_error(const std::string &path, sqlite3 *db, const char *what) {
   const int code = db != nullptr ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
@@ -97,16 +104,39 @@ bool exec(sqlite3 *db, const char *sql) {
 // As signed 64-bit for SQLite; the bits are the producer's id.
 int64_t as_i64(uint64_t v) { return static_cast<int64_t>(v); }
 
+// Run as a single host: an earlier cluster run's marks go (its records stay in the log).
+void drop_outbox(sqlite3 *db) {
+  sqlite3_stmt *st = nullptr;
+  int64_t left = 0;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT coalesce(sum(t.last_seq - o.taken_seq), 0) FROM cluster_outbox "
+                         "o JOIN topics t ON t.id = o.topic_id WHERE t.last_seq > o.taken_seq",
+                         -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    left = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  exec(db, "DELETE FROM cluster_outbox");
+  if (left > 0) {
+    KLOG_WARN(
+        "event=cluster_outbox_dropped records=%lld consequence=\"records an earlier cluster run "
+        "logged but did not hand to Redis stay in this log and are not sent to the cluster\"",
+        static_cast<long long>(left));
+  }
+}
+
 }  // namespace
 
 struct LogStore::Statements {
   sqlite3_stmt *topic_upsert = nullptr;
   sqlite3_stmt *insert = nullptr;
   sqlite3_stmt *producer_upsert = nullptr;
+  sqlite3_stmt *outbox_open = nullptr;  // cluster mode: a topic's mark, where none is
   ~Statements() {
     sqlite3_finalize(topic_upsert);
     sqlite3_finalize(insert);
     sqlite3_finalize(producer_upsert);
+    sqlite3_finalize(outbox_open);
   }
 };
 
@@ -171,6 +201,8 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
     return fail("cannot read the log");
   }
   if (!exec(db, kPresenceSchema)) return fail("cannot create the log's presence table");
+  if (!exec(db, kOutboxSchema)) return fail("cannot create the log's outbox table");
+  if (!options.cluster_outbox) drop_outbox(db);
   auto store = std::unique_ptr<LogStore>(new LogStore(db, path, options));
   auto &s = *store->stmts_;
   if (sqlite3_prepare_v3(db,
@@ -186,7 +218,11 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
       sqlite3_prepare_v3(db,
                          "INSERT INTO producers (producer_id, last_seq) VALUES (?1, ?2) "
                          "ON CONFLICT (producer_id) DO UPDATE SET last_seq = max(last_seq, ?2)",
-                         -1, SQLITE_PREPARE_PERSISTENT, &s.producer_upsert, nullptr) != SQLITE_OK) {
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.producer_upsert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db,
+                         "INSERT OR IGNORE INTO cluster_outbox (topic_id, taken_seq) "
+                         "VALUES (?1, ?2)",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.outbox_open, nullptr) != SQLITE_OK) {
     return sql_error(path, db, "cannot prepare the log's statements");
   }
   return store;
@@ -289,6 +325,55 @@ std::vector<UserRow> LogStore::users() {
   }
   sqlite3_finalize(st);
   return out;
+}
+
+std::vector<LogStore::OutboxTopic> LogStore::outbox() {
+  std::vector<OutboxTopic> out;
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT t.name, o.taken_seq, t.last_seq FROM cluster_outbox o JOIN "
+                         "topics t ON t.id = o.topic_id WHERE t.last_seq > o.taken_seq",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    out.push_back(OutboxTopic{reinterpret_cast<const char *>(sqlite3_column_text(st, 0)),
+                              static_cast<uint64_t>(sqlite3_column_int64(st, 1)),
+                              static_cast<uint64_t>(sqlite3_column_int64(st, 2))});
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+void LogStore::submit_taken(const std::string &topic, uint64_t seq) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake = idle();
+    uint64_t &mark = taken_[topic];
+    mark = std::max(mark, seq);
+  }
+  if (wake) wake_.notify_one();
+}
+
+bool LogStore::write_taken(const std::unordered_map<std::string, uint64_t> &marks) {
+  if (marks.empty()) return true;
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "UPDATE cluster_outbox SET taken_seq = max(taken_seq, ?2) WHERE "
+                         "topic_id = (SELECT id FROM topics WHERE name = ?1)",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return false;
+  bool ok = exec(db_, "BEGIN IMMEDIATE");
+  for (auto it = marks.begin(); ok && it != marks.end(); ++it) {
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, it->first.data(), static_cast<int>(it->first.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, as_i64(it->second));
+    ok = sqlite3_step(st) == SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  if (ok && exec(db_, "COMMIT")) return true;
+  exec(db_, "ROLLBACK");
+  return false;
 }
 
 void LogStore::submit_user(UserRow row) {
@@ -449,7 +534,7 @@ uint64_t LogStore::submit(std::vector<StoredMessage> batch) {
     // filling is full; in between it wakes by itself at the batch's deadline (a wake-up per
     // drain pass would cost a context switch each, on the CPUs the I/O loops need).
     if (queue_.empty()) queued_since_ = std::chrono::steady_clock::now();
-    wake = queue_.empty() && user_rows_.empty();
+    wake = idle();
     queued_records_ = wake ? batch.size() : queued_records_ + batch.size();
     wake = wake || (queued_records_ >= options_.batch_records &&
                     queued_records_ - batch.size() < options_.batch_records);
@@ -533,6 +618,7 @@ void LogStore::run() {
   run_in_background(kBackgroundNice);
   std::vector<StoredMessage> records;
   std::unordered_map<std::string, UserRow> users;
+  std::unordered_map<std::string, uint64_t> marks;
   auto next_trim = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
   for (;;) {
@@ -542,9 +628,8 @@ void LogStore::run() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       // Idle: wake for the next retention round too.
-      while (!stopping_ && queue_.empty() && user_rows_.empty()) {
-        if (wake_.wait_until(lock, next_trim) == std::cv_status::timeout && queue_.empty() &&
-            user_rows_.empty()) {
+      while (!stopping_ && idle()) {
+        if (wake_.wait_until(lock, next_trim) == std::cv_status::timeout && idle()) {
           lock.unlock();
           trim(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
@@ -565,6 +650,7 @@ void LogStore::run() {
                                                  std::chrono::milliseconds(kBehindMs);
       taken.swap(queue_);
       users.swap(user_rows_);
+      marks.swap(taken_);
       last_id = queued_id_;
       stopping = stopping_;
       behind = stopping || waited;
@@ -609,6 +695,15 @@ void LogStore::run() {
       committed_.store(last_id, std::memory_order_release);
       notify_waiters(false);
     }
+    // After the records they name (logged above, or in an earlier transaction). A mark that
+    // fails to be written only means records sent again after a crash (Redis counts them
+    // once); the next acknowledgement of the topic writes a newer one.
+    if (!write_taken(marks)) {
+      counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      KLOG_WARN("event=log_outbox_write_failed path=%s error=%s", log::q(path_).c_str(),
+                log::q(sqlite3_errmsg(db_)).c_str());
+    }
+    marks.clear();
     // Under steady load the queue is never empty: a retention round between batches, at
     // most one chunk per rule, keeps the log bounded without holding logging up for long.
     // Not while stopping: what is submitted comes first.
@@ -621,7 +716,7 @@ void LogStore::run() {
     }
     if (stopping) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (queue_.empty() && user_rows_.empty()) return;
+      if (idle()) return;
     }
   }
 }
@@ -667,6 +762,14 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
       if (sqlite3_step(s.topic_upsert) != SQLITE_ROW) return fail();
       it->second = {sqlite3_column_int64(s.topic_upsert, 0), r.seq};
       sqlite3_reset(s.topic_upsert);
+      if (inserted && options_.cluster_outbox) {
+        // The topic's first record in this transaction (the lowest seq: a batch keeps each
+        // topic's order): a topic new to the outbox waits from here.
+        sqlite3_reset(s.outbox_open);
+        sqlite3_bind_int64(s.outbox_open, 1, it->second.first);
+        sqlite3_bind_int64(s.outbox_open, 2, as_i64(r.seq - 1));
+        if (sqlite3_step(s.outbox_open) != SQLITE_DONE) return fail();
+      }
     }
     compressed.resize(ZSTD_compressBound(r.body.size()));
     // One context for the writer's life: ZSTD_compress would set one up for every row.

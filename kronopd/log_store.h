@@ -13,6 +13,14 @@
 // Per topic the log keeps the last seq and the stream's epoch (`topics`), so numbering
 // continues across restarts.
 //
+// In a cluster (--redis) the log is also the outbox of what Redis has not taken yet
+// (cluster_outbox.h): per topic, `cluster_outbox` holds the highest local seq below which
+// Redis has taken every record. A topic's row is made in the transaction that logs its first
+// record in cluster mode, and moves up as Redis's acknowledgements come (submit_taken),
+// written after the records they name. A node that died is left with the rows above its
+// marks: the next start sends them again (Redis counts each once). Run as a single host, the
+// log drops the marks: what an earlier cluster run had not handed over is not sent later.
+//
 // Schema versions: PRAGMA user_version. 0 (a new file) is created; a version newer than this
 // binary knows is refused at open, as are files that are not SQLite databases, corrupt or
 // read-only ones, each with a message that says so.
@@ -71,6 +79,9 @@ struct LogOptions {
   // The WAL's size (in pages) past which the writer, between two transactions, finishes a
   // checkpoint itself so that the WAL is written from its start again (see restart_wal).
   int wal_restart_pages = 16384;
+  // A cluster node (--redis): the log keeps the outbox's marks (above). Otherwise the marks
+  // of an earlier cluster run are dropped at open.
+  bool cluster_outbox = false;
 };
 
 struct LogCounters {
@@ -116,6 +127,17 @@ class LogStore {
   // Any thread: keep this as the user's last-known presence (written with the next batch;
   // only the newest per user is kept).
   void submit_user(UserRow row);
+  // Before start(), in a cluster: the topics with logged records Redis has not taken, in the
+  // local seq range (taken_seq, last_seq].
+  struct OutboxTopic {
+    std::string topic;
+    uint64_t taken_seq = 0;
+    uint64_t last_seq = 0;
+  };
+  std::vector<OutboxTopic> outbox();
+  // Any thread, in a cluster: Redis has taken every record of `topic` up to local seq `seq`
+  // (written with the next transaction, after the records submitted before this call).
+  void submit_taken(const std::string &topic, uint64_t seq);
 
   void start();
   // Commits everything submitted, then ends the writer thread; true when all of it was
@@ -166,6 +188,10 @@ class LogStore {
   std::vector<std::vector<StoredMessage>> queue_;       // guarded by mutex_
   std::unordered_map<std::string, UserRow> user_rows_;  // guarded by mutex_
   bool write_users(const std::unordered_map<std::string, UserRow> &rows);
+  std::unordered_map<std::string, uint64_t> taken_;  // guarded by mutex_: outbox marks
+  bool write_taken(const std::unordered_map<std::string, uint64_t> &marks);
+  // Nothing queued for the writer (guarded by mutex_).
+  bool idle() const { return queue_.empty() && user_rows_.empty() && taken_.empty(); }
   uint64_t queued_id_ = 0;          // guarded by mutex_: id of queue_.back()
   std::size_t queued_records_ = 0;  // guarded by mutex_: records in queue_
   bool stopping_ = false;           // guarded by mutex_

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <thread>
 
 #include "kronop/clock.h"
@@ -97,7 +98,7 @@ uint64_t Pipeline::publish(const EnvelopeView &view) {
   const StreamPosition at = sequencer_->next(topic);
   if (cluster_ != nullptr) {
     to_forward_.push_back(ForwardRecord{std::string(view.topic), view.producer_id,
-                                        view.producer_seq, envelope_bytes(view)});
+                                        view.producer_seq, envelope_bytes(view), at.seq});
   } else {
     dispatcher_.stage(view, topic, at.seq);
   }
@@ -160,11 +161,6 @@ bool Pipeline::take_cluster_events() {
 
 void Pipeline::end_pass() {
   reels_.flush_counter_updates([this](const EnvelopeView &v) { publish(v); });
-  if (!to_forward_.empty()) {
-    forwarded_ += to_forward_.size();
-    cluster_->forward(std::move(to_forward_));
-    to_forward_.clear();
-  }
   // Fan-out first: the log never delays delivery. The loops' sync answers name the log
   // batch that holds this pass's records, submitted next.
   const uint64_t batch = log_ != nullptr ? log_->submitted() + (to_log_.empty() ? 0 : 1) : 0;
@@ -173,12 +169,40 @@ void Pipeline::end_pass() {
     log_->submit(std::move(to_log_));
     to_log_.clear();
   }
+  // After the log has them queued: Redis's acknowledgements (the outbox's marks) are then
+  // written after the records they name.
+  forward(std::move(to_forward_));
+  to_forward_.clear();
+}
+
+void Pipeline::resend_some() {
+  const uint64_t room = kMaxOutstanding - std::min<uint64_t>(outstanding(), kMaxOutstanding);
+  const std::size_t n = std::min<std::size_t>(room, outbox_.size() - outbox_next_);
+  if (n == 0) return;
+  const auto first = outbox_.begin() + static_cast<std::ptrdiff_t>(outbox_next_);
+  std::vector<ForwardRecord> chunk(std::make_move_iterator(first),
+                                   std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
+  outbox_next_ += n;
+  if (outbox_next_ == outbox_.size()) {
+    outbox_ = {};
+    outbox_next_ = 0;
+  }
+  forward(std::move(chunk));
+}
+
+void Pipeline::forward(std::vector<ForwardRecord> records) {
+  if (records.empty()) return;
+  forwarded_ += records.size();
+  cluster_->forward(std::move(records));
 }
 
 std::size_t Pipeline::drain_pass() {
   const bool events = take_cluster_events();
-  // Redis slow or away: the rings keep what waits, not this process.
-  paused_ = cluster_ != nullptr && outstanding() >= kMaxOutstanding;
+  if (outbox_next_ < outbox_.size()) resend_some();
+  // Redis slow or away: the rings keep what waits, not this process. What the log holds and
+  // Redis never took goes before any ring's records (a producer's reach Redis in order).
+  paused_ =
+      cluster_ != nullptr && (outstanding() >= kMaxOutstanding || outbox_next_ < outbox_.size());
   const std::size_t n =
       paused_ ? 0
               : consumer_->drain(

@@ -103,6 +103,9 @@ class Pipeline {
   void on_segment_recreated(std::function<void()> hook) {
     ingest_.on_segment_recreated(std::move(hook));
   }
+  // Before start(), in a cluster: records the log holds that Redis has not taken (the
+  // outbox, cluster_outbox.h), forwarded before any record read from a ring.
+  void resend_first(std::vector<ForwardRecord> records) { outbox_ = std::move(records); }
   void start();
   // Stops the thread; what it has read is fanned out and submitted to the log.
   void stop();
@@ -135,6 +138,10 @@ class Pipeline {
   void deliver_cluster_message(const ClusterEvent &m);
   // Cluster mode: records forwarded and not yet taken by Redis (ingest pauses past a bound).
   uint64_t outstanding() const;
+  // Cluster mode: hands records to the node, counted as outstanding.
+  void forward(std::vector<ForwardRecord> records);
+  // Cluster mode: the next records of the outbox, as far as the bound on outstanding allows.
+  void resend_some();
 
   std::unique_ptr<ipc::Consumer> consumer_;
   PipelineOptions options_;
@@ -150,8 +157,11 @@ class Pipeline {
   std::vector<StoredMessage> to_log_;      // the pass's records
   std::vector<ForwardRecord> to_forward_;  // cluster mode: the pass's records for Redis
   uint64_t forwarded_ = 0;                 // cluster mode: records handed to the node
-  bool paused_ = false;                    // cluster mode: the last pass read no ring
-  EnvelopeValidator cluster_validator_;    // cluster mode: messages from Redis
+  // Cluster mode: sent before the rings are read, at most kMaxOutstanding at a time.
+  std::vector<ForwardRecord> outbox_;
+  std::size_t outbox_next_ = 0;
+  bool paused_ = false;                  // cluster mode: the last pass read no ring
+  EnvelopeValidator cluster_validator_;  // cluster mode: messages from Redis
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

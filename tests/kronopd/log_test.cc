@@ -17,8 +17,10 @@
 #include <fstream>
 #include <thread>
 
+#include "cluster_outbox.h"
 #include "kronop/ipc/producer.h"
 #include "kronop/ipc/segment.h"
+#include "kronop/v1/envelope.pb.h"
 #include "kronop_ipc.h"
 #include "support/test_support.h"
 
@@ -328,6 +330,71 @@ TEST(LogStore, KeepsEachUsersLastKnownPresence) {
   EXPECT_EQ(users[1].user_id, "ann");
   EXPECT_EQ(users[1].status, 0);
   EXPECT_EQ(users[1].last_seen_ms, 3000u);
+}
+
+// In a cluster the log is the outbox of what Redis has not taken: a topic's mark starts
+// below its first record logged in cluster mode and moves up with Redis's acknowledgements
+// (never down); the next start is given the records above it, in order. Run as a single
+// host, the log drops the marks, and a later cluster run starts them afresh.
+TEST(LogStore, KeepsTheClusterOutboxMarksAndDropsThemAsASingleHost) {
+  test::TempDir dir;
+  const std::string path = dir.path + "/kronop.db";
+  LogOptions cluster;
+  cluster.retention_age_ms = 0;  // the records below are from 1970
+  cluster.cluster_outbox = true;
+  auto run = [&](LogOptions o, const std::function<void(LogStore &)> &fn) {
+    auto store = LogStore::open(path, o);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    store.value()->start();
+    fn(*store.value());
+    store.value()->stop();
+  };
+  run(cluster, [](LogStore &s) {
+    std::vector<StoredMessage> batch;
+    for (uint64_t i = 1; i <= 10; ++i) batch.push_back(record("reel:1", i, 5, i));
+    for (uint64_t i = 1; i <= 5; ++i) batch.push_back(record("reel:2", i, 6, i));
+    s.submit(std::move(batch));
+    s.submit_taken("reel:1", 4);
+    s.submit_taken("reel:1", 3);  // an older acknowledgement: the mark stays
+    s.submit_taken("reel:2", 5);
+  });
+  {
+    auto store = LogStore::open(path, cluster);
+    ASSERT_TRUE(store.ok());
+    auto outbox = store.value()->outbox();
+    ASSERT_EQ(outbox.size(), 1u);  // reel:2 was taken whole
+    EXPECT_EQ(outbox[0].topic, "reel:1");
+    EXPECT_EQ(outbox[0].taken_seq, 4u);
+    EXPECT_EQ(outbox[0].last_seq, 10u);
+    auto records = read_outbox(*store.value());
+    ASSERT_TRUE(records.ok()) << records.error().message;
+    ASSERT_EQ(records.value().size(), 6u);
+    for (std::size_t k = 0; k < 6; ++k) {
+      const ForwardRecord &r = records.value()[k];
+      EXPECT_EQ(r.topic, "reel:1");
+      EXPECT_EQ(r.local_seq, 5 + k);
+      EXPECT_EQ(r.producer_id, 5u);
+      EXPECT_EQ(r.producer_seq, 5 + k);
+      kronop::v1::Envelope e;
+      ASSERT_TRUE(e.ParseFromString(r.envelope));
+      EXPECT_EQ(e.topic(), "reel:1");
+      EXPECT_EQ(e.producer_seq(), 5 + k);
+      EXPECT_EQ(e.json(), R"({"views":1})");
+    }
+  }
+  run(LogOptions{.retention_age_ms = 0}, [](LogStore &s) {
+    std::vector<StoredMessage> batch;
+    batch.push_back(record("reel:1", 11, 5, 11));
+    s.submit(std::move(batch));
+  });
+  EXPECT_EQ(query(path, "SELECT count(*) FROM cluster_outbox"), 0);
+  run(cluster, [](LogStore &s) {
+    EXPECT_TRUE(s.outbox().empty());
+    std::vector<StoredMessage> batch;
+    batch.push_back(record("reel:1", 12, 5, 12));
+    s.submit(std::move(batch));
+  });
+  EXPECT_EQ(query(path, "SELECT taken_seq FROM cluster_outbox"), 11);
 }
 
 TEST(LogStore, RefusesANewerSchemaAndFilesThatAreNotALog) {
