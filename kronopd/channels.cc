@@ -85,4 +85,13 @@ void ChannelRouter::route(const phoenix::ClientMessage &m, const Identity &who, 
   out.push = true;
 }
 
+std::optional<std::string> ChannelRouter::drop(std::string_view topic) {
+  auto it = std::find_if(channels_.begin(), channels_.end(),
+                         [topic](const Channel &c) { return c.topic == topic; });
+  if (it == channels_.end()) return std::nullopt;
+  std::string join_ref = std::move(it->join_ref_json);
+  channels_.erase(it);
+  return join_ref;
+}
+
 }  // namespace kronop::daemon

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,6 +83,9 @@ class ChannelRouter {
   // A channel the socket has from the start (the plain endpoints' single topic).
   void add(std::string topic) { channels_.push_back({std::move(topic), "null"}); }
   const std::vector<Channel> &channels() const { return channels_; }
+  // The server closes the channel of `topic` (its stream changed): its join_ref (JSON), or
+  // nothing when the socket has no such channel.
+  std::optional<std::string> drop(std::string_view topic);
   void clear() { channels_.clear(); }
 
  private:

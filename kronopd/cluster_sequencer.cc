@@ -29,6 +29,7 @@ void ClusterSequencer::apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliv
   if (e.epoch != s.at.epoch) {
     // Redis lost the topic's keys and started its stream again.
     bump(counters_.epoch_changes);
+    if (on_new_stream_) on_new_stream_(e.topic);
     s.at = StreamPosition{e.seq - 1, e.epoch};
   }
   if (e.seq <= s.at.seq) {

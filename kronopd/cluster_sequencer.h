@@ -59,6 +59,11 @@ class ClusterSequencer final : public Sequencer {
   // The cluster went down: every position is to be read again (what was delivered is
   // remembered, to catch up from).
   void on_down();
+  // Told (before its first message is delivered) when a topic's live stream changed epoch:
+  // Redis lost the topic's keys and started it again, so its clients must join again.
+  void on_new_stream(std::function<void(const std::string &topic)> fn) {
+    on_new_stream_ = std::move(fn);
+  }
 
   // Sequencer: the Dispatcher's view. next() is never called (Redis numbers).
   StreamPosition next(const TopicKey &topic) override;
@@ -88,6 +93,7 @@ class ClusterSequencer final : public Sequencer {
 
   std::unordered_map<std::string, Stream, TopicHash, TopicEqual> streams_;
   ClusterStreamCounters counters_;
+  std::function<void(const std::string &topic)> on_new_stream_;
 };
 
 }  // namespace kronop::daemon

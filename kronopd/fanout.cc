@@ -5,7 +5,7 @@ namespace kronop::daemon {
 
 Dispatcher::Dispatcher(std::vector<LoopInbox *> inboxes, Sequencer &sequencer)
     : inboxes_(std::move(inboxes)),
-      sequencer_(sequencer),
+      sequencer_(&sequencer),
       staged_(inboxes_.size()),
       staged_syncs_(inboxes_.size()) {}
 
@@ -41,7 +41,7 @@ void Dispatcher::apply_interest() {
     it->second &= ~bit;
     if (it->second == 0) {
       interest_sets_.erase(it);
-      sequencer_.forget_unnumbered(c->topic);
+      sequencer_->forget_unnumbered(c->topic);
       if (on_interest_) on_interest_(c->topic, false);
     }
   }
@@ -76,28 +76,55 @@ void Dispatcher::end_batch(uint64_t durable) {
     // its requests for a later batch.
     std::size_t kept = 0;
     for (PendingSync &p : pending_syncs_) {
-      if (!sequencer_.known(p.topic) && interest_sets_.contains(p.topic)) {
+      if (!sequencer_->known(p.topic) && interest_sets_.contains(p.topic)) {
         if (&pending_syncs_[kept] != &p) pending_syncs_[kept] = std::move(p);
         ++kept;
         continue;
       }
-      const StreamPosition at = sequencer_.current(p.topic);
-      staged_syncs_[p.loop].push_back(SyncReply{p.id, at.seq, at.epoch, durable});
+      const StreamPosition at = sequencer_->current(p.topic);
+      staged_syncs_[p.loop].push_back(SyncReply{p.id, at.seq, at.epoch, durable, local_});
       // Its subscriber already left: the question made a stream that no one will use.
-      if (!interest_sets_.contains(p.topic)) sequencer_.forget_unnumbered(p.topic);
+      if (!interest_sets_.contains(p.topic)) sequencer_->forget_unnumbered(p.topic);
     }
     pending_syncs_.resize(kept);
   }
   for (std::size_t i = 0; i < staged_.size(); ++i) {
     if (staged_[i].empty() && staged_syncs_[i].empty()) continue;
-    auto batch = std::make_unique<MessageBatch>();
-    batch->messages.swap(staged_[i]);
-    batch->syncs.swap(staged_syncs_[i]);
-    staged_[i].reserve(batch->messages.size());
-    inboxes_[i]->batches.push(std::move(batch));
-    // Coalesced by libuv: batches pushed before the loop runs cost one wake-up.
-    uv_async_send(inboxes_[i]->wake);
+    push_batch(i, {});
   }
+}
+
+void Dispatcher::reset(std::string_view topic) {
+  auto it = interest_sets_.find(topic);
+  if (it == interest_sets_.end()) return;
+  bump(counters_.resets);
+  for (uint64_t loops = it->second; loops != 0; loops &= loops - 1) {
+    push_batch(static_cast<std::size_t>(__builtin_ctzll(loops)), {std::string(topic)});
+  }
+}
+
+void Dispatcher::reset_all() {
+  std::vector<std::vector<std::string>> resets(inboxes_.size());
+  for (const auto &[topic, set] : interest_sets_) {
+    for (uint64_t loops = set; loops != 0; loops &= loops - 1) {
+      resets[static_cast<std::size_t>(__builtin_ctzll(loops))].push_back(topic);
+    }
+  }
+  bump(counters_.resets, interest_sets_.size());
+  for (std::size_t i = 0; i < resets.size(); ++i) {
+    if (!resets[i].empty()) push_batch(i, std::move(resets[i]));
+  }
+}
+
+void Dispatcher::push_batch(std::size_t i, std::vector<std::string> resets) {
+  auto batch = std::make_unique<MessageBatch>();
+  batch->messages.swap(staged_[i]);
+  batch->resets = std::move(resets);
+  batch->syncs.swap(staged_syncs_[i]);
+  staged_[i].reserve(batch->messages.size());
+  inboxes_[i]->batches.push(std::move(batch));
+  // Coalesced by libuv: batches pushed before the loop runs cost one wake-up.
+  uv_async_send(inboxes_[i]->wake);
 }
 
 }  // namespace kronop::daemon

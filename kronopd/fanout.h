@@ -40,12 +40,17 @@ struct SyncReply {
   uint64_t last_seq = 0;
   uint64_t epoch = 0;
   uint64_t durable = 0;
+  // The stream is this host's own numbering (a cluster node cut off from Redis): what the
+  // client missed is in the local log, not in Redis.
+  bool local = false;
 };
 
-// Messages for one loop from one drain pass, then the sync answers of that pass.
+// Messages for one loop from one drain pass; then the topics whose stream changed after
+// those messages (their channels are told to rejoin); then the sync answers of that pass.
 struct MessageBatch {
   using Stack = HandoffStack<MessageBatch>;
   std::vector<MessagePtr> messages;
+  std::vector<std::string> resets;
   std::vector<SyncReply> syncs;
   MessageBatch *next = nullptr;
 };
@@ -70,6 +75,7 @@ struct DispatchCounters {
   std::atomic<uint64_t> messages{0};          // numbered messages staged
   std::atomic<uint64_t> without_audience{0};  // no loop interested: not encoded
   std::atomic<uint64_t> encode_failures{0};
+  std::atomic<uint64_t> resets{0};  // topics whose subscribers were told their stream changed
 };
 
 class Dispatcher {
@@ -90,6 +96,19 @@ class Dispatcher {
   void end_batch(uint64_t durable);
   // Whether loops have reports or requests waiting (the ingest thread checks when idle).
   bool has_requests() const { return !interest_.empty(); }
+  // Ingest thread: the topic's stream changed (a cluster node cut off from Redis, or back;
+  // Redis started the stream again): every loop with subscribers gets what was staged, then
+  // the reset, which tells each channel of the topic to rejoin (phx_error). What is staged
+  // after it is of the new stream.
+  void reset(std::string_view topic);
+  // Ingest thread: reset() of every topic some loop has subscribers of.
+  void reset_all();
+  // Ingest thread: the sequencer that answers sync requests from now on (a cluster node
+  // switches between Redis's streams and its own, `local`, while cut off).
+  void use_sequencer(Sequencer &sequencer, bool local) {
+    sequencer_ = &sequencer;
+    local_ = local;
+  }
 
   // Loop threads: report a topic's first subscriber on `loop` (true) or its last (false).
   void report_interest(uint32_t loop, std::string topic, bool interested);
@@ -110,12 +129,15 @@ class Dispatcher {
 
  private:
   void apply_interest();
+  // Hands loop i what is staged for it (and `resets` after the messages), and wakes it.
+  void push_batch(std::size_t i, std::vector<std::string> resets);
   static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
   std::vector<LoopInbox *> inboxes_;
-  Sequencer &sequencer_;
+  Sequencer *sequencer_;
+  bool local_ = false;  // sequencer_ numbers a cluster node's records while cut off
   // topic -> bit i set: loop i has subscribers. Topics leave when no loop is interested.
   std::unordered_map<std::string, uint64_t, TopicHash, TopicEqual> interest_sets_;
   std::vector<std::vector<MessagePtr>> staged_;  // per loop

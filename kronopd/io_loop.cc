@@ -140,6 +140,7 @@ void IoLoop::on_inbox(uv_async_t *handle) {
   const auto list = self->inbox_.batches.take_all();
   for (MessageBatch *b = list.head(); b != nullptr; b = b->next) {
     self->server_.fan_out(b->messages);
+    for (const std::string &topic : b->resets) self->server_.reset_stream(topic);
     for (const SyncReply &r : b->syncs) self->server_.on_sync(r);
   }
 }

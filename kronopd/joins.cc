@@ -253,12 +253,15 @@ void JoinTracker::on_sync(const SyncReply &r) {
     }
   }
   const ServerOptions &o = server_.options();
+  // Redis's history for the cluster's streams; the local log for the host's own (a single
+  // host, or a cluster node cut off from Redis).
+  const bool from_redis = o.cluster != nullptr && !r.local;
   if (!same_stream || n > r.last_seq || r.last_seq - n > o.max_recovery ||
-      (n < r.last_seq && o.log == nullptr && o.cluster == nullptr)) {
+      (n < r.last_seq && !from_redis && o.log == nullptr)) {
     finish(c, j, false);
   } else if (n == r.last_seq) {
     finish(c, j, true);
-  } else if (o.cluster != nullptr) {
+  } else if (from_redis) {
     read_cluster_history(c, j);
   } else {
     await_commit(c, j, r);

@@ -129,8 +129,8 @@ int main(int argc, char **argv) {
   server_options.publisher = &publisher;
   server_options.interaction_limiter = &interaction_limiter;
   // In a cluster the local log holds this host's numbering, not the cluster's: recovery
-  // reads Redis's history.
-  server_options.log = cluster ? nullptr : log_store.get();
+  // reads Redis's history, and the log only for the host's own streams while cut off.
+  server_options.log = log_store.get();
   server_options.cluster = cluster.get();
   server_options.reels = &reels;
   server_options.allow_anonymous = config.allow_anonymous;

@@ -56,9 +56,14 @@ Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions opti
   dispatcher_.set_waker([this] { consumer_->wake(); });
   if (cluster_ != nullptr) {
     dispatcher_.on_interest([this](const std::string &topic, bool interested) {
-      if (interested) cluster_streams_.expect(topic);
+      if (interested) {
+        cluster_streams_.expect(topic);
+      } else {
+        cluster_streams_.forget_unnumbered(topic);  // also while the local streams are used
+      }
       cluster_->want(topic, interested);
     });
+    cluster_streams_.on_new_stream([this](const std::string &topic) { dispatcher_.reset(topic); });
     cluster_->on_events([this] { consumer_->wake(); });
   }
 }
@@ -90,7 +95,8 @@ void Pipeline::take(uint32_t ring, const ipc::RingRecord &record) {
   const EnvelopeView &v =
       view.event == "interaction" && reels_.count_interaction(view, &counted) ? counted : view;
   const uint64_t seq = publish(v);
-  if (cluster_ == nullptr) reels_.remember(v, seq);  // in a cluster: as Redis numbered it
+  // In a cluster: as Redis numbered it, unless cut off.
+  if (cluster_ == nullptr || local_) reels_.remember(v, seq);
 }
 
 uint64_t Pipeline::publish(const EnvelopeView &view) {
@@ -99,6 +105,7 @@ uint64_t Pipeline::publish(const EnvelopeView &view) {
   if (cluster_ != nullptr) {
     to_forward_.push_back(ForwardRecord{std::string(view.topic), view.producer_id,
                                         view.producer_seq, envelope_bytes(view), at.seq});
+    if (local_) dispatcher_.stage(view, topic, at.seq);
   } else {
     dispatcher_.stage(view, topic, at.seq);
   }
@@ -145,18 +152,37 @@ bool Pipeline::take_cluster_events() {
         cluster_streams_.on_caught_up(e->topic, deliver);
         break;
       case ClusterEvent::Kind::kUp:
-        KLOG_NOTICE("event=cluster_up");
+        KLOG_NOTICE("event=cluster_up consequence=\"%s\"",
+                    local_ ? "clients join the cluster's streams again; what was published here "
+                             "meanwhile is numbered by Redis"
+                           : "what waited is numbered and delivered; subscriptions catch up");
+        down_since_ms_ = 0;
+        go_local(false);
         break;
       case ClusterEvent::Kind::kDown:
         KLOG_WARN(
-            "event=cluster_down reason=%s consequence=\"delivery waits for Redis; "
-            "producers' records wait in their rings\"",
-            log::q(e->reason).c_str());
+            "event=cluster_down reason=%s consequence=\"delivery waits; after %llu ms this "
+            "host's records reach its clients under its own numbering, other hosts' wait\"",
+            log::q(e->reason).c_str(), static_cast<unsigned long long>(kGoLocalAfterMs));
         cluster_streams_.on_down();
+        if (down_since_ms_ == 0) down_since_ms_ = std::max<uint64_t>(monotonic_ms(), 1);
         break;
     }
   }
   return true;
+}
+
+void Pipeline::go_local(bool local) {
+  if (local == local_) return;
+  local_ = local;
+  if (local) {
+    KLOG_WARN(
+        "event=cluster_cut_off consequence=\"clients join this host's own streams again; what "
+        "is published here is forwarded once Redis is back\"");
+  }
+  dispatcher_.use_sequencer(local ? *sequencer_ : static_cast<Sequencer &>(cluster_streams_),
+                            local);
+  dispatcher_.reset_all();
 }
 
 void Pipeline::end_pass() {
@@ -198,6 +224,9 @@ void Pipeline::forward(std::vector<ForwardRecord> records) {
 
 std::size_t Pipeline::drain_pass() {
   const bool events = take_cluster_events();
+  if (down_since_ms_ != 0 && !local_ && monotonic_ms() - down_since_ms_ >= kGoLocalAfterMs) {
+    go_local(true);
+  }
   if (outbox_next_ < outbox_.size()) resend_some();
   // Redis slow or away: the rings keep what waits, not this process. What the log holds and
   // Redis never took goes before any ring's records (a producer's reach Redis in order).

@@ -45,6 +45,13 @@
 //   stacks, and wakes it when events wait.
 // While more than kMaxOutstanding records wait for Redis (it is slow or away), no ring is
 // read: the rings hold what producers publish, and fill, rather than kronopd's memory.
+// CUT OFF from Redis (a link down for kGoLocalAfterMs: a shorter blip only delays delivery,
+// and the subscriptions catch up), the node delivers this host's records to its clients
+// under the host's own numbering (the local log's streams), and goes back to Redis's once
+// both links are up again. Either change is a change of every topic's stream, so each one
+// resets every topic (Dispatcher::reset_all: its channels are told to join again), and a
+// join is answered with the stream in force. The records are forwarded all the same, and
+// numbered by Redis once it is back.
 #pragma once
 
 #include <atomic>
@@ -88,6 +95,7 @@ struct PipelineOptions {
 class Pipeline {
  public:
   static constexpr uint64_t kMaxOutstanding = ClusterForwarder::kDefaultMaxQueued / 2;
+  static constexpr uint64_t kGoLocalAfterMs = 1000;
   // `log`: the durable log (null: none). Numbering continues where the log left each topic,
   // and records the log already holds are skipped when read again. `cluster` (null: a single
   // host; see "Cluster mode" below) must not be started yet.
@@ -134,6 +142,8 @@ class Pipeline {
   void end_pass();
   // Cluster mode: what the cluster thread handed over, applied; true when anything was.
   bool take_cluster_events();
+  // Cluster mode: cut off from Redis (true) or back; resets every topic's stream.
+  void go_local(bool local);
   // Cluster mode: a message numbered by Redis, validated and staged for the loops.
   void deliver_cluster_message(const ClusterEvent &m);
   // Cluster mode: records forwarded and not yet taken by Redis (ingest pauses past a bound).
@@ -161,6 +171,8 @@ class Pipeline {
   std::vector<ForwardRecord> outbox_;
   std::size_t outbox_next_ = 0;
   bool paused_ = false;                  // cluster mode: the last pass read no ring
+  bool local_ = false;                   // cluster mode: cut off, delivering locally
+  uint64_t down_since_ms_ = 0;           // cluster mode: when a link went down (0: up)
   EnvelopeValidator cluster_validator_;  // cluster mode: messages from Redis
   std::atomic<bool> stopping_{false};
   std::thread thread_;

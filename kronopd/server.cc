@@ -133,6 +133,23 @@ void ClientServer::begin_drain(std::string_view notice_json) {
   if (connections_.empty()) release_handles();
 }
 
+void ClientServer::reset_stream(const std::string &topic) {
+  const std::vector<Connection *> *of = subscribers_.of(topic);
+  if (of == nullptr) return;
+  const std::vector<Connection *> subscribers = *of;  // leaving edits the table
+  const std::string topic_json = '"' + topic + '"';   // valid topics are json_safe
+  for (Connection *c : subscribers) {
+    if (c->mode != Connection::Mode::kPhoenix) continue;
+    const std::optional<std::string> join_ref = c->router.drop(topic);
+    if (!join_ref) continue;
+    send(c, std::make_shared<const std::string>(
+                ws::text_frame(phoenix::encode_error(*join_ref, topic_json))));
+    joins_.drop(c, topic);
+    subscribers_.unsubscribe(topic, c);
+    joins_.leave_presence(c, topic);
+  }
+}
+
 void ClientServer::close_batch(unsigned done, unsigned batches, uint16_t code,
                                std::string_view reason) {
   if (batches == 0) return;

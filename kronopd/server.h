@@ -92,7 +92,8 @@ struct ServerOptions {
   std::size_t max_recovery = 100'000;
   ReelState *reels = nullptr;
   // A cluster node (null: a single host): recovery reads the topic's history in Redis
-  // instead of the local log, whose numbering is this host's own.
+  // instead of the local log, whose numbering is this host's own — except while the node
+  // is cut off and answers joins with its own streams (SyncReply::local).
   ClusterNode *cluster = nullptr;
 };
 
@@ -178,6 +179,10 @@ class ClientServer {
 
   // Writes each message to this loop's subscribers of its topic.
   void fan_out(const std::vector<MessagePtr> &messages) { subscribers_.fan_out(messages); }
+  // The topic's stream changed (fanout.h, Dispatcher::reset): each Phoenix channel of it is
+  // told so (phx_error, after which the client joins again and learns the new stream) and
+  // left. Plain sockets have no stream position to lose: they stay.
+  void reset_stream(const std::string &topic);
   // The answer to a sync request this server made for a join.
   void on_sync(const SyncReply &reply) { joins_.on_sync(reply); }
   ServerCounters counters() const;

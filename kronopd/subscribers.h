@@ -47,6 +47,11 @@ class SubscriberTable {
   void unsubscribe(const std::string &topic, Connection *c);
   // Writes each message to the loop's subscribers of its topic (held for pending joins).
   void fan_out(const std::vector<MessagePtr> &messages);
+  // The loop's subscribers of `topic` (null: none).
+  const std::vector<Connection *> *of(const std::string &topic) const {
+    auto it = subscribers_.find(topic);
+    return it == subscribers_.end() ? nullptr : &it->second;
+  }
   // One message to one subscriber, in its format, unless target_users excludes it.
   void deliver_to(Connection *c, const Message &m);
 

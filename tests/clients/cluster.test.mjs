@@ -281,12 +281,44 @@ test("a node subscribes only to the topics its clients hold", async () => {
   await eventually(async () => (await count()) === ":0", 5000, "none once the clients left");
 });
 
-test("Redis away: health degraded, kronopctl cluster exits 1, and what was published meanwhile arrives once it is back", async () => {
+// A client that keeps its place in the cluster's stream (the first one it joined): every
+// join, the first and those after a stream change, asks to recover from there. What arrives
+// is recorded under the stream it came in.
+function clusterClient(socket, topic) {
+  const state = { cluster: undefined, current: undefined, lastInCluster: undefined, got: [], replies: [] };
+  const channel = socket.channel(topic, () =>
+    state.cluster === undefined ? {} : { last_seq: state.lastInCluster, epoch: state.cluster });
+  channel.on("reel_update", (p) => {
+    state.got.push({ epoch: state.current, seq: p.seq, from: p.from });
+    if (state.current === state.cluster) state.lastInCluster = p.seq;
+  });
+  const first = new Promise((resolve, reject) => {
+    channel
+      .join()
+      .receive("ok", (reply) => {
+        state.replies.push(reply);
+        if (state.cluster === undefined) {
+          state.cluster = reply.epoch;
+          state.lastInCluster = reply.last_seq;
+        }
+        state.current = reply.epoch;
+        resolve(reply);
+      })
+      .receive("error", reject);
+  });
+  return { socket, channel, state, first };
+}
+
+test("Redis away: degraded, each node delivers its own producers' messages under its own stream, and clients back in the cluster's recover what they missed", async () => {
   const topic = "reel:9005";
-  const c = await listener(nodes[1], topic);
+  const a = clusterClient(await connectPhoenix(nodes[0]), topic);
+  const b = clusterClient(await connectPhoenix(nodes[1]), topic);
+  await Promise.all([a.first, b.first]);
+  const E = a.state.cluster;
+  assert.equal(b.state.cluster, E, "one cluster stream");
   let r = await publish(nodes[0], topic, 20, "before");
   assert.equal(r.code, 0, r.stderr);
-  await eventually(() => c.got.length >= 20, 10000, "the first 20");
+  await eventually(() => a.state.got.length >= 20 && b.state.got.length >= 20, 10000, "the first 20");
   const ctl = (d, ...args) => run(kronopctlBin(), ["--socket", d.controlSocket, ...args]);
   r = await ctl(nodes[1], "--json", "cluster");
   assert.equal(r.code, 0, r.stderr);
@@ -296,6 +328,7 @@ test("Redis away: health degraded, kronopctl cluster exits 1, and what was publi
   assert.ok(Number(before.node.subscriptions) >= 1, r.stdout);
   const metrics = await fetch(`http://127.0.0.1:${nodes[1].port}/metrics`).then((x) => x.text());
   assert.match(metrics, /^kronop_cluster_up 1$/m);
+
   await redis.pause();
   await eventually(async () => (await ctl(nodes[1], "health")).code === 1, 10000, "health degraded");
   r = await ctl(nodes[1], "health");
@@ -303,22 +336,46 @@ test("Redis away: health degraded, kronopctl cluster exits 1, and what was publi
   r = await ctl(nodes[0], "cluster");
   assert.equal(r.code, 1, r.stdout);
   assert.match(r.stdout, /link +down/);
-  // Published while Redis is away: they wait (rings, log, the forwarder) and arrive after.
+  // Each node's clients are told to join again (phx_error), and join the node's own stream.
+  for (const [name, c] of [["A", a], ["B", b]]) {
+    await eventually(() => c.state.replies.length >= 2, 10000, `node ${name}'s client on its own stream`);
+    assert.notEqual(c.state.current, E, `node ${name}: another stream`);
+    assert.equal(c.state.replies.at(-1).recovered, false);
+  }
+  // Published on A while Redis is away: A's clients get them at once, under A's stream.
   r = await publish(nodes[0], topic, 30, "during");
   assert.equal(r.code, 0, r.stderr);
+  await eventually(() => a.state.got.length >= 50, 10000, `A's 30 while cut off (has ${a.state.got.length})`);
+  const local = a.state.got.slice(20);
+  assert.ok(local.every((m) => m.epoch === a.state.current && m.from === "during"), JSON.stringify(local[0]));
+  local.forEach((m, k) => assert.equal(m.seq, local[0].seq + k, "A's own stream is gap-free"));
   await sleep(300);
-  assert.equal(c.got.length, 20, "nothing is delivered while Redis is away");
+  assert.equal(b.state.got.length, 20, "B has nothing of A's while both are cut off");
+
   await redis.restart();
   await eventually(async () => (await ctl(nodes[1], "health")).code === 0, 15000, "health ok again");
-  await eventually(() => c.got.length >= 50, 15000, `the 30 published meanwhile (has ${c.got.length})`);
-  await sleep(200);
-  assert.equal(c.got.length, 50);
-  c.got.forEach((p, k) => {
-    if (p.seq !== k + 1) assert.fail(`message ${k} has seq ${p.seq}`);
-  });
+  // Back in the cluster's stream, recovered from where each client left it: the 30 were
+  // numbered by Redis once A forwarded them.
+  for (const [name, c] of [["A", a], ["B", b]]) {
+    await eventually(() => c.state.current === E && c.state.replies.at(-1).recovered === true, 15000,
+      `node ${name}'s client back in the cluster's stream (${JSON.stringify(c.state.replies.at(-1))})`);
+  }
+  const inCluster = (c) => c.state.got.filter((m) => m.epoch === E);
+  await eventually(() => inCluster(a).length >= 50 && inCluster(b).length >= 50, 15000,
+    `50 in the cluster's stream (A ${inCluster(a).length}, B ${inCluster(b).length})`);
+  await sleep(300);
+  for (const [name, c] of [["A", a], ["B", b]]) {
+    const got = inCluster(c);
+    assert.equal(got.length, 50, `node ${name}: each once`);
+    got.forEach((m, k) => {
+      if (m.seq !== k + 1) assert.fail(`node ${name}: message ${k} has seq ${m.seq}`);
+      assert.equal(m.from, k < 20 ? "before" : "during");
+    });
+  }
   r = await ctl(nodes[1], "--json", "cluster");
   assert.equal(JSON.parse(r.stdout).node.up, true);
-  await c.socket.close();
+  await a.socket.close();
+  await b.socket.close();
 });
 
 test("an unusable Redis stops kronopd at start with a clear line: unreachable or wrong password 3, a bad URL 2", async () => {

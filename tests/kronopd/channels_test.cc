@@ -75,6 +75,18 @@ TEST_F(RouterTest, JoinIsAcceptedAndSubscribesTheServerReplies) {
   EXPECT_EQ(topics(), std::vector<std::string>{"reel:123"});
 }
 
+TEST_F(RouterTest, TheServerDropsAChannelWhoseStreamChangedAndNamesItsJoinRef) {
+  send(R"(["3","3","reel:1","phx_join",{}])");
+  send(R"(["4","4","reel:2","phx_join",{}])");
+  EXPECT_EQ(router_.drop("reel:1"), std::optional<std::string>(R"("3")"));
+  EXPECT_EQ(topics(), std::vector<std::string>{"reel:2"});
+  EXPECT_EQ(router_.drop("reel:1"), std::nullopt);
+  // Joined again (the client's rejoin): a first join, with a subscription.
+  send(R"(["5","5","reel:1","phx_join",{}])");
+  EXPECT_TRUE(out_.joined);
+  EXPECT_EQ(out_.subscribe, "reel:1");
+}
+
 TEST_F(RouterTest, UnmatchedTopicJoinIsRefusedWithANullJoinRef) {
   send(R"(["3","3","nope:1","phx_join",{}])");
   EXPECT_EQ(out_.replies,

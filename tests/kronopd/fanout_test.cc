@@ -3,6 +3,8 @@
 // messages per topic and hands them to the loops with subscribers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "fanout.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/reel.pb.h"
@@ -299,6 +301,49 @@ TEST_F(DispatcherTest, SyncRepliesSayWhereTheStreamStandsAndWhichBatchHoldsIt) {
   EXPECT_EQ(b->syncs[0].epoch, seq_.current("reel:5").epoch);
   EXPECT_EQ(b->syncs[0].durable, 7u);
   EXPECT_EQ(b->messages.size(), 2u);
+}
+
+// A stream change (a cluster node cut off from Redis, or back): what was staged goes first,
+// then the reset, to the loops with subscribers only; what is staged after it, and the
+// syncs answered after it, are of the sequencer now in force, and say whether it is local.
+TEST_F(DispatcherTest, AResetComesAfterWhatWasStagedAndBeforeTheNewStream) {
+  LocalSequencer other;
+  other.seed("reel:1", {500, 4242});
+  Dispatcher d({&inboxes_[0], &inboxes_[1]}, seq_);
+  d.report_interest(0, "reel:1", true);
+  d.report_interest(0, "reel:2", true);
+  d.report_interest(1, "reel:2", true);
+  publish(d, "reel:1");
+  d.reset("reel:1");
+  d.reset("reel:9");  // no subscriber: nothing to tell
+  d.use_sequencer(other, true);
+  d.request_sync(0, "reel:1", 5);
+  d.end_batch(0);
+  const auto list = inboxes_[0].batches.take_all();
+  const MessageBatch *first = list.head();
+  ASSERT_NE(first, nullptr);
+  ASSERT_EQ(first->messages.size(), 1u);
+  EXPECT_EQ(first->resets, (std::vector<std::string>{"reel:1"}));
+  const MessageBatch *second = first->next;
+  ASSERT_NE(second, nullptr);
+  EXPECT_TRUE(second->resets.empty());
+  ASSERT_EQ(second->syncs.size(), 1u);
+  EXPECT_EQ(second->syncs[0].epoch, 4242u);
+  EXPECT_EQ(second->syncs[0].last_seq, 500u);
+  EXPECT_TRUE(second->syncs[0].local);
+  EXPECT_TRUE(delivered(1).empty());
+  d.reset_all();  // one batch per loop, every topic it has subscribers of
+  std::vector<std::string> r0, r1;
+  for (auto [i, out] : {std::pair{0, &r0}, std::pair{1, &r1}}) {
+    const auto l = inboxes_[i].batches.take_all();
+    ASSERT_NE(l.head(), nullptr);
+    EXPECT_EQ(l.head()->next, nullptr);
+    *out = l.head()->resets;
+  }
+  std::sort(r0.begin(), r0.end());
+  EXPECT_EQ(r0, (std::vector<std::string>{"reel:1", "reel:2"}));
+  EXPECT_EQ(r1, (std::vector<std::string>{"reel:2"}));
+  EXPECT_EQ(d.counters().resets.load(), 3u);  // topics reset (reel:9 had no subscriber)
 }
 
 // Joins of topics no one publishes to (an outsider can make up any number) leave nothing
