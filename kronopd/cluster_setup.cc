@@ -60,6 +60,9 @@ Result<ClusterNodeOptions> cluster_options(const Config &config) {
     o.endpoint.password = std::move(password).value();
   }
   o.history.size = config.redis_history_size;
+  // The pipeline keeps at most max_queued / 2 waiting (Pipeline::max_outstanding): a drain
+  // pass read before the check may add to them.
+  o.max_queued = 2 * config.redis_max_waiting;
   o.history.ttl_s = config.redis_history_ttl;
   return o;
 }

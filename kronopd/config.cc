@@ -313,6 +313,11 @@ void add_options(CLI::App &app, Config &config) {
                  "message")
       ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
       ->capture_default_str();
+  app.add_option("--redis-max-waiting", config.redis_max_waiting,
+                 "This host's records waiting in memory for Redis (slow or away); past it "
+                 "they wait in the durable log (without one, in the producers' rings)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000}))
+      ->capture_default_str();
   app.add_option("--drain-ms", config.drain_ms,
                  "On SIGTERM: stop accepting, send clients a system_notice, close them (1012) in "
                  "batches spread over half this time, flush the log, and exit within it")

@@ -56,6 +56,9 @@ struct Config {
   std::string redis_password_file;
   uint64_t redis_history_size = 10'000;  // messages a topic's history keeps in Redis
   uint64_t redis_history_ttl = 86'400;   // seconds a topic's keys live after its last message
+  // This host's records waiting in memory for Redis to number them; past it they wait in
+  // the durable log (cluster_outbox.h), or, without one, in the rings.
+  uint64_t redis_max_waiting = 50'000;
   // SIGTERM: the whole drain (tell clients, close them in batches, flush the log) takes at
   // most this long.
   uint64_t drain_ms = 5000;

@@ -146,16 +146,9 @@ int main(int argc, char **argv) {
                     PipelineOptions::of(config, log_store != nullptr, after_unclean_stop),
                     std::make_unique<LocalSequencer>(), inboxes, reels, log_store.get(),
                     cluster.get());
-  if (cluster && log_store) {
-    // What Redis had not taken when kronopd last stopped is sent again, before the rings.
-    auto outbox = read_outbox(*log_store);
-    if (!outbox.ok()) {
-      KLOG_ERROR("event=log_open_failed error=%s", log::q(outbox.error().message).c_str());
-      return 1;
-    }
-    pipeline.resend_first(std::move(outbox).value());
-    keep_outbox(*log_store, *cluster);
-  }
+  // Redis's acknowledgements become the log's outbox marks (what Redis had not taken when
+  // kronopd last stopped, the pipeline sends again).
+  if (cluster && log_store) keep_outbox(*log_store, *cluster);
   for (auto &l : loops) l->set_dispatcher(&pipeline.dispatcher());
   // kronopd's own ring in a retired segment is given back at once, not at its next publish.
   pipeline.on_segment_recreated([&publisher] { publisher.let_go_if_retired(); });

@@ -63,7 +63,12 @@ Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions opti
       }
       cluster_->want(topic, interested);
     });
+    max_outstanding_ = std::max<uint64_t>(cluster_->options().max_queued / 2, 1);
     cluster_streams_.on_new_stream([this](const std::string &topic) { dispatcher_.reset(topic); });
+    if (log_ != nullptr) {
+      outbox_ = std::make_unique<ClusterOutbox>(*log_, max_outstanding_ / 2);
+      outbox_->start_behind(log_->outbox());
+    }
     cluster_->on_events([this] { consumer_->wake(); });
   }
 }
@@ -103,8 +108,15 @@ uint64_t Pipeline::publish(const EnvelopeView &view) {
   const TopicKey topic(view.topic);
   const StreamPosition at = sequencer_->next(topic);
   if (cluster_ != nullptr) {
-    to_forward_.push_back(ForwardRecord{std::string(view.topic), view.producer_id,
-                                        view.producer_seq, envelope_bytes(view), at.seq});
+    ForwardRecord record{std::string(view.topic), view.producer_id, view.producer_seq,
+                         envelope_bytes(view), at.seq};
+    // Past the bound in memory, or behind it already, a topic's records wait in the log.
+    if (outbox_ &&
+        (outbox_->behind(record.topic) || outstanding() + to_forward_.size() >= max_outstanding_)) {
+      outbox_->keep(std::move(record));
+    } else {
+      to_forward_.push_back(std::move(record));
+    }
     if (local_) dispatcher_.stage(view, topic, at.seq);
   } else {
     dispatcher_.stage(view, topic, at.seq);
@@ -201,19 +213,18 @@ void Pipeline::end_pass() {
   to_forward_.clear();
 }
 
-void Pipeline::resend_some() {
-  const uint64_t room = kMaxOutstanding - std::min<uint64_t>(outstanding(), kMaxOutstanding);
-  const std::size_t n = std::min<std::size_t>(room, outbox_.size() - outbox_next_);
-  if (n == 0) return;
-  const auto first = outbox_.begin() + static_cast<std::ptrdiff_t>(outbox_next_);
-  std::vector<ForwardRecord> chunk(std::make_move_iterator(first),
-                                   std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
-  outbox_next_ += n;
-  if (outbox_next_ == outbox_.size()) {
-    outbox_ = {};
-    outbox_next_ = 0;
-  }
-  forward(std::move(chunk));
+void Pipeline::catch_up_outbox() {
+  if (!outbox_ || !outbox_->behind() || !cluster_->up()) return;
+  const uint64_t now = monotonic_ms(), waiting = outstanding();
+  if (now < next_catch_up_ms_ || waiting >= max_outstanding_ / 2) return;
+  std::vector<ForwardRecord> out;
+  const std::size_t limit = max_outstanding_ - waiting;
+  outbox_->catch_up(
+      limit, [this](const std::string &topic) { return sequencer_->current(topic).seq; }, out);
+  // A full round: more is waiting, the next one at once; otherwise the log is being
+  // written, looked at again shortly.
+  next_catch_up_ms_ = out.size() >= std::min(limit, ClusterOutbox::kMaxReadPerRound) ? 0 : now + 5;
+  forward(std::move(out));
 }
 
 void Pipeline::forward(std::vector<ForwardRecord> records) {
@@ -227,11 +238,9 @@ std::size_t Pipeline::drain_pass() {
   if (down_since_ms_ != 0 && !local_ && monotonic_ms() - down_since_ms_ >= kGoLocalAfterMs) {
     go_local(true);
   }
-  if (outbox_next_ < outbox_.size()) resend_some();
-  // Redis slow or away: the rings keep what waits, not this process. What the log holds and
-  // Redis never took goes before any ring's records (a producer's reach Redis in order).
-  paused_ =
-      cluster_ != nullptr && (outstanding() >= kMaxOutstanding || outbox_next_ < outbox_.size());
+  catch_up_outbox();
+  // Redis slow or away, and no log to keep what waits: the rings keep it, not this process.
+  paused_ = cluster_ != nullptr && !outbox_ && outstanding() >= max_outstanding_;
   const std::size_t n =
       paused_ ? 0
               : consumer_->drain(
@@ -265,8 +274,10 @@ void Pipeline::run() {
       // Spin only right after records arrived: that is when the next one is likely to be
       // microseconds away. After an idle timeout nothing is coming, so sleep at once.
       // Positions waiting for the log's commit: look again soon, the producers want the room.
-      consumer_->wait_for_records(had_records ? options_.spin_ns : 0,
-                                  release_.waiting() ? 1 : options_.idle_timeout_ms);
+      // And the outbox's catch-up, while topics are behind.
+      consumer_->wait_for_records(
+          had_records ? options_.spin_ns : 0,
+          release_.waiting() || (outbox_ && outbox_->behind()) ? 1 : options_.idle_timeout_ms);
     }
     had_records = n > 0;
   }

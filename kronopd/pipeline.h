@@ -43,8 +43,10 @@
 // interest changes become subscriptions, and its sync answers wait for a topic's position.
 // - kronop-cluster (cluster_node.h): the Redis links; talks to this thread through handoff
 //   stacks, and wakes it when events wait.
-// While more than kMaxOutstanding records wait for Redis (it is slow or away), no ring is
-// read: the rings hold what producers publish, and fill, rather than kronopd's memory.
+// At most --redis-max-waiting records wait for Redis in memory (it is slow or away); past that
+// they wait in the durable log (cluster_outbox.h) and are read back once Redis takes more.
+// Without a log, no ring is read past the bound: the rings hold what producers publish,
+// and fill, rather than kronopd's memory.
 // CUT OFF from Redis (a link down for kGoLocalAfterMs: a shorter blip only delays delivery,
 // and the subscriptions catch up), the node delivers this host's records to its clients
 // under the host's own numbering (the local log's streams), and goes back to Redis's once
@@ -62,6 +64,7 @@
 #include <vector>
 
 #include "cluster_node.h"
+#include "cluster_outbox.h"
 #include "cluster_sequencer.h"
 #include "config.h"
 #include "durability.h"
@@ -94,7 +97,6 @@ struct PipelineOptions {
 
 class Pipeline {
  public:
-  static constexpr uint64_t kMaxOutstanding = ClusterForwarder::kDefaultMaxQueued / 2;
   static constexpr uint64_t kGoLocalAfterMs = 1000;
   // `log`: the durable log (null: none). Numbering continues where the log left each topic,
   // and records the log already holds are skipped when read again. `cluster` (null: a single
@@ -111,9 +113,6 @@ class Pipeline {
   void on_segment_recreated(std::function<void()> hook) {
     ingest_.on_segment_recreated(std::move(hook));
   }
-  // Before start(), in a cluster: records the log holds that Redis has not taken (the
-  // outbox, cluster_outbox.h), forwarded before any record read from a ring.
-  void resend_first(std::vector<ForwardRecord> records) { outbox_ = std::move(records); }
   void start();
   // Stops the thread; what it has read is fanned out and submitted to the log.
   void stop();
@@ -150,8 +149,8 @@ class Pipeline {
   uint64_t outstanding() const;
   // Cluster mode: hands records to the node, counted as outstanding.
   void forward(std::vector<ForwardRecord> records);
-  // Cluster mode: the next records of the outbox, as far as the bound on outstanding allows.
-  void resend_some();
+  // Cluster mode with a log: a round of the outbox's catch-up, when it is due.
+  void catch_up_outbox();
 
   std::unique_ptr<ipc::Consumer> consumer_;
   PipelineOptions options_;
@@ -166,10 +165,11 @@ class Pipeline {
   ReplayEpochs replay_;
   std::vector<StoredMessage> to_log_;      // the pass's records
   std::vector<ForwardRecord> to_forward_;  // cluster mode: the pass's records for Redis
-  uint64_t forwarded_ = 0;                 // cluster mode: records handed to the node
-  // Cluster mode: sent before the rings are read, at most kMaxOutstanding at a time.
-  std::vector<ForwardRecord> outbox_;
-  std::size_t outbox_next_ = 0;
+  uint64_t max_outstanding_ = 0;  // cluster mode: records waiting in memory for Redis, at most
+  uint64_t forwarded_ = 0;        // cluster mode: records handed to the node
+  // Cluster mode with a log: the topics whose records wait in the log (cluster_outbox.h).
+  std::unique_ptr<ClusterOutbox> outbox_;
+  uint64_t next_catch_up_ms_ = 0;
   bool paused_ = false;                  // cluster mode: the last pass read no ring
   bool local_ = false;                   // cluster mode: cut off, delivering locally
   uint64_t down_since_ms_ = 0;           // cluster mode: when a link went down (0: up)

@@ -103,7 +103,10 @@ const nodes = [];
 
 before(async () => {
   redis = await new Redis().start();
-  for (let i = 0; i < 3; i++) nodes.push(await startDaemon({ extraArgs: ["--redis", redis.url] }));
+  // At most 2,000 records wait in memory for Redis: past that, in the log (the outbox).
+  for (let i = 0; i < 3; i++) {
+    nodes.push(await startDaemon({ extraArgs: ["--redis", redis.url, "--redis-max-waiting", "2000"] }));
+  }
 });
 
 after(async () => {
@@ -342,10 +345,13 @@ test("Redis away: degraded, each node delivers its own producers' messages under
     assert.notEqual(c.state.current, E, `node ${name}: another stream`);
     assert.equal(c.state.replies.at(-1).recovered, false);
   }
-  // Published on A while Redis is away: A's clients get them at once, under A's stream.
-  r = await publish(nodes[0], topic, 30, "during");
+  // Published on A while Redis is away, more than wait in memory (--redis-max-waiting): A's
+  // clients get them at once, under A's stream; the rest waits in A's log.
+  const during = 5000;
+  r = await publish(nodes[0], topic, during, "during");
   assert.equal(r.code, 0, r.stderr);
-  await eventually(() => a.state.got.length >= 50, 10000, `A's 30 while cut off (has ${a.state.got.length})`);
+  await eventually(() => a.state.got.length >= 20 + during, 30000,
+    `A's ${during} while cut off (has ${a.state.got.length})`);
   const local = a.state.got.slice(20);
   assert.ok(local.every((m) => m.epoch === a.state.current && m.from === "during"), JSON.stringify(local[0]));
   local.forEach((m, k) => assert.equal(m.seq, local[0].seq + k, "A's own stream is gap-free"));
@@ -354,19 +360,21 @@ test("Redis away: degraded, each node delivers its own producers' messages under
 
   await redis.restart();
   await eventually(async () => (await ctl(nodes[1], "health")).code === 0, 15000, "health ok again");
-  // Back in the cluster's stream, recovered from where each client left it: the 30 were
-  // numbered by Redis once A forwarded them.
+  // Back in the cluster's stream, recovered from where each client left it: what A
+  // published meanwhile was numbered by Redis once A forwarded it (from memory, then from
+  // its log).
   for (const [name, c] of [["A", a], ["B", b]]) {
     await eventually(() => c.state.current === E && c.state.replies.at(-1).recovered === true, 15000,
       `node ${name}'s client back in the cluster's stream (${JSON.stringify(c.state.replies.at(-1))})`);
   }
   const inCluster = (c) => c.state.got.filter((m) => m.epoch === E);
-  await eventually(() => inCluster(a).length >= 50 && inCluster(b).length >= 50, 15000,
-    `50 in the cluster's stream (A ${inCluster(a).length}, B ${inCluster(b).length})`);
+  const total = 20 + during;
+  await eventually(() => inCluster(a).length >= total && inCluster(b).length >= total, 30000,
+    `${total} in the cluster's stream (A ${inCluster(a).length}, B ${inCluster(b).length})`);
   await sleep(300);
   for (const [name, c] of [["A", a], ["B", b]]) {
     const got = inCluster(c);
-    assert.equal(got.length, 50, `node ${name}: each once`);
+    assert.equal(got.length, total, `node ${name}: each once`);
     got.forEach((m, k) => {
       if (m.seq !== k + 1) assert.fail(`node ${name}: message ${k} has seq ${m.seq}`);
       assert.equal(m.from, k < 20 ? "before" : "during");

@@ -366,11 +366,17 @@ TEST(LogStore, KeepsTheClusterOutboxMarksAndDropsThemAsASingleHost) {
     EXPECT_EQ(outbox[0].topic, "reel:1");
     EXPECT_EQ(outbox[0].taken_seq, 4u);
     EXPECT_EQ(outbox[0].last_seq, 10u);
-    auto records = read_outbox(*store.value());
-    ASSERT_TRUE(records.ok()) << records.error().message;
-    ASSERT_EQ(records.value().size(), 6u);
+    // What the outbox sends again: the records above the mark, as their Envelopes.
+    ClusterOutbox o(*store.value(), 100);
+    o.start_behind(outbox);
+    EXPECT_TRUE(o.behind("reel:1"));
+    std::vector<ForwardRecord> records;
+    o.catch_up(
+        100, [](const std::string &) { return 10u; }, records);
+    EXPECT_FALSE(o.behind()) << "caught up: forwarded live again";
+    ASSERT_EQ(records.size(), 6u);
     for (std::size_t k = 0; k < 6; ++k) {
-      const ForwardRecord &r = records.value()[k];
+      const ForwardRecord &r = records[k];
       EXPECT_EQ(r.topic, "reel:1");
       EXPECT_EQ(r.local_seq, 5 + k);
       EXPECT_EQ(r.producer_id, 5u);
@@ -395,6 +401,85 @@ TEST(LogStore, KeepsTheClusterOutboxMarksAndDropsThemAsASingleHost) {
     s.submit(std::move(batch));
   });
   EXPECT_EQ(query(path, "SELECT taken_seq FROM cluster_outbox"), 11);
+}
+
+// Records past the bound wait in the log; a busy topic catches up through its tail: the
+// records the log has not committed yet come from memory, after those read from the log,
+// and the topic is forwarded live again; a round never gives more than its limit.
+TEST(ClusterOutbox, ABehindTopicCatchesUpFromTheLogThenItsTailInOrder) {
+  test::TempDir dir;
+  LogOptions cluster;
+  cluster.retention_age_ms = 0;
+  cluster.cluster_outbox = true;
+  auto store = LogStore::open(dir.path + "/kronop.db", cluster);
+  ASSERT_TRUE(store.ok());
+  LogStore &log = *store.value();
+  log.start();
+  ClusterOutbox o(log, 100);
+  auto forward_record = [](uint64_t seq) {
+    return ForwardRecord{"reel:1", 5, seq, "envelope-" + std::to_string(seq), seq};
+  };
+  uint64_t numbered = 0;
+  auto publish = [&](uint64_t n, bool kept) {
+    std::vector<StoredMessage> batch;
+    for (uint64_t i = 0; i < n; ++i) {
+      ++numbered;
+      batch.push_back(record("reel:1", numbered, 5, numbered));
+      if (kept) o.keep(forward_record(numbered));
+    }
+    return log.submit(std::move(batch));
+  };
+  const auto last = [&](const std::string &) { return numbered; };
+  publish(3, false);              // 1..3 forwarded live
+  uint64_t b = publish(4, true);  // 4..7 over the bound: the topic is behind, its tail has them
+  ASSERT_TRUE(eventually([&] { return log.committed() >= b; }));
+  std::vector<ForwardRecord> out;
+  o.catch_up(100, last, out);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].envelope, "envelope-4") << "from the tail: nothing to read";
+  EXPECT_FALSE(o.behind());
+
+  // Behind from a start (the mark at 7): the log is read; the records numbered meanwhile
+  // are read in the next round, and those after it come from the tail.
+  o.start_behind({LogStore::OutboxTopic{"reel:1", 7, 7}});
+  b = publish(5, true);  // 8..12, in the tail? not yet: the tail opens after a round
+  ASSERT_TRUE(eventually([&] { return log.committed() >= b; }));
+  out.clear();
+  o.catch_up(3, last, out);  // a bounded round: 8..10
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out.back().local_seq, 10u);
+  EXPECT_TRUE(o.behind());
+  o.catch_up(100, last, out);  // 11..12 from the log; then nothing left
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out.back().local_seq, 12u);
+  EXPECT_FALSE(o.behind());
+  for (std::size_t k = 0; k < out.size(); ++k) EXPECT_EQ(out[k].local_seq, 8 + k);
+  EXPECT_EQ(out[0].producer_seq, 8u);
+
+  // A round that finds the log short of what is numbered opens the tail.
+  o.start_behind({LogStore::OutboxTopic{"reel:1", 12, 12}});
+  o.keep(forward_record(++numbered));  // 13: numbered, not yet submitted to the log
+  out.clear();
+  o.catch_up(100, last, out);
+  EXPECT_TRUE(out.empty());
+  EXPECT_TRUE(o.behind());
+  o.keep(forward_record(++numbered));  // 14: into the tail
+  std::vector<StoredMessage> batch{record("reel:1", 13, 5, 13), record("reel:1", 14, 5, 14)};
+  b = log.submit(std::move(batch));
+  ASSERT_TRUE(eventually([&] { return log.committed() >= b; }));
+  o.catch_up(1, last, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(o.behind()) << "no room for the tail in this round";
+  o.catch_up(100, last, out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].local_seq, 13u);
+  kronop::v1::Envelope from_log;
+  ASSERT_TRUE(from_log.ParseFromString(out[0].envelope)) << "read from the log";
+  EXPECT_EQ(from_log.producer_seq(), 13u);
+  EXPECT_EQ(out[1].envelope, "envelope-14") << "the tail follows the log's records";
+  EXPECT_FALSE(o.behind());
+  EXPECT_EQ(o.counters().from_tail, 5u);
+  log.stop();
 }
 
 TEST(LogStore, RefusesANewerSchemaAndFilesThatAreNotALog) {
