@@ -386,6 +386,84 @@ test("Redis away: degraded, each node delivers its own producers' messages under
   await b.socket.close();
 });
 
+test("a fourth node started at run time, told only the Redis URL, serves clients at once in the cluster's streams", async () => {
+  const topic = "reel:9008";
+  const a = clusterClient(await connectPhoenix(nodes[0]), topic);
+  await a.first;
+  let r = await publish(nodes[0], topic, 10, "before");
+  assert.equal(r.code, 0, r.stderr);
+  await eventually(() => a.state.got.length >= 10, 10000, "the first 10 on node A");
+  const fourth = await startDaemon({ extraArgs: ["--redis", redis.url, "--redis-max-waiting", "2000"] });
+  try {
+    // A client that had the first 5 recovers the rest on the new node, then gets live ones,
+    // including those the new node's own producer publishes.
+    const socket = await connectPhoenix(fourth);
+    const got = [];
+    const channel = socket.channel(topic, { last_seq: 5, epoch: a.state.cluster });
+    channel.on("reel_update", (p) => got.push(p));
+    const reply = await withTimeout(
+      new Promise((resolve, reject) => channel.join().receive("ok", resolve).receive("error", reject)),
+      10000,
+      "the join on the fourth node",
+    );
+    assert.equal(reply.recovered, true, JSON.stringify(reply));
+    assert.equal(reply.epoch, a.state.cluster);
+    r = await publish(fourth, topic, 10, "fourth");
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(() => got.length >= 15 && a.state.got.length >= 20, 10000,
+      `the new node's client (${got.length}) and node A's (${a.state.got.length})`);
+    await sleep(200);
+    assert.deepEqual(got.map((p) => p.seq), Array.from({ length: 15 }, (_, k) => 6 + k));
+    assert.deepEqual(a.state.got.map((m) => m.seq), Array.from({ length: 20 }, (_, k) => 1 + k));
+    assert.deepEqual(a.state.got.slice(10).map((m) => m.from), Array(10).fill("fourth"));
+    await socket.close();
+  } finally {
+    assert.deepEqual(await fourth.stop(), { code: 0, signal: null }, fourth.tail());
+  }
+  await a.socket.close();
+});
+
+test("a rolling restart of every node under a sustained publish loses nothing; each client reconnects and recovers gap-free", async () => {
+  const topic = "reel:9009";
+  const clients = [];
+  for (const d of nodes) {
+    for (let k = 0; k < 2; k++) clients.push(clusterClient(await connectPhoenix(d), topic));
+  }
+  await Promise.all(clients.map((c) => c.first));
+  const E = clients[0].state.cluster;
+  assert.ok(clients.every((c) => c.state.cluster === E), "one stream");
+  // Published on node C (restarted last) and on node A (restarted first): while a node is
+  // down its producer's ring holds what it publishes.
+  const total = 6000;
+  const publishers = [nodes[0], nodes[2]].map((d, i) =>
+    run(kronopctlBin(),
+      ["--shm-name", d.shmName, "publish", "--topic", topic, "--event", "reel_update",
+        "--json", JSON.stringify({ from: `p${i}` }), "--count", String(total / 2), "--rate", "400",
+        "--wait-ms", "30000"],
+      120000));
+  for (const d of nodes) {
+    await sleep(1000);
+    await d.restart({ signal: "SIGTERM", exitMs: 15000 });
+  }
+  const results = await Promise.all(publishers);
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  const inCluster = (c) => c.state.got.filter((m) => m.epoch === E);
+  for (const [i, c] of clients.entries()) {
+    await eventually(() => inCluster(c).length >= total, 60000, `client ${i} to have ${total} (has ${inCluster(c).length})`, 200);
+  }
+  await sleep(300);
+  for (const [i, c] of clients.entries()) {
+    const got = inCluster(c);
+    assert.equal(got.length, total, `client ${i}: each once`);
+    got.forEach((m, k) => {
+      if (m.seq !== k + 1) assert.fail(`client ${i}: message ${k} has seq ${m.seq}`);
+    });
+    assert.ok(c.state.replies.length >= 2, `client ${i} rejoined after its node restarted`);
+    assert.ok(c.state.replies.slice(1).every((r) => r.recovered === true), `client ${i}: ${JSON.stringify(c.state.replies)}`);
+  }
+  for (const c of clients) await c.socket.close();
+});
+
 test("an unusable Redis stops kronopd at start with a clear line: unreachable or wrong password 3, a bad URL 2", async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "kronop-cluster-"));
   try {
