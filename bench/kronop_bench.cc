@@ -63,6 +63,9 @@ using kronop::daemon::LatencyHistogram;
 struct Options {
   std::string host = "127.0.0.1";
   int port = 4000;
+  // More servers' ports (a kronopd cluster's other nodes): connection i connects to the i-th
+  // of [port, more_ports...], round robin, while the publisher publishes to the first.
+  std::vector<int> more_ports;
   std::string mode = "phoenix";  // phoenix | raw
   std::string path;              // phoenix: /ws/websocket?vsn=2.0.0; raw: with {topic}/{id}
   uint64_t connections = 100;
@@ -88,6 +91,13 @@ struct Options {
   // someone (tracked by presence) rather than anonymous.
   std::string token_secret;
 };
+
+// The port connection `index` connects to.
+int port_of(const Options &o, int index) {
+  const std::size_t n = o.more_ports.size() + 1;
+  const std::size_t k = static_cast<std::size_t>(index) % n;
+  return k == 0 ? o.port : o.more_ports[k - 1];
+}
 
 std::string topic_name(const Options &o, uint64_t i) { return o.topic_prefix + std::to_string(i); }
 std::string topic_id(const Options &o, uint64_t i) {
@@ -412,7 +422,8 @@ void on_connect(uv_connect_t *req, int status) {
     path += kronop::mint_token(o.token_secret, "bench-" + std::to_string(c->index), false, now,
                                now + 3600);
   }
-  conn_write(c, "GET " + path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
+  conn_write(c, "GET " + path + " HTTP/1.1\r\nHost: " + o.host + ":" +
+                    std::to_string(port_of(o, c->index)) +
                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                     "Sec-WebSocket-Version: 13\r\n\r\n");
@@ -446,7 +457,7 @@ void start_connects(Worker *w) {
       uv_tcp_bind(&c->tcp, reinterpret_cast<const sockaddr *>(&local), 0);
     }
     sockaddr_in addr{};
-    uv_ip4_addr(o.host.c_str(), o.port, &addr);
+    uv_ip4_addr(o.host.c_str(), port_of(o, c->index), &addr);
     ++w->connecting;
     int rc =
         uv_tcp_connect(&c->connect, &c->tcp, reinterpret_cast<const sockaddr *>(&addr), on_connect);
@@ -953,6 +964,10 @@ int main(int argc, char **argv) {
       "at a fixed rate, delivery latency percentiles and the server's CPU and memory"};
   app.add_option("--host", o.host, "Server address (IPv4)")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->capture_default_str();
+  app.add_option("--more-ports", o.more_ports,
+                 "Other servers' ports (a cluster's other nodes): subscribers are spread over "
+                 "--port and these, round robin; the publisher publishes to --port's")
+      ->delimiter(',');
   app.add_option("--mode", o.mode,
                  "phoenix: Phoenix Channels V2 (join each topic); raw: plain WebSocket per topic "
                  "(kronopd's /ws/reel/ID, or a peer server)")
