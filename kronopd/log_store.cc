@@ -277,70 +277,61 @@ LogStore::~LogStore() {
   ZSTD_freeCCtx(zstd_);
 }
 
-std::unordered_map<std::string, LogStore::TopicState> LogStore::topics() {
-  std::unordered_map<std::string, TopicState> out;
+namespace {
+// Calls fn(statement) for each row `sql` gives (none when it cannot be prepared).
+template <class Fn>
+void each_row(sqlite3 *db, const char *sql, Fn &&fn) {
   sqlite3_stmt *st = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT name, last_seq, epoch FROM topics", -1, &st, nullptr) !=
-      SQLITE_OK)
-    return out;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    const auto *name = reinterpret_cast<const char *>(sqlite3_column_text(st, 0));
-    out[name] = TopicState{static_cast<uint64_t>(sqlite3_column_int64(st, 1)),
-                           static_cast<uint64_t>(sqlite3_column_int64(st, 2))};
+  if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) fn(st);
   }
   sqlite3_finalize(st);
+}
+
+uint64_t column_u64(sqlite3_stmt *st, int i) {
+  return static_cast<uint64_t>(sqlite3_column_int64(st, i));
+}
+const char *column_text(sqlite3_stmt *st, int i) {
+  return reinterpret_cast<const char *>(sqlite3_column_text(st, i));
+}
+}  // namespace
+
+std::unordered_map<std::string, LogStore::TopicState> LogStore::topics() {
+  std::unordered_map<std::string, TopicState> out;
+  each_row(db_, "SELECT name, last_seq, epoch FROM topics", [&out](sqlite3_stmt *st) {
+    out[column_text(st, 0)] = TopicState{column_u64(st, 1), column_u64(st, 2)};
+  });
   return out;
 }
 
 std::unordered_map<uint64_t, uint64_t> LogStore::producers() {
   std::unordered_map<uint64_t, uint64_t> out;
-  sqlite3_stmt *st = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT producer_id, last_seq FROM producers", -1, &st, nullptr) !=
-      SQLITE_OK)
-    return out;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    out[static_cast<uint64_t>(sqlite3_column_int64(st, 0))] =
-        static_cast<uint64_t>(sqlite3_column_int64(st, 1));
-  }
-  sqlite3_finalize(st);
+  each_row(db_, "SELECT producer_id, last_seq FROM producers",
+           [&out](sqlite3_stmt *st) { out[column_u64(st, 0)] = column_u64(st, 1); });
   return out;
 }
 
 std::vector<UserRow> LogStore::users() {
   std::vector<UserRow> out;
-  sqlite3_stmt *st = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT user_id, status, current_reel, activity, last_seen_ms FROM "
-                         "presence ORDER BY last_seen_ms",
-                         -1, &st, nullptr) != SQLITE_OK)
-    return out;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    UserRow r;
-    r.user_id = reinterpret_cast<const char *>(sqlite3_column_text(st, 0));
-    r.status = sqlite3_column_int(st, 1);
-    r.current_reel = sqlite3_column_int(st, 2);
-    r.activity = reinterpret_cast<const char *>(sqlite3_column_text(st, 3));
-    r.last_seen_ms = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
-    out.push_back(std::move(r));
-  }
-  sqlite3_finalize(st);
+  each_row(
+      db_,
+      "SELECT user_id, status, current_reel, activity, last_seen_ms FROM presence ORDER BY "
+      "last_seen_ms",
+      [&out](sqlite3_stmt *st) {
+        out.push_back(UserRow{column_text(st, 0), sqlite3_column_int(st, 1),
+                              sqlite3_column_int(st, 2), column_text(st, 3), column_u64(st, 4)});
+      });
   return out;
 }
 
 std::vector<LogStore::OutboxTopic> LogStore::outbox() {
   std::vector<OutboxTopic> out;
-  sqlite3_stmt *st = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT t.name, o.taken_seq, t.last_seq FROM cluster_outbox o JOIN "
-                         "topics t ON t.id = o.topic_id WHERE t.last_seq > o.taken_seq",
-                         -1, &st, nullptr) != SQLITE_OK)
-    return out;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    out.push_back(OutboxTopic{reinterpret_cast<const char *>(sqlite3_column_text(st, 0)),
-                              static_cast<uint64_t>(sqlite3_column_int64(st, 1)),
-                              static_cast<uint64_t>(sqlite3_column_int64(st, 2))});
-  }
-  sqlite3_finalize(st);
+  each_row(db_,
+           "SELECT t.name, o.taken_seq, t.last_seq FROM cluster_outbox o JOIN topics t ON t.id = "
+           "o.topic_id WHERE t.last_seq > o.taken_seq",
+           [&out](sqlite3_stmt *st) {
+             out.push_back(OutboxTopic{column_text(st, 0), column_u64(st, 1), column_u64(st, 2)});
+           });
   return out;
 }
 
