@@ -55,7 +55,7 @@ void ClusterForwarder::send(const std::string &name, Topic &t) {
   records.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     const ForwardRecord &r = t.records[i];
-    records.push_back({r.producer_id, r.producer_seq, r.envelope});
+    records.push_back({r.producer_id, r.producer_seq, r.envelope, r.counter});
   }
   const std::vector<std::string> argv = numbering_command(name, records, t.new_epoch, limits_);
   const std::vector<std::string_view> views(argv.begin(), argv.end());

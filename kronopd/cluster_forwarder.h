@@ -39,6 +39,7 @@ struct ForwardRecord {
   uint64_t producer_seq = 0;
   std::string envelope;    // the record's Envelope bytes
   uint64_t local_seq = 0;  // its seq in this host's log (the outbox's mark; 0: not logged)
+  CounterOp counter = CounterOp::kNone;  // what it does to its reel's totals (reels.h)
 };
 
 struct ForwarderCounters {

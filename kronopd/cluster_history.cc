@@ -4,6 +4,7 @@
 
 #include "cluster_numbering.h"
 #include "redis_reply.h"
+#include "reels.h"
 
 namespace kronop::daemon {
 
@@ -115,18 +116,27 @@ Result<HistoryRange> read_history_reply(const redisReply &reply, uint64_t after,
     if (!parse_entry_id(reply_text(*e->element[0]), &h.seq) || h.seq <= previous || h.seq > until) {
       return bad("a history entry's id is not a seq of the range, in order");
     }
+    // Fields: m = the message; n = its reel's totals, for a counted one.
     const redisReply &fields = *e->element[1];
     bool found = false;
     for (std::size_t f = 0; f + 1 < fields.elements; f += 2) {
       if (fields.element[f] == nullptr || fields.element[f + 1] == nullptr) break;
-      if (reply_text(*fields.element[f]) == "m" &&
-          fields.element[f + 1]->type == REDIS_REPLY_STRING) {
-        h.envelope.assign(fields.element[f + 1]->str, fields.element[f + 1]->len);
+      const redisReply &value = *fields.element[f + 1];
+      if (value.type != REDIS_REPLY_STRING) continue;
+      const std::string_view name = reply_text(*fields.element[f]);
+      if (name == "m") {
+        h.envelope.assign(value.str, value.len);
         found = true;
-        break;
+      } else if (name == "n") {
+        if (!parse_totals({value.str, value.len}, &h.totals)) {
+          return bad("a history entry's totals are not LIKES,COMMENTS,SHARES");
+        }
+        h.counted = true;
       }
     }
     if (!found) return bad("a history entry has no message");
+    std::string counted;
+    if (h.counted && with_totals(h.envelope, h.totals, &counted)) h.envelope.swap(counted);
     previous = h.seq;
     out.entries.push_back(std::move(h));
   }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kronop/result.h"
+#include "reel_counters.h"
 #include "sequencer.h"
 
 namespace kronop::daemon {
@@ -32,7 +33,9 @@ Result<StreamPosition> read_position_reply(const redisReply &reply);
 
 struct HistoryEntry {
   uint64_t seq = 0;
-  std::string envelope;
+  std::string envelope;  // as delivered: with its reel's totals written in, if it has them
+  bool counted = false;  // it moved or carries its reel's totals (cluster_numbering.h):
+  ReelCounters totals;
 };
 struct HistoryRange {
   uint64_t epoch = 0;                 // 0: the topic has no stream

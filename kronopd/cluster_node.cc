@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "cluster_subscriptions.h"
+#include "reels.h"
 #include "sequencer.h"
 
 namespace kronop::daemon {
@@ -62,7 +63,11 @@ void ClusterNode::start() {
         e->topic = topic;
         e->epoch = m.epoch;
         e->seq = m.seq;
-        e->envelope = m.envelope;
+        e->counted = m.counted;
+        e->totals = m.totals;
+        if (!m.counted || !with_totals(m.envelope, m.totals, &e->envelope)) {
+          e->envelope = m.envelope;
+        }
         emit(std::move(e));
       },
       [this](bool, const std::string &) { on_link_state(); });
@@ -146,6 +151,8 @@ void ClusterNode::catch_up(std::string topic, uint64_t after, uint64_t until) {
         e->epoch = r.value().epoch;
         e->seq = h.seq;
         e->envelope = std::move(h.envelope);
+        e->counted = h.counted;
+        e->totals = h.totals;
         emit(std::move(e));
       }
     }

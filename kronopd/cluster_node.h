@@ -63,7 +63,9 @@ struct ClusterEvent {
   std::string topic;
   uint64_t epoch = 0;
   uint64_t seq = 0;
-  std::string envelope;
+  std::string envelope;  // with its reel's totals written in, when it carries them
+  bool counted = false;  // the message moved or carries its reel's totals, which are:
+  ReelCounters totals;
   std::string reason;
   ClusterEvent *next = nullptr;
 };

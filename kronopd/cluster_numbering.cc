@@ -12,6 +12,7 @@ namespace {
 
 // KEYS: meta, history, then each record's producer key. ARGV: the epoch of a new stream,
 // history size, ttl (s), channel, then per record: producer id ("0": none), producer seq,
+// counter op ("-": none; l, c, s: one more like, comment, share; t: the totals only),
 // envelope bytes. Answer: the epoch, then per record its seq (0: a duplicate).
 constexpr const char *kScript = R"lua(
 local epoch = redis.call('HGET', KEYS[1], 'e')
@@ -21,17 +22,28 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
 end
 local out = {epoch}
-for i = 1, (#ARGV - 4) / 3 do
-  local producer, pseq, envelope = ARGV[3 * i + 2], ARGV[3 * i + 3], ARGV[3 * i + 4]
+local counted = {l = 'likes', c = 'comments', s = 'shares'}
+for i = 1, (#ARGV - 4) / 4 do
+  local producer, pseq, op, envelope = ARGV[4 * i + 1], ARGV[4 * i + 2], ARGV[4 * i + 3], ARGV[4 * i + 4]
   local last = producer ~= '0' and redis.call('GET', KEYS[i + 2])
   if last and tonumber(last) >= tonumber(pseq) then
     out[#out + 1] = 0
   else
     local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
     local s = string.format('%d', seq)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], s .. '-0', 'm', envelope)
+    local head = epoch .. ':' .. s
+    if op == '-' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], s .. '-0', 'm', envelope)
+    else
+      local field = counted[op]
+      if field then redis.call('HINCRBY', KEYS[1], field, 1) end
+      local c = redis.call('HMGET', KEYS[1], 'likes', 'comments', 'shares')
+      local totals = (c[1] or '0') .. ',' .. (c[2] or '0') .. ',' .. (c[3] or '0')
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], s .. '-0', 'm', envelope, 'n', totals)
+      head = head .. '#' .. totals
+    end
     if producer ~= '0' then redis.call('SET', KEYS[i + 2], pseq, 'EX', ARGV[3]) end
-    redis.call('SPUBLISH', ARGV[4], epoch .. ':' .. s .. ':' .. envelope)
+    redis.call('SPUBLISH', ARGV[4], head .. ':' .. envelope)
     out[#out + 1] = seq
   end
 end
@@ -79,7 +91,7 @@ std::vector<std::string> numbering_command(std::string_view topic,
   const TopicKeys keys = TopicKeys::of(topic);
   std::vector<std::string> argv = {"EVALSHA", numbering_script_sha1(),
                                    std::to_string(2 + records.size()), keys.meta, keys.history};
-  argv.reserve(3 + 2 + 4 * records.size() + 4);
+  argv.reserve(3 + 2 + 5 * records.size() + 4);
   for (const NumberingRecord &r : records) argv.push_back(keys.producer(r.producer_id));
   argv.push_back(std::to_string(new_epoch));
   argv.push_back(std::to_string(limits.size));
@@ -88,6 +100,8 @@ std::vector<std::string> numbering_command(std::string_view topic,
   for (const NumberingRecord &r : records) {
     argv.push_back(std::to_string(r.producer_id));
     argv.push_back(std::to_string(r.producer_seq));
+    argv.emplace_back(r.counter == CounterOp::kNone ? "-"
+                                                    : std::string(1, static_cast<char>(r.counter)));
     argv.emplace_back(r.envelope);
   }
   return argv;
@@ -124,14 +138,38 @@ Result<NumberedBatch> read_numbering_reply(const redisReply &reply, std::size_t 
   return b;
 }
 
+bool parse_totals(std::string_view text, ReelCounters *out) {
+  int64_t *fields[] = {&out->likes, &out->comments, &out->shares};
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto comma = i < 2 ? text.find(',') : text.size();
+    uint64_t v = 0;
+    if (comma == std::string_view::npos || !parse_decimal_u64(text.substr(0, comma), &v) ||
+        v > static_cast<uint64_t>(INT64_MAX)) {
+      return false;
+    }
+    *fields[i] = static_cast<int64_t>(v);
+    text.remove_prefix(i < 2 ? comma + 1 : comma);
+  }
+  return true;
+}
+
 Result<NumberedMessage> parse_numbered_message(std::string_view payload) {
+  // EPOCH:SEQ:ENVELOPE, or EPOCH:SEQ#L,C,S:ENVELOPE (the reel's totals after it).
   const auto first = payload.find(':');
-  const auto second = first == std::string_view::npos ? first : payload.find(':', first + 1);
+  const auto seq_end =
+      first == std::string_view::npos ? first : payload.find_first_of(":#", first + 1);
+  const auto second = seq_end == std::string_view::npos ? seq_end : payload.find(':', seq_end);
   NumberedMessage m;
   if (second == std::string_view::npos || !parse_decimal_u64(payload.substr(0, first), &m.epoch) ||
-      !parse_decimal_u64(payload.substr(first + 1, second - first - 1), &m.seq) || m.epoch == 0 ||
+      !parse_decimal_u64(payload.substr(first + 1, seq_end - first - 1), &m.seq) || m.epoch == 0 ||
       m.seq == 0) {
     return Error{-EPROTO, "not EPOCH:SEQ:ENVELOPE"};
+  }
+  if (payload[seq_end] == '#') {
+    if (!parse_totals(payload.substr(seq_end + 1, second - seq_end - 1), &m.totals)) {
+      return Error{-EPROTO, "not EPOCH:SEQ#LIKES,COMMENTS,SHARES:ENVELOPE"};
+    }
+    m.counted = true;
   }
   m.envelope = payload.substr(second + 1);
   return m;

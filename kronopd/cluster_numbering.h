@@ -16,7 +16,11 @@
 //      below {T}:p:ID is a duplicate (sent again after kronopd or Redis restarted without
 //      its answer) and changes nothing; any other gets seq = s + 1, is appended to the
 //      history (trimmed to about --redis-history-size entries) and published on the
-//      channel as "EPOCH:SEQ:" + the envelope's bytes;
+//      channel as "EPOCH:SEQ:" + the envelope's bytes. A record that moves its reel's
+//      totals (reels.h, CounterOp) moves them in the meta hash (fields likes, comments,
+//      shares) and goes out with them: "EPOCH:SEQ#L,C,S:" + the envelope, and field
+//      n = "L,C,S" in the history. The totals are the stream's: a new stream starts them
+//      at 0, and they expire with it;
 //   3. every key expires after --redis-history-ttl without publishing.
 //
 // Why a batch per topic, and why the caller keeps at most one call per topic in flight:
@@ -38,6 +42,7 @@
 #include <vector>
 
 #include "kronop/result.h"
+#include "reel_counters.h"
 
 namespace kronop::daemon {
 
@@ -63,7 +68,8 @@ const std::string &numbering_script_sha1();
 struct NumberingRecord {
   uint64_t producer_id = 0;  // 0: kronopd's own message, never sent twice (no key)
   uint64_t producer_seq = 0;
-  std::string_view envelope;  // the record's Envelope bytes
+  std::string_view envelope;             // the record's Envelope bytes
+  CounterOp counter = CounterOp::kNone;  // what it does to its reel's totals (reels.h)
 };
 
 // The EVALSHA command that numbers `records` of `topic` in order; `new_epoch` is the epoch a
@@ -85,8 +91,13 @@ struct NumberedMessage {
   uint64_t epoch = 0;
   uint64_t seq = 0;
   std::string_view envelope;  // points into the payload read
+  bool counted = false;       // it moved or carries its reel's totals, which are:
+  ReelCounters totals;
 };
-// "EPOCH:SEQ:ENVELOPE" read back (outside input: every node checks the envelope again).
+// "EPOCH:SEQ:ENVELOPE", or "EPOCH:SEQ#L,C,S:ENVELOPE" for a counted one, read back (outside
+// input: every node checks the envelope again).
 Result<NumberedMessage> parse_numbered_message(std::string_view payload);
+// "L,C,S": a reel's likes, comments and shares as the numbering script writes them.
+bool parse_totals(std::string_view text, ReelCounters *out);
 
 }  // namespace kronop::daemon

@@ -7,6 +7,7 @@
 #include "kronop/clock.h"
 #include "log.h"
 #include "message.h"
+#include "reels.h"
 
 namespace kronop::daemon {
 
@@ -95,8 +96,8 @@ void ClusterOutbox::round(std::size_t limit,
     if (!t.tail.empty()) q.until_seq = t.tail.front().local_seq - 1;
     q.limit = limit - out.size();
     auto read = reader_->read(q, [&](const StoredMessage &m) {
-      out.push_back(
-          ForwardRecord{m.topic, m.producer_id, m.producer_seq, envelope_bytes(m.view()), m.seq});
+      out.push_back(ForwardRecord{m.topic, m.producer_id, m.producer_seq, envelope_bytes(m.view()),
+                                  m.seq, counter_op(m.view())});
       t.forwarded = m.seq;
       return true;
     });

@@ -108,7 +108,7 @@ uint64_t Pipeline::publish(const EnvelopeView &view) {
   const StreamPosition at = sequencer_->next(topic);
   if (cluster_ != nullptr) {
     ForwardRecord record{std::string(view.topic), view.producer_id, view.producer_seq,
-                         envelope_bytes(view), at.seq};
+                         envelope_bytes(view),    at.seq,           counter_op(view)};
     // Past the bound in memory, or behind it already, a topic's records wait in the log.
     if (outbox_ &&
         (outbox_->behind(record.topic) || outstanding() + to_forward_.size() >= max_outstanding_)) {
@@ -141,6 +141,8 @@ void Pipeline::deliver_cluster_message(const ClusterEvent &m) {
   }
   const TopicKey topic(view.topic);
   dispatcher_.stage(view, topic, m.seq);
+  // The cluster's totals (counted by Redis): what the REST API and a cut-off node go on from.
+  if (m.counted) reels_.set_counters(view.topic, m.totals);
   reels_.remember(view, m.seq);
 }
 

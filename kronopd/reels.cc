@@ -12,6 +12,66 @@
 
 namespace kronop::daemon {
 
+namespace {
+
+// A counter update's body. JSON, so that JSON clients get the counts as numbers; protobuf
+// clients get it as the ReelUpdate it maps onto (update_data's values as decimal text).
+std::string counter_update_json(std::string_view topic, const ReelCounters &c, uint64_t at_ns) {
+  const int32_t reel = reel_number(topic);
+  std::string json = "{";
+  if (reel != 0) json += "\"reel_id\":" + std::to_string(reel) + ",";
+  json += "\"update_data\":";
+  json += counters_json(c);
+  json += ",\"timestamp\":" + std::to_string(at_ns / 1'000'000) + ",\"priority\":\"low\"}";
+  return json;
+}
+
+// The Interaction an interaction record carries (typed, or a JSON body that maps onto one).
+bool read_interaction(const EnvelopeView &view, kronop::v1::Interaction *in) {
+  if (view.body_kind == BodyKind::kInteraction) {
+    return in->ParseFromArray(view.body.data(), static_cast<int>(view.body.size()));
+  }
+  return view.body_kind == BodyKind::kJson && json_to_message(view.body, in);
+}
+
+}  // namespace
+
+CounterOp counter_op(const EnvelopeView &view) {
+  if (!view.topic.starts_with("reel:")) return CounterOp::kNone;
+  if (view.event == "reel_update") {
+    return view.producer_id == 0 && view.body_kind == BodyKind::kJson ? CounterOp::kTotals
+                                                                      : CounterOp::kNone;
+  }
+  kronop::v1::Interaction in;
+  if (view.event != "interaction" || !read_interaction(view, &in)) return CounterOp::kNone;
+  switch (in.kind()) {
+    case kronop::v1::Interaction::KIND_LIKE:
+      return CounterOp::kLike;
+    case kronop::v1::Interaction::KIND_COMMENT:
+      return CounterOp::kComment;
+    case kronop::v1::Interaction::KIND_SHARE:
+      return CounterOp::kShare;
+    default:
+      return CounterOp::kNone;
+  }
+}
+
+bool with_totals(std::string_view envelope, const ReelCounters &totals, std::string *out) {
+  kronop::v1::Envelope e;
+  if (!e.ParseFromArray(envelope.data(), static_cast<int>(envelope.size()))) return false;
+  if (e.has_interaction()) {
+    kronop::v1::Interaction *in = e.mutable_interaction();
+    in->set_like_count(totals.likes);
+    in->set_comment_count(totals.comments);
+    in->set_share_count(totals.shares);
+  } else if (e.event() == "reel_update" && e.has_json()) {
+    e.set_json(counter_update_json(e.topic(), totals, e.publish_time_ns()));
+  } else {
+    return false;
+  }
+  return e.SerializeToString(out);
+}
+
 ReelState::ReelState(std::size_t recent_per_reel, std::size_t max_reels)
     : recent_per_reel_(recent_per_reel == 0 ? 1 : recent_per_reel),
       max_reels_(max_reels == 0 ? 1 : max_reels) {}
@@ -51,13 +111,7 @@ bool ReelState::count_interaction(const EnvelopeView &view, EnvelopeView *out) {
   if (!view.topic.starts_with("reel:")) return false;
   kronop::v1::Envelope e;
   kronop::v1::Interaction *in = e.mutable_interaction();
-  if (view.body_kind == BodyKind::kInteraction) {
-    if (!in->ParseFromArray(view.body.data(), static_cast<int>(view.body.size()))) return false;
-  } else if (view.body_kind == BodyKind::kJson) {
-    if (!json_to_message(view.body, in)) return false;
-  } else {
-    return false;
-  }
+  if (!read_interaction(view, in)) return false;
   ReelCounters totals;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -121,19 +175,12 @@ void ReelState::flush_counter_updates(const std::function<void(const EnvelopeVie
   }
   const uint64_t now_ns = realtime_ns();
   for (const auto &[topic, c] : changed) {
-    // A JSON body, so that JSON clients get the counts as numbers; protobuf clients get it
-    // as the ReelUpdate it maps onto (update_data's values as decimal text).
-    const int32_t reel = reel_number(topic);
-    std::string json = "{";
-    if (reel != 0) json += "\"reel_id\":" + std::to_string(reel) + ",";
-    json += "\"update_data\":" + counters_json(c) +
-            ",\"timestamp\":" + std::to_string(now_ns / 1'000'000) + ",\"priority\":\"low\"}";
     kronop::v1::Envelope e;
     e.set_topic(topic);
     e.set_event("reel_update");
     e.set_publish_time_ns(now_ns);
     e.set_priority(kronop::v1::PRIORITY_LOW);  // the next counter update supersedes it
-    e.set_json(std::move(json));
+    e.set_json(counter_update_json(topic, c, now_ns));
     std::string bytes = e.SerializeAsString();
     EnvelopeView view;
     if (validator_.validate(bytes, view) == Reject::kNone) dispatch(view);
@@ -166,6 +213,11 @@ std::optional<ReelState::Snapshot> ReelState::snapshot(std::string_view topic,
     if (MessagePtr m = Message::make(view, u.seq)) s.updates.emplace_back(u.seq, m->payload_json());
   }
   return s;
+}
+
+void ReelState::set_counters(std::string_view topic, const ReelCounters &totals) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  touch(topic).counters = totals;
 }
 
 uint64_t ReelState::reels() const {

@@ -26,6 +26,7 @@
 
 #include "envelope_validation.h"
 #include "fanout.h"
+#include "reel_counters.h"
 #include "topic_key.h"
 
 namespace kronop::daemon {
@@ -33,13 +34,22 @@ namespace kronop::daemon {
 // The numeric id of reel:<id>, 0 when the id is not a positive int32.
 int32_t reel_number(std::string_view topic);
 
-struct ReelCounters {
-  int64_t likes = 0;
-  int64_t comments = 0;
-  int64_t shares = 0;
-};
 // {"likes":L,"comments":C,"shares":S}
 std::string counters_json(const ReelCounters &c);
+
+// CLUSTER MODE (DESIGN.md §8): the totals are Redis's, so that every node shows the same and
+// each interaction counts once. The numbering script moves a reel's totals as it numbers
+// the records that change them, and hands them out with the message (cluster_numbering.h);
+// each node then writes them into what it delivers, as it does on one host.
+//
+// What a record does to its reel's totals, in the numbering script's terms: an interaction
+// of a counted kind moves one of them ('l', 'c', 's'); kronopd's own counter update (a
+// reel_update made by flush_counter_updates: producer 0) carries them ('t'); anything else
+// has nothing to do with them (0).
+CounterOp counter_op(const EnvelopeView &view);
+// `envelope` (a valid record's bytes) as delivered with `totals`: an interaction carrying
+// them, a counter update whose update_data is them. False when it is neither (left as is).
+bool with_totals(std::string_view envelope, const ReelCounters &totals, std::string *out);
 
 class ReelState {
  public:
@@ -65,6 +75,8 @@ class ReelState {
     std::vector<std::pair<uint64_t, std::string>> updates;  // seq, payload
   };
   std::optional<Snapshot> snapshot(std::string_view topic, std::size_t limit) const;
+  // Ingest thread, cluster mode: the reel's totals as Redis gave them with a message.
+  void set_counters(std::string_view topic, const ReelCounters &totals);
   uint64_t reels() const;
 
  private:

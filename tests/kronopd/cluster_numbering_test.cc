@@ -158,14 +158,71 @@ TEST_F(NumberingTest, TheShardChannelCarriesEpochSeqAndTheEnvelope) {
   redisFree(sub);
 }
 
+TEST_F(NumberingTest, CountedRecordsMoveTheirReelsTotalsOnceAndCarryThem) {
+  timeval timeout{2, 0};
+  redisContext *sub = redisConnectWithTimeout("127.0.0.1", redis.port(), timeout);
+  ASSERT_TRUE(sub != nullptr && sub->err == 0);
+  redisSetTimeout(sub, timeout);
+  auto *ack = static_cast<redisReply *>(redisCommand(sub, "SSUBSCRIBE %s", "{reel:7}"));
+  ASSERT_NE(ack, nullptr);
+  freeReplyObject(ack);
+  // Two producers' likes, a comment, a like sent again (not counted again), kronopd's own
+  // counter update (carries the totals, moves nothing), and a record that is not counted.
+  const NumberedBatch b = number_batch("reel:7", {{1, 1, "like-a", CounterOp::kLike},
+                                                  {2, 1, "like-b", CounterOp::kLike},
+                                                  {2, 2, "comment", CounterOp::kComment},
+                                                  {1, 1, "like-a", CounterOp::kLike},
+                                                  {0, 0, "update", CounterOp::kTotals},
+                                                  {1, 2, "plain", CounterOp::kNone},
+                                                  {1, 3, "share", CounterOp::kShare}});
+  EXPECT_EQ(b.seqs, (std::vector<uint64_t>{1, 2, 3, 0, 4, 5, 6}));
+  struct Expected {
+    std::string envelope;
+    bool counted;
+    ReelCounters totals;
+  };
+  const std::vector<Expected> expected = {{"like-a", true, {1, 0, 0}},  {"like-b", true, {2, 0, 0}},
+                                          {"comment", true, {2, 1, 0}}, {"update", true, {2, 1, 0}},
+                                          {"plain", false, {}},         {"share", true, {2, 1, 1}}};
+  for (const Expected &e : expected) {
+    void *raw = nullptr;
+    ASSERT_EQ(redisGetReply(sub, &raw), REDIS_OK);
+    auto *push = static_cast<redisReply *>(raw);
+    auto m = parse_numbered_message({push->element[2]->str, push->element[2]->len});
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    EXPECT_EQ(m.value().envelope, e.envelope);
+    EXPECT_EQ(m.value().counted, e.counted) << e.envelope;
+    EXPECT_EQ(m.value().totals.likes, e.totals.likes) << e.envelope;
+    EXPECT_EQ(m.value().totals.comments, e.totals.comments) << e.envelope;
+    EXPECT_EQ(m.value().totals.shares, e.totals.shares) << e.envelope;
+    freeReplyObject(push);
+  }
+  redisFree(sub);
+  // The history keeps them with the message; a lost meta starts the totals again.
+  EXPECT_EQ(redis.command({"HMGET", "{reel:7}:m", "likes", "comments", "shares"}), "2\n1\n1");
+  redis.command({"DEL", "{reel:7}:m"});
+  number_batch("reel:7", {{1, 9, "like", CounterOp::kLike}});
+  EXPECT_EQ(redis.command({"HMGET", "{reel:7}:m", "likes", "comments", "shares"}),
+            "1\n(nil)\n(nil)");
+}
+
 TEST(NumberedMessage, BadPayloadsAreRefused) {
-  for (const char *bad : {"", "1:2", ":1:x", "1::x", "0:1:x", "1:0:x", "a:1:x", "1:b:x",
-                          "99999999999999999999999:1:x", "-1:1:x"}) {
+  for (const char *bad :
+       {"", "1:2", ":1:x", "1::x", "0:1:x", "1:0:x", "a:1:x", "1:b:x",
+        "99999999999999999999999:1:x", "-1:1:x", "1:2#:x", "1:2#1,2:x", "1:2#1,2,3,4:x",
+        "1:2#1,,3:x", "1:2#1,2,-3:x", "1:2#1,2,99999999999999999999:x", "1:2#1,2,3"}) {
     EXPECT_FALSE(parse_numbered_message(bad).ok()) << bad;
   }
   auto m = parse_numbered_message("5:6:");
   ASSERT_TRUE(m.ok());
   EXPECT_TRUE(m.value().envelope.empty());
+  EXPECT_FALSE(m.value().counted);
+  m = parse_numbered_message("5:6#7,0,9:a:b#");
+  ASSERT_TRUE(m.ok());
+  EXPECT_TRUE(m.value().counted);
+  EXPECT_EQ(m.value().totals.likes, 7);
+  EXPECT_EQ(m.value().totals.shares, 9);
+  EXPECT_EQ(m.value().envelope, "a:b#");
 }
 
 }  // namespace
