@@ -21,8 +21,9 @@ constexpr char kBase36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 // Digits of a uint64_t in base 36 and base 10, at most.
 constexpr std::size_t kMaxBase36 = 13;
 constexpr std::size_t kMaxBase10 = 20;
-// "F" and 8 random characters.
+// "F" and 8 random characters; other nodes' prefixes, at most kMaxPrefix characters.
 constexpr std::size_t kPrefixSize = 9;
+constexpr std::size_t kMaxPrefix = 16;
 
 // The id of the next meta, process-wide: refs stay unique with several hubs (the tests).
 std::atomic<uint64_t> g_next_meta_id{1};
@@ -71,12 +72,12 @@ bool parse_ref(std::string_view ref, uint64_t &id) {
 }
 
 // {"phx_ref":"REF","online_at":MS}, written on the stack and appended at once (this is the
-// inner loop of encoding a big topic's state).
-void append_meta(std::string &out, uint64_t id, uint64_t online_at) {
+// inner loop of encoding a big topic's state). `prefix`: the meta's node's.
+void append_meta(std::string &out, const std::string &prefix, uint64_t id, uint64_t online_at) {
   static constexpr std::string_view kHead = R"({"phx_ref":")";
   static constexpr std::string_view kMiddle = R"(","online_at":)";
-  const std::string &prefix = ref_prefix();
-  char buf[kHead.size() + kPrefixSize + kMaxBase36 + kMiddle.size() + kMaxBase10 + 1];
+  assert(prefix.size() <= kMaxPrefix);
+  char buf[kHead.size() + kMaxPrefix + kMaxBase36 + kMiddle.size() + kMaxBase10 + 1];
   char *p = std::copy(kHead.begin(), kHead.end(), buf);
   p = std::copy(prefix.begin(), prefix.end(), p);
   p = std::to_chars(p, p + kMaxBase36, id, 36).ptr;
@@ -97,6 +98,8 @@ PresenceHub::PresenceHub() : PresenceHub(Options{}) {}
 
 PresenceHub::PresenceHub(Options options) : options_(options) {}
 
+const std::string &PresenceHub::node_id() { return ref_prefix(); }
+
 // ---------------------------------------------------------------------------------------
 // Topic presence
 
@@ -106,23 +109,9 @@ std::string PresenceHub::track(const std::string &topic, const std::string &user
   {
     std::lock_guard lock(mu_);
     TopicNode &tn = *topic_table_.try_emplace(topic).first;
-    Topic &t = tn.second;
-    UserNode &un = *t.users.try_emplace(user).first;
-    UserMetas &u = un.second;
     // Taken under the lock, so that ids grow in the order metas are added (see Meta).
     id = g_next_meta_id.fetch_add(1, std::memory_order_relaxed);
-    u.joins.push_back({id, now_ms, false});
-    if (!u.dirty) {
-      u.dirty = true;
-      t.dirty_users.push_back(&un);
-    }
-    if (!t.dirty) {
-      t.dirty = true;
-      dirty_topics_.push_back(&tn);
-    }
-    if (u.live() == 1) ++t.live_users;
-    if (t.live_metas++ == 0) topics_.fetch_add(1, std::memory_order_relaxed);
-    metas_.fetch_add(1, std::memory_order_relaxed);
+    add_meta_locked(tn, user, Meta{id, now_ms, 0, false});
   }
   std::string ref;
   ref.reserve(ref_prefix().size() + kMaxBase36);
@@ -136,44 +125,90 @@ void PresenceHub::untrack(const std::string &topic, const std::string &user,
   if (!parse_ref(phx_ref, id)) return;
   std::lock_guard lock(mu_);
   const auto tit = topic_table_.find(topic);
-  if (tit == topic_table_.end()) return;
-  TopicNode &tn = *tit;
+  if (tit != topic_table_.end()) remove_meta_locked(*tit, user, 0, id);
+}
+
+void PresenceHub::mark_dirty_locked(TopicNode &tn, UserNode &un) {
+  if (!un.second.dirty) {
+    un.second.dirty = true;
+    tn.second.dirty_users.push_back(&un);
+  }
+  if (!tn.second.dirty) {
+    tn.second.dirty = true;
+    dirty_topics_.push_back(&tn);
+  }
+}
+
+bool PresenceHub::add_meta_locked(TopicNode &tn, const std::string &user, const Meta &meta) {
+  Topic &t = tn.second;
+  UserNode &un = *t.users.try_emplace(user).first;
+  UserMetas &u = un.second;
+  const auto less = [](const Meta &a, const Meta &b) { return a.before(b); };
+  if (meta.node != 0) {
+    // Another node's: it may be told again (a state after a diff), or after it left.
+    const auto same = [&](const std::vector<Meta> &v) {
+      const auto it = std::lower_bound(v.begin(), v.end(), meta, less);
+      return it != v.end() && it->node == meta.node && it->id == meta.id;
+    };
+    if (same(u.flushed) || same(u.joins)) return false;
+  }
+  // This node's ids grow, and its metas sort first: a track appends.
+  u.joins.insert(std::upper_bound(u.joins.begin(), u.joins.end(), meta, less), meta);
+  mark_dirty_locked(tn, un);
+  if (u.live() == 1) ++t.live_users;
+  if (t.live_metas++ == 0) topics_.fetch_add(1, std::memory_order_relaxed);
+  metas_.fetch_add(1, std::memory_order_relaxed);
+  if (meta.node != 0) {
+    ++t.remote_metas;
+    ++nodes_[meta.node].metas;
+  }
+  return true;
+}
+
+bool PresenceHub::remove_meta_locked(TopicNode &tn, const std::string &user, uint32_t node,
+                                     uint64_t id) {
   Topic &t = tn.second;
   const auto uit = t.users.find(user);
-  if (uit == t.users.end()) return;
+  if (uit == t.users.end()) return false;
   UserMetas &u = uit->second;
-  const auto by_id = [](const Meta &m, uint64_t v) { return m.id < v; };
-
-  const auto j = std::lower_bound(u.joins.begin(), u.joins.end(), id, by_id);
-  if (j != u.joins.end() && j->id == id) {
+  const Meta key{id, 0, node, false};
+  const auto less = [](const Meta &a, const Meta &b) { return a.before(b); };
+  const auto j = std::lower_bound(u.joins.begin(), u.joins.end(), key, less);
+  if (j != u.joins.end() && j->node == node && j->id == id) {
     // Joined since the last flush: the two cancel out. The user and topic are already
-    // dirty (since the track), so the flush erases what is left empty.
+    // dirty (since the join), so the flush erases what is left empty.
     u.joins.erase(j);
+    if (node != 0) {
+      --t.remote_metas;
+      release_node_locked(node);
+    }
   } else {
-    const auto f = std::lower_bound(u.flushed.begin(), u.flushed.end(), id, by_id);
-    if (f == u.flushed.end() || f->id != id || f->leaving) return;
+    const auto f = std::lower_bound(u.flushed.begin(), u.flushed.end(), key, less);
+    if (f == u.flushed.end() || f->node != node || f->id != id || f->leaving) return false;
     // Still in the flushed state (state() shows it until the next flush), and in that
     // flush's leaves.
     f->leaving = true;
     ++u.leaving;
-    if (!u.dirty) {
-      u.dirty = true;
-      t.dirty_users.push_back(&*uit);
-    }
-    if (!t.dirty) {
-      t.dirty = true;
-      dirty_topics_.push_back(&tn);
-    }
+    mark_dirty_locked(tn, *uit);
   }
   if (u.live() == 0) --t.live_users;
   if (--t.live_metas == 0) topics_.fetch_sub(1, std::memory_order_relaxed);
   metas_.fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+void PresenceHub::release_node_locked(uint32_t node) {
+  RemoteNode &n = nodes_[node];
+  if (--n.metas != 0) return;
+  node_index_.erase(n.id);
+  n.id.clear();
+  free_nodes_.push_back(node);
 }
 
 // `"USER":{"metas":[META,...]}` for the metas in [begin, end) (only those leaving when
 // `only_leaving`); META is {"phx_ref":"REF","online_at":MS}.
 void PresenceHub::append_metas(std::string &out, const std::string &user, const Meta *begin,
-                               const Meta *end, bool only_leaving) {
+                               const Meta *end, bool only_leaving) const {
   out += '"';
   out += user;
   out += "\":{\"metas\":[";
@@ -182,16 +217,16 @@ void PresenceHub::append_metas(std::string &out, const std::string &user, const 
     if (only_leaving && !m->leaving) continue;
     if (!first) out += ',';
     first = false;
-    append_meta(out, m->id, m->online_at);
+    append_meta(out, m->node == 0 ? ref_prefix() : nodes_[m->node].id, m->id, m->online_at);
   }
   out += "]}";
 }
 
-std::string PresenceHub::encode_state(const Topic &t) {
+std::string PresenceHub::encode_state(const Topic &t) const {
   // One allocation: an upper bound of the size (`"U":{"metas":[]},` per user, the longest
   // meta and a comma per meta).
   const std::size_t max_meta =
-      sizeof R"({"phx_ref":"","online_at":},)" - 1 + ref_prefix().size() + kMaxBase36 + kMaxBase10;
+      sizeof R"({"phx_ref":"","online_at":},)" - 1 + kMaxPrefix + kMaxBase36 + kMaxBase10;
   std::size_t size = 2;
   for (const auto &[user, u] : t.users) {
     if (!u.flushed.empty()) size += user.size() + 16 + u.flushed.size() * max_meta;
@@ -226,6 +261,7 @@ std::size_t PresenceHub::flush(std::vector<Diff> &out) {
   std::size_t produced = 0;
   std::string joins;
   std::string leaves;
+  Diff own;  // Options::replicate: this node's changes of the topic
   for (TopicNode *tn : dirty_topics_) {
     Topic &t = tn->second;
     joins.clear();
@@ -237,18 +273,38 @@ std::size_t PresenceHub::flush(std::vector<Diff> &out) {
         if (!leaves.empty()) leaves += ',';
         append_metas(leaves, un->first, u.flushed.data(), u.flushed.data() + u.flushed.size(),
                      true);
-        std::erase_if(u.flushed, [](const Meta &m) { return m.leaving; });
+        std::erase_if(u.flushed, [&](const Meta &m) {
+          if (!m.leaving) return false;
+          if (m.node != 0) {
+            --t.remote_metas;
+            release_node_locked(m.node);
+          } else if (options_.replicate) {
+            own.own_leaves.push_back({un->first, m.id, 0});
+          }
+          return true;
+        });
         u.leaving = 0;
       }
       if (!u.joins.empty()) {
         if (!joins.empty()) joins += ',';
         append_metas(joins, un->first, u.joins.data(), u.joins.data() + u.joins.size(), false);
-        // Every pending join has a larger id than every flushed meta: still sorted. A new
-        // user (the common case) takes the vector as it is.
+        if (options_.replicate) {
+          for (const Meta &m : u.joins) {
+            if (m.node == 0) own.own_joins.push_back({un->first, m.id, m.online_at});
+          }
+        }
+        // A new user (the common case) takes the vector as it is. With this node's metas
+        // only, every pending join sorts after every flushed meta; other nodes' may not.
         if (u.flushed.empty()) {
           u.flushed.swap(u.joins);
         } else {
+          const auto old_size = static_cast<std::ptrdiff_t>(u.flushed.size());
+          const bool sorted = u.flushed.back().before(u.joins.front());
           u.flushed.insert(u.flushed.end(), u.joins.begin(), u.joins.end());
+          if (!sorted) {
+            std::inplace_merge(u.flushed.begin(), u.flushed.begin() + old_size, u.flushed.end(),
+                               [](const Meta &a, const Meta &b) { return a.before(b); });
+          }
         }
         u.joins.clear();
       }
@@ -266,7 +322,10 @@ std::size_t PresenceHub::flush(std::vector<Diff> &out) {
       payload += "},\"leaves\":{";
       payload += leaves;
       payload += "}}";
-      out.push_back({tn->first, std::move(payload)});
+      out.push_back(
+          {tn->first, std::move(payload), std::move(own.own_joins), std::move(own.own_leaves)});
+      own.own_joins.clear();
+      own.own_leaves.clear();
       ++produced;
     }
     if (t.users.empty()) topic_table_.erase(topic_table_.find(tn->first));

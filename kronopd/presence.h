@@ -32,6 +32,13 @@
 // that mentions a ref decides whether it is there, as it did on the server. (The reverse
 // order, state() then subscribe, can lose the diff of a flush that falls in between.)
 //
+// Cluster (--redis; cluster_presence.h). A topic's presences are the cluster's: this
+// node's own metas (tracked here) and other nodes' (remote_changes, remote_state), each
+// meta under its node's ref prefix, so that a phx_ref names the node that holds it (the
+// prefix is the node's id in the cluster, node_id()). state() and the diffs show them all.
+// With Options::replicate, flush() also hands out each topic's own changes (Diff::own_*)
+// for the other nodes. A node that dies is dropped (drop_nodes_except): its metas leave.
+//
 // User status. connected()/disconnected() count a user's authenticated sockets; the first
 // one makes the user online (unless they set themselves away), the last one leaving makes
 // them offline and clears what they were doing. set_status() is the user's explicit choice.
@@ -72,7 +79,15 @@ class PresenceHub {
     std::size_t max_users = 1'000'000;
     // A user with no sockets not seen for longer than this is forgotten (lazily).
     uint64_t user_ttl_ms = 24ull * 3600 * 1000;
+    // Cluster mode: flush() hands out this node's own changes too (Diff::own_joins/leaves).
+    bool replicate = false;
+    // Cluster mode: other nodes' metas kept per topic, and other nodes known, at most.
+    std::size_t max_remote_metas_per_topic = 100'000;
+    std::size_t max_remote_nodes = 1024;
   };
+
+  // This process's ref prefix: "F" and 8 random base-36 characters; its id in a cluster.
+  static const std::string &node_id();
 
   PresenceHub();
   explicit PresenceHub(Options options);
@@ -93,13 +108,46 @@ class PresenceHub {
   // topic has no presences). The same object until a flush changes the topic.
   std::shared_ptr<const std::string> state(const std::string &topic);
 
+  // A meta as nodes tell each other (cluster_presence.h): the ref is the node's prefix and
+  // `id` in base 36.
+  struct NodeMeta {
+    std::string user;
+    uint64_t id = 0;
+    uint64_t online_at = 0;  // joins and states only
+  };
   struct Diff {
     std::string topic;
-    std::string payload;  // the presence_diff payload
+    std::string payload;  // the presence_diff payload ("" when nothing changed for clients)
+    // Options::replicate: this node's own joins and leaves in it, for the other nodes.
+    std::vector<NodeMeta> own_joins;
+    std::vector<NodeMeta> own_leaves;
   };
   // Appends one presence_diff per topic whose presences changed since the last flush (a
   // join cancelled by its leave is no change); returns how many it appended.
   std::size_t flush(std::vector<Diff> &out);
+
+  // ---------------------------------------------------------------------------------------
+  // Cluster (presence_remote.cc). `node` is another node's id (its ref prefix), `now_ms` the
+  // monotonic time it was heard from. Outside input: users must be json_safe, and what
+  // passes the bounds (Options) is ignored; each returns false when something was.
+
+  // Node `node`'s joins and leaves on `topic` (a leave of an unknown meta is ignored, as is
+  // a join of a meta already there or gone).
+  bool remote_changes(const std::string &topic, std::string_view node,
+                      const std::vector<NodeMeta> &joins, const std::vector<NodeMeta> &leaves,
+                      uint64_t now_ms);
+  // Node `node`'s whole presence on `topic`: what was known of it there is replaced.
+  bool remote_state(const std::string &topic, std::string_view node,
+                    const std::vector<NodeMeta> &metas, uint64_t now_ms);
+  // Every node not in `alive` that was first heard from before `heard_before_ms` is gone:
+  // its metas leave every topic. Returns the ids of the nodes dropped.
+  std::vector<std::string> drop_nodes_except(const std::vector<std::string> &alive,
+                                             uint64_t heard_before_ms);
+  // This node's own live metas on `topic`, and the topics where it has any.
+  std::vector<NodeMeta> own_metas(const std::string &topic) const;
+  std::vector<std::string> own_topics() const;
+  // Other nodes this hub holds metas of.
+  std::size_t remote_nodes() const;
 
   // Metrics, from any thread without the lock. topics: topics with at least one live meta;
   // metas: live metas (flushed + pending joins - pending leaves); diffs: produced since start.
@@ -171,10 +219,14 @@ class PresenceHub {
   // string of its own, and untrack finds it by binary search: ids grow with each track
   // (taken under the lock), so every user's metas are sorted by id, and pending joins all
   // come after the flushed metas.
+  // Cluster mode: metas are sorted by (node, id) — node 0 is this one, whose ids grow, so
+  // its metas still go at the end — and other nodes' carry their node's index in nodes_.
   struct Meta {
     uint64_t id = 0;
     uint64_t online_at = 0;
+    uint32_t node = 0;     // 0: this node's; else the index of a RemoteNode
     bool leaving = false;  // flushed, untracked since: in the next diff's leaves
+    bool before(const Meta &o) const { return node != o.node ? node < o.node : id < o.id; }
   };
   struct UserMetas {
     std::vector<Meta> flushed;  // as of the last flush (leaving ones included)
@@ -191,7 +243,8 @@ class PresenceHub {
     std::shared_ptr<const std::string> state;  // cached presence_state; null: to rebuild
     std::size_t live_metas = 0;
     std::size_t live_users = 0;
-    bool dirty = false;  // listed in dirty_topics_
+    std::size_t remote_metas = 0;  // Meta structs of other nodes (leaving ones included)
+    bool dirty = false;            // listed in dirty_topics_
   };
   using TopicNode = std::pair<const std::string, Topic>;
 
@@ -208,10 +261,21 @@ class PresenceHub {
     std::list<UserEntryNode *>::iterator idle_pos;
   };
 
-  void meta_gone_locked(Topic &t, std::size_t user_live_after);
-  static void append_metas(std::string &out, const std::string &user, const Meta *begin,
-                           const Meta *end, bool only_leaving);
-  static std::string encode_state(const Topic &t);
+  // Adds a meta (pending join) to `user` on the topic; false when (node, id) is there
+  // already or has left since the last flush.
+  bool add_meta_locked(TopicNode &tn, const std::string &user, const Meta &meta);
+  // Removes the live meta (node, id) of `user` from the topic: a pending join is cancelled,
+  // a flushed one marked leaving. False when there is none.
+  bool remove_meta_locked(TopicNode &tn, const std::string &user, uint32_t node, uint64_t id);
+  void mark_dirty_locked(TopicNode &tn, UserNode &un);
+  // A remote meta struct erased: its node's slot is freed with its last.
+  void release_node_locked(uint32_t node);
+  // The index of node `id`, added (heard from at now_ms) if new; 0 when the table is full
+  // or `id` is not a node id.
+  uint32_t node_index_locked(std::string_view id, uint64_t now_ms);
+  void append_metas(std::string &out, const std::string &user, const Meta *begin, const Meta *end,
+                    bool only_leaving) const;
+  std::string encode_state(const Topic &t) const;
 
   UserEntryNode &find_or_add_user_locked(const std::string &user);
   void touch_idle_locked(UserEntryNode &node);
@@ -219,6 +283,16 @@ class PresenceHub {
   static UserPresence snapshot(const UserEntryNode &node, uint64_t now_ms);
 
   const Options options_;
+
+  // Cluster mode: other nodes whose metas this hub holds; index 0 is unused (this node).
+  struct RemoteNode {
+    std::string id;  // "" for a free slot
+    uint64_t first_heard_ms = 0;
+    std::size_t metas = 0;  // Meta structs of it in the tables (leaving ones included)
+  };
+  std::vector<RemoteNode> nodes_{1};
+  std::vector<uint32_t> free_nodes_;
+  std::unordered_map<std::string, uint32_t> node_index_;
 
   Observer observer_;
   mutable std::mutex mu_;

@@ -647,5 +647,146 @@ TEST(PresenceHubUsers, RestoredUsersAreOfflineOrAwayAndObservedChangesAreReporte
   EXPECT_EQ(seen[2].user_id, "bob");
 }
 
+// ---------------------------------------------------------------------------------------
+// Cluster: other nodes' metas (presence_remote.cc)
+
+std::string remote_ref(const std::string &node, uint64_t id) {
+  static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), kDigits[id % 36]);
+    id /= 36;
+  } while (id != 0);
+  return node + digits;
+}
+
+ParsedDiff flush_one(PresenceHub &hub) {
+  std::vector<PresenceHub::Diff> out;
+  EXPECT_EQ(hub.flush(out), 1u);
+  return out.empty() ? ParsedDiff{} : diff_of(out[0]);
+}
+
+TEST(PresenceHubCluster, OwnChangesAreHandedOutAndOtherNodesMetasJoinTheState) {
+  PresenceHub a(PresenceHub::Options{.replicate = true});
+  const std::string ref = a.track("reel:1", "alice", kT0);
+  std::vector<PresenceHub::Diff> out;
+  ASSERT_EQ(a.flush(out), 1u);
+  ASSERT_EQ(out[0].own_joins.size(), 1u);
+  const PresenceHub::NodeMeta joined = out[0].own_joins[0];
+  EXPECT_EQ(joined.user, "alice");
+  EXPECT_EQ(remote_ref(PresenceHub::node_id(), joined.id), ref) << "the ref is node id + id";
+  EXPECT_EQ(joined.online_at, kT0);
+
+  // Another node takes it in, next to its own user, under the ref the first node gave.
+  PresenceHub b;
+  const std::string node = "Fother001";
+  const std::string bob = b.track("reel:1", "bob", kT0 + 1);
+  ASSERT_TRUE(b.remote_changes("reel:1", node, {{"alice", 7, kT0}}, {}, 1));
+  EXPECT_EQ(b.remote_nodes(), 1u);
+  ParsedDiff d = flush_one(b);
+  EXPECT_EQ(d.joins,
+            (PresenceMap{{"alice", {{remote_ref(node, 7), kT0}}}, {"bob", {{bob, kT0 + 1}}}}));
+  EXPECT_EQ(state_of(b, "reel:1"), d.joins);
+  EXPECT_EQ(b.users_of("reel:1"), 2u);
+  // Told again (a state after a diff): nothing changes.
+  EXPECT_TRUE(b.remote_changes("reel:1", node, {{"alice", 7, kT0}}, {}, 2));
+  out.clear();
+  EXPECT_EQ(b.flush(out), 0u);
+  // Its leave.
+  ASSERT_TRUE(b.remote_changes("reel:1", node, {}, {{"alice", 7, 0}}, 3));
+  d = flush_one(b);
+  EXPECT_EQ(d.leaves, (PresenceMap{{"alice", {{remote_ref(node, 7), kT0}}}}));
+  EXPECT_EQ(b.remote_nodes(), 0u) << "a node with no metas left is forgotten";
+  // Only this node's own metas go to the others.
+  EXPECT_EQ(b.own_topics(), std::vector<std::string>{"reel:1"});
+  ASSERT_EQ(b.own_metas("reel:1").size(), 1u);
+  EXPECT_EQ(b.own_metas("reel:1")[0].user, "bob");
+  out.clear();
+  b.untrack("reel:1", "bob", bob);
+  ASSERT_EQ(b.flush(out), 1u);
+  EXPECT_TRUE(out[0].own_leaves.empty()) << "not replicating: nothing handed out";
+}
+
+TEST(PresenceHubCluster, MetasOfSeveralNodesStaySortedAndLeaveByRef) {
+  PresenceHub hub;
+  const std::string local = hub.track("reel:1", "u", kT0);
+  ASSERT_TRUE(hub.remote_changes("reel:1", "Fzz", {{"u", 5, kT0}, {"u", 3, kT0}}, {}, 1));
+  ASSERT_TRUE(hub.remote_changes("reel:1", "Faa", {{"u", 9, kT0}}, {}, 1));
+  flush_one(hub);
+  const std::string later = hub.track("reel:1", "u", kT0 + 1);
+  ASSERT_TRUE(hub.remote_changes("reel:1", "Fzz", {{"u", 1, kT0}}, {}, 1));
+  flush_one(hub);
+  EXPECT_EQ(hub.metas_of("reel:1"), 6u);
+  // Each leaves by its own (node, id), wherever the merge put it.
+  ASSERT_TRUE(hub.remote_changes("reel:1", "Fzz", {}, {{"u", 3, 0}, {"u", 1, 0}}, 2));
+  hub.untrack("reel:1", "u", local);
+  const ParsedDiff d = flush_one(hub);
+  std::set<std::string> left;
+  for (const auto &m : d.leaves.at("u")) left.insert(m.first);
+  EXPECT_EQ(left, (std::set<std::string>{local, remote_ref("Fzz", 3), remote_ref("Fzz", 1)}));
+  std::set<std::string> still;
+  const PresenceMap state = state_of(hub, "reel:1");
+  for (const auto &m : state.at("u")) still.insert(m.first);
+  EXPECT_EQ(still, (std::set<std::string>{later, remote_ref("Fzz", 5), remote_ref("Faa", 9)}));
+}
+
+TEST(PresenceHubCluster, ANodesStateReplacesWhatWasKnownOfIt) {
+  PresenceHub hub;
+  const std::string node = "Fnode0001";
+  ASSERT_TRUE(hub.remote_changes("reel:1", node, {{"a", 1, kT0}, {"b", 2, kT0}}, {}, 1));
+  flush_one(hub);
+  ASSERT_TRUE(hub.remote_state("reel:1", node, {{"b", 2, kT0}, {"c", 3, kT0}}, 2));
+  const ParsedDiff d = flush_one(hub);
+  EXPECT_EQ(d.leaves, (PresenceMap{{"a", {{remote_ref(node, 1), kT0}}}}));
+  EXPECT_EQ(d.joins, (PresenceMap{{"c", {{remote_ref(node, 3), kT0}}}}));
+  // An empty state: the node has nobody there any more.
+  ASSERT_TRUE(hub.remote_state("reel:1", node, {}, 3));
+  flush_one(hub);
+  EXPECT_EQ(hub.metas_of("reel:1"), 0u);
+  EXPECT_EQ(hub.topic_entries(), 0u);
+  EXPECT_EQ(hub.remote_nodes(), 0u);
+}
+
+TEST(PresenceHubCluster, ADeadNodesMetasLeaveEveryTopic) {
+  PresenceHub hub;
+  ASSERT_TRUE(hub.remote_changes("reel:1", "Fdead", {{"a", 1, kT0}}, {}, 10));
+  ASSERT_TRUE(hub.remote_changes("reel:2", "Fdead", {{"b", 2, kT0}}, {}, 10));
+  ASSERT_TRUE(hub.remote_changes("reel:2", "Flive", {{"c", 3, kT0}}, {}, 10));
+  ASSERT_TRUE(hub.remote_changes("reel:3", "Fnew", {{"d", 4, kT0}}, {}, 50));
+  std::vector<PresenceHub::Diff> out;
+  hub.flush(out);
+  // A node first heard from after the list was asked for may not be in it yet: kept.
+  EXPECT_EQ(hub.drop_nodes_except({"Flive"}, 20), std::vector<std::string>{"Fdead"});
+  out.clear();
+  ASSERT_EQ(hub.flush(out), 2u);
+  EXPECT_EQ(hub.metas_of("reel:1"), 0u);
+  EXPECT_EQ(hub.users_of("reel:2"), 1u);
+  EXPECT_EQ(hub.metas_of("reel:3"), 1u);
+  EXPECT_EQ(hub.remote_nodes(), 2u);
+  EXPECT_EQ(hub.drop_nodes_except({"Flive"}, 60), std::vector<std::string>{"Fnew"});
+}
+
+TEST(PresenceHubCluster, WhatOtherNodesSendIsBounded) {
+  PresenceHub hub(PresenceHub::Options{.max_remote_metas_per_topic = 3, .max_remote_nodes = 2});
+  std::vector<PresenceHub::NodeMeta> five;
+  for (uint64_t i = 1; i <= 5; ++i) five.push_back({user_name(i), i, kT0});
+  EXPECT_FALSE(hub.remote_changes("reel:1", "Fa", five, {}, 1));
+  EXPECT_EQ(hub.metas_of("reel:1"), 3u);
+  // Users that are not json_safe, node ids that are not ids (or this node's own).
+  EXPECT_FALSE(hub.remote_changes("reel:2", "Fa", {{"a\"b", 1, 0}, {"", 2, 0}}, {}, 1));
+  EXPECT_EQ(hub.topic_entries(), 1u) << "no topic kept for nothing";
+  for (const std::string &bad :
+       std::vector<std::string>{"", "F a", "F\"", "F0123456789abcdef", PresenceHub::node_id()}) {
+    EXPECT_FALSE(hub.remote_changes("reel:1", bad, {{"x", 1, 0}}, {}, 1)) << bad;
+  }
+  // Two other nodes at most; a slot is free again once its node's metas are all gone.
+  EXPECT_TRUE(hub.remote_changes("reel:3", "Fb", {{"x", 1, 0}}, {}, 1));
+  EXPECT_FALSE(hub.remote_changes("reel:3", "Fc", {{"y", 1, 0}}, {}, 1));
+  EXPECT_TRUE(hub.remote_changes("reel:3", "Fb", {}, {{"x", 1, 0}}, 1));
+  std::vector<PresenceHub::Diff> out;
+  hub.flush(out);
+  EXPECT_TRUE(hub.remote_changes("reel:3", "Fc", {{"y", 1, 0}}, {}, 1));
+}
+
 }  // namespace
 }  // namespace kronop::daemon
