@@ -217,6 +217,20 @@ int run_cluster(const Globals &g) {
   std::printf("%-18s %llu received, %llu delivered, %llu gap(s), %llu new epoch(s)\n", "messages",
               u(c.messages_received()), u(c.delivered()), u(c.gaps()), u(c.epoch_changes()));
   std::printf("%-18s %llu\n", "history reads", u(c.history_reads()));
+  std::printf("%-18s %llu sent, %llu received, %llu refused; %llu node(s) found dead\n", "presence",
+              u(c.presence_sent()), u(c.presence_received()), u(c.presence_refused()),
+              u(c.nodes_dropped()));
+  std::printf("%-18s %d\n", "nodes", c.members_size());
+  if (c.members_size() > 0) {
+    std::printf("  %-10s %-28s %11s  %-24s %s\n", "ID", "ADDRESS", "CONNECTIONS", "LAST HEARTBEAT",
+                "AGE");
+    for (const auto &m : c.members()) {
+      std::printf("  %-10s %-28s %11llu  %-24s %.1f s%s\n", m.id().c_str(), m.address().c_str(),
+                  u(m.connections()), m.last_heartbeat().c_str(),
+                  static_cast<double>(m.heartbeat_age_ms()) / 1000.0,
+                  m.self() ? "  (this node)" : "");
+    }
+  }
   return c.up() ? kExitOk : kExitFailed;
 }
 

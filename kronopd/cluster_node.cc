@@ -71,7 +71,17 @@ void ClusterNode::start() {
         emit(std::move(e));
       },
       [this](bool, const std::string &) { on_link_state(); });
-  subscriptions_->on_subscribed([this](std::string_view topic) { read_position(topic); });
+  subscriptions_->on_subscribed([this](std::string_view topic) {
+    read_position(topic);
+    if (presence_) presence_->on_subscribed(topic);
+  });
+  if (options_.presence != nullptr) {
+    presence_ = std::make_unique<ClusterPresence>(&loop_, *commands_, *options_.presence,
+                                                  options_.presence_options);
+    subscriptions_->on_presence([this](std::string_view topic, std::string_view payload) {
+      presence_->on_message(topic, payload);
+    });
+  }
   thread_ = std::thread([this] {
     ::pthread_setname_np(::pthread_self(), "kronop-cluster");
     run();
@@ -81,6 +91,7 @@ void ClusterNode::start() {
 void ClusterNode::run() {
   commands_->start();
   subscriber_->start();
+  if (presence_) presence_->start();
   uv_timer_start(
       &retry_timer_,
       [](uv_timer_t *t) {
@@ -109,6 +120,16 @@ void ClusterNode::stop(std::chrono::milliseconds flush_for) {
   };
   while (std::chrono::steady_clock::now() < deadline && !settled()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (presence_) {
+    // Off the members' list, so that the others drop this node at once, not after the TTL.
+    auto r = std::make_unique<Request>();
+    r->kind = Request::Kind::kLeave;
+    if (requests_.push(std::move(r))) uv_async_send(&async_);
+    const auto leave_by = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (std::chrono::steady_clock::now() < leave_by && !left_.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   stopping_.store(true, std::memory_order_release);
   uv_async_send(&async_);
@@ -139,6 +160,21 @@ void ClusterNode::read_history(std::string topic, uint64_t after, uint64_t until
   r->until = until;
   r->done = std::move(done);
   if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+void ClusterNode::publish_presence(std::string topic, std::vector<PresenceHub::NodeMeta> joins,
+                                   std::vector<PresenceHub::NodeMeta> leaves) {
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kPresence;
+  r->topic = std::move(topic);
+  r->joins = std::move(joins);
+  r->leaves = std::move(leaves);
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+std::vector<ClusterMember> ClusterNode::members(uint64_t *as_of_ms) const {
+  if (!presence_) return {};
+  return presence_->members(as_of_ms);
 }
 
 void ClusterNode::catch_up(std::string topic, uint64_t after, uint64_t until) {
@@ -199,6 +235,12 @@ void ClusterNode::on_requests() {
             });
         break;
       }
+      case Request::Kind::kPresence:
+        if (presence_) presence_->publish(r->topic, std::move(r->joins), std::move(r->leaves));
+        break;
+      case Request::Kind::kLeave:
+        presence_->leave([this] { left_.store(true, std::memory_order_release); });
+        break;
     }
   }
   if (forwarded) forwarder_->flush();
@@ -220,6 +262,7 @@ void ClusterNode::on_link_state() {
   emit(std::move(e));
   // Positions asked for while the commands link was away go out now.
   if (up) send_positions();
+  if (up && presence_) presence_->on_up();
 }
 
 void ClusterNode::read_position(std::string_view topic) {
@@ -267,6 +310,7 @@ void ClusterNode::close_all() {
   uv_timer_stop(&retry_timer_);
   uv_close(reinterpret_cast<uv_handle_t *>(&retry_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
+  if (presence_) presence_->stop();
   // The links' waiting commands fail as they close (history readers are told); the
   // subscriptions' timer closes with them. The loop ends once every handle is closed.
   subscriptions_->close([] {});

@@ -2,7 +2,9 @@
 // that owns the node's two Redis connections and what runs on them —
 //   a commands link: ClusterForwarder (this node's records, numbered by Redis), the stream
 //     positions joins are answered with, and history reads for recoveries;
-//   a subscriber link: ClusterSubscriptions (the channels of the topics local clients hold).
+//   a subscriber link: ClusterSubscriptions (the channels of the topics local clients hold);
+//   and, given a PresenceHub, ClusterPresence (cluster_presence.h): heartbeats, the members'
+//   list, and presence between nodes on the same channels.
 // Other threads talk to it only through a handoff stack and a uv_async: the ingest thread
 // forwards records and says which topics are wanted; anyone may ask for history. What the
 // cluster sends back for the ingest thread — numbered messages, topics' positions, the link
@@ -34,6 +36,7 @@
 #include "cluster_forwarder.h"
 #include "cluster_history.h"
 #include "cluster_numbering.h"
+#include "cluster_presence.h"
 #include "handoff_stack.h"
 #include "redis_link.h"
 #include "redis_url.h"
@@ -48,6 +51,9 @@ struct ClusterNodeOptions {
   uint32_t backoff_min_ms = 100;    // reconnect backoff of both links
   uint32_t backoff_max_ms = 5000;
   uint32_t command_timeout_ms = 5000;
+  // Presence across the cluster (null: none, e.g. in tests of numbering alone).
+  PresenceHub *presence = nullptr;
+  ClusterPresenceOptions presence_options;
 };
 
 // What the cluster thread hands the ingest thread, oldest first.
@@ -102,6 +108,12 @@ class ClusterNode {
   // Before start(): called on the cluster thread when events wait to be taken (once per
   // empty-to-not-empty change of the queue).
   void on_events(std::function<void()> wake) { wake_ = std::move(wake); }
+  // Before start(): presence across the cluster through `hub` (which must replicate, see
+  // PresenceHub::Options); `connections` counts this node's client connections (any thread).
+  void use_presence(PresenceHub *hub, std::function<uint64_t()> connections) {
+    options_.presence = hub;
+    options_.presence_options.connections = std::move(connections);
+  }
   // Before start(): told of each record Redis took (the outbox's acknowledgements).
   void on_taken(TakenFn fn) { on_taken_ = std::move(fn); }
 
@@ -119,6 +131,17 @@ class ClusterNode {
   // Any thread: the topic's messages numbered after..until, with the stream's epoch;
   // `done` runs on the cluster thread.
   void read_history(std::string topic, uint64_t after, uint64_t until, HistoryFn done);
+  // Any thread (the presence timer): this node's own presence changes on `topic`, for the
+  // other nodes.
+  void publish_presence(std::string topic, std::vector<PresenceHub::NodeMeta> joins,
+                        std::vector<PresenceHub::NodeMeta> leaves);
+  // Any thread: the cluster's members as of the last heartbeat (empty without presence),
+  // and Redis's time then.
+  std::vector<ClusterMember> members(uint64_t *as_of_ms = nullptr) const;
+  // Presence counters; null without presence.
+  const ClusterPresenceCounters *presence_counters() const {
+    return presence_ ? &presence_->counters() : nullptr;
+  }
   // The ingest thread: what a topic's subscription missed while a link was away, read from
   // its history and handed over as kMessage events (what the history still holds), then one
   // kCaughtUp.
@@ -130,13 +153,15 @@ class ClusterNode {
 
  private:
   struct Request {
-    enum class Kind : uint8_t { kForward, kWant, kUnwant, kHistory };
+    enum class Kind : uint8_t { kForward, kWant, kUnwant, kHistory, kPresence, kLeave };
     Kind kind = Kind::kForward;
     std::vector<ForwardRecord> records;
     std::string topic;
     uint64_t after = 0;
     uint64_t until = 0;
     HistoryFn done;
+    std::vector<PresenceHub::NodeMeta> joins;  // kPresence
+    std::vector<PresenceHub::NodeMeta> leaves;
     Request *next = nullptr;
   };
 
@@ -164,9 +189,11 @@ class ClusterNode {
   std::unique_ptr<RedisLink> subscriber_;
   std::unique_ptr<ClusterForwarder> forwarder_;
   std::unique_ptr<class ClusterSubscriptions> subscriptions_;
+  std::unique_ptr<ClusterPresence> presence_;  // kept until destruction (members, counters)
   HandoffStack<Request> requests_;
   HandoffStack<ClusterEvent> events_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> left_{false};    // this node's entry is off the members' list
   std::atomic<uint64_t> handed_{0};  // records forward() was given
   bool closing_ = false;
   bool was_up_ = false;

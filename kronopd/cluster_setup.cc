@@ -2,8 +2,10 @@
 
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 
 #include "auth.h"
@@ -64,6 +66,13 @@ Result<ClusterNodeOptions> cluster_options(const Config &config) {
   // pass read before the check may add to them.
   o.max_queued = 2 * config.redis_max_waiting;
   o.history.ttl_s = config.redis_history_ttl;
+  o.presence_options.ttl_ms = config.redis_presence_ttl * 1000;
+  // As operators see the node in `kronopctl cluster`: the host's name and client port.
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  o.presence_options.address = host;
+  o.presence_options.address += ':';
+  o.presence_options.address += std::to_string(config.port);
   return o;
 }
 

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "cluster_presence.h"
+
 namespace kronop::daemon {
 
 namespace {
@@ -91,6 +93,14 @@ void ClusterSubscriptions::on_push(const redisReply &push) {
     case PushKind::kShardMessage:
     case PushKind::kMessage: {
       const std::string_view topic = topic_of(p.channel);
+      if (is_presence_message(p.payload)) {
+        if (topic.empty() || !on_presence_ || wanted_.count(std::string(topic)) == 0) {
+          ++counters_.dropped;
+        } else {
+          on_presence_(topic, p.payload);
+        }
+        return;
+      }
       auto m = parse_numbered_message(p.payload);
       if (topic.empty() || !m.ok() || wanted_.count(std::string(topic)) == 0) {
         ++counters_.dropped;

@@ -58,6 +58,11 @@ class ClusterSubscriptions {
   void on_subscribed(std::function<void(std::string_view topic)> fn) {
     on_subscribed_ = std::move(fn);
   }
+  // Called with the presence messages (cluster_presence.h) of wanted topics; without it
+  // they are dropped.
+  void on_presence(std::function<void(std::string_view topic, std::string_view payload)> fn) {
+    on_presence_ = std::move(fn);
+  }
   // The node's clients hold `topic` (true) or no longer do (false).
   void want(std::string_view topic, bool wanted);
   void close(std::function<void()> done);
@@ -77,6 +82,7 @@ class ClusterSubscriptions {
   MessageFn on_message_;
   RedisLink::StateFn on_state_;
   std::function<void(std::string_view topic)> on_subscribed_;
+  std::function<void(std::string_view topic, std::string_view payload)> on_presence_;
   uv_timer_t flush_timer_{};  // 0 ms: the end of this loop turn
   bool flush_scheduled_ = false;
   std::unordered_set<std::string> wanted_;          // topics

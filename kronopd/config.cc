@@ -318,6 +318,11 @@ void add_options(CLI::App &app, Config &config) {
                  "they wait in the durable log (without one, in the producers' rings)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000}))
       ->capture_default_str();
+  app.add_option("--redis-presence-ttl", config.redis_presence_ttl,
+                 "Seconds within which a node that dies (kill -9, a lost host) has its users "
+                 "leave the presences of every other node; nodes heartbeat 5 times in it")
+      ->check(CLI::Range(uint64_t{2}, uint64_t{3600}))
+      ->capture_default_str();
   app.add_option("--drain-ms", config.drain_ms,
                  "On SIGTERM: stop accepting, send clients a system_notice, close them (1012) in "
                  "batches spread over half this time, flush the log, and exit within it")

@@ -59,6 +59,8 @@ struct Config {
   // This host's records waiting in memory for Redis to number them; past it they wait in
   // the durable log (cluster_outbox.h), or, without one, in the rings.
   uint64_t redis_max_waiting = 50'000;
+  // Seconds after its last heartbeat within which a dead node's users leave every node.
+  uint64_t redis_presence_ttl = 15;
   // SIGTERM: the whole drain (tell clients, close them in batches, flush the log) takes at
   // most this long.
   uint64_t drain_ms = 5000;

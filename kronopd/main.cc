@@ -116,7 +116,8 @@ int main(int argc, char **argv) {
   }
   Publisher &publisher = *own_producer.value();
   ReelState reels(config.recent_updates);
-  PresenceHub presence;
+  // In a cluster the hub also holds other nodes' presences, and hands out its own changes.
+  PresenceHub presence(PresenceHub::Options{.replicate = cluster != nullptr});
   if (log_store) keep_presence_in_log(*log_store, presence);
   KeyedRateLimiter interaction_limiter(config.max_interactions_per_second,
                                        2 * config.max_interactions_per_second);
@@ -149,6 +150,13 @@ int main(int argc, char **argv) {
   // Redis's acknowledgements become the log's outbox marks (what Redis had not taken when
   // kronopd last stopped, the pipeline sends again).
   if (cluster && log_store) keep_outbox(*log_store, *cluster);
+  if (cluster) {
+    cluster->use_presence(&presence, [&loops] {
+      uint64_t n = 0;
+      for (auto &l : loops) n += l->counters()[Counter::kConnections];
+      return n;
+    });
+  }
   for (auto &l : loops) l->set_dispatcher(&pipeline.dispatcher());
   // kronopd's own ring in a retired segment is given back at once, not at its next publish.
   pipeline.on_segment_recreated([&publisher] { publisher.let_go_if_retired(); });
@@ -197,7 +205,7 @@ int main(int argc, char **argv) {
   if (cluster) cluster->start();
   pipeline.start();
 
-  PresenceDiffs presence_diffs(loop, presence, loops, config.presence_interval_ms);
+  PresenceDiffs presence_diffs(loop, presence, loops, config.presence_interval_ms, cluster.get());
   MallocTrim trimmer(loop);
   Reloader reloader(loop, args, effective_options(app, config), auth_secret.value(), server_options,
                     loops);

@@ -4,9 +4,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "kronop/clock.h"
+#include "time_format.h"
 
 namespace kronop::daemon {
 namespace {
@@ -128,6 +130,26 @@ void fill_cluster(const ClusterNode &node, const ClusterStreamCounters &streams,
   out->set_history_reads(get(c.history_reads));
   out->set_gaps(get(streams.gaps));
   out->set_epoch_changes(get(streams.epoch_changes));
+  out->set_node_id(PresenceHub::node_id());
+  uint64_t as_of = 0;
+  auto members = node.members(&as_of);
+  std::sort(members.begin(), members.end(),
+            [](const ClusterMember &a, const ClusterMember &b) { return a.id < b.id; });
+  for (const ClusterMember &m : members) {
+    auto *o = out->add_members();
+    o->set_id(m.id);
+    o->set_address(m.address);
+    o->set_connections(m.connections);
+    o->set_last_heartbeat(rfc3339_ms(m.heartbeat_ms));
+    o->set_heartbeat_age_ms(as_of > m.heartbeat_ms ? as_of - m.heartbeat_ms : 0);
+    o->set_self(m.id == PresenceHub::node_id());
+  }
+  if (const ClusterPresenceCounters *p = node.presence_counters()) {
+    out->set_presence_sent(get(p->sent));
+    out->set_presence_received(get(p->received));
+    out->set_presence_refused(get(p->refused));
+    out->set_nodes_dropped(get(p->nodes_dropped));
+  }
 }
 
 }  // namespace

@@ -6,18 +6,20 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { connectPhoenix, eventually, joinOk, startDaemon } from "./helpers.mjs";
+import { Presence } from "phoenix";
+import { connectPhoenix, eventually, joinOk, kronopctlBin, run, startDaemon } from "./helpers.mjs";
 import { Redis } from "./redis_server.mjs";
 
 const T = { timeout: 60000 };
+// Every node of this file's cluster: presences expire 3 s after a node's last heartbeat.
+const TTL_S = 3;
+const nodeArgs = (url) => ["--redis", url, "--redis-presence-ttl", String(TTL_S), "--presence-interval-ms", "50"];
 let redis;
 const nodes = [];
 
 before(async () => {
   redis = await new Redis().start();
-  for (let i = 0; i < 3; i++) {
-    nodes.push(await startDaemon({ extraArgs: ["--redis", redis.url] }));
-  }
+  for (let i = 0; i < 3; i++) nodes.push(await startDaemon({ extraArgs: nodeArgs(redis.url) }));
 });
 
 after(async () => {
@@ -86,4 +88,132 @@ test("likes from clients on two nodes are counted once each, with the same total
     assert.deepEqual(body.counters, totals, `node ${d.port}`);
   }
   for (const m of everyone) await m.socket.close();
+});
+
+// `user` on `daemon`, joined to `topic` with the official client's Presence.
+async function viewer(daemon, user, topic) {
+  const socket = await connectPhoenix(daemon, { authToken: await daemon.token(user) });
+  const channel = socket.channel(topic, {});
+  const presence = new Presence(channel);
+  await new Promise((resolve, reject) => {
+    channel.join().receive("ok", resolve).receive("error", reject).receive("timeout", reject);
+  });
+  return { socket, channel, presence };
+}
+
+// "alice:1,bob:2": who a Presence lists, with their sockets.
+const users = (v) =>
+  v.presence
+    .list((id, { metas }) => `${id}:${metas.length}`)
+    .sort()
+    .join(",");
+
+const ctlJson = async (d, ...args) => {
+  const r = await run(kronopctlBin(), ["--socket", d.controlSocket, "--json", ...args]);
+  return { code: r.code, body: JSON.parse(r.stdout) };
+};
+
+test("Presence.list() on every node shows the users of every node; joins and leaves reach them all", T, async () => {
+  const topic = "reel:9200";
+  const alice = await viewer(nodes[0], "alice", topic);
+  const bob = await viewer(nodes[1], "bob", topic);
+  const carol = await viewer(nodes[2], "carol", topic);
+  const carol2 = await viewer(nodes[0], "carol", topic); // one user, sockets on two nodes
+  const views = [alice, bob, carol, carol2];
+  for (const [i, v] of views.entries()) {
+    await eventually(() => users(v) === "alice:1,bob:1,carol:2", 5000, `view ${i}: ${users(v)}`);
+  }
+  // One meta per socket, under the phx_ref its own node gave it, the same everywhere.
+  const refs = (v) =>
+    v.presence
+      .list((id, { metas }) => metas.map((m) => `${id}=${m.phx_ref}`))
+      .flat()
+      .sort()
+      .join(",");
+  for (const v of views) assert.equal(refs(v), refs(alice));
+
+  await bob.socket.close();
+  carol.channel.leave();
+  for (const v of [alice, carol2]) {
+    await eventually(() => users(v) === "alice:1,carol:1", 5000, `bob and one carol gone: ${users(v)}`);
+  }
+  for (const v of [alice, carol, carol2]) await v.socket.close();
+});
+
+test("a node killed with -9 has its users leave every other node within --redis-presence-ttl; kronopctl cluster lists the nodes", T, async (t) => {
+  const topic = "reel:9201";
+  const extra = await startDaemon({ extraArgs: nodeArgs(redis.url) });
+  try {
+    const dave = await viewer(extra, "dave", topic);
+    const watchers = [await viewer(nodes[0], "w0", topic), await viewer(nodes[1], "w1", topic)];
+    for (const w of watchers) await eventually(() => users(w).includes("dave:1"), 5000, `dave: ${users(w)}`);
+
+    // Every node is listed, with its address and connections, this one marked.
+    let ids;
+    await eventually(
+      async () => {
+        const { body } = await ctlJson(nodes[0], "cluster");
+        ids = body.node.members.map((m) => m.id);
+        return ids.length === 4;
+      },
+      5000,
+      "four members",
+    );
+    const extraId = (await ctlJson(extra, "cluster")).body.node.node_id;
+    let code, body, listed;
+    // Its connections as of its last heartbeat (a fifth of the TTL ago at most).
+    await eventually(
+      async () => {
+        ({ code, body } = await ctlJson(nodes[0], "cluster"));
+        listed = body.node.members.find((m) => m.id === extraId);
+        return Number(listed?.connections) === 1;
+      },
+      5000,
+      "the new node's connection",
+    );
+    assert.equal(code, 0);
+    const self = body.node.members.find((m) => m.self);
+    assert.equal(self.id, body.node.node_id);
+    assert.match(self.address, new RegExp(`:${nodes[0].port}$`));
+    assert.ok(Number(listed.heartbeat_age_ms) < TTL_S * 1000);
+
+    const killedAt = Date.now();
+    extra.proc.kill("SIGKILL");
+    for (const w of watchers) {
+      await eventually(() => !users(w).includes("dave"), 10000, `dave gone: ${users(w)}`);
+    }
+    const took = Date.now() - killedAt;
+    t.diagnostic(`the killed node's user left the others ${took} ms after kill -9 (TTL ${TTL_S} s)`);
+    // Within the TTL, and the presence interval and the client's delivery.
+    assert.ok(took <= TTL_S * 1000 + 1000, `dave left after ${took} ms`);
+    await eventually(
+      async () => !(await ctlJson(nodes[1], "cluster")).body.node.members.some((m) => m.id === extraId),
+      5000,
+      "the dead node off the list",
+    );
+    assert.ok(Number((await ctlJson(nodes[0], "cluster")).body.node.nodes_dropped) >= 1);
+    for (const w of watchers) await w.socket.close();
+    await dave.socket.close().catch(() => {});
+  } finally {
+    await extra.stop().catch(() => {});
+  }
+});
+
+test("a node that stops cleanly leaves the members' list at once", T, async () => {
+  const extra = await startDaemon({ extraArgs: nodeArgs(redis.url) });
+  const id = (await ctlJson(extra, "cluster")).body.node.node_id;
+  await eventually(
+    async () => (await ctlJson(nodes[2], "cluster")).body.node.members.some((m) => m.id === id),
+    5000,
+    "the new node listed",
+  );
+  assert.deepEqual(await extra.stop(), { code: 0, signal: null });
+  // Gone at the next heartbeat of the others (a fifth of the TTL), not after the TTL.
+  const stoppedAt = Date.now();
+  await eventually(
+    async () => !(await ctlJson(nodes[2], "cluster")).body.node.members.some((m) => m.id === id),
+    5000,
+    "the stopped node off the list",
+  );
+  assert.ok(Date.now() - stoppedAt < TTL_S * 1000, "before the TTL");
 });
