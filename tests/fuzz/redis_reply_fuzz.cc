@@ -2,7 +2,7 @@
 // server — or a peer that is not one — sends, fed to the bounded reply reader in two reads
 // (the first byte chooses the cut), each whole reply classified as a subscriber connection
 // classifies it, a message's payload read as a numbered message ("EPOCH:SEQ:ENVELOPE"),
-// and each array read as the numbering, position and history scripts' answers and
+// and each array read as the numbering, position, history and heartbeat scripts' answers and
 // described as the log lines describe it. Checks: a reader that refused
 // the bytes refuses everything after (the link closes the connection then); a classified
 // push's views lie inside the reply; no reply holds more values than the bound allows.
@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "cluster_history.h"
+#include "cluster_members.h"
 #include "cluster_numbering.h"
 #include "fuzz_check.h"
 #include "redis_reply.h"
@@ -96,6 +97,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (const auto &e : entries) {
           FUZZ_CHECK(e.seq > previous && e.seq <= until);
           previous = e.seq;
+        }
+      }
+      // The members' heartbeat answer (cluster_members.h), with a small bound.
+      if (auto m = kronop::daemon::read_heartbeat_reply(*reply, 4); m.ok()) {
+        FUZZ_CHECK(m.value().members.size() <= 4);
+        for (const auto &member : m.value().members) {
+          FUZZ_CHECK(!member.id.empty() && member.id.size() <= 64);
+          FUZZ_CHECK(member.address.size() <= 512);
         }
       }
       uint64_t number = 0;
