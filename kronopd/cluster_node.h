@@ -109,10 +109,13 @@ class ClusterNode {
   // empty-to-not-empty change of the queue).
   void on_events(std::function<void()> wake) { wake_ = std::move(wake); }
   // Before start(): presence across the cluster through `hub` (which must replicate, see
-  // PresenceHub::Options); `connections` counts this node's client connections (any thread).
-  void use_presence(PresenceHub *hub, std::function<uint64_t()> connections) {
+  // PresenceHub::Options); `connections` counts this node's client connections (any thread);
+  // `port`, the client port, is added to the address the members' list shows.
+  void use_presence(PresenceHub *hub, std::function<uint64_t()> connections, int port) {
     options_.presence = hub;
     options_.presence_options.connections = std::move(connections);
+    options_.presence_options.address += ':';
+    options_.presence_options.address += std::to_string(port);
   }
   // Before start(): told of each record Redis took (the outbox's acknowledgements).
   void on_taken(TakenFn fn) { on_taken_ = std::move(fn); }

@@ -67,12 +67,11 @@ Result<ClusterNodeOptions> cluster_options(const Config &config) {
   o.max_queued = 2 * config.redis_max_waiting;
   o.history.ttl_s = config.redis_history_ttl;
   o.presence_options.ttl_ms = config.redis_presence_ttl * 1000;
-  // As operators see the node in `kronopctl cluster`: the host's name and client port.
+  // As operators see the node in `kronopctl cluster`: the host's name (and, once it
+  // listens, its client port: ClusterNode::use_presence).
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
   o.presence_options.address = host;
-  o.presence_options.address += ':';
-  o.presence_options.address += std::to_string(config.port);
   return o;
 }
 

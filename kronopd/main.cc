@@ -150,13 +150,7 @@ int main(int argc, char **argv) {
   // Redis's acknowledgements become the log's outbox marks (what Redis had not taken when
   // kronopd last stopped, the pipeline sends again).
   if (cluster && log_store) keep_outbox(*log_store, *cluster);
-  if (cluster) {
-    cluster->use_presence(&presence, [&loops] {
-      uint64_t n = 0;
-      for (auto &l : loops) n += l->counters()[Counter::kConnections];
-      return n;
-    });
-  }
+
   for (auto &l : loops) l->set_dispatcher(&pipeline.dispatcher());
   // kronopd's own ring in a retired segment is given back at once, not at its next publish.
   pipeline.on_segment_recreated([&publisher] { publisher.let_go_if_retired(); });
@@ -202,7 +196,17 @@ int main(int argc, char **argv) {
     log_store->start();
     running.create();
   }
-  if (cluster) cluster->start();
+  if (cluster) {
+    cluster->use_presence(
+        &presence,
+        [&loops] {
+          uint64_t n = 0;
+          for (auto &l : loops) n += l->counters()[Counter::kConnections];
+          return n;
+        },
+        acceptor.port());
+    cluster->start();
+  }
   pipeline.start();
 
   PresenceDiffs presence_diffs(loop, presence, loops, config.presence_interval_ms, cluster.get());

@@ -141,6 +141,18 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
              "Numbered messages received on the node's subscriptions.", d(k.messages_received()));
     e.simple("kronop_cluster_subscriptions", "gauge", "Topics the node subscribes to.",
              d(k.subscriptions()));
+    e.simple("kronop_cluster_members", "gauge",
+             "Nodes of the cluster as of this node's last heartbeat, this one included.",
+             static_cast<double>(k.members_size()));
+    e.simple("kronop_cluster_nodes_dropped_total", "counter",
+             "Nodes found dead (heartbeats missed): their users left here.", d(k.nodes_dropped()));
+    e.family("kronop_cluster_presence_messages_total", "counter",
+             "Presence messages between nodes, by direction (refused: malformed or past a bound).");
+    e.sample("kronop_cluster_presence_messages_total", "direction=\"sent\"", d(k.presence_sent()));
+    e.sample("kronop_cluster_presence_messages_total", "direction=\"received\"",
+             d(k.presence_received()));
+    e.sample("kronop_cluster_presence_messages_total", "direction=\"refused\"",
+             d(k.presence_refused()));
   }
   e.summary("kronop_delivery_seconds",
             "From a producer's publish to the message's frames queued for every subscriber.",

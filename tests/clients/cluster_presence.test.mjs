@@ -7,8 +7,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Presence } from "phoenix";
-import { connectPhoenix, eventually, joinOk, kronopctlBin, run, startDaemon } from "./helpers.mjs";
-import { Redis } from "./redis_server.mjs";
+import { connectPhoenix, eventually, joinOk, kronopctlBin, push, run, startDaemon } from "./helpers.mjs";
+import { Redis, stopCluster } from "./redis_server.mjs";
 
 const T = { timeout: 60000 };
 // Every node of this file's cluster: presences expire 3 s after a node's last heartbeat.
@@ -22,24 +22,7 @@ before(async () => {
   for (let i = 0; i < 3; i++) nodes.push(await startDaemon({ extraArgs: nodeArgs(redis.url) }));
 });
 
-after(async () => {
-  const exits = [];
-  for (const d of nodes) exits.push(await d.stop());
-  await redis.stop();
-  for (const [i, e] of exits.entries()) {
-    assert.deepEqual(e, { code: 0, signal: null }, `node ${i}: ${nodes[i].tail()}`);
-  }
-});
-
-function push(channel, event, payload) {
-  return new Promise((resolve) => {
-    channel
-      .push(event, payload)
-      .receive("ok", (r) => resolve({ status: "ok", r }))
-      .receive("error", (r) => resolve({ status: "error", r }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
-}
+after(() => stopCluster(nodes, redis));
 
 // `user` (anonymous when null) on `daemon`, joined to `topic`; what arrives is recorded.
 async function member(daemon, user, topic) {
@@ -192,6 +175,14 @@ test("a node killed with -9 has its users leave every other node within --redis-
       "the dead node off the list",
     );
     assert.ok(Number((await ctlJson(nodes[0], "cluster")).body.node.nodes_dropped) >= 1);
+    const metrics = await (await fetch(`http://127.0.0.1:${nodes[0].port}/metrics`)).text();
+    assert.match(metrics, /^kronop_cluster_nodes_dropped_total [1-9]\d*$/m);
+    assert.match(metrics, /^kronop_cluster_presence_messages_total\{direction="received"\} [1-9]\d*$/m);
+    await eventually(
+      async () => /^kronop_cluster_members 3$/m.test(await (await fetch(`http://127.0.0.1:${nodes[0].port}/metrics`)).text()),
+      5000,
+      "three members in /metrics",
+    );
     for (const w of watchers) await w.socket.close();
     await dave.socket.close().catch(() => {});
   } finally {

@@ -551,6 +551,18 @@ function describeError(e) {
   return e?.message || e?.error?.message || e?.type || String(e);
 }
 
+// A push on a joined channel: resolves to { status: "ok" | "error", r } with the reply's
+// payload, or { status: "timeout" }.
+export function push(channel, event, payload) {
+  return new Promise((resolve) => {
+    channel
+      .push(event, payload)
+      .receive("ok", (r) => resolve({ status: "ok", r }))
+      .receive("error", (r) => resolve({ status: "error", r }))
+      .receive("timeout", () => resolve({ status: "timeout" }));
+  });
+}
+
 // Joins `topic` on `socket`. Resolves to { status: "ok" | "error", response, channel } with
 // the join reply; rejects when no reply comes within `ms`. `events` are bound (before the
 // join, so nothing is missed) to Queues returned as `queues[event]`.

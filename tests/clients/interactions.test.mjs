@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { eventually, joinOk, startDaemon } from "./helpers.mjs";
+import { eventually, joinOk, push, startDaemon } from "./helpers.mjs";
 
 const T = { timeout: 30000 };
 let daemon;
@@ -19,16 +19,6 @@ after(async () => {
 });
 
 const http = (path, init) => fetch(`http://127.0.0.1:${daemon.port}${path}`, init);
-
-function push(channel, event, payload) {
-  return new Promise((resolve) => {
-    channel
-      .push(event, payload)
-      .receive("ok", (r) => resolve({ status: "ok", r }))
-      .receive("error", (r) => resolve({ status: "error", r }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
-}
 
 async function member(user, topic) {
   const socket = await daemon.phoenix(user ? { authToken: await daemon.token(user) } : {});

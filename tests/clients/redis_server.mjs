@@ -3,6 +3,7 @@
 //
 // KRONOP_REDIS_SERVER names the redis-server binary (default /usr/bin/redis-server).
 
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
@@ -75,3 +76,14 @@ export class Redis {
   }
 }
 
+
+// Stops every node, then Redis; each node must have exited cleanly (a sanitizer's report,
+// TSan's or ASan's, would make its exit status non-zero).
+export async function stopCluster(nodes, redis) {
+  const exits = [];
+  for (const d of nodes) exits.push(await d.stop());
+  if (redis) await redis.stop();
+  for (const [i, e] of exits.entries()) {
+    assert.deepEqual(e, { code: 0, signal: null }, `node ${i}: ${nodes[i].tail()}`);
+  }
+}
