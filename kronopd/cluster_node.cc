@@ -220,6 +220,7 @@ void ClusterNode::on_requests() {
       case Request::Kind::kUnwant:
         subscriptions_->want(r->topic, false);
         positions_wanted_.erase(r->topic);
+        if (presence_) presence_->on_unwanted(r->topic);
         break;
       case Request::Kind::kHistory: {
         bump(counters_.history_reads);
@@ -262,7 +263,7 @@ void ClusterNode::on_link_state() {
   emit(std::move(e));
   // Positions asked for while the commands link was away go out now.
   if (up) send_positions();
-  if (up && presence_) presence_->on_up();
+  if (up && presence_) presence_->on_up(subscriptions_->wanted_topics());
 }
 
 void ClusterNode::read_position(std::string_view topic) {

@@ -220,10 +220,14 @@ void ClusterPresence::say_states() {
   }
 }
 
-void ClusterPresence::on_up() {
+void ClusterPresence::on_up(const std::unordered_set<std::string> &wanted) {
   heartbeat();
+  hub_.forget_remote(nullptr);
   say_states();
+  for (const std::string &topic : wanted) on_subscribed(topic);
 }
+
+void ClusterPresence::on_unwanted(const std::string &topic) { hub_.forget_remote(&topic); }
 
 void ClusterPresence::on_subscribed(std::string_view topic) {
   send(topic, encode_presence({PresenceMessage::Kind::kQuery, PresenceHub::node_id(), {}, {}}));

@@ -40,6 +40,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "cluster_members.h"
@@ -105,8 +106,13 @@ class ClusterPresence {
   void on_message(std::string_view topic, std::string_view payload);
   // `topic`'s subscription is confirmed: the other nodes are asked for their states.
   void on_subscribed(std::string_view topic);
-  // Both links are up again: a heartbeat at once, and this node's states said again.
-  void on_up();
+  // Both links are up: a heartbeat at once, this node's states said again, and, since what
+  // the others did meanwhile was not heard of, what is known of them is forgotten and asked
+  // for again on every topic in `wanted`.
+  void on_up(const std::unordered_set<std::string> &wanted);
+  // No local client holds `topic` any more: the others' presences there are forgotten (the
+  // subscription ends, and with it their news).
+  void on_unwanted(const std::string &topic);
   // This node's own changes on `topic` (PresenceHub::flush), for the others.
   void publish(const std::string &topic, std::vector<PresenceHub::NodeMeta> joins,
                std::vector<PresenceHub::NodeMeta> leaves);

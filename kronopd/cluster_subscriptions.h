@@ -69,6 +69,7 @@ class ClusterSubscriptions {
 
   bool wanted(std::string_view topic) const { return wanted_.count(std::string(topic)) > 0; }
   std::size_t wanted_count() const { return wanted_.size(); }
+  const std::unordered_set<std::string> &wanted_topics() const { return wanted_; }
   const SubscriptionCounters &counters() const { return counters_; }
 
  private:

@@ -145,12 +145,24 @@ bool PresenceHub::add_meta_locked(TopicNode &tn, const std::string &user, const 
   UserMetas &u = un.second;
   const auto less = [](const Meta &a, const Meta &b) { return a.before(b); };
   if (meta.node != 0) {
-    // Another node's: it may be told again (a state after a diff), or after it left.
-    const auto same = [&](const std::vector<Meta> &v) {
+    // Another node's: it may be told again (a state after a diff).
+    const auto find = [&](std::vector<Meta> &v) {
       const auto it = std::lower_bound(v.begin(), v.end(), meta, less);
-      return it != v.end() && it->node == meta.node && it->id == meta.id;
+      return it != v.end() && it->node == meta.node && it->id == meta.id ? &*it : nullptr;
     };
-    if (same(u.flushed) || same(u.joins)) return false;
+    if (find(u.joins) != nullptr) return false;
+    Meta *flushed = find(u.flushed);
+    if (flushed != nullptr && !flushed->leaving) return false;
+    if (flushed != nullptr) {
+      // Forgotten since the last flush (forget_remote) and told again: it never left for
+      // the clients, who saw it in the last state, so it stays out of the next leaves.
+      flushed->leaving = false;
+      --u.leaving;
+      if (u.live() == 1) ++t.live_users;
+      if (t.live_metas++ == 0) topics_.fetch_add(1, std::memory_order_relaxed);
+      metas_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
   }
   // This node's ids grow, and its metas sort first: a track appends.
   u.joins.insert(std::upper_bound(u.joins.begin(), u.joins.end(), meta, less), meta);

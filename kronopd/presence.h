@@ -143,6 +143,11 @@ class PresenceHub {
   // its metas leave every topic. Returns the ids of the nodes dropped.
   std::vector<std::string> drop_nodes_except(const std::vector<std::string> &alive,
                                              uint64_t heard_before_ms);
+  // Other nodes' metas on `topic` leave (no local client holds it any more: what the others
+  // do there is not heard of), or on every topic when `topic` is null (this node was cut
+  // off: what it holds of the others may be stale, and is asked for again). Returns how
+  // many left.
+  std::size_t forget_remote(const std::string *topic);
   // This node's own live metas on `topic`, and the topics where it has any.
   std::vector<NodeMeta> own_metas(const std::string &topic) const;
   std::vector<std::string> own_topics() const;
@@ -262,12 +267,14 @@ class PresenceHub {
   };
 
   // Adds a meta (pending join) to `user` on the topic; false when (node, id) is there
-  // already or has left since the last flush.
+  // already. Another node's meta that left since the last flush is back (not in its leaves).
   bool add_meta_locked(TopicNode &tn, const std::string &user, const Meta &meta);
   // Removes the live meta (node, id) of `user` from the topic: a pending join is cancelled,
   // a flushed one marked leaving. False when there is none.
   bool remove_meta_locked(TopicNode &tn, const std::string &user, uint32_t node, uint64_t id);
   void mark_dirty_locked(TopicNode &tn, UserNode &un);
+  // Removes the live metas of the nodes `which` selects from the topic; returns how many.
+  std::size_t remove_remote_locked(TopicNode &tn, const std::function<bool(uint32_t node)> &which);
   // A remote meta struct erased: its node's slot is freed with its last.
   void release_node_locked(uint32_t node);
   // The index of node `id`, added (heard from at now_ms) if new; 0 when the table is full

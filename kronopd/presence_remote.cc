@@ -120,23 +120,39 @@ std::vector<std::string> PresenceHub::drop_nodes_except(const std::vector<std::s
   }
   if (dead.empty()) return dropped;
   // Rare (a node died): every topic is looked at.
-  std::vector<std::pair<std::string, Meta>> gone;
   for (TopicNode &tn : topic_table_) {
-    if (tn.second.remote_metas == 0) continue;
-    gone.clear();
-    for (const auto &[user, u] : tn.second.users) {
-      for (const std::vector<Meta> *v : {&u.flushed, &u.joins}) {
-        for (const Meta &m : *v) {
-          if (m.node != 0 && !m.leaving &&
-              std::find(dead.begin(), dead.end(), m.node) != dead.end()) {
-            gone.emplace_back(user, m);
-          }
-        }
-      }
-    }
-    for (const auto &[user, m] : gone) remove_meta_locked(tn, user, m.node, m.id);
+    remove_remote_locked(
+        tn, [&](uint32_t node) { return std::find(dead.begin(), dead.end(), node) != dead.end(); });
   }
   return dropped;
+}
+
+std::size_t PresenceHub::remove_remote_locked(TopicNode &tn,
+                                              const std::function<bool(uint32_t node)> &which) {
+  if (tn.second.remote_metas == 0) return 0;
+  std::vector<std::pair<std::string, Meta>> gone;
+  for (const auto &[user, u] : tn.second.users) {
+    for (const std::vector<Meta> *v : {&u.flushed, &u.joins}) {
+      for (const Meta &m : *v) {
+        if (m.node != 0 && !m.leaving && which(m.node)) gone.emplace_back(user, m);
+      }
+    }
+  }
+  std::size_t removed = 0;
+  for (const auto &[user, m] : gone) removed += remove_meta_locked(tn, user, m.node, m.id);
+  return removed;
+}
+
+std::size_t PresenceHub::forget_remote(const std::string *topic) {
+  std::lock_guard lock(mu_);
+  const auto any = [](uint32_t) { return true; };
+  if (topic != nullptr) {
+    const auto it = topic_table_.find(*topic);
+    return it == topic_table_.end() ? 0 : remove_remote_locked(*it, any);
+  }
+  std::size_t forgotten = 0;
+  for (TopicNode &tn : topic_table_) forgotten += remove_remote_locked(tn, any);
+  return forgotten;
 }
 
 std::vector<PresenceHub::NodeMeta> PresenceHub::own_metas(const std::string &topic) const {

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Presence } from "phoenix";
-import { connectPhoenix, eventually, joinOk, kronopctlBin, push, run, startDaemon } from "./helpers.mjs";
+import { connectPhoenix, eventually, joinOk, kronopctlBin, push, run, sleep, startDaemon } from "./helpers.mjs";
 import { Redis, stopCluster } from "./redis_server.mjs";
 
 const T = { timeout: 60000 };
@@ -121,6 +121,24 @@ test("Presence.list() on every node shows the users of every node; joins and lea
     await eventually(() => users(v) === "alice:1,carol:1", 5000, `bob and one carol gone: ${users(v)}`);
   }
   for (const v of [alice, carol, carol2]) await v.socket.close();
+});
+
+test("a node whose clients all left a reel forgets the others' users there, and asks again when one comes back", T, async () => {
+  const topic = "reel:9202";
+  const alice = await viewer(nodes[0], "alice", topic);
+  const first = await viewer(nodes[2], "x", topic);
+  await eventually(() => users(first) === "alice:1,x:1", 5000, `alice on node C: ${users(first)}`);
+  await first.socket.close();
+  // Node C holds the reel no more, and does not hear of alice leaving.
+  await sleep(300);
+  await alice.socket.close();
+  await sleep(300);
+  const bob = await viewer(nodes[1], "bob", topic);
+  const again = await viewer(nodes[2], "y", topic);
+  await eventually(() => users(again) === "bob:1,y:1", 5000, `bob, asked for again: ${users(again)}`);
+  await sleep(500);
+  assert.equal(users(again), "bob:1,y:1", "no user of before");
+  for (const v of [bob, again]) await v.socket.close();
 });
 
 test("a node killed with -9 has its users leave every other node within --redis-presence-ttl; kronopctl cluster lists the nodes", T, async (t) => {

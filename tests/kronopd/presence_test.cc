@@ -788,5 +788,35 @@ TEST(PresenceHubCluster, WhatOtherNodesSendIsBounded) {
   EXPECT_TRUE(hub.remote_changes("reel:3", "Fc", {{"y", 1, 0}}, {}, 1));
 }
 
+TEST(PresenceHubCluster, ForgottenNodesMetasLeaveUnlessToldAgainBeforeTheFlush) {
+  PresenceHub hub;
+  const std::string mine = hub.track("reel:1", "me", kT0);
+  ASSERT_TRUE(hub.remote_changes("reel:1", "Fa", {{"a", 1, kT0}, {"b", 2, kT0}}, {}, 1));
+  ASSERT_TRUE(hub.remote_changes("reel:2", "Fa", {{"c", 3, kT0}}, {}, 1));
+  std::vector<PresenceHub::Diff> out;
+  ASSERT_EQ(hub.flush(out), 2u);
+  // This node was cut off: everything of the others is forgotten, then their states come
+  // back before the next flush. Only what was not told again leaves; nothing joins again.
+  EXPECT_EQ(hub.forget_remote(nullptr), 3u);
+  EXPECT_EQ(hub.metas_of("reel:1"), 1u);
+  ASSERT_TRUE(hub.remote_state("reel:1", "Fa", {{"a", 1, kT0}}, 2));
+  out.clear();
+  ASSERT_EQ(hub.flush(out), 2u);
+  for (const auto &d : out) {
+    const ParsedDiff p = diff_of(d);
+    EXPECT_TRUE(p.joins.empty()) << d.payload;
+    const PresenceMap left = d.topic == "reel:1" ? PresenceMap{{"b", {{remote_ref("Fa", 2), kT0}}}}
+                                                 : PresenceMap{{"c", {{remote_ref("Fa", 3), kT0}}}};
+    EXPECT_EQ(p.leaves, left) << d.topic;
+  }
+  EXPECT_EQ(state_of(hub, "reel:1"),
+            (PresenceMap{{"a", {{remote_ref("Fa", 1), kT0}}}, {"me", {{mine, kT0}}}}));
+  // One topic forgotten (no local client holds it any more).
+  const std::string topic = "reel:1";
+  EXPECT_EQ(hub.forget_remote(&topic), 1u);
+  EXPECT_EQ(hub.metas_of("reel:1"), 1u);
+  EXPECT_EQ(hub.forget_remote(&topic), 0u);
+}
+
 }  // namespace
 }  // namespace kronop::daemon
