@@ -57,7 +57,7 @@ std::string encode_presence(const PresenceMessage &m) {
   return out;
 }
 
-Result<PresenceMessage> parse_presence_message(std::string_view payload) {
+Result<PresenceMessage> parse_presence_message(std::string_view payload, std::size_t max_lines) {
   PresenceMessage m;
   std::string_view rest = payload, head, node;
   if (!field(rest, '\t', &head) || head.size() != 2 || head[0] != 'P' ||
@@ -71,6 +71,7 @@ Result<PresenceMessage> parse_presence_message(std::string_view payload) {
     return bad("a presence query carries no lines");
   }
   while (!rest.empty()) {
+    if (m.joins.size() + m.leaves.size() >= max_lines) return bad("a presence message too long");
     std::string_view sign, user, id, online_at;
     if (!field(rest, '\t', &sign) || (sign != "+" && sign != "-") || !field(rest, '\t', &user)) {
       return bad("a presence line is not +/- USER ID [ONLINE_AT]");

@@ -63,8 +63,11 @@ inline constexpr std::size_t kMetasPerMessage = 5000;
 
 bool is_presence_message(std::string_view payload);
 std::string encode_presence(const PresenceMessage &m);
-// What another node sent (outside input): refused unless every line is well formed.
-Result<PresenceMessage> parse_presence_message(std::string_view payload);
+// What another node sent (outside input): refused unless every line is well formed, and
+// when it has more than `max_lines` lines (a state is at most what a receiver keeps of a
+// topic, PresenceHub::Options::max_remote_metas_per_topic).
+Result<PresenceMessage> parse_presence_message(std::string_view payload,
+                                               std::size_t max_lines = 100'000);
 // `node`'s changes as PD messages of at most kMetasPerMessage lines each.
 std::vector<std::string> encode_changes(const std::string &node,
                                         std::vector<PresenceHub::NodeMeta> joins,

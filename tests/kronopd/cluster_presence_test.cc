@@ -53,6 +53,12 @@ TEST(PresenceMessageTest, MalformedMessagesAreRefused) {
   }
 }
 
+TEST(PresenceMessageTest, AMessageOfMoreLinesThanTheBoundIsRefused) {
+  const std::string three = "PS\tF\n+\ta\t1\t2\n+\tb\t2\t2\n+\tc\t3\t2\n";
+  EXPECT_TRUE(parse_presence_message(three, 3).ok());
+  EXPECT_FALSE(parse_presence_message(three, 2).ok());
+}
+
 TEST(PresenceMessageTest, BigChangesGoOutInSeveralMessages) {
   std::vector<PresenceHub::NodeMeta> joins, leaves;
   for (uint64_t i = 0; i < kMetasPerMessage + 10; ++i) joins.push_back({"u", i, 1});
