@@ -185,8 +185,9 @@ test("a node killed with -9 has its users leave every other node within --redis-
     }
     const took = Date.now() - killedAt;
     t.diagnostic(`the killed node's user left the others ${took} ms after kill -9 (TTL ${TTL_S} s)`);
-    // Within the TTL, and the presence interval and the client's delivery.
-    assert.ok(took <= TTL_S * 1000 + 1000, `dave left after ${took} ms`);
+    // Within the TTL of its last heartbeat; then the presence interval and the delivery to
+    // the client (slower under the sanitizers).
+    assert.ok(took <= TTL_S * 1000 + 1500, `dave left after ${took} ms`);
     await eventually(
       async () => !(await ctlJson(nodes[1], "cluster")).body.node.members.some((m) => m.id === extraId),
       5000,
