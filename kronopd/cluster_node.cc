@@ -48,7 +48,7 @@ void ClusterNode::start() {
   forwarder_ = std::make_unique<ClusterForwarder>(
       *commands_, options_.history,
       [this](const ForwardRecord &r, uint64_t epoch, uint64_t seq) {
-        bump(seq != 0 ? counters_.numbered : counters_.duplicates);
+        bump_owned(seq != 0 ? counters_.numbered : counters_.duplicates);
         store(counters_.queued, forwarder_->queued());
         if (on_taken_) on_taken_(r, epoch, seq);
       },
@@ -57,7 +57,7 @@ void ClusterNode::start() {
   subscriptions_ = std::make_unique<ClusterSubscriptions>(
       &loop_, *subscriber_,
       [this](std::string_view topic, const NumberedMessage &m) {
-        bump(counters_.messages);
+        bump_owned(counters_.messages);
         auto e = std::make_unique<ClusterEvent>();
         e->kind = ClusterEvent::Kind::kMessage;
         e->topic = topic;
@@ -210,7 +210,7 @@ void ClusterNode::on_requests() {
     switch (r->kind) {
       case Request::Kind::kForward:
         for (ForwardRecord &rec : r->records) {
-          bump(forwarder_->forward(std::move(rec)) ? counters_.forwarded : counters_.refused);
+          bump_owned(forwarder_->forward(std::move(rec)) ? counters_.forwarded : counters_.refused);
         }
         forwarded = true;
         break;
@@ -223,7 +223,7 @@ void ClusterNode::on_requests() {
         if (presence_) presence_->on_unwanted(r->topic);
         break;
       case Request::Kind::kHistory: {
-        bump(counters_.history_reads);
+        bump_owned(counters_.history_reads);
         const uint64_t after = r->after, until = r->until;
         commands_->send(
             views(history_command(r->topic, after, until)),
@@ -254,7 +254,7 @@ void ClusterNode::on_link_state() {
   if (up == was_up_) return;
   was_up_ = up;
   store(counters_.up, up ? 1 : 0);
-  bump(up ? counters_.ups : counters_.downs);
+  bump_owned(up ? counters_.ups : counters_.downs);
   auto e = std::make_unique<ClusterEvent>();
   e->kind = up ? ClusterEvent::Kind::kUp : ClusterEvent::Kind::kDown;
   if (!up) {
@@ -283,14 +283,14 @@ void ClusterNode::send_positions() {
                                            : Result<StreamPosition>(Error{-EIO, "no reply"});
                       if (!at.ok()) {
                         // Tried again at the next retry, while the topic is still wanted.
-                        bump(counters_.position_failures);
+                        bump_owned(counters_.position_failures);
                         if (subscriptions_ != nullptr && subscriptions_->wanted(topic)) {
                           positions_wanted_.insert(topic);
                         }
                         return;
                       }
                       if (subscriptions_ == nullptr || !subscriptions_->wanted(topic)) return;
-                      bump(counters_.positions);
+                      bump_owned(counters_.positions);
                       auto e = std::make_unique<ClusterEvent>();
                       e->kind = ClusterEvent::Kind::kPosition;
                       e->topic = topic;

@@ -38,6 +38,7 @@
 #include "cluster_numbering.h"
 #include "cluster_presence.h"
 #include "handoff_stack.h"
+#include "owned_counter.h"
 #include "redis_link.h"
 #include "redis_url.h"
 
@@ -178,9 +179,6 @@ class ClusterNode {
   void emit(std::unique_ptr<ClusterEvent> e);
   void close_all();
   static void store(std::atomic<uint64_t> &c, uint64_t v) { c.store(v, std::memory_order_relaxed); }
-  static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 
   ClusterNodeOptions options_;
   std::function<void()> wake_;

@@ -5,6 +5,7 @@
 
 #include "cluster_numbering.h"
 #include "kronop/clock.h"
+#include "owned_counter.h"
 #include "redis_reply.h"
 
 namespace kronop::daemon {
@@ -167,17 +168,14 @@ void ClusterPresence::heartbeat() {
       refuse("", "heartbeat: " + r.error().message);
       return;
     }
-    counters_.heartbeats.store(counters_.heartbeats.load(std::memory_order_relaxed) + 1,
-                               std::memory_order_relaxed);
+    bump_owned(counters_.heartbeats);
     std::vector<std::string> alive;
     alive.reserve(r.value().members.size());
     for (const ClusterMember &m : r.value().members) alive.push_back(m.id);
     // Nodes heard from before this heartbeat was sent and no longer listed are dead.
     const auto dropped = hub_.drop_nodes_except(alive, sent_ms);
     if (!dropped.empty()) {
-      counters_.nodes_dropped.store(
-          counters_.nodes_dropped.load(std::memory_order_relaxed) + dropped.size(),
-          std::memory_order_relaxed);
+      bump_owned(counters_.nodes_dropped, dropped.size());
       for (const std::string &id : dropped) {
         KLOG_NOTICE("event=cluster_node_gone node=%s consequence=\"its users leave every reel\"",
                     log::q(id).c_str());
@@ -201,8 +199,7 @@ void ClusterPresence::send(std::string_view topic, const std::string &payload) {
   if (!commands_.up()) return;
   const std::string channel = TopicKeys::of(topic).channel;
   commands_.send({"SPUBLISH", channel, payload}, [](const redisReply *, const Error *) {});
-  counters_.sent.store(counters_.sent.load(std::memory_order_relaxed) + 1,
-                       std::memory_order_relaxed);
+  bump_owned(counters_.sent);
 }
 
 void ClusterPresence::publish(const std::string &topic, std::vector<PresenceHub::NodeMeta> joins,
@@ -242,8 +239,7 @@ void ClusterPresence::on_message(std::string_view topic, std::string_view payloa
   }
   PresenceMessage &msg = m.value();
   if (msg.node == PresenceHub::node_id()) return;  // this node's own, heard back
-  counters_.received.store(counters_.received.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
+  bump_owned(counters_.received);
   const std::string t(topic);
   bool ok = true;
   switch (msg.kind) {
@@ -267,8 +263,7 @@ void ClusterPresence::on_message(std::string_view topic, std::string_view payloa
 }
 
 void ClusterPresence::refuse(std::string_view topic, const std::string &why) {
-  counters_.refused.store(counters_.refused.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_relaxed);
+  bump_owned(counters_.refused);
   uint64_t suppressed = 0;
   if (!refused_log_.allow(monotonic_ms(), &suppressed)) return;
   KLOG_WARN("event=cluster_presence_refused topic=%s error=%s suppressed=%llu",

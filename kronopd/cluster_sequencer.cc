@@ -10,13 +10,13 @@ void ClusterSequencer::expect(std::string_view topic) { streams_.try_emplace(std
 void ClusterSequencer::on_message(ClusterEvent &&e, const DeliverFn &deliver) {
   auto it = streams_.find(e.topic);
   if (it == streams_.end()) {
-    bump(counters_.unwanted);
+    bump_owned(counters_.unwanted);
     return;
   }
   Stream &s = it->second;
   if (!s.known) {
     if (s.early.size() >= kMaxEarly) {
-      bump(counters_.early_overflow);
+      bump_owned(counters_.early_overflow);
       return;
     }
     s.early.push_back(std::move(e));
@@ -28,17 +28,17 @@ void ClusterSequencer::on_message(ClusterEvent &&e, const DeliverFn &deliver) {
 void ClusterSequencer::apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliver) {
   if (e.epoch != s.at.epoch) {
     // Redis lost the topic's keys and started its stream again.
-    bump(counters_.epoch_changes);
+    bump_owned(counters_.epoch_changes);
     if (on_new_stream_) on_new_stream_(e.topic);
     s.at = StreamPosition{e.seq - 1, e.epoch};
   }
   if (e.seq <= s.at.seq) {
-    bump(counters_.old);
+    bump_owned(counters_.old);
     return;
   }
-  if (e.seq != s.at.seq + 1) bump(counters_.gaps);
+  if (e.seq != s.at.seq + 1) bump_owned(counters_.gaps);
   s.at.seq = e.seq;
-  bump(counters_.delivered);
+  bump_owned(counters_.delivered);
   deliver(e);
 }
 
@@ -54,7 +54,7 @@ std::optional<ClusterSequencer::CatchUp> ClusterSequencer::on_position(const Clu
     return CatchUp{s.at.seq, e.seq};
   }
   if (!s.positioned || s.at.epoch != e.epoch || s.at.seq < e.seq) {
-    if (s.positioned && s.at.epoch == e.epoch) bump(counters_.gaps);  // too long to catch up
+    if (s.positioned && s.at.epoch == e.epoch) bump_owned(counters_.gaps);  // too long to catch up
     s.at = StreamPosition{e.seq, e.epoch};
   }
   s.positioned = true;

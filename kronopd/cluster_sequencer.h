@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cluster_node.h"
+#include "owned_counter.h"
 #include "sequencer.h"
 #include "topic_key.h"
 
@@ -87,9 +88,6 @@ class ClusterSequencer final : public Sequencer {
   void apply(Stream &s, ClusterEvent &&e, const DeliverFn &deliver);
   // The topic is known: what waited goes out, in seq order.
   void release_early(Stream &s, const DeliverFn &deliver);
-  static void bump(std::atomic<uint64_t> &c) {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
 
   std::unordered_map<std::string, Stream, TopicHash, TopicEqual> streams_;
   ClusterStreamCounters counters_;

@@ -50,16 +50,16 @@ void Dispatcher::apply_interest() {
 void Dispatcher::stage(const EnvelopeView &view, const TopicKey &topic, uint64_t seq) {
   // Before each message: a join acknowledged before this message was numbered must see it.
   if (!interest_.empty()) apply_interest();
-  bump(counters_.messages);
+  bump_owned(counters_.messages);
   auto it = interest_sets_.find(topic);
   // Encoding happens only for an audience (numbering happened whatever the audience).
   if (it == interest_sets_.end()) {
-    bump(counters_.without_audience);
+    bump_owned(counters_.without_audience);
     return;
   }
   MessagePtr m = Message::make(view, seq);
   if (!m) {
-    bump(counters_.encode_failures);
+    bump_owned(counters_.encode_failures);
     return;
   }
   for (uint64_t loops = it->second; loops != 0; loops &= loops - 1) {
@@ -97,7 +97,7 @@ void Dispatcher::end_batch(uint64_t durable) {
 void Dispatcher::reset(std::string_view topic) {
   auto it = interest_sets_.find(topic);
   if (it == interest_sets_.end()) return;
-  bump(counters_.resets);
+  bump_owned(counters_.resets);
   for (uint64_t loops = it->second; loops != 0; loops &= loops - 1) {
     push_batch(static_cast<std::size_t>(__builtin_ctzll(loops)), {std::string(topic)});
   }
@@ -110,7 +110,7 @@ void Dispatcher::reset_all() {
       resets[static_cast<std::size_t>(__builtin_ctzll(loops))].push_back(topic);
     }
   }
-  bump(counters_.resets, interest_sets_.size());
+  bump_owned(counters_.resets, interest_sets_.size());
   for (std::size_t i = 0; i < resets.size(); ++i) {
     if (!resets[i].empty()) push_batch(i, std::move(resets[i]));
   }

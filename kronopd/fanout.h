@@ -26,6 +26,7 @@
 
 #include "handoff_stack.h"
 #include "message.h"
+#include "owned_counter.h"
 #include "sequencer.h"
 
 namespace kronop::daemon {
@@ -131,9 +132,6 @@ class Dispatcher {
   void apply_interest();
   // Hands loop i what is staged for it (and `resets` after the messages), and wakes it.
   void push_batch(std::size_t i, std::vector<std::string> resets);
-  static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 
   std::vector<LoopInbox *> inboxes_;
   Sequencer *sequencer_;

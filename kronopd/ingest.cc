@@ -35,8 +35,8 @@ Ingest::Ingest(ipc::Consumer &consumer, std::unordered_map<uint64_t, uint64_t> a
 bool Ingest::take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &view) {
   Reject r = validator_.validate(record.bytes, view, ipc::kRecordSlack);
   if (r != Reject::kNone) {
-    bump(counters_.rejects);
-    bump(counters_.rejects_by_reason[static_cast<std::size_t>(r)]);
+    bump_owned(counters_.rejects);
+    bump_owned(counters_.rejects_by_reason[static_cast<std::size_t>(r)]);
     KLOG_DEBUG("event=record_rejected ring=%u bytes=%zu reason=%s", ring, record.bytes.size(),
                reject_name(r));
     return false;
@@ -47,7 +47,7 @@ bool Ingest::take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &vi
   if (t.producer_id != view.producer_id) {
     t.producer_id = view.producer_id;
   } else if (view.producer_seq != t.last_seq + 1) {
-    bump(view.producer_seq > t.last_seq ? counters_.seq_gaps : counters_.seq_regressions);
+    bump_owned(view.producer_seq > t.last_seq ? counters_.seq_gaps : counters_.seq_regressions);
   }
   t.last_seq = view.producer_seq;
   const uint64_t now = realtime_ns();
@@ -57,15 +57,15 @@ bool Ingest::take(uint32_t ring, const ipc::RingRecord &record, EnvelopeView &vi
     auto it = already_logged_.find(view.producer_id);
     if (it != already_logged_.end()) {
       if (view.producer_seq <= it->second) {
-        bump(counters_.already_logged);
+        bump_owned(counters_.already_logged);
         return false;
       }
       // Past what was logged: this producer's later records are all new.
       already_logged_.erase(it);
     }
   }
-  bump(counters_.records);
-  bump(counters_.bytes, record.bytes.size());
+  bump_owned(counters_.records);
+  bump_owned(counters_.bytes, record.bytes.size());
   return true;
 }
 
@@ -74,7 +74,7 @@ void Ingest::housekeeping() {
   if (ipc::Consumer::SegmentCheck c = consumer_.check_segment(); !c.problem.empty()) {
     const uint64_t now = monotonic_ms();
     const uint64_t previous = counters_.segment_repaired_ms.load(std::memory_order_relaxed);
-    bump(counters_.segment_repairs);
+    bump_owned(counters_.segment_repairs);
     counters_.segment_repaired_ms.store(now, std::memory_order_relaxed);
     {
       // One damage often takes more than one check to put right (a lost page is found when
@@ -96,7 +96,7 @@ void Ingest::housekeeping() {
     if (c.recreated && on_recreated_) on_recreated_();
   }
   if (std::size_t n = consumer_.reclaim_dead_leases(); n > 0) {
-    bump(counters_.leases_reclaimed, n);
+    bump_owned(counters_.leases_reclaimed, n);
     KLOG_INFO("event=rings_reclaimed rings=%zu reason=\"producer exited without closing\"", n);
   }
   // Other processes' leases: kronopd's own ring (client interactions, REST posts) is not a

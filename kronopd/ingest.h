@@ -28,6 +28,7 @@
 #include "kronop/ipc/consumer.h"
 #include "latency_histogram.h"
 #include "log.h"
+#include "owned_counter.h"
 
 namespace kronop::daemon {
 
@@ -75,7 +76,7 @@ class Ingest {
   // Ingest thread, after each drain pass: corrupt ranges the readers skipped, counted and
   // logged (throttled).
   void note_corrupt_ranges();
-  void count_idle_wait() { bump(counters_.idle_waits); }
+  void count_idle_wait() { bump_owned(counters_.idle_waits); }
   // Before the thread starts: called on the ingest thread each time the segment was created
   // again, so that holders of rings in the retired one inside this process let them go.
   void on_segment_recreated(std::function<void()> hook) { on_recreated_ = std::move(hook); }
@@ -83,10 +84,6 @@ class Ingest {
   const IngestCounters &counters() const { return counters_; }
 
  private:
-  static void bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-
   ipc::Consumer &consumer_;
   std::unordered_map<uint64_t, uint64_t> already_logged_;
   EnvelopeValidator validator_;

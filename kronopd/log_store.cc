@@ -16,6 +16,7 @@
 #include "kronop_ipc.h"
 #include "log.h"
 #include "log_sql.h"
+#include "owned_counter.h"
 
 namespace kronop::daemon {
 
@@ -376,8 +377,7 @@ void LogStore::checkpoint_run() {
     const int rc =
         sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
     if (rc == SQLITE_OK) {
-      counters_.checkpoints.store(counters_.checkpoints.load(std::memory_order_relaxed) + 1,
-                                  std::memory_order_relaxed);
+      bump_owned(counters_.checkpoints);
     } else if (rc != SQLITE_BUSY) {
       KLOG_WARN("event=log_checkpoint_failed path=%s error=%s", log::q(path_).c_str(),
                 log::q(sqlite3_errmsg(db)).c_str());
