@@ -78,7 +78,11 @@ bool RedisServer::start() {
   // A restart keeps the port: the tests' kronopd have the URL.
   const bool restart = port_ != 0;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    if (!restart) port_ = free_port();
+    if (!restart) {
+      port_ = free_port();
+      // Should the kernel hand out the same port twice, Redis exits: another attempt.
+      bus_port_ = options_.cluster ? free_port() : 0;
+    }
     std::vector<std::string> argv = {redis_server_binary(),
                                      "--port",
                                      std::to_string(port_),
@@ -96,6 +100,11 @@ bool RedisServer::start() {
                                      "no",
                                      "--appendonly",
                                      options_.append_only ? "yes" : "no"};
+    if (options_.cluster) {
+      argv.insert(argv.end(),
+                  {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                   "--cluster-node-timeout", "2000", "--cluster-port", std::to_string(bus_port_)});
+    }
     if (!options_.password.empty()) {
       argv.push_back("--requirepass");
       argv.push_back(options_.password);

@@ -20,6 +20,10 @@ class RedisServer {
   struct Options {
     std::string password;      // requirepass, when not empty
     bool append_only = false;  // AOF on (appendfsync everysec), for restarts that keep data
+    // A Redis Cluster node (redis_cluster.h joins them): its nodes.conf in its directory, a
+    // node timeout of 2 s, and its cluster bus on a second free port (Redis's default, the
+    // port plus 10000, may be taken or above 65535).
+    bool cluster = false;
   };
   explicit RedisServer(Options options);
   RedisServer() : RedisServer(Options{}) {}
@@ -36,6 +40,7 @@ class RedisServer {
   pid_t pid() const { return pid_; }
 
   int port() const { return port_; }
+  int bus_port() const { return bus_port_; }  // cluster nodes
   const std::string &dir() const { return dir_.path; }
   // redis://[:PASSWORD@]127.0.0.1:PORT
   std::string url() const;
@@ -53,6 +58,7 @@ class RedisServer {
   Options options_;
   TempDir dir_;
   int port_ = 0;
+  int bus_port_ = 0;
   pid_t pid_ = -1;
   std::string error_;
 };
