@@ -220,6 +220,8 @@ int run_cluster(const Globals &g) {
   std::printf("%-18s %llu sent, %llu received, %llu refused; %llu node(s) found dead\n", "presence",
               u(c.presence_sent()), u(c.presence_received()), u(c.presence_refused()),
               u(c.nodes_dropped()));
+  std::printf("%-18s %llu written, %llu read, %llu failed\n", "user records", u(c.user_writes()),
+              u(c.user_reads()), u(c.user_failures()));
   std::printf("%-18s %d\n", "nodes", c.members_size());
   if (c.members_size() > 0) {
     std::printf("  %-10s %-28s %11s  %-24s %s\n", "ID", "ADDRESS", "CONNECTIONS", "LAST HEARTBEAT",

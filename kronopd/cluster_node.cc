@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "cluster_subscriptions.h"
+#include "kronop/clock.h"
 #include "reels.h"
 #include "sequencer.h"
 
@@ -81,6 +82,19 @@ void ClusterNode::start() {
     subscriptions_->on_presence([this](std::string_view topic, std::string_view payload) {
       presence_->on_message(topic, payload);
     });
+    users_ = std::make_unique<ClusterUsers>(
+        *commands_, PresenceHub::node_id(),
+        [this] {
+          uint64_t as_of = 0;
+          std::vector<ClusterMember> members = presence_->members(&as_of);
+          std::vector<std::string> alive;
+          if (as_of == 0) return alive;
+          alive.reserve(members.size() + 1);
+          alive.push_back(PresenceHub::node_id());
+          for (ClusterMember &m : members) alive.push_back(std::move(m.id));
+          return alive;
+        },
+        options_.presence_options.ttl_ms, options_.user_record_ttl_ms);
   }
   thread_ = std::thread([this] {
     ::pthread_setname_np(::pthread_self(), "kronop-cluster");
@@ -97,6 +111,7 @@ void ClusterNode::run() {
       [](uv_timer_t *t) {
         auto *self = static_cast<ClusterNode *>(t->data);
         self->forwarder_->flush();
+        if (self->users_) self->users_->flush();
         store(self->counters_.queued, self->forwarder_->queued());
         self->send_positions();
       },
@@ -104,6 +119,7 @@ void ClusterNode::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   subscriptions_.reset();
   forwarder_.reset();
+  users_.reset();
   commands_.reset();
   subscriber_.reset();
   uv_loop_close(&loop_);
@@ -177,6 +193,43 @@ std::vector<ClusterMember> ClusterNode::members(uint64_t *as_of_ms) const {
   return presence_->members(as_of_ms);
 }
 
+void ClusterNode::observe_users(PresenceHub &hub) {
+  hub.set_cluster_observer([this](const PresenceHub::UserPresence &p, bool explicit_status) {
+    if (explicit_status) {
+      user_status(p);
+    } else {
+      user_sockets(p.user_id, p.sockets);
+    }
+  });
+}
+
+void ClusterNode::user_sockets(std::string user, uint32_t count) {
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kUserSockets;
+  r->user.user_id = std::move(user);
+  r->user.sockets = count;
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+void ClusterNode::user_status(PresenceHub::UserPresence p) {
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kUserStatus;
+  r->user = std::move(p);
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
+void ClusterNode::read_user(std::string user, ClusterUsers::ReadFn done) {
+  if (stopping_.load(std::memory_order_acquire)) {
+    done(Error{-ESHUTDOWN, "the cluster node is stopping"});
+    return;
+  }
+  auto r = std::make_unique<Request>();
+  r->kind = Request::Kind::kUserRead;
+  r->topic = std::move(user);
+  r->user_done = std::move(done);
+  if (requests_.push(std::move(r))) uv_async_send(&async_);
+}
+
 void ClusterNode::catch_up(std::string topic, uint64_t after, uint64_t until) {
   read_history(topic, after, until, [this, topic](Result<HistoryRange> r) {
     if (r.ok()) {
@@ -242,9 +295,23 @@ void ClusterNode::on_requests() {
       case Request::Kind::kLeave:
         presence_->leave([this] { left_.store(true, std::memory_order_release); });
         break;
+      case Request::Kind::kUserSockets:
+        if (users_) users_->sockets(r->user.user_id, r->user.sockets);
+        break;
+      case Request::Kind::kUserStatus:
+        if (users_) users_->status(r->user);
+        break;
+      case Request::Kind::kUserRead:
+        if (users_) {
+          users_->read(r->topic, realtime_ns() / 1'000'000, std::move(r->user_done));
+        } else {
+          r->user_done(Error{-ENOTSUP, "no presence in this cluster node"});
+        }
+        break;
     }
   }
   if (forwarded) forwarder_->flush();
+  if (users_) users_->flush();
   store(counters_.queued, forwarder_->queued());
   store(counters_.subscriptions, subscriptions_->wanted_count());
 }
@@ -264,6 +331,7 @@ void ClusterNode::on_link_state() {
   // Positions asked for while the commands link was away go out now.
   if (up) send_positions();
   if (up && presence_) presence_->on_up(subscriptions_->wanted_topics());
+  if (up && users_) users_->on_up();
 }
 
 void ClusterNode::read_position(std::string_view topic) {

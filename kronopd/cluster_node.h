@@ -4,7 +4,8 @@
 //     positions joins are answered with, and history reads for recoveries;
 //   a subscriber link: ClusterSubscriptions (the channels of the topics local clients hold);
 //   and, given a PresenceHub, ClusterPresence (cluster_presence.h): heartbeats, the members'
-//   list, and presence between nodes on the same channels.
+//   list, and presence between nodes on the same channels; and ClusterUsers
+//   (cluster_users.h): users' status for the whole cluster.
 // Other threads talk to it only through a handoff stack and a uv_async: the ingest thread
 // forwards records and says which topics are wanted; anyone may ask for history. What the
 // cluster sends back for the ingest thread — numbered messages, topics' positions, the link
@@ -37,6 +38,7 @@
 #include "cluster_history.h"
 #include "cluster_numbering.h"
 #include "cluster_presence.h"
+#include "cluster_users.h"
 #include "handoff_stack.h"
 #include "owned_counter.h"
 #include "redis_link.h"
@@ -52,6 +54,7 @@ struct ClusterNodeOptions {
   uint32_t backoff_min_ms = 100;    // reconnect backoff of both links
   uint32_t backoff_max_ms = 5000;
   uint32_t command_timeout_ms = 5000;
+  uint64_t user_record_ttl_ms = 24ull * 3600 * 1000;  // a user's record (cluster_users.h)
   // Presence across the cluster (null: none, e.g. in tests of numbering alone).
   PresenceHub *presence = nullptr;
   ClusterPresenceOptions presence_options;
@@ -146,6 +149,19 @@ class ClusterNode {
   const ClusterPresenceCounters *presence_counters() const {
     return presence_ ? &presence_->counters() : nullptr;
   }
+  // Before `hub` is shared (before use_presence): the hub tells this node of its users'
+  // socket counts and statuses (PresenceHub::set_cluster_observer), for the cluster's view.
+  void observe_users(PresenceHub &hub);
+  // Any thread (the hub's cluster observer): this node now holds
+  // `count` sockets of `user`, or the user chose a status.
+  void user_sockets(std::string user, uint32_t count);
+  void user_status(PresenceHub::UserPresence p);
+  // Any thread: the user's status for the whole cluster; `done` runs on the cluster thread,
+  // with an error when Redis cannot say (the link is down, or presence is off).
+  void read_user(std::string user, ClusterUsers::ReadFn done);
+  const ClusterUsersCounters *users_counters() const {
+    return users_ ? &users_->counters() : nullptr;
+  }
   // The ingest thread: what a topic's subscription missed while a link was away, read from
   // its history and handed over as kMessage events (what the history still holds), then one
   // kCaughtUp.
@@ -157,7 +173,17 @@ class ClusterNode {
 
  private:
   struct Request {
-    enum class Kind : uint8_t { kForward, kWant, kUnwant, kHistory, kPresence, kLeave };
+    enum class Kind : uint8_t {
+      kForward,
+      kWant,
+      kUnwant,
+      kHistory,
+      kPresence,
+      kLeave,
+      kUserSockets,
+      kUserStatus,
+      kUserRead
+    };
     Kind kind = Kind::kForward;
     std::vector<ForwardRecord> records;
     std::string topic;
@@ -166,6 +192,8 @@ class ClusterNode {
     HistoryFn done;
     std::vector<PresenceHub::NodeMeta> joins;  // kPresence
     std::vector<PresenceHub::NodeMeta> leaves;
+    PresenceHub::UserPresence user;  // kUserSockets (user_id, sockets), kUserStatus
+    ClusterUsers::ReadFn user_done;  // kUserRead (topic: the user)
     Request *next = nullptr;
   };
 
@@ -191,6 +219,7 @@ class ClusterNode {
   std::unique_ptr<ClusterForwarder> forwarder_;
   std::unique_ptr<class ClusterSubscriptions> subscriptions_;
   std::unique_ptr<ClusterPresence> presence_;  // kept until destruction (members, counters)
+  std::unique_ptr<ClusterUsers> users_;        // with presence_
   HandoffStack<Request> requests_;
   HandoffStack<ClusterEvent> events_;
   std::atomic<bool> stopping_{false};

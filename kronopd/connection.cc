@@ -243,7 +243,7 @@ void Connection::handle_request() {
       o.rest->reel_updates(route->param, req, caller(req), responder, server->loop());
       break;
     case RouteKind::kUserPresence:
-      responder.respond(o.rest->user_presence(route->param, req, caller(req)));
+      o.rest->user_presence(route->param, req, caller(req), responder, server->post());
       break;
     case RouteKind::kSystem:
       responder.respond(o.system->respond(req));

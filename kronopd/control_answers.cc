@@ -19,8 +19,12 @@ constexpr std::size_t kListBudget = kMaxControlMessage - 64 * 1024;
 }  // namespace
 
 ControlAnswers::ControlAnswers(uv_loop_t *loop, const Stats &stats, const PresenceHub &presence,
-                               std::vector<std::unique_ptr<IoLoop>> &loops)
-    : stats_(stats), presence_(presence), loops_(loops), handover_(std::make_shared<Handover>()) {
+                               const RestApi &rest, std::vector<std::unique_ptr<IoLoop>> &loops)
+    : stats_(stats),
+      presence_(presence),
+      rest_(rest),
+      loops_(loops),
+      handover_(std::make_shared<Handover>()) {
   uv_async_init(loop, &handover_->async, on_parts);
   handover_->async.data = this;
   uv_timer_init(loop, &deadline_);
@@ -48,6 +52,10 @@ void ControlAnswers::answer(const kronop::v1::ControlRequest &req, ControlReply 
     gather_connections(req.connections().topic(), std::move(reply));
     return;
   }
+  if (req.has_user_presence()) {
+    user_presence(req.user_presence().user_id(), std::move(reply));
+    return;
+  }
   kronop::v1::ControlResponse resp;
   if (req.has_stats()) {
     stats_.snapshot(*resp.mutable_stats());
@@ -55,8 +63,6 @@ void ControlAnswers::answer(const kronop::v1::ControlRequest &req, ControlReply 
     kronop::v1::DaemonStats s;
     stats_.snapshot(s);
     *resp.mutable_health() = assess_health(s);
-  } else if (req.has_user_presence()) {
-    user_presence(req.user_presence().user_id(), resp);
   } else if (req.has_reel_presence()) {
     reel_presence(req.reel_presence().reel_id(), resp);
   } else {
@@ -65,14 +71,21 @@ void ControlAnswers::answer(const kronop::v1::ControlRequest &req, ControlReply 
   reply(resp);
 }
 
-void ControlAnswers::user_presence(const std::string &user,
-                                   kronop::v1::ControlResponse &resp) const {
-  auto p = presence_.user(user, realtime_ns() / 1'000'000);
-  if (!p) {
-    resp.set_error("no presence for user " + user);
-    return;
-  }
-  *resp.mutable_user_presence() = user_presence_body(*p);
+void ControlAnswers::user_presence(const std::string &user, ControlReply reply) {
+  rest_.read_user(user, [handover = handover_, user, reply = std::move(reply)](
+                            std::optional<PresenceHub::UserPresence> p) mutable {
+    kronop::v1::ControlResponse resp;
+    if (p) {
+      *resp.mutable_user_presence() = user_presence_body(*p);
+    } else {
+      resp.set_error("no presence for user " + user);
+    }
+    // On the main loop (this may run on the cluster thread).
+    std::lock_guard<std::mutex> lock(handover->mutex);
+    if (handover->closed) return;
+    handover->calls.push_back([reply = std::move(reply), resp = std::move(resp)] { reply(resp); });
+    uv_async_send(&handover->async);
+  });
 }
 
 void ControlAnswers::reel_presence(const std::string &reel_id,
@@ -129,10 +142,13 @@ void ControlAnswers::gather_connections(const std::string &topic, ControlReply r
 void ControlAnswers::on_parts(uv_async_t *handle) {
   auto *self = static_cast<ControlAnswers *>(handle->data);
   std::vector<Handover::Part> parts;
+  std::vector<std::function<void()>> calls;
   {
     std::lock_guard<std::mutex> lock(self->handover_->mutex);
     parts.swap(self->handover_->parts);
+    calls.swap(self->handover_->calls);
   }
+  for (auto &call : calls) call();
   for (Handover::Part &p : parts) {
     for (Gathering &g : self->gatherings_) {
       if (g.id == p.gathering) g.parts[p.loop] = std::move(p.connections);

@@ -1,6 +1,8 @@
 // What kronopd answers on its control socket (control.h carries the bytes): stats, health,
 // a user's presence, a reel's viewers, the connections. Runs on the main loop's thread and
-// never blocks it (the acceptor and the signals run there too).
+// never blocks it (the acceptor and the signals run there too). A user's presence is, in a
+// cluster, read from Redis (RestApi::read_user): the answer comes back to the main loop
+// through the same handover as the loops' parts.
 //
 // Lists in an answer are bounded: kronopctl refuses responses over kMaxControlMessage, so a
 // list that would be larger (a reel with 100,000 viewers, as many connections) stops short,
@@ -26,14 +28,16 @@
 #include "io_loop.h"
 #include "kronop/v1/control.pb.h"
 #include "presence.h"
+#include "rest_api.h"
 #include "stats.h"
 
 namespace kronop::daemon {
 
 class ControlAnswers {
  public:
+  // `rest` reads a user's status (the cluster's, in a cluster: RestApi::read_user).
   ControlAnswers(uv_loop_t *loop, const Stats &stats, const PresenceHub &presence,
-                 std::vector<std::unique_ptr<IoLoop>> &loops);
+                 const RestApi &rest, std::vector<std::unique_ptr<IoLoop>> &loops);
   ControlAnswers(const ControlAnswers &) = delete;
   ControlAnswers &operator=(const ControlAnswers &) = delete;
 
@@ -43,7 +47,8 @@ class ControlAnswers {
   void close();
 
  private:
-  void user_presence(const std::string &user, kronop::v1::ControlResponse &resp) const;
+  // Answered on the main loop once the status is read (from Redis, in a cluster).
+  void user_presence(const std::string &user, ControlReply reply);
   void reel_presence(const std::string &reel_id, kronop::v1::ControlResponse &resp) const;
   void gather_connections(const std::string &topic, ControlReply reply);
 
@@ -64,7 +69,8 @@ class ControlAnswers {
       std::size_t loop = 0;
       std::vector<ClientServer::ConnectionInfo> connections;
     };
-    std::vector<Part> parts;  // guarded by mutex
+    std::vector<Part> parts;                   // guarded by mutex
+    std::vector<std::function<void()>> calls;  // guarded by mutex: run on the main loop
   };
   static void on_parts(uv_async_t *handle);
   static void on_deadline(uv_timer_t *timer);
@@ -74,6 +80,7 @@ class ControlAnswers {
 
   const Stats &stats_;
   const PresenceHub &presence_;
+  const RestApi &rest_;
   std::vector<std::unique_ptr<IoLoop>> &loops_;
   std::shared_ptr<Handover> handover_;
   uv_timer_t deadline_{};

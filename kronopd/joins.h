@@ -33,6 +33,7 @@
 
 #include "fanout.h"
 #include "phoenix.h"
+#include "routes.h"
 
 namespace kronop::daemon {
 
@@ -42,9 +43,6 @@ struct Connection;
 // Called by a loop to ask where a topic's stream stands (Dispatcher::request_sync); the
 // answer comes to JoinTracker::on_sync.
 using SyncCallback = std::function<void(const std::string &topic, uint64_t id)>;
-// Queues a function for the loop's thread from any thread (IoLoop's command queue); false
-// once the loop is closing, and then the function never runs.
-using LoopPost = std::function<bool(std::function<void()>)>;
 
 // A recovery's read of missed messages (joins.cc).
 struct HistoryRead;

@@ -119,11 +119,17 @@ int main(int argc, char **argv) {
   // In a cluster the hub also holds other nodes' presences, and hands out its own changes.
   PresenceHub presence(PresenceHub::Options{.replicate = cluster != nullptr});
   if (log_store) keep_presence_in_log(*log_store, presence);
+  if (cluster) cluster->observe_users(presence);
   KeyedRateLimiter interaction_limiter(config.max_interactions_per_second,
                                        2 * config.max_interactions_per_second);
   RestApi rest(RestOptions{config.trust_loopback, config.allow_anonymous,
                            log_store ? log_store->path() : std::string()},
                &publisher, &reels, &presence);
+  if (cluster) {
+    rest.set_user_reader([node = cluster.get()](std::string user, ClusterUsers::ReadFn done) {
+      node->read_user(std::move(user), std::move(done));
+    });
+  }
   ServerOptions server_options;
   server_options.presence = &presence;
   server_options.rest = &rest;
@@ -172,7 +178,7 @@ int main(int argc, char **argv) {
   LoopProbes probes(loops);
   ServiceNotifier notifier(
       loop, {[&] { return stats.status_line(); }, [&] { return probes.all_answered(); }});
-  ControlAnswers answers(loop, stats, presence, loops);
+  ControlAnswers answers(loop, stats, presence, rest, loops);
   ControlServer control(loop, config.control_socket_path(),
                         [&answers](const kronop::v1::ControlRequest &req, ControlReply reply) {
                           answers.answer(req, std::move(reply));

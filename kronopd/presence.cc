@@ -445,29 +445,34 @@ void PresenceHub::restore(const UserPresence &p) {
 
 void PresenceHub::connected(const std::string &user, uint64_t now_ms) {
   UserPresence changed;
+  bool first = false;
   {
     std::lock_guard lock(mu_);
     expire_users_locked(now_ms);
     UserEntryNode &node = find_or_add_user_locked(user);
     UserEntry &e = node.second;
     e.last_seen_ms = now_ms;
-    if (e.sockets++ > 0) return;
-    if (e.idle) {
-      idle_.erase(e.idle_pos);
-      e.idle = false;
+    first = e.sockets++ == 0;
+    if (first) {
+      if (e.idle) {
+        idle_.erase(e.idle_pos);
+        e.idle = false;
+      }
+      // Away is the user's choice (made with no socket open, e.g. over the REST API) and
+      // outlives the connection; offline is what having no socket meant.
+      if (e.status != Status::kAway) e.status = Status::kOnline;
+      users_online_.fetch_add(1, std::memory_order_relaxed);
     }
-    // Away is the user's choice (made with no socket open, e.g. over the REST API) and
-    // outlives the connection; offline is what having no socket meant.
-    if (e.status != Status::kAway) e.status = Status::kOnline;
-    users_online_.fetch_add(1, std::memory_order_relaxed);
-    if (!observer_) return;
+    if (!observer_ && !cluster_observer_) return;
     changed = snapshot(node, now_ms);
   }
-  observer_(changed);
+  if (first && observer_) observer_(changed);
+  if (cluster_observer_) cluster_observer_(changed, false);
 }
 
 void PresenceHub::disconnected(const std::string &user, uint64_t now_ms) {
   UserPresence changed;
+  bool last = false;
   {
     std::lock_guard lock(mu_);
     expire_users_locked(now_ms);
@@ -475,16 +480,19 @@ void PresenceHub::disconnected(const std::string &user, uint64_t now_ms) {
     if (it == users_.end() || it->second.sockets == 0) return;
     UserEntry &e = it->second;
     e.last_seen_ms = now_ms;
-    if (--e.sockets > 0) return;
-    e.status = Status::kOffline;
-    e.current_reel = 0;
-    std::string().swap(e.activity);
-    touch_idle_locked(*it);
-    users_online_.fetch_sub(1, std::memory_order_relaxed);
-    if (!observer_) return;
+    last = --e.sockets == 0;
+    if (last) {
+      e.status = Status::kOffline;
+      e.current_reel = 0;
+      std::string().swap(e.activity);
+      touch_idle_locked(*it);
+      users_online_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (!observer_ && !cluster_observer_) return;
     changed = snapshot(*it, now_ms);
   }
-  observer_(changed);
+  if (last && observer_) observer_(changed);
+  if (cluster_observer_) cluster_observer_(changed, false);
 }
 
 PresenceHub::UserPresence PresenceHub::set_status(const std::string &user, Status s,
@@ -504,6 +512,7 @@ PresenceHub::UserPresence PresenceHub::set_status(const std::string &user, Statu
     result = snapshot(node, now_ms);
   }
   if (observer_) observer_(result);
+  if (cluster_observer_) cluster_observer_(result, true);
   return result;
 }
 

@@ -197,6 +197,11 @@ class PresenceHub {
   // before the hub is shared.
   using Observer = std::function<void(const UserPresence &)>;
   void set_observer(Observer observer) { observer_ = std::move(observer); }
+  // Cluster mode (cluster_users.h): told, after the lock is released, of every change of a
+  // user's socket count (`explicit_status` false; `p.sockets` is the new count) and of every
+  // set_status (true). Set before the hub is shared.
+  using ClusterObserver = std::function<void(const UserPresence &p, bool explicit_status)>;
+  void set_cluster_observer(ClusterObserver observer) { cluster_observer_ = std::move(observer); }
   // At start: a user's last-known presence from before a restart. No socket survives a
   // restart, so "online" becomes offline; away is the user's choice and stays.
   void restore(const UserPresence &p);
@@ -302,6 +307,7 @@ class PresenceHub {
   std::unordered_map<std::string, uint32_t> node_index_;
 
   Observer observer_;
+  ClusterObserver cluster_observer_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Topic> topic_table_;
   std::vector<TopicNode *> dirty_topics_;  // topics with pending changes

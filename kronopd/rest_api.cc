@@ -448,21 +448,49 @@ std::string RestApi::apply_status(const std::string &user, const StatusChange &c
   return user_presence_json(p);
 }
 
-std::string RestApi::user_presence(const std::string &id, const http::Request &req,
-                                   const HttpCaller &caller) const {
-  if (!valid_topic("user:" + id)) return error(400, "invalid user id");
+void RestApi::read_user(const std::string &user,
+                        std::function<void(std::optional<PresenceHub::UserPresence>)> done) const {
+  auto own_view = [presence = presence_, user] {
+    return presence->user(user, realtime_ns() / 1'000'000);
+  };
+  if (!user_reader_) return done(own_view());
+  user_reader_(
+      user, [done = std::move(done), own_view](Result<std::optional<PresenceHub::UserPresence>> r) {
+        // Cut off from Redis, or the cluster has no record yet (this node's count not written
+        // yet): this node's own view.
+        if (!r.ok() || !r.value()) return done(own_view());
+        done(std::move(r).value());
+      });
+}
+
+void RestApi::user_presence(const std::string &id, const http::Request &req,
+                            const HttpCaller &caller, Responder responder,
+                            const LoopPost &post) const {
+  if (!valid_topic("user:" + id)) return responder.respond(error(400, "invalid user id"));
   if (auto refused = authorize(caller, options_.trust_loopback, false, id, false)) {
-    return *refused;
+    return responder.respond(std::move(*refused));
   }
-  if (req.method == "GET") {
-    auto p = presence_->user(id, realtime_ns() / 1'000'000);
+  std::string posted;  // a POST's answer without the cluster
+  if (req.method != "GET") {
+    StatusChange change;
+    BodyError e = parse_status_change(req.header("content-type"), req.body, &change);
+    if (!e.ok()) return responder.respond(error(e.status, e.message));
+    posted = apply_status(id, change);
+  }
+  auto answer = [posted](const std::optional<PresenceHub::UserPresence> &p) {
+    if (!posted.empty() && !p) return json_response(200, posted);
     if (!p) return error(404, "no presence known for this user");
     return json_response(200, user_presence_json(*p));
+  };
+  if (!user_reader_ || !post) {
+    if (!posted.empty()) return responder.respond(json_response(200, posted));
+    return responder.respond(answer(presence_->user(id, realtime_ns() / 1'000'000)));
   }
-  StatusChange change;
-  BodyError e = parse_status_change(req.header("content-type"), req.body, &change);
-  if (!e.ok()) return error(e.status, e.message);
-  return json_response(200, apply_status(id, change));
+  // The cluster's view, read after this node's write of a POST's status (one Redis link,
+  // in order); answered on the loop.
+  read_user(id, [responder, post, answer](std::optional<PresenceHub::UserPresence> p) {
+    post([responder, response = answer(p)]() mutable { responder.respond(std::move(response)); });
+  });
 }
 
 }  // namespace kronop::daemon

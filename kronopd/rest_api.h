@@ -21,7 +21,9 @@
 //
 // Paths and methods are matched by the client port's route table (routes.h), which calls
 // reel_updates() and user_presence(). GET /api/v1/reels/:id/updates reads the durable log on
-// libuv's thread pool and answers through its Responder on the loop; the rest answer at once.
+// libuv's thread pool and answers through its Responder on the loop; in a cluster (--redis)
+// /api/v1/users/:id/presence answers with the cluster's view of the user, read from Redis
+// (cluster_users.h), once it comes; the rest answer at once.
 //
 // The bodies of status changes are parsed by client_pushes.h (shared with the user channel's
 // update_presence push); its domain errors become HTTP statuses here (http_status).
@@ -34,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +44,7 @@
 #include "auth.h"
 #include "client_pushes.h"
 #include "http.h"
+#include "kronop/result.h"
 #include "kronop/v1/api.pb.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop/v1/presence.pb.h"
@@ -94,6 +98,11 @@ struct HttpCaller {
   Identity identity;
 };
 
+// A user's status for the whole cluster (ClusterNode::read_user): `done` runs on any thread,
+// with nullopt when the cluster has no record of the user, or an error when it cannot say.
+using UserStatusReader = std::function<void(
+    std::string user, std::function<void(Result<std::optional<PresenceHub::UserPresence>>)> done)>;
+
 class RestApi {
  public:
   RestApi(RestOptions options, Publisher *publisher, ReelState *reels, PresenceHub *presence)
@@ -106,9 +115,18 @@ class RestApi {
   // that reads the log answers later, on `loop`, after a read on libuv's thread pool.
   void reel_updates(const std::string &id, const http::Request &req, const HttpCaller &caller,
                     Responder responder, uv_loop_t *loop) const;
-  // /api/v1/users/:id/presence (GET or POST): the complete response.
-  std::string user_presence(const std::string &id, const http::Request &req,
-                            const HttpCaller &caller) const;
+  // /api/v1/users/:id/presence (GET or POST). In a cluster (set_user_reader) the answer is
+  // the cluster's view, read from Redis and answered on the loop through `post`; this node's
+  // own view when Redis cannot say (cut off) or there is no `post`.
+  void user_presence(const std::string &id, const http::Request &req, const HttpCaller &caller,
+                     Responder responder, const LoopPost &post) const;
+  // Before serving, in a cluster: where a user's status for the whole cluster is read
+  // (ClusterNode::read_user).
+  void set_user_reader(UserStatusReader reader) { user_reader_ = std::move(reader); }
+  // A user's status: the cluster's, or this node's (see user_presence); `done` gets nullopt
+  // when no one has seen the user, and runs on any thread.
+  void read_user(const std::string &user,
+                 std::function<void(std::optional<PresenceHub::UserPresence>)> done) const;
 
   // A user's status change from any source: records it and publishes a presence_update on
   // user:<id>. The resulting presence as the API's JSON body.
@@ -124,6 +142,7 @@ class RestApi {
   Publisher *publisher_;
   ReelState *reels_;
   PresenceHub *presence_;
+  UserStatusReader user_reader_;
   mutable std::atomic<uint64_t> requests_{0};
 };
 

@@ -53,6 +53,11 @@ std::optional<Route> match_route(std::string_view path);
 std::optional<std::string> http_refusal(const std::optional<Route> &route, std::string_view path,
                                         std::string_view method);
 
+// Queues a function for a loop's thread from any thread (IoLoop's command queue); false once
+// the loop is closing, and then the function never runs. How an answer made on another
+// thread gets back to the loop whose Responder it is.
+using LoopPost = std::function<bool(std::function<void()>)>;
+
 // Where a request's response goes. Cheap to copy; answering twice sends the first only.
 class Responder {
  public:

@@ -29,8 +29,9 @@ ClientServer::ClientServer(uv_loop_t *loop, ServerOptions options, InterestCallb
       options_(std::move(options)),
       writes_(*this),
       subscribers_(*this, std::move(interest)),
-      joins_(*this, std::move(sync), std::move(post)),
+      joins_(*this, std::move(sync), post),
       pushes_(*this),
+      post_(std::move(post)),
       parser_(std::make_unique<phoenix::MessageParser>(options_.max_message)),
       verifier_(std::make_unique<TokenVerifier>(options_.auth_secret)),
       read_buffer_(kReadBuffer) {}

@@ -213,6 +213,7 @@ class ClientServer {
   SubscriberTable &subscribers() { return subscribers_; }
   JoinTracker &joins() { return joins_; }
   ClientPushes &pushes() { return pushes_; }
+  const LoopPost &post() const { return post_; }  // null in tests without an IoLoop
   phoenix::MessageParser &parser() { return *parser_; }
   TokenVerifier &verifier() { return *verifier_; }
   RouteOutcome &route_outcome() { return route_outcome_; }  // reused by every message
@@ -248,6 +249,7 @@ class ClientServer {
   SubscriberTable subscribers_;
   JoinTracker joins_;
   ClientPushes pushes_;
+  LoopPost post_;
   uv_timer_t sweep_{};
   bool handles_open_ = false;
   bool accepting_ = false;

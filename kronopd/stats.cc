@@ -150,6 +150,11 @@ void fill_cluster(const ClusterNode &node, const ClusterStreamCounters &streams,
     out->set_presence_refused(get(p->refused));
     out->set_nodes_dropped(get(p->nodes_dropped));
   }
+  if (const ClusterUsersCounters *u = node.users_counters()) {
+    out->set_user_writes(get(u->writes));
+    out->set_user_reads(get(u->reads));
+    out->set_user_failures(get(u->failures));
+  }
 }
 
 }  // namespace

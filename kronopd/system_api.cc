@@ -153,6 +153,11 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
              d(k.presence_received()));
     e.sample("kronop_cluster_presence_messages_total", "direction=\"refused\"",
              d(k.presence_refused()));
+    e.family("kronop_cluster_user_records_total", "counter",
+             "Users' status records in Redis, by operation (failed: no answer or an error).");
+    e.sample("kronop_cluster_user_records_total", "op=\"write\"", d(k.user_writes()));
+    e.sample("kronop_cluster_user_records_total", "op=\"read\"", d(k.user_reads()));
+    e.sample("kronop_cluster_user_records_total", "op=\"failed\"", d(k.user_failures()));
   }
   e.summary("kronop_delivery_seconds",
             "From a producer's publish to the message's frames queued for every subscriber.",

@@ -227,3 +227,67 @@ test("a node that stops cleanly leaves the members' list at once", T, async () =
   );
   assert.ok(Date.now() - stoppedAt < TTL_S * 1000, "before the TTL");
 });
+
+// GET /api/v1/users/:id/presence on `d` (trusted loopback, the test default).
+const userStatus = async (d, user) => {
+  const r = await fetch(`http://127.0.0.1:${d.port}/api/v1/users/${user}/presence`);
+  return r.status === 200 ? r.json() : { http: r.status };
+};
+const statusOf = (b) => `${b.status}/${b.connections ?? 0}/${b.current_reel ?? 0}/${b.activity ?? ""}`;
+
+test("a user's status is the cluster's: sockets on every node count, a status set on one node reads the same on all", T, async () => {
+  const user = "erin";
+  assert.equal((await userStatus(nodes[1], user)).http, 404, "never seen anywhere");
+  const a = await connectPhoenix(nodes[0], { authToken: await nodes[0].token(user) });
+  const b = await connectPhoenix(nodes[1], { authToken: await nodes[1].token(user) });
+  for (const d of nodes) {
+    await eventually(async () => statusOf(await userStatus(d, user)) === "online/2/0/", 5000, `online with 2 sockets on ${d.port}`);
+  }
+  // kronopctl answers the same on a node where the user has no socket.
+  const ctl = await ctlJson(nodes[2], "presence", "user", user);
+  assert.equal(ctl.code, 0);
+  assert.equal(ctl.body.status, "online");
+  assert.equal(Number(ctl.body.connections), 2);
+
+  // A status set on node C, where the user has no socket, is the one every node reads.
+  const posted = await fetch(`http://127.0.0.1:${nodes[2].port}/api/v1/users/${user}/presence`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ status: "away", current_reel: 9300, activity: "in a call" }),
+  });
+  assert.equal(posted.status, 200);
+  assert.equal(statusOf(await posted.json()), "away/2/9300/in a call", "the POST answers with the cluster's view");
+  for (const d of nodes) assert.equal(statusOf(await userStatus(d, user)), "away/2/9300/in a call", `node ${d.port}`);
+
+  // One socket closing leaves the other; the last one anywhere makes the user offline.
+  await a.close();
+  for (const d of nodes) {
+    await eventually(async () => statusOf(await userStatus(d, user)) === "away/1/9300/in a call", 5000, `one socket left on ${d.port}`);
+  }
+  await b.close();
+  for (const d of nodes) {
+    await eventually(async () => statusOf(await userStatus(d, user)) === "offline/0/0/", 5000, `offline on ${d.port}`);
+  }
+  const seen = Date.parse((await userStatus(nodes[0], user)).last_seen);
+  assert.ok(Math.abs(Date.now() - seen) < 5000, "last seen when the last socket closed");
+  const metrics = await (await fetch(`http://127.0.0.1:${nodes[1].port}/metrics`)).text();
+  assert.match(metrics, /^kronop_cluster_user_records_total\{op="read"\} [1-9]\d*$/m);
+  assert.match(metrics, /^kronop_cluster_user_records_total\{op="write"\} [1-9]\d*$/m);
+  assert.match(metrics, /^kronop_cluster_user_records_total\{op="failed"\} 0$/m);
+});
+
+test("a user whose sockets were on a node killed with -9 reads offline within --redis-presence-ttl", T, async () => {
+  const user = "frank";
+  const extra = await startDaemon({ extraArgs: nodeArgs(redis.url) });
+  try {
+    const s = await connectPhoenix(extra, { authToken: await extra.token(user) });
+    await eventually(async () => statusOf(await userStatus(nodes[0], user)) === "online/1/0/", 5000, "online on node A");
+    const killedAt = Date.now();
+    extra.proc.kill("SIGKILL");
+    await eventually(async () => statusOf(await userStatus(nodes[0], user)) === "offline/0/0/", 10000, "offline after the kill");
+    assert.ok(Date.now() - killedAt <= TTL_S * 1000 + 1500, `offline after ${Date.now() - killedAt} ms`);
+    await s.close().catch(() => {});
+  } finally {
+    await extra.stop().catch(() => {});
+  }
+});

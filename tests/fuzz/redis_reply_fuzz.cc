@@ -2,8 +2,8 @@
 // server — or a peer that is not one — sends, fed to the bounded reply reader in two reads
 // (the first byte chooses the cut), each whole reply classified as a subscriber connection
 // classifies it, a message's payload read as a numbered message ("EPOCH:SEQ:ENVELOPE"),
-// and each array read as the numbering, position, history and heartbeat scripts' answers and
-// described as the log lines describe it. Checks: a reader that refused
+// and each array read as the numbering, position, history, heartbeat and user-record
+// scripts' answers and described as the log lines describe it. Checks: a reader that refused
 // the bytes refuses everything after (the link closes the connection then); a classified
 // push's views lie inside the reply; no reply holds more values than the bound allows.
 #include <cstddef>
@@ -14,6 +14,7 @@
 #include "cluster_history.h"
 #include "cluster_members.h"
 #include "cluster_numbering.h"
+#include "cluster_users.h"
 #include "fuzz_check.h"
 #include "redis_reply.h"
 
@@ -105,6 +106,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (const auto &member : m.value().members) {
           FUZZ_CHECK(!member.id.empty() && member.id.size() <= 64);
           FUZZ_CHECK(member.address.size() <= 512);
+        }
+      }
+      // A user's record as the read script answers it (cluster_users.h).
+      if (auto u = kronop::daemon::read_user_record(*reply, "u", {"Fa"}, data[0], 7); u.ok()) {
+        if (const auto &user = u.value()) {
+          FUZZ_CHECK(user->user_id == "u" && user->activity.size() <= 1024);
+          FUZZ_CHECK(user->sockets == 0 || user->last_seen_ms == 7);
+          FUZZ_CHECK(user->sockets > 0 ||
+                     user->status != kronop::daemon::PresenceHub::Status::kOnline);
         }
       }
       uint64_t number = 0;
