@@ -222,6 +222,11 @@ int run_cluster(const Globals &g) {
               u(c.nodes_dropped()));
   std::printf("%-18s %llu written, %llu read, %llu failed\n", "user records", u(c.user_writes()),
               u(c.user_reads()), u(c.user_failures()));
+  if (c.has_redis_cluster()) {
+    const auto &rc = c.redis_cluster();
+    std::printf("%-18s %llu master(s); %llu redirect(s) followed, %llu slot map change(s)\n",
+                "redis cluster", u(rc.masters()), u(rc.redirects()), u(rc.map_changes()));
+  }
   std::printf("%-18s %d\n", "nodes", c.members_size());
   if (c.members_size() > 0) {
     std::printf("  %-10s %-28s %11s  %-24s %s\n", "ID", "ADDRESS", "CONNECTIONS", "LAST HEARTBEAT",

@@ -4,11 +4,13 @@
 #include <string_view>
 #include <utility>
 
+#include "redis_reply.h"
+
 namespace kronop::daemon {
 
-ClusterForwarder::ClusterForwarder(RedisLink &link, HistoryLimits limits, TakenFn on_taken,
-                                   std::function<uint64_t()> new_epoch, RedisLink::StateFn on_state,
-                                   std::size_t max_queued)
+ClusterForwarder::ClusterForwarder(RedisConnection &link, HistoryLimits limits, TakenFn on_taken,
+                                   std::function<uint64_t()> new_epoch,
+                                   RedisConnection::StateFn on_state, std::size_t max_queued)
     : link_(link),
       limits_(limits),
       on_taken_(std::move(on_taken)),

@@ -1,5 +1,5 @@
-// Sends this node's records to Redis to be numbered (cluster_numbering.h), on one commands
-// RedisLink, and says which ones Redis has taken.
+// Sends this node's records to Redis to be numbered (cluster_numbering.h), on the commands
+// connection, and says which ones Redis has taken.
 //
 // - Per topic, in order, one call in flight: a topic's queued records go out together as
 //   one numbering call; the next call for that topic waits for the answer to this one.
@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "cluster_numbering.h"
-#include "redis_link.h"
+#include "redis_connection.h"
 
 namespace kronop::daemon {
 
@@ -61,8 +61,8 @@ class ClusterForwarder {
 
   // `link` must be a commands link; this object sets its state callback and calls
   // `on_state` after its own handling. `new_epoch` proposes the epoch of a new stream.
-  ClusterForwarder(RedisLink &link, HistoryLimits limits, TakenFn on_taken,
-                   std::function<uint64_t()> new_epoch, RedisLink::StateFn on_state = nullptr,
+  ClusterForwarder(RedisConnection &link, HistoryLimits limits, TakenFn on_taken,
+                   std::function<uint64_t()> new_epoch, RedisConnection::StateFn on_state = nullptr,
                    std::size_t max_queued = kDefaultMaxQueued);
 
   // Queues `record` after the topic's earlier ones. False, with nothing queued, when
@@ -91,11 +91,11 @@ class ClusterForwarder {
   void on_answer(const std::string &name, uint64_t call, const redisReply *reply,
                  const Error *error);
 
-  RedisLink &link_;
+  RedisConnection &link_;
   HistoryLimits limits_;
   TakenFn on_taken_;
   std::function<uint64_t()> new_epoch_;
-  RedisLink::StateFn on_state_;
+  RedisConnection::StateFn on_state_;
   std::size_t max_queued_;
   std::unordered_map<std::string, Topic> topics_;  // topics with records queued
   std::vector<std::string> waiting_;               // topics with records and no call in flight

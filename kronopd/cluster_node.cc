@@ -43,9 +43,19 @@ void ClusterNode::start() {
     o.command_timeout_ms = options_.command_timeout_ms;
     return o;
   };
-  commands_ = std::make_unique<RedisLink>(&loop_, link_options(RedisLinkOptions::Kind::kCommands));
-  subscriber_ =
-      std::make_unique<RedisLink>(&loop_, link_options(RedisLinkOptions::Kind::kSubscriber));
+  auto connection = [&](RedisLinkOptions::Kind kind) -> std::unique_ptr<RedisConnection> {
+    if (!options_.redis_cluster) return std::make_unique<RedisLink>(&loop_, link_options(kind));
+    RedisClusterLinkOptions c;
+    c.link = link_options(kind);
+    c.seeds = options_.seeds;
+    return std::make_unique<RedisClusterLink>(&loop_, std::move(c));
+  };
+  commands_ = connection(RedisLinkOptions::Kind::kCommands);
+  subscriber_ = connection(RedisLinkOptions::Kind::kSubscriber);
+  if (options_.redis_cluster) {
+    cluster_commands_ = static_cast<RedisClusterLink *>(commands_.get());
+    cluster_subscriber_ = static_cast<RedisClusterLink *>(subscriber_.get());
+  }
   forwarder_ = std::make_unique<ClusterForwarder>(
       *commands_, options_.history,
       [this](const ForwardRecord &r, uint64_t epoch, uint64_t seq) {
@@ -113,6 +123,7 @@ void ClusterNode::run() {
         self->forwarder_->flush();
         if (self->users_) self->users_->flush();
         store(self->counters_.queued, self->forwarder_->queued());
+        self->store_cluster_counters();
         self->send_positions();
       },
       kRetryMs, kRetryMs);
@@ -120,6 +131,7 @@ void ClusterNode::run() {
   subscriptions_.reset();
   forwarder_.reset();
   users_.reset();
+  cluster_commands_ = cluster_subscriber_ = nullptr;
   commands_.reset();
   subscriber_.reset();
   uv_loop_close(&loop_);
@@ -367,6 +379,15 @@ void ClusterNode::send_positions() {
                       emit(std::move(e));
                     });
   }
+}
+
+void ClusterNode::store_cluster_counters() {
+  if (cluster_commands_ == nullptr) return;
+  const RedisClusterCounters &c = cluster_commands_->counters();
+  const RedisClusterCounters &s = cluster_subscriber_->counters();
+  store(counters_.masters, cluster_commands_->masters());
+  store(counters_.redirects, c.redirects + s.redirects);
+  store(counters_.map_changes, c.map_changes + s.map_changes);
 }
 
 void ClusterNode::emit(std::unique_ptr<ClusterEvent> e) {

@@ -41,13 +41,25 @@
 #include "cluster_users.h"
 #include "handoff_stack.h"
 #include "owned_counter.h"
+#include "redis_cluster_link.h"
 #include "redis_link.h"
 #include "redis_url.h"
 
 namespace kronop::daemon {
 
 struct ClusterNodeOptions {
-  RedisEndpoint endpoint;
+  RedisEndpoint endpoint;            // the one Redis, or the first seed
+  std::vector<RedisEndpoint> seeds;  // every --redis
+  bool redis_cluster = false;        // a Redis Cluster: a link per master
+  // For logs and operators: the URL(s) without passwords, "A,B,C" for several seeds.
+  std::string redis_display() const {
+    std::string out;
+    for (const RedisEndpoint &seed : seeds) {
+      if (!out.empty()) out += ',';
+      out += seed.display();
+    }
+    return out.empty() ? endpoint.display() : out;
+  }
   HistoryLimits history;
   std::size_t max_queued = ClusterForwarder::kDefaultMaxQueued;
   uint64_t unnumbered_ttl_s = 300;  // a stream started for a join and never published to
@@ -95,6 +107,11 @@ struct ClusterCounters {
   std::atomic<uint64_t> position_failures{0};
   std::atomic<uint64_t> history_reads{0};
   std::atomic<uint64_t> subscriptions{0};  // topics wanted now
+  // A Redis Cluster (both connections' together): masters linked, MOVED/ASK followed, slot
+  // maps that moved slots.
+  std::atomic<uint64_t> masters{0};
+  std::atomic<uint64_t> redirects{0};
+  std::atomic<uint64_t> map_changes{0};
 };
 
 class ClusterNode {
@@ -205,6 +222,7 @@ class ClusterNode {
   void read_position(std::string_view topic);
   void send_positions();
   void emit(std::unique_ptr<ClusterEvent> e);
+  void store_cluster_counters();
   void close_all();
   static void store(std::atomic<uint64_t> &c, uint64_t v) { c.store(v, std::memory_order_relaxed); }
 
@@ -214,8 +232,11 @@ class ClusterNode {
   uv_loop_t loop_{};
   uv_async_t async_{};
   uv_timer_t retry_timer_{};  // the forwarder's refused calls, tried again
-  std::unique_ptr<RedisLink> commands_;
-  std::unique_ptr<RedisLink> subscriber_;
+  std::unique_ptr<RedisConnection> commands_;
+  std::unique_ptr<RedisConnection> subscriber_;
+  // The same two, when they are a Redis Cluster's (null otherwise): their counters.
+  RedisClusterLink *cluster_commands_ = nullptr;
+  RedisClusterLink *cluster_subscriber_ = nullptr;
   std::unique_ptr<ClusterForwarder> forwarder_;
   std::unique_ptr<class ClusterSubscriptions> subscriptions_;
   std::unique_ptr<ClusterPresence> presence_;  // kept until destruction (members, counters)

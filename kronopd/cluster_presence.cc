@@ -118,7 +118,7 @@ std::vector<std::string> encode_changes(const std::string &node,
 // ---------------------------------------------------------------------------------------
 // The agent
 
-ClusterPresence::ClusterPresence(uv_loop_t *loop, RedisLink &commands, PresenceHub &hub,
+ClusterPresence::ClusterPresence(uv_loop_t *loop, RedisConnection &commands, PresenceHub &hub,
                                  ClusterPresenceOptions options)
     : loop_(loop), commands_(commands), hub_(hub), options_(std::move(options)) {
   if (options_.ttl_ms < 1000) options_.ttl_ms = 1000;

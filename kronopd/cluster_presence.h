@@ -47,7 +47,7 @@
 #include "kronop/result.h"
 #include "log.h"
 #include "presence.h"
-#include "redis_link.h"
+#include "redis_connection.h"
 
 namespace kronop::daemon {
 
@@ -92,7 +92,7 @@ struct ClusterPresenceCounters {
 // the presence messages of the topics it subscribes to.
 class ClusterPresence {
  public:
-  ClusterPresence(uv_loop_t *loop, RedisLink &commands, PresenceHub &hub,
+  ClusterPresence(uv_loop_t *loop, RedisConnection &commands, PresenceHub &hub,
                   ClusterPresenceOptions options);
   ClusterPresence(const ClusterPresence &) = delete;
   ClusterPresence &operator=(const ClusterPresence &) = delete;
@@ -131,7 +131,7 @@ class ClusterPresence {
   void refuse(std::string_view topic, const std::string &why);
 
   uv_loop_t *loop_;
-  RedisLink &commands_;
+  RedisConnection &commands_;
   PresenceHub &hub_;
   ClusterPresenceOptions options_;
   uv_timer_t timer_{};

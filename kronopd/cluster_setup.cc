@@ -46,10 +46,13 @@ Result<Reply> ask(redisContext &c, const std::string &step, const std::vector<st
 }  // namespace
 
 Result<ClusterNodeOptions> cluster_options(const Config &config) {
-  auto endpoint = parse_redis_url(config.redis);
-  if (!endpoint.ok()) return Error{KRONOP_EINVAL, "--redis: " + endpoint.error().message};
   ClusterNodeOptions o;
-  o.endpoint = std::move(endpoint).value();
+  for (const std::string &url : config.redis) {
+    auto endpoint = parse_redis_url(url);
+    if (!endpoint.ok()) return Error{KRONOP_EINVAL, "--redis: " + endpoint.error().message};
+    o.seeds.push_back(std::move(endpoint).value());
+  }
+  if (o.seeds.empty()) return Error{KRONOP_EINVAL, "--redis: no URL"};
   if (!config.redis_password_file.empty()) {
     std::string warning;
     auto password = read_secret_file(config.redis_password_file, &warning);
@@ -59,8 +62,19 @@ Result<ClusterNodeOptions> cluster_options(const Config &config) {
     if (!warning.empty()) {
       KLOG_WARN("event=config_warning key=redis-password-file warning=%s", log::q(warning).c_str());
     }
-    o.endpoint.password = std::move(password).value();
+    for (RedisEndpoint &seed : o.seeds) seed.password = password.value();
   }
+  // Several seeds: a Redis Cluster, which has only database 0 and speaks TCP.
+  o.redis_cluster = o.seeds.size() > 1;
+  if (o.redis_cluster) {
+    for (const RedisEndpoint &seed : o.seeds) {
+      if (seed.db != 0) {
+        return Error{KRONOP_EINVAL,
+                     "--redis: a Redis Cluster has only database 0 (" + seed.display() + ")"};
+      }
+    }
+  }
+  o.endpoint = o.seeds.front();
   o.history.size = config.redis_history_size;
   // The pipeline keeps at most max_queued / 2 waiting (Pipeline::max_outstanding): a drain
   // pass read before the check may add to them.
@@ -75,7 +89,7 @@ Result<ClusterNodeOptions> cluster_options(const Config &config) {
   return o;
 }
 
-Result<std::string> check_redis(const RedisEndpoint &e, uint32_t timeout_ms) {
+Result<RedisCheck> check_redis(const RedisEndpoint &e, uint32_t timeout_ms) {
   const timeval tv{static_cast<time_t>(timeout_ms / 1000),
                    static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
   Context c(e.unix_socket ? redisConnectUnixWithTimeout(e.path.c_str(), tv)
@@ -108,7 +122,47 @@ Result<std::string> check_redis(const RedisEndpoint &e, uint32_t timeout_ms) {
     why.append(version).append("; kronopd needs 7.0 or later (sharded pub/sub)");
     return failed("version", why);
   }
-  return std::string(version);
+  RedisCheck check;
+  check.version = version;
+  check.cluster = text.find("\ncluster_enabled:1") != std::string_view::npos ||
+                  text.find("cluster_enabled:1") == 0;
+  if (!check.cluster) {
+    // INFO server does not say; INFO cluster does (cluster_enabled:0 or 1).
+    auto cluster = ask(*c, "INFO cluster", {"INFO", "cluster"});
+    if (!cluster.ok()) return cluster.error();
+    check.cluster =
+        reply_text(*cluster.value()).find("cluster_enabled:1") != std::string_view::npos;
+  }
+  return check;
+}
+
+Result<RedisCheck> check_seeds(ClusterNodeOptions &o, uint32_t timeout_ms) {
+  Error last{-EIO, "no seed"};
+  for (const RedisEndpoint &seed : o.seeds) {
+    auto check = check_redis(seed, timeout_ms);
+    if (!check.ok()) {
+      if (o.seeds.size() > 1) {
+        KLOG_WARN("event=cluster_seed_unusable redis=%s error=%s", log::q(seed.display()).c_str(),
+                  log::q(check.error().message).c_str());
+      }
+      last = check.error();
+      continue;
+    }
+    if (!check.value().cluster && o.redis_cluster) {
+      return failed("INFO cluster", seed.display() +
+                                        " is not a Redis Cluster (cluster_enabled:0), and "
+                                        "several --redis seeds name one");
+    }
+    if (check.value().cluster) {
+      if (seed.unix_socket) {
+        return failed("INFO cluster", "a Redis Cluster is reached over TCP, not " + seed.display());
+      }
+      o.redis_cluster = true;
+    }
+    return check;
+  }
+  if (o.seeds.size() > 1) return failed("every seed", last.message);
+  return last;
 }
 
 }  // namespace kronop::daemon

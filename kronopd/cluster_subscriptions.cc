@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "cluster_presence.h"
+#include "redis_reply.h"
 
 namespace kronop::daemon {
 
@@ -16,8 +17,8 @@ std::string_view topic_of(std::string_view channel) {
 
 }  // namespace
 
-ClusterSubscriptions::ClusterSubscriptions(uv_loop_t *loop, RedisLink &link, MessageFn on_message,
-                                           RedisLink::StateFn on_state)
+ClusterSubscriptions::ClusterSubscriptions(uv_loop_t *loop, RedisConnection &link,
+                                           MessageFn on_message, RedisConnection::StateFn on_state)
     : link_(link), on_message_(std::move(on_message)), on_state_(std::move(on_state)) {
   uv_timer_init(loop, &flush_timer_);
   flush_timer_.data = this;
@@ -140,7 +141,7 @@ void ClusterSubscriptions::on_link_state(bool up, const std::string &reason) {
     to_unsubscribe_.clear();
     to_subscribe_.clear();
     for (const std::string &topic : wanted_) to_subscribe_.insert(TopicKeys::of(topic).channel);
-    if (link_.counters().connects > 1) counters_.resubscribed += wanted_.size();
+    if (link_.connects() > 1) counters_.resubscribed += wanted_.size();
     flush();
   }
   if (on_state_) on_state_(up, reason);

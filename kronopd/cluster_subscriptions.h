@@ -1,4 +1,4 @@
-// Which topics' shard channels this node listens to, on one subscriber RedisLink: exactly
+// Which topics' shard channels this node listens to, on its subscriber connection: exactly
 // those its clients hold (DESIGN.md §8, "Every node subscribes only to the topics its
 // clients hold"). The Dispatcher's interest sets already say when the node gains its
 // first subscriber of a topic or loses its last (fanout.h); those changes come here.
@@ -26,7 +26,7 @@
 #include <unordered_set>
 
 #include "cluster_numbering.h"
-#include "redis_link.h"
+#include "redis_connection.h"
 
 namespace kronop::daemon {
 
@@ -46,8 +46,8 @@ class ClusterSubscriptions {
 
   // `link` must be a subscriber link; this object sets its push and state callbacks and
   // calls `on_state` after its own handling.
-  ClusterSubscriptions(uv_loop_t *loop, RedisLink &link, MessageFn on_message,
-                       RedisLink::StateFn on_state = nullptr);
+  ClusterSubscriptions(uv_loop_t *loop, RedisConnection &link, MessageFn on_message,
+                       RedisConnection::StateFn on_state = nullptr);
   ~ClusterSubscriptions();  // close() first, and run the loop until it calls back
   ClusterSubscriptions(const ClusterSubscriptions &) = delete;
   ClusterSubscriptions &operator=(const ClusterSubscriptions &) = delete;
@@ -79,9 +79,9 @@ class ClusterSubscriptions {
   void on_push(const redisReply &push);
   void on_link_state(bool up, const std::string &reason);
 
-  RedisLink &link_;
+  RedisConnection &link_;
   MessageFn on_message_;
-  RedisLink::StateFn on_state_;
+  RedisConnection::StateFn on_state_;
   std::function<void(std::string_view topic)> on_subscribed_;
   std::function<void(std::string_view topic, std::string_view payload)> on_presence_;
   uv_timer_t flush_timer_{};  // 0 ms: the end of this loop turn

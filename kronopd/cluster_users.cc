@@ -182,7 +182,7 @@ Result<std::optional<PresenceHub::UserPresence>> read_user_record(
   return std::optional<PresenceHub::UserPresence>(std::move(p));
 }
 
-ClusterUsers::ClusterUsers(RedisLink &commands, std::string node_id, AliveFn alive,
+ClusterUsers::ClusterUsers(RedisConnection &commands, std::string node_id, AliveFn alive,
                            uint64_t alive_ttl_ms, uint64_t record_ttl_ms)
     : commands_(commands),
       node_id_(std::move(node_id)),

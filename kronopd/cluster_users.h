@@ -58,7 +58,7 @@
 #include "kronop/result.h"
 #include "owned_counter.h"
 #include "presence.h"
-#include "redis_link.h"
+#include "redis_connection.h"
 
 namespace kronop::daemon {
 
@@ -99,7 +99,7 @@ class ClusterUsers {
   // been heard.
   using AliveFn = std::function<std::vector<std::string>()>;
 
-  ClusterUsers(RedisLink &commands, std::string node_id, AliveFn alive, uint64_t alive_ttl_ms,
+  ClusterUsers(RedisConnection &commands, std::string node_id, AliveFn alive, uint64_t alive_ttl_ms,
                uint64_t record_ttl_ms);
 
   // This node now holds `count` sockets of `user` (written at the next flush()).
@@ -119,7 +119,7 @@ class ClusterUsers {
  private:
   void write_count(const std::string &user, uint32_t count, const std::vector<std::string> &alive);
 
-  RedisLink &commands_;
+  RedisConnection &commands_;
   const std::string node_id_;
   AliveFn alive_;
   const uint64_t alive_ttl_ms_;

@@ -301,7 +301,11 @@ void add_options(CLI::App &app, Config &config) {
   app.add_option("--redis", config.redis,
                  "Join the cluster through this Redis (7 or later): redis://[[USER]:PASSWORD@]"
                  "HOST[:PORT][/DB] or unix:///PATH[?db=N]. Messages are numbered by Redis and "
-                 "delivered on every node; none: a single host");
+                 "delivered on every node; none: a single host. Given more than once (or naming "
+                 "a Redis Cluster): the seeds of a Redis Cluster, whose masters share the "
+                 "topics by hash slot")
+      ->take_all()
+      ->expected(1);
   app.add_option("--redis-password-file", config.redis_password_file,
                  "File with the Redis password (instead of one in the URL)");
   app.add_option("--redis-history-size", config.redis_history_size,

@@ -52,7 +52,7 @@ struct Config {
   std::size_t max_recovery_messages = 100'000;
   // The cluster (cluster_node.h): the Redis that joins this node to the others; empty:
   // a single host.
-  std::string redis;
+  std::vector<std::string> redis;  // one URL, or a Redis Cluster's seeds
   std::string redis_password_file;
   uint64_t redis_history_size = 10'000;  // messages a topic's history keeps in Redis
   uint64_t redis_history_ttl = 86'400;   // seconds a topic's keys live after its last message

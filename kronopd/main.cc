@@ -80,15 +80,16 @@ int main(int argc, char **argv) {
       KLOG_ERROR("event=config_error key=redis error=%s", log::q(options.error().message).c_str());
       return 2;
     }
-    auto version = check_redis(options.value().endpoint);
-    if (!version.ok()) {
+    auto checked = check_seeds(options.value());
+    if (!checked.ok()) {
       KLOG_ERROR("event=cluster_unusable redis=%s error=%s",
-                 log::q(options.value().endpoint.display()).c_str(),
-                 log::q(version.error().message).c_str());
+                 log::q(options.value().redis_display()).c_str(),
+                 log::q(checked.error().message).c_str());
       return 3;
     }
-    KLOG_INFO("event=cluster_redis redis=%s version=%s",
-              log::q(options.value().endpoint.display()).c_str(), version.value().c_str());
+    KLOG_INFO("event=cluster_redis redis=%s version=%s redis_cluster=%s",
+              log::q(options.value().redis_display()).c_str(), checked.value().version.c_str(),
+              options.value().redis_cluster ? "yes" : "no");
     cluster = std::make_unique<ClusterNode>(std::move(options).value());
   }
   if (auto made = make_data_dir(config.data_dir); !made.ok()) {

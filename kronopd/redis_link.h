@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "kronop/result.h"
+#include "redis_connection.h"
 #include "redis_reply.h"
 #include "redis_url.h"
 
@@ -72,41 +73,34 @@ struct RedisLinkCounters {
   uint64_t timeouts = 0;
 };
 
-class RedisLink {
+class RedisLink final : public RedisConnection {
  public:
-  // `reply` is null and `error` set when the command failed without a reply (link down,
-  // timed out, closed). A Redis error reply (-ERR ...) is a reply: reply->type is
-  // REDIS_REPLY_ERROR.
-  using ReplyFn = std::function<void(const redisReply *reply, const Error *error)>;
-  // The link came up (true) or went down (false, with the reason).
-  using StateFn = std::function<void(bool up, const std::string &reason)>;
-  // Subscriber links: each pushed array (redis_reply.h's classify_push reads it).
-  using PushFn = std::function<void(const redisReply &push)>;
-
   RedisLink(uv_loop_t *loop, RedisLinkOptions options);
-  ~RedisLink();  // the link must be closed (close()) and the loop run until on_closed
+  ~RedisLink() override;  // the link must be closed (close()) and the loop run until on_closed
   RedisLink(const RedisLink &) = delete;
   RedisLink &operator=(const RedisLink &) = delete;
 
-  void on_state(StateFn fn) { on_state_ = std::move(fn); }
-  void on_push(PushFn fn) { on_push_ = std::move(fn); }
+  void on_state(StateFn fn) override { on_state_ = std::move(fn); }
+  void on_push(PushFn fn) override { on_push_ = std::move(fn); }
 
   // Connects (and keeps connecting, with backoff, unless options.reconnect is false).
-  void start();
+  void start() override;
   // Closes the connection and every handle; waiting commands fail. `done` runs on the loop
   // once the link may be destroyed.
-  void close(std::function<void()> done);
+  void close(std::function<void()> done) override;
 
-  bool up() const { return state_ == State::kUp; }
+  bool up() const override { return state_ == State::kUp; }
   // The reason the link was last down ("" once it is up).
-  const std::string &last_error() const { return last_error_; }
+  const std::string &last_error() const override { return last_error_; }
 
   // Commands links: sends argv, and calls `done` with its reply (or the error) on the loop.
   // Fails at once (done called before send returns) when the link is not up or a bound is
   // reached. Subscriber links: `done` must be empty (the answer comes as a push).
-  void send(const std::vector<std::string_view> &argv, ReplyFn done);
+  void send(const std::vector<std::string_view> &argv, ReplyFn done) override;
+  uint64_t connects() const override { return counters_.connects; }
 
   const RedisLinkCounters &counters() const { return counters_; }
+  const RedisLinkOptions &options() const { return options_; }
   std::size_t waiting() const { return waiting_.size(); }
 
  private:

@@ -115,7 +115,13 @@ void fill_cluster(const ClusterNode &node, const ClusterStreamCounters &streams,
                   kronop::v1::DaemonStats &s) {
   const ClusterCounters &c = node.counters();
   auto *out = s.mutable_cluster();
-  out->set_redis(node.options().endpoint.display());
+  out->set_redis(node.options().redis_display());
+  if (node.options().redis_cluster) {
+    auto *rc = out->mutable_redis_cluster();
+    rc->set_masters(get(c.masters));
+    rc->set_redirects(get(c.redirects));
+    rc->set_map_changes(get(c.map_changes));
+  }
   out->set_up(node.up());
   out->set_ups(get(c.ups));
   out->set_downs(get(c.downs));

@@ -153,6 +153,15 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
              d(k.presence_received()));
     e.sample("kronop_cluster_presence_messages_total", "direction=\"refused\"",
              d(k.presence_refused()));
+    if (k.has_redis_cluster()) {
+      e.simple("kronop_redis_cluster_masters", "gauge",
+               "Masters of the Redis Cluster this node links to.", d(k.redis_cluster().masters()));
+      e.simple("kronop_redis_cluster_redirects_total", "counter",
+               "MOVED and ASK replies followed (slots moving between masters).",
+               d(k.redis_cluster().redirects()));
+      e.simple("kronop_redis_cluster_map_changes_total", "counter",
+               "Slot maps read that moved slots.", d(k.redis_cluster().map_changes()));
+    }
     e.family("kronop_cluster_user_records_total", "counter",
              "Users' status records in Redis, by operation (failed: no answer or an error).");
     e.sample("kronop_cluster_user_records_total", "op=\"write\"", d(k.user_writes()));

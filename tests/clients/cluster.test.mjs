@@ -12,7 +12,6 @@ import {
   connectPhoenix,
   eventually,
   freePort,
-  joinOk,
   kronopctlBin,
   kronopdBin,
   run,
@@ -20,16 +19,8 @@ import {
   startDaemon,
   withTimeout,
 } from "./helpers.mjs";
+import { expectOneSequence, listener, publish } from "./cluster_checks.mjs";
 import { Redis, redisRaw, stopCluster } from "./redis_server.mjs";
-
-// A phoenix socket on `daemon` joined to `topic`, recording what arrives.
-async function listener(daemon, topic) {
-  const socket = await connectPhoenix(daemon);
-  const got = [];
-  const r = await joinOk(socket, topic);
-  r.channel.on("reel_update", (p) => got.push(p));
-  return { socket, got, reply: r.response };
-}
 
 let redis;
 const nodes = [];
@@ -43,15 +34,6 @@ before(async () => {
 });
 
 after(() => stopCluster(nodes, redis));
-
-function publish(daemon, topic, count, tag) {
-  return run(
-    kronopctlBin(),
-    ["--shm-name", daemon.shmName, "publish", "--topic", topic, "--event", "reel_update",
-      "--json", JSON.stringify({ from: tag }), "--count", String(count)],
-    30000,
-  );
-}
 
 test("a producer on node A reaches phoenix clients on every node once, in order, under the same (epoch, seq)", async () => {
   const topic = "reel:9001";
@@ -76,27 +58,7 @@ test("a producer on node A reaches phoenix clients on every node once, in order,
 });
 
 test("producers on three nodes on one topic make one gap-free sequence, the same on every node", async () => {
-  const topic = "reel:9002";
-  const clients = [];
-  for (const d of nodes) clients.push(await listener(d, topic));
-  const results = await Promise.all(nodes.map((d, i) => publish(d, topic, 200, `n${i}`)));
-  for (const r of results) assert.equal(r.code, 0, r.stderr);
-  for (const [i, c] of clients.entries()) {
-    await eventually(() => c.got.length >= 600, 20000, `node ${i} to have 600 (has ${c.got.length})`);
-  }
-  await sleep(200);
-  const order = clients[0].got.map((p) => `${p.seq}:${p.from}`);
-  for (const [i, c] of clients.entries()) {
-    assert.equal(c.got.length, 600, `node ${i}: no duplicate`);
-    c.got.forEach((p, k) => {
-      if (p.seq !== k + 1) assert.fail(`node ${i}: message ${k} has seq ${p.seq}`);
-    });
-    assert.deepEqual(c.got.map((p) => `${p.seq}:${p.from}`), order, `node ${i}: the same message at each seq`);
-  }
-  for (const tag of ["n0", "n1", "n2"]) {
-    assert.equal(order.filter((s) => s.endsWith(`:${tag}`)).length, 200, tag);
-  }
-  for (const c of clients) await c.socket.close();
+  await expectOneSequence(nodes, "reel:9002", 200);
 });
 
 test("a client that leaves node B and rejoins on node C with last_seq and epoch recovers gap-free from Redis", async () => {

@@ -1,6 +1,7 @@
 // ClusterForwarder against a real redis-server: per topic in order, sent again after a
 // lost link or a flushed script, counted once, bounded.
 #include "cluster_forwarder.h"
+#include "redis_link.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -1,6 +1,7 @@
 // ClusterSubscriptions against a real redis-server: a node listens exactly to the topics
 // its clients hold, in batches, and again after Redis restarts.
 #include "cluster_subscriptions.h"
+#include "redis_link.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
