@@ -332,6 +332,8 @@ void ClusterNode::on_link_state() {
   const bool up = commands_->up() && subscriber_->up();
   if (up == was_up_) return;
   was_up_ = up;
+  // The map's figures with the state, so that a reader who sees up sees its masters too.
+  store_cluster_counters();
   store(counters_.up, up ? 1 : 0);
   bump_owned(up ? counters_.ups : counters_.downs);
   auto e = std::make_unique<ClusterEvent>();

@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh || exit 1
 
-# The real-client tests (tests/clients, ctest 'clients_node') need the npm packages of
+# The real-client tests (tests/clients, ctest 'clients_node.*') need the npm packages of
 # their lockfile.
 if ! (cd tests/clients && npm ci --no-audit --no-fund); then
   echo "test.sh: 'npm ci' in tests/clients failed"

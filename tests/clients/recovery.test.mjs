@@ -30,6 +30,26 @@ after(async () => {
   if (daemon) await daemon.stop();
 });
 
+// The seqs the durable log holds of `topic` (kronopctl replay, the daemon running), read
+// again until there are at least `count`: fan-out does not wait for the log.
+async function loggedSeqs(topic, count) {
+  let seqs = [];
+  const dataDir = daemon.args[daemon.args.indexOf("--data-dir") + 1];
+  await eventually(
+    async () => {
+      const replay = await run(kronopctlBin(), ["--data-dir", dataDir, "replay", "--topic", topic, "--json"], 30000);
+      assert.equal(replay.code, 0, replay.stderr);
+      const out = replay.stdout.trim();
+      seqs = out === "" ? [] : out.split("\n").map((line) => Number(JSON.parse(line).seq));
+      return seqs.length >= count;
+    },
+    30000,
+    `the log to hold ${count} rows of ${topic}`,
+    200,
+  );
+  return seqs;
+}
+
 // A channel as the README shows it: the params function is evaluated on every (re)join.
 // Records every reply and every seq received.
 function recoveringChannel(socket, topic) {
@@ -87,6 +107,9 @@ test("kill -9 of kronopd and a restart: phoenix reconnects and recovers gap-free
   const reply = await first;
   await publishMany(topic, 1, 5);
   await eventually(() => state.seqs.length === 5, 5000, "seq 1..5 live");
+  // The epoch survives a kill -9 once the log holds the topic: a kill before its first
+  // commit starts the topic's stream again (its records are numbered again from the rings).
+  await loggedSeqs(topic, 5);
 
   await daemon.restart({ signal: "SIGKILL" });
   // Published while the client is still reconnecting (its backoff is 10 ms to 2 s).
@@ -260,20 +283,7 @@ test("kill -9 during a sustained publish: the log has every update once, every c
   // The log, read with the daemon running: every update exactly once, numbered 1..total.
   // Fan-out does not wait for the log: read again until it has committed them all (or more,
   // which would be a duplicate and fail below).
-  let replay;
-  let seqs = [];
-  const dataDir = daemon.args[daemon.args.indexOf("--data-dir") + 1];
-  await eventually(
-    async () => {
-      replay = await run(kronopctlBin(), ["--data-dir", dataDir, "replay", "--topic", topic, "--json"], 30000);
-      assert.equal(replay.code, 0, replay.stderr);
-      seqs = replay.stdout.trim().split("\n").map((line) => Number(JSON.parse(line).seq));
-      return seqs.length >= total;
-    },
-    30000,
-    `the log to hold ${total} rows`,
-    200,
-  );
+  const seqs = await loggedSeqs(topic, total);
   assert.equal(seqs.length, total);
   seqs.forEach((seq, k) => {
     if (seq !== k + 1) assert.fail(`log row ${k} has seq ${seq}`);
