@@ -26,8 +26,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-"abort_on_error=0:detect_leaks=1:strict_stri
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-"print_stacktrace=1:halt_on_error=1"}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-"halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp"}
 
+start=$SECONDS
 for preset in $builds; do
-  echo "=== build '$preset' ==="
+  echo "=== build '$preset' (at $((SECONDS - start)) s) ==="
   if [ "$preset" = release ]; then
     # As a user builds it: CMake's own Release flags (-O3), not a preset; warnings are
     # errors here so that CI sees what that compiler says there.
@@ -67,6 +68,7 @@ for preset in $builds; do
 done
 
 echo
+echo "all builds and tests took $((SECONDS - start)) s"
 if ((${#failed_builds[@]})); then echo "failing builds: ${failed_builds[*]}"; fi
 echo "${total_passed} passed, ${total_failed} failed"
 ((total_failed == 0))
