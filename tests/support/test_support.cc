@@ -51,9 +51,24 @@ pid_t fork_child(const std::function<int()> &fn) {
 }
 
 int wait_child(pid_t pid) {
+  // Bounded, as run_capture is: a child that hangs fails its test at once, saying so,
+  // instead of holding it until ctest's timeout.
+  constexpr auto kMostWait = std::chrono::seconds(120);
+  const auto give_up = std::chrono::steady_clock::now() + kMostWait;
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return -1;
+    if (std::chrono::steady_clock::now() >= give_up) {
+      std::fprintf(stderr, "test: child %d still running after 120 s: killed\n",
+                   static_cast<int>(pid));
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return -2;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

@@ -27,7 +27,8 @@ struct TempDir {
 
 // Runs fn() in a forked child that exits with fn's return value.
 pid_t fork_child(const std::function<int()> &fn);
-// Waits for a child; returns its exit status, or 128 + signal.
+// Waits for a child, at most 120 s; returns its exit status, or 128 + signal, or -2 when it
+// was still running then (it is killed, and a line says so).
 int wait_child(pid_t pid);
 
 // Starts a program with arguments; stdout and stderr go to `log_path` (when not empty), or
