@@ -27,10 +27,11 @@ build=${KRONOP_FUZZ_BUILD:-build-fuzz}
 out=$build/tests/fuzz/long
 mkdir -p "$out"
 
-# The <target>_run commands, one JSON array per line.
+# The <target>_run commands, one JSON array per line (ctest gives none for a target not
+# built: only the named targets need to be).
 mapfile -t commands < <(cd "$build" && ctest --show-only=json-v1 -R '_fuzz_run$' |
   node -e 'const j = JSON.parse(require("fs").readFileSync(0));
-           for (const t of j.tests) console.log(JSON.stringify(t.command));')
+           for (const t of j.tests) if (t.command) console.log(JSON.stringify(t.command));')
 
 rows=()
 status=0
