@@ -57,6 +57,8 @@ void print_stats(const v1::DaemonStats &s) {
   std::printf("%-22s %llu\n", "producers attached", u(s.producers_attached()));
   std::printf("%-22s %llu\n", "leases reclaimed", u(s.leases_reclaimed()));
   std::printf("%-22s %llu\n", "producer wakeups", u(s.wakeups()));
+  std::printf("%-22s %llu (%llu found records)\n", "ingest polls", u(s.polled_waits()),
+              u(s.polls_caught()));
   const auto &l = s.publish_to_ingest();
   std::printf("%-22s p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n", "publish->ingest",
               double(l.p50_ns()) / 1e3, double(l.p99_ns()) / 1e3, double(l.p999_ns()) / 1e3,

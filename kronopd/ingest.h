@@ -48,6 +48,9 @@ struct IngestCounters {
   std::atomic<uint64_t> producers_attached{0};
   std::atomic<uint64_t> leases_reclaimed{0};
   std::atomic<uint64_t> idle_waits{0};
+  // Waits that polled the rings first (ingest_spin.h), and those whose poll found records.
+  std::atomic<uint64_t> polled_waits{0};
+  std::atomic<uint64_t> polls_caught{0};
   std::atomic<uint64_t> already_logged{0};  // re-read after a restart, skipped
   // Publish (the producer's clock) to validated by ingest, in nanoseconds. Same host, so
   // both sides read the same CLOCK_REALTIME; a record "from the future" counts as 0.
@@ -76,7 +79,11 @@ class Ingest {
   // Ingest thread, after each drain pass: corrupt ranges the readers skipped, counted and
   // logged (throttled).
   void note_corrupt_ranges();
-  void count_idle_wait() { bump_owned(counters_.idle_waits); }
+  void count_idle_wait(bool polled) {
+    bump_owned(counters_.idle_waits);
+    if (polled) bump_owned(counters_.polled_waits);
+  }
+  void count_poll_caught() { bump_owned(counters_.polls_caught); }
   // Before the thread starts: called on the ingest thread each time the segment was created
   // again, so that holders of rings in the retired one inside this process let them go.
   void on_segment_recreated(std::function<void()> hook) { on_recreated_ = std::move(hook); }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "ingest_spin.h"
 #include "kronop/clock.h"
 #include "log.h"
 
@@ -257,8 +258,19 @@ std::size_t Pipeline::drain_pass() {
 void Pipeline::run() {
   uint64_t next_housekeeping = monotonic_ms() + 100;
   bool had_records = true;
+  IngestSpin spin(options_.spin_ns);
+  // The last wait, when it followed a pass with records: how long it lasted, and whether it
+  // polled (judged by the pass after it).
+  bool judge_wait = false;
+  bool polled = false;
+  uint64_t waited_ns = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
     const std::size_t n = drain_pass();
+    if (judge_wait) {
+      spin.observe(n > 0, waited_ns);
+      if (polled && n > 0 && waited_ns <= options_.spin_ns) ingest_.count_poll_caught();
+      judge_wait = false;
+    }
     const uint64_t now = monotonic_ms();
     if (now >= next_housekeeping) {
       ingest_.housekeeping();
@@ -271,14 +283,19 @@ void Pipeline::run() {
       // Nothing read: the loops' requests (joins waiting for a sync answer) are answered now.
       if (dispatcher_.has_requests())
         dispatcher_.end_batch(log_ != nullptr ? log_->submitted() : 0);
-      ingest_.count_idle_wait();
-      // Spin only right after records arrived: that is when the next one is likely to be
-      // microseconds away. After an idle timeout nothing is coming, so sleep at once.
+      // Poll only right after records arrived, and while the next one has lately come within
+      // the poll (ingest_spin.h). After an idle timeout nothing is coming, so sleep at once.
       // Positions waiting for the log's commit: look again soon, the producers want the room.
       // And the outbox's catch-up, while topics are behind.
-      consumer_->wait_for_records(
-          had_records ? options_.spin_ns : 0,
-          release_.waiting() || (outbox_ && outbox_->behind()) ? 1 : options_.idle_timeout_ms);
+      const uint64_t poll_ns = had_records ? spin.next_ns() : 0;
+      ingest_.count_idle_wait(poll_ns > 0);
+      const uint64_t started = monotonic_ns();
+      consumer_->wait_for_records(poll_ns, release_.waiting() || (outbox_ && outbox_->behind())
+                                               ? 1
+                                               : options_.idle_timeout_ms);
+      judge_wait = had_records;
+      polled = poll_ns > 0;
+      waited_ns = monotonic_ns() - started;
     }
     had_records = n > 0;
   }

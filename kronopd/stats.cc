@@ -36,6 +36,8 @@ void fill_ingest(const Config &config, Pipeline &pipeline, kronop::v1::DaemonSta
   s.set_producers_attached(get(c.producers_attached));
   s.set_leases_reclaimed(get(c.leases_reclaimed));
   s.set_wakeups(consumer.wake_calls());
+  s.set_polled_waits(get(c.polled_waits));
+  s.set_polls_caught(get(c.polls_caught));
   s.set_seq_gaps(get(c.seq_gaps));
   s.set_seq_regressions(get(c.seq_regressions));
   s.set_already_logged(get(c.already_logged));

@@ -72,6 +72,14 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
            d(s.records()));
   e.simple("kronop_records_rejected_total", "counter", "Records that failed validation.",
            d(s.rejects()));
+  e.simple("kronop_producer_wakeups_total", "counter",
+           "Wake-up calls producers made because the ingest thread slept.", d(s.wakeups()));
+  e.simple("kronop_ingest_polls_total", "counter",
+           "Waits in which the ingest thread polled the rings before sleeping.",
+           d(s.polled_waits()));
+  e.simple("kronop_ingest_polls_caught_total", "counter",
+           "Polls of the rings that found records before the ingest thread slept.",
+           d(s.polls_caught()));
   e.simple("kronop_messages_total", "counter", "Messages numbered and dispatched to the loops.",
            d(c.messages_fanned_out()));
   e.simple("kronop_frames_in_total", "counter", "WebSocket messages received from clients.",

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { joinOk, startDaemon } from "./helpers.mjs";
+import { eventually, joinOk, startDaemon } from "./helpers.mjs";
 
 const T = { timeout: 30000 };
 let daemon;
@@ -53,6 +53,13 @@ test("/metrics is valid exposition text and follows the clients", T, async () =>
   assert.ok(sampleOf(text, "kronop_messages_total") >= 2);
   assert.ok(sampleOf(text, "kronop_frames_out_total") >= 2);
   assert.ok(sampleOf(text, "kronop_delivery_seconds_count") >= 1, "reel:9's message was delivered");
+  assert.ok(sampleOf(text, "kronop_producer_wakeups_total") >= 0);
+  // The records were followed by a wait, and the first wait after records polls the rings.
+  await eventually(
+    async () => sampleOf(await (await http("/metrics")).text(), "kronop_ingest_polls_total") >= 1,
+    5000, "a poll of the rings after the records");
+  const later = await (await http("/metrics")).text();
+  assert.ok(sampleOf(later, "kronop_ingest_polls_caught_total") <= sampleOf(later, "kronop_ingest_polls_total"));
   for (const f of ["kronop_connections_closed_total", "kronop_auth_rejected_total",
     "kronop_ring_fill_ratio", "kronop_publish_to_ingest_seconds", "kronop_dropped_low_priority_total",
     "kronop_delivery_seconds"]) {
