@@ -175,7 +175,8 @@ void add_options(CLI::App &app, Config &config) {
       })
       ->capture_default_str();
   app.add_option("--ingest-spin-us", config.ingest_spin_us,
-                 "Microseconds the ingest thread polls empty rings before it sleeps")
+                 "Microseconds the ingest thread polls empty rings before it sleeps, while "
+                 "records come within that of each other (0: never)")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
   app.add_option("--bind", config.bind,
