@@ -5,7 +5,13 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
+#include <deque>
+#include <limits>
+#include <optional>
+#include <vector>
+
 #include "kronop_ipc.h"
+#include "log_block.h"
 
 namespace kronop {
 
@@ -34,17 +40,21 @@ Result<std::unique_ptr<LogReader>> LogReader::open(const std::string &path) {
     sqlite3_close(db);
     return e;
   }
-  if (version != kLogSchemaVersion) {
+  if (version != kLogSchemaVersion && version != 1) {
     sqlite3_close(db);
     return Error{KRONOP_ELAYOUT, path + ": log schema version " + std::to_string(version) +
-                                     ", this kronopctl reads version " +
+                                     ", this kronopctl reads versions 1 and " +
                                      std::to_string(kLogSchemaVersion)};
   }
-  return std::unique_ptr<LogReader>(new LogReader(db, path));
+  return std::unique_ptr<LogReader>(new LogReader(db, path, version));
 }
 
-LogReader::LogReader(sqlite3 *db, std::string path)
-    : db_(db), zstd_(ZSTD_createDCtx()), path_(std::move(path)) {}
+LogReader::LogReader(sqlite3 *db, std::string path, int version)
+    : db_(db),
+      zstd_(ZSTD_createDCtx()),
+      codec_(std::make_unique<LogBlockCodec>()),
+      path_(std::move(path)),
+      version_(version) {}
 
 LogReader::~LogReader() {
   ZSTD_freeDCtx(zstd_);
@@ -91,6 +101,103 @@ void bind_query(sqlite3_stmt *s, const LogQuery &q) {
 
 Result<uint64_t> LogReader::read(const LogQuery &q,
                                  const std::function<bool(const StoredMessage &)> &fn) {
+  return version_ == 1 ? read_rows(q, fn) : read_blocks(q, fn);
+}
+
+Result<uint64_t> LogReader::read_blocks(const LogQuery &q,
+                                        const std::function<bool(const StoredMessage &)> &fn) {
+  const auto topic_row = [&]() -> std::optional<std::pair<int64_t, uint64_t>> {
+    sqlite3_stmt *s = nullptr;
+    std::optional<std::pair<int64_t, uint64_t>> out;
+    if (sqlite3_prepare_v2(db_, "SELECT id, epoch FROM topics WHERE name = ?1", -1, &s, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_text(s, 1, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
+      if (sqlite3_step(s) == SQLITE_ROW) {
+        out.emplace(sqlite3_column_int64(s, 0), static_cast<uint64_t>(sqlite3_column_int64(s, 1)));
+      }
+    }
+    sqlite3_finalize(s);
+    return out;
+  }();
+  if (!topic_row || q.limit == 0) return uint64_t{0};
+  auto i64 = [](uint64_t v) {
+    return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
+  };
+  // The blocks that may hold a match, oldest first (newest first for newest_first).
+  const std::string sql = std::string(
+                              "SELECT format, data FROM blocks WHERE topic_id = ?1 AND "
+                              "last_seq > ?2 AND first_seq <= ?3 AND max_time_ns >= ?4 AND "
+                              "min_time_ns < ?5 ORDER BY last_seq ") +
+                          (q.newest_first ? "DESC" : "ASC");
+  sqlite3_stmt *s = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    Error e{KRONOP_ESYS, path_ + ": cannot query the log: " + sqlite3_errmsg(db_)};
+    sqlite3_finalize(s);
+    return e;
+  }
+  sqlite3_bind_int64(s, 1, topic_row->first);
+  sqlite3_bind_int64(s, 2, i64(q.after_seq));
+  sqlite3_bind_int64(s, 3, i64(q.until_seq));
+  sqlite3_bind_int64(s, 4, i64(q.since_ns));
+  sqlite3_bind_int64(s, 5, i64(q.until_ns));
+  auto matches = [&](const StoredMessage &m) {
+    return m.seq > q.after_seq && m.seq <= q.until_seq && m.publish_time_ns >= q.since_ns &&
+           m.publish_time_ns < q.until_ns && (q.event.empty() || m.event == q.event);
+  };
+  StoredMessage m;
+  m.topic = q.topic;
+  m.epoch = topic_row->second;
+  uint64_t given = 0;
+  bool more = true;
+  // newest_first: the newest `limit` matches, gathered block by block going back, then
+  // given oldest first.
+  std::deque<StoredMessage> newest;
+  std::vector<StoredMessage> in_block;
+  int rc = SQLITE_DONE;
+  while (more && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const auto *data = sqlite3_column_blob(s, 1);
+    const auto size = static_cast<std::size_t>(sqlite3_column_bytes(s, 1));
+    Result<uint64_t> decoded = uint64_t{0};
+    if (q.newest_first) {
+      in_block.clear();
+      decoded =
+          codec_->decode(sqlite3_column_int(s, 0), data, size, m, [&](const StoredMessage &r) {
+            if (matches(r)) in_block.push_back(r);
+            return true;
+          });
+      for (auto it = in_block.rbegin(); it != in_block.rend() && newest.size() < q.limit; ++it) {
+        newest.push_front(std::move(*it));
+      }
+      more = newest.size() < q.limit;
+    } else {
+      decoded =
+          codec_->decode(sqlite3_column_int(s, 0), data, size, m, [&](const StoredMessage &r) {
+            if (!matches(r)) return true;
+            ++given;
+            more = fn(r) && given < q.limit;
+            return more;
+          });
+    }
+    if (!decoded.ok()) {
+      sqlite3_finalize(s);
+      return Error{KRONOP_ESYS, path_ + ": " + decoded.error().message};
+    }
+  }
+  if (more && rc != SQLITE_DONE) {
+    Error e{KRONOP_ESYS, path_ + ": reading the log failed: " + sqlite3_errmsg(db_)};
+    sqlite3_finalize(s);
+    return e;
+  }
+  sqlite3_finalize(s);
+  for (const StoredMessage &r : newest) {
+    ++given;
+    if (!fn(r)) break;
+  }
+  return given;
+}
+
+Result<uint64_t> LogReader::read_rows(const LogQuery &q,
+                                      const std::function<bool(const StoredMessage &)> &fn) {
   sqlite3_stmt *s = nullptr;
   if (q.newest_first) {
     // The newest `limit`: where they start, then read forward from there.
@@ -107,7 +214,7 @@ Result<uint64_t> LogReader::read(const LogQuery &q,
       }
     }
     sqlite3_finalize(c);
-    return read(forward, fn);
+    return read_rows(forward, fn);
   }
   const std::string sql = std::string(
                               "SELECT m.seq, t.epoch, m.publish_time_ns, m.event, m.producer_id, "

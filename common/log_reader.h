@@ -1,6 +1,7 @@
 // Reading the durable log (log_store.h) without writing it: kronopctl replay (which works
 // with kronopd stopped), REST history, and the history of rejoining clients. Opens the database
-// read-only; SQLite's WAL lets it read while kronopd writes.
+// read-only; SQLite's WAL lets it read while kronopd writes. Reads both schema versions:
+// blocks (2), and a row per message (1: a log kronopd has not migrated yet).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,8 @@ struct ZSTD_DCtx_s;
 typedef struct ZSTD_DCtx_s ZSTD_DCtx;
 
 namespace kronop {
+
+class LogBlockCodec;
 
 struct LogQuery {
   std::string topic;
@@ -49,10 +52,16 @@ class LogReader {
   Result<uint64_t> read(const LogQuery &q, const std::function<bool(const StoredMessage &)> &fn);
 
  private:
-  LogReader(sqlite3 *db, std::string path);
+  LogReader(sqlite3 *db, std::string path, int version);
+  Result<uint64_t> read_rows(const LogQuery &q,
+                             const std::function<bool(const StoredMessage &)> &fn);
+  Result<uint64_t> read_blocks(const LogQuery &q,
+                               const std::function<bool(const StoredMessage &)> &fn);
   sqlite3 *db_;
   ZSTD_DCtx *zstd_;  // reused: a context per payload would cost an allocation each
+  std::unique_ptr<LogBlockCodec> codec_;
   std::string path_;
+  int version_;
 };
 
 }  // namespace kronop

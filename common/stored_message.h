@@ -15,8 +15,8 @@
 namespace kronop {
 
 // The log's schema version (SQLite's PRAGMA user_version): the writer creates this version
-// and refuses a newer one; the reader refuses any other.
-inline constexpr int kLogSchemaVersion = 1;
+// and migrates version 1 (log_migration.h); the reader reads both.
+inline constexpr int kLogSchemaVersion = 2;
 
 struct StoredMessage {
   std::string topic;

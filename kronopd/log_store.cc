@@ -13,8 +13,11 @@
 #include <cstring>
 #include <functional>
 
+#include "kronop/clock.h"
 #include "kronop_ipc.h"
 #include "log.h"
+#include "log_block.h"
+#include "log_migration.h"
 #include "log_sql.h"
 #include "owned_counter.h"
 
@@ -32,28 +35,30 @@ CREATE TABLE topics (
   epoch INTEGER NOT NULL,
   last_seq INTEGER NOT NULL
 );
-CREATE TABLE messages (
-  topic_id INTEGER NOT NULL REFERENCES topics(id),
-  seq INTEGER NOT NULL,
-  publish_time_ns INTEGER NOT NULL,
-  event TEXT NOT NULL,
-  producer_id INTEGER,
-  producer_seq INTEGER,
-  priority INTEGER NOT NULL,
-  body_kind INTEGER NOT NULL,
-  -- zstd frame of the body, or the body itself when compression did not shrink it
-  compressed INTEGER NOT NULL,
-  payload BLOB NOT NULL,
-  PRIMARY KEY (topic_id, seq)
-) WITHOUT ROWID;
--- A re-delivered ring record (same producer identity) is logged once. kronopd's own
--- records (counter updates) have no producer identity: NULLs are distinct.
-CREATE UNIQUE INDEX messages_producer ON messages (producer_id, producer_seq);
-CREATE INDEX messages_time ON messages (publish_time_ns);
 CREATE TABLE producers (
   producer_id INTEGER PRIMARY KEY,
   last_seq INTEGER NOT NULL
 );
+)sql";
+// Version 2: messages are kept in blocks (common/log_block.h), one row per topic per
+// transaction (at most kBlockRecords messages). id: the block's time in ms (its newest
+// publish time, never ahead of kronopd's clock nor behind the block before) << 22, plus a
+// count; so ids follow logging order, and retention by age deletes a range of ids.
+// min_time_ns / max_time_ns: its messages' publish times (producers' clocks), which readers
+// asking for a time range skip blocks by.
+constexpr const char *kBlocksSchema = R"sql(
+CREATE TABLE blocks (
+  id INTEGER PRIMARY KEY,
+  topic_id INTEGER NOT NULL REFERENCES topics(id),
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  min_time_ns INTEGER NOT NULL,
+  max_time_ns INTEGER NOT NULL,
+  format INTEGER NOT NULL,
+  data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX blocks_topic ON blocks (topic_id, last_seq);
 )sql";
 // Added within version 1 (created on open when missing).
 constexpr const char *kPresenceSchema = R"sql(
@@ -127,12 +132,14 @@ void drop_outbox(sqlite3 *db) {
 }  // namespace
 
 struct LogStore::Statements {
-  sqlite3_stmt *topic_upsert = nullptr;
+  sqlite3_stmt *topic_insert = nullptr;
+  sqlite3_stmt *topic_update = nullptr;
   sqlite3_stmt *insert = nullptr;
   sqlite3_stmt *producer_upsert = nullptr;
   sqlite3_stmt *outbox_open = nullptr;  // cluster mode: a topic's mark, where none is
   ~Statements() {
-    sqlite3_finalize(topic_upsert);
+    sqlite3_finalize(topic_insert);
+    sqlite3_finalize(topic_update);
     sqlite3_finalize(insert);
     sqlite3_finalize(producer_upsert);
     sqlite3_finalize(outbox_open);
@@ -181,7 +188,8 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   // against a kronopd crash at once, against a host crash once the WAL is checkpointed.
   // Checkpoints (which fsync) run on a thread of their own (checkpoint_run), not in the
   // writer's commits, where SQLite's automatic ones would hold logging up.
-  if (!exec(db, "PRAGMA journal_mode=WAL") || !exec(db, "PRAGMA synchronous=NORMAL") ||
+  if (!exec(db, "PRAGMA journal_mode=WAL") ||
+      !exec(db, options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
       !exec(db, "PRAGMA wal_autocheckpoint=0") ||
       // A WAL written from its start again (restart_wal) is cut back to 64 MiB.
       !exec(db, "PRAGMA journal_size_limit=67108864") ||
@@ -191,13 +199,19 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   }
   if (version == 0) {
     if (!exec(db, "BEGIN IMMEDIATE")) return fail("cannot create the log");
-    if (!exec(db, kSchema) ||
+    if (!exec(db, kSchema) || !exec(db, kBlocksSchema) ||
         !exec(db, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str()) ||
         !exec(db, "COMMIT")) {
       return fail("cannot create the log's tables");
     }
   } else if (!exec(db, "SELECT count(*) FROM topics")) {
     return fail("cannot read the log");
+  } else if (version == 1) {
+    LogBlockCodec codec(options.zstd_level);
+    if (auto migrated = migrate_log_v1(db, path, kBlocksSchema, codec); !migrated.ok()) {
+      sqlite3_close(db);
+      return migrated.error();
+    }
   }
   if (!exec(db, kPresenceSchema)) return fail("cannot create the log's presence table");
   if (!exec(db, kOutboxSchema)) return fail("cannot create the log's outbox table");
@@ -206,13 +220,14 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   auto &s = *store->stmts_;
   if (sqlite3_prepare_v3(db,
                          "INSERT INTO topics (name, epoch, last_seq) VALUES (?1, ?2, ?3) "
-                         "ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, ?3), "
-                         "epoch = ?2 RETURNING id",
-                         -1, SQLITE_PREPARE_PERSISTENT, &s.topic_upsert, nullptr) != SQLITE_OK ||
+                         "RETURNING id",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.topic_insert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db, "UPDATE topics SET epoch = ?2, last_seq = ?3 WHERE id = ?1", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s.topic_update, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db,
-                         "INSERT OR IGNORE INTO messages (topic_id, seq, publish_time_ns, event, "
-                         "producer_id, producer_seq, priority, body_kind, compressed, payload) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                         "INSERT INTO blocks (id, topic_id, first_seq, last_seq, count, "
+                         "min_time_ns, max_time_ns, format, data) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                          -1, SQLITE_PREPARE_PERSISTENT, &s.insert, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db,
                          "INSERT INTO producers (producer_id, last_seq) VALUES (?1, ?2) "
@@ -224,6 +239,7 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
                          -1, SQLITE_PREPARE_PERSISTENT, &s.outbox_open, nullptr) != SQLITE_OK) {
     return sql_error(path, db, "cannot prepare the log's statements");
   }
+  if (!store->load_caches()) return sql_error(path, db, "cannot read the log's topics");
   return store;
 }
 
@@ -231,15 +247,63 @@ LogStore::LogStore(sqlite3 *db, std::string path, LogOptions options)
     : db_(db),
       path_(std::move(path)),
       options_(options),
-      zstd_(ZSTD_createCCtx()),
+      codec_(std::make_unique<LogBlockCodec>(options.zstd_level)),
       stmts_(std::make_unique<Statements>()) {
   wal_restart_at_ = options_.wal_restart_pages;
   sqlite3_wal_hook(db_, &LogStore::on_wal_commit, this);
 }
 
+bool LogStore::load_caches() {
+  bool ok = true;
+  auto each = [&](const char *sql, auto &&fn) {
+    sqlite3_stmt *st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) {
+      ok = false;
+      return;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) fn(st);
+    if (rc != SQLITE_DONE) ok = false;
+    sqlite3_finalize(st);
+  };
+  auto u64 = [](sqlite3_stmt *st, int i) {
+    return static_cast<uint64_t>(sqlite3_column_int64(st, i));
+  };
+  each("SELECT id, name, epoch, last_seq FROM topics", [&](sqlite3_stmt *st) {
+    topic_rows_[reinterpret_cast<const char *>(sqlite3_column_text(st, 1))] =
+        TopicRow{sqlite3_column_int64(st, 0), u64(st, 3), u64(st, 2)};
+  });
+  each("SELECT producer_id, last_seq FROM producers",
+       [&](sqlite3_stmt *st) { producer_seqs_[u64(st, 0)] = u64(st, 1); });
+  each("SELECT coalesce(max(id), 0) FROM blocks",
+       [&](sqlite3_stmt *st) { last_block_id_ = sqlite3_column_int64(st, 0); });
+  each("PRAGMA page_size", [&](sqlite3_stmt *st) { page_size_ = sqlite3_column_int(st, 0); });
+  return ok;
+}
+
 int LogStore::on_wal_commit(void *self, sqlite3 *, const char *, int pages) {
-  static_cast<LogStore *>(self)->wal_pages_ = pages;
+  auto *store = static_cast<LogStore *>(self);
+  // The WAL's frames after this commit: fewer than before when it was written from its start
+  // (and then no frame of it has been checkpointed yet).
+  int added = pages - store->wal_pages_;
+  if (pages < store->wal_pages_) {
+    added = pages;
+    store->backfilled_.store(0, std::memory_order_relaxed);
+  }
+  store->counters_.disk_bytes.fetch_add(uint64_t(added) * (uint64_t(store->page_size_) + 24),
+                                        std::memory_order_relaxed);
+  store->wal_pages_ = pages;
   return SQLITE_OK;
+}
+
+void LogStore::count_checkpointed(int copied) {
+  int last = backfilled_.load(std::memory_order_relaxed);
+  while (copied > last && !backfilled_.compare_exchange_weak(last, copied)) {
+  }
+  if (copied > last) {
+    counters_.disk_bytes.fetch_add(uint64_t(copied - last) * uint64_t(page_size_),
+                                   std::memory_order_relaxed);
+  }
 }
 
 // The checkpointer copies the WAL into the database in the background, but its checkpoints
@@ -259,6 +323,7 @@ void LogStore::restart_wal() {
   sqlite3_busy_timeout(db_, 5000);
   if (rc == SQLITE_OK) {
     counters_.checkpoints.fetch_add(1, std::memory_order_relaxed);
+    count_checkpointed(copied);
     wal_restart_at_ = options_.wal_restart_pages;
   } else {
     wal_restart_at_ = wal_pages_ + std::max(options_.wal_restart_pages / 4, 1);
@@ -273,7 +338,6 @@ LogStore::~LogStore() {
   stop();
   stmts_.reset();
   sqlite3_close(db_);
-  ZSTD_freeCCtx(zstd_);
 }
 
 void LogStore::start() {
@@ -362,7 +426,7 @@ void LogStore::checkpoint_run() {
     sqlite3_close(db);
     return;
   }
-  exec(db, "PRAGMA synchronous=NORMAL");
+  exec(db, options_.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   const auto interval = std::chrono::milliseconds(std::max<uint64_t>(options_.checkpoint_ms, 1));
   for (;;) {
     bool stopping;
@@ -378,6 +442,7 @@ void LogStore::checkpoint_run() {
         sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
     if (rc == SQLITE_OK) {
       bump_owned(counters_.checkpoints);
+      count_checkpointed(copied);
     } else if (rc != SQLITE_BUSY) {
       KLOG_WARN("event=log_checkpoint_failed path=%s error=%s", log::q(path_).c_str(),
                 log::q(sqlite3_errmsg(db)).c_str());
@@ -408,45 +473,109 @@ uint64_t LogStore::submit(std::vector<StoredMessage> batch) {
   return id;
 }
 
-uint64_t LogStore::trim(uint64_t now_ns) {
-  uint64_t deleted = 0;
-  auto run_chunk = [&](const char *sql, const std::function<void(sqlite3_stmt *)> &bind) {
-    sqlite3_stmt *st = nullptr;
-    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return;
-    bind(st);
-    if (exec(db_, "BEGIN IMMEDIATE")) {
-      if (sqlite3_step(st) == SQLITE_DONE) {
-        const auto n = static_cast<uint64_t>(sqlite3_changes(db_));
-        if (exec(db_, "COMMIT")) {
-          deleted += n;
-        } else {
-          exec(db_, "ROLLBACK");
-        }
-      } else {
-        exec(db_, "ROLLBACK");
-      }
+uint64_t LogStore::delete_blocks(const char *sql, int64_t a, int64_t b) {
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return 0;
+  sqlite3_bind_int64(st, 1, a);
+  sqlite3_bind_int64(st, 2, b);
+  sqlite3_bind_int64(st, 3, static_cast<int64_t>(std::max<std::size_t>(options_.trim_chunk, 1)));
+  uint64_t records = 0;
+  bool ok = exec(db_, "BEGIN IMMEDIATE");
+  int rc = SQLITE_DONE;
+  while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    records += static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  }
+  sqlite3_finalize(st);
+  if (ok && rc == SQLITE_DONE && exec(db_, "COMMIT")) return records;
+  exec(db_, "ROLLBACK");
+  return 0;
+}
+
+uint64_t LogStore::cut_block(int64_t topic_id, int64_t upto) {
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT id, count, format, data FROM blocks WHERE topic_id = ?1 AND "
+                         "last_seq > ?2 AND first_seq <= ?2",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return 0;
+  }
+  sqlite3_bind_int64(st, 1, topic_id);
+  sqlite3_bind_int64(st, 2, upto);
+  std::vector<StoredMessage> kept;
+  int64_t id = 0, count = 0;
+  bool ok = false;
+  if (exec(db_, "BEGIN IMMEDIATE") && sqlite3_step(st) == SQLITE_ROW) {
+    id = sqlite3_column_int64(st, 0);
+    count = sqlite3_column_int64(st, 1);
+    StoredMessage m;
+    ok = codec_
+             ->decode(sqlite3_column_int(st, 2), sqlite3_column_blob(st, 3),
+                      static_cast<std::size_t>(sqlite3_column_bytes(st, 3)), m,
+                      [&](const StoredMessage &r) {
+                        if (r.seq > static_cast<uint64_t>(upto)) kept.push_back(r);
+                        return true;
+                      })
+             .ok() &&
+         !kept.empty();
+  }
+  sqlite3_finalize(st);
+  if (ok) {
+    std::vector<const StoredMessage *> refs;
+    for (const auto &r : kept) refs.push_back(&r);
+    const auto encoded = codec_->encode(refs);
+    uint64_t min_time = UINT64_MAX, max_time = 0;
+    for (const auto &r : kept) {
+      min_time = std::min(min_time, r.publish_time_ns);
+      max_time = std::max(max_time, r.publish_time_ns);
+    }
+    ok = sqlite3_prepare_v2(db_,
+                            "UPDATE blocks SET first_seq = ?2, count = ?3, min_time_ns = ?4, "
+                            "max_time_ns = ?5, format = ?6, data = ?7 WHERE id = ?1",
+                            -1, &st, nullptr) == SQLITE_OK;
+    if (ok) {
+      sqlite3_bind_int64(st, 1, id);
+      sqlite3_bind_int64(st, 2, as_i64(kept.front().seq));
+      sqlite3_bind_int64(st, 3, static_cast<int64_t>(kept.size()));
+      sqlite3_bind_int64(st, 4, as_i64(min_time));
+      sqlite3_bind_int64(st, 5, as_i64(max_time));
+      sqlite3_bind_int(st, 6, static_cast<int>(encoded.format));
+      sqlite3_bind_blob(st, 7, encoded.data.data(), static_cast<int>(encoded.data.size()),
+                        SQLITE_STATIC);
+      ok = sqlite3_step(st) == SQLITE_DONE;
     }
     sqlite3_finalize(st);
-  };
-  const auto chunk = static_cast<int64_t>(options_.trim_chunk);
-  if (options_.retention_age_ms > 0 && now_ns > options_.retention_age_ms * 1'000'000) {
-    const auto cutoff = static_cast<int64_t>(now_ns - options_.retention_age_ms * 1'000'000);
-    run_chunk(
-        "DELETE FROM messages WHERE (topic_id, seq) IN (SELECT topic_id, seq FROM messages "
-        "WHERE publish_time_ns < ?1 LIMIT ?2)",
-        [&](sqlite3_stmt *st) {
-          sqlite3_bind_int64(st, 1, cutoff);
-          sqlite3_bind_int64(st, 2, chunk);
-        });
+  }
+  if (ok && exec(db_, "COMMIT")) return static_cast<uint64_t>(count) - kept.size();
+  exec(db_, "ROLLBACK");
+  return 0;
+}
+
+uint64_t LogStore::trim(uint64_t now_ns) {
+  uint64_t deleted = 0;
+  const auto give_up = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(std::max<uint64_t>(options_.trim_budget_ms, 1));
+  auto in_time = [&] { return std::chrono::steady_clock::now() < give_up; };
+  if (options_.retention_age_ms > 0 && now_ns / 1'000'000 > options_.retention_age_ms) {
+    // Blocks whose time is before the cutoff: the oldest ids (the schema's comment).
+    const auto cutoff_id =
+        static_cast<int64_t>((now_ns / 1'000'000 - options_.retention_age_ms) << kBlockIdTimeShift);
+    for (uint64_t n = 1; n > 0 && in_time();) {
+      n = delete_blocks(
+          "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE id < ?1 ORDER BY id "
+          "LIMIT ?3) RETURNING count",
+          cutoff_id, 0);
+      deleted += n;
+    }
   }
   if (options_.retention_count > 0) {
-    // Topics that may hold more than the count: their oldest rows beyond it.
+    // Topics that hold more than the count: their blocks wholly beyond it, then the one
+    // across the line.
     std::vector<std::pair<int64_t, int64_t>> over;  // topic id, highest seq to delete
     sqlite3_stmt *st = nullptr;
     if (sqlite3_prepare_v2(db_,
                            "SELECT t.id, t.last_seq - ?1 FROM topics t WHERE t.last_seq > ?1 "
-                           "AND EXISTS (SELECT 1 FROM messages m WHERE m.topic_id = t.id AND "
-                           "m.seq <= t.last_seq - ?1)",
+                           "AND EXISTS (SELECT 1 FROM blocks b WHERE b.topic_id = t.id AND "
+                           "b.last_seq > 0 AND b.first_seq <= t.last_seq - ?1)",
                            -1, &st, nullptr) == SQLITE_OK) {
       sqlite3_bind_int64(st, 1, static_cast<int64_t>(options_.retention_count));
       while (sqlite3_step(st) == SQLITE_ROW) {
@@ -454,17 +583,16 @@ uint64_t LogStore::trim(uint64_t now_ns) {
       }
     }
     sqlite3_finalize(st);
-    for (const auto &entry : over) {
-      const int64_t topic = entry.first;
-      const int64_t upto = entry.second;
-      run_chunk(
-          "DELETE FROM messages WHERE (topic_id, seq) IN (SELECT topic_id, seq FROM messages "
-          "WHERE topic_id = ?1 AND seq <= ?2 LIMIT ?3)",
-          [&](sqlite3_stmt *s) {
-            sqlite3_bind_int64(s, 1, topic);
-            sqlite3_bind_int64(s, 2, upto);
-            sqlite3_bind_int64(s, 3, chunk);
-          });
+    for (const auto &[topic, upto] : over) {
+      for (uint64_t n = 1; n > 0 && in_time();) {
+        n = delete_blocks(
+            "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE topic_id = ?1 AND "
+            "last_seq <= ?2 LIMIT ?3) RETURNING count",
+            topic, upto);
+        deleted += n;
+      }
+      if (!in_time()) break;
+      deleted += cut_block(topic, upto);
     }
   }
   counters_.trimmed.fetch_add(deleted, std::memory_order_relaxed);
@@ -605,78 +733,147 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
   if (records.empty()) return true;
   auto &s = *stmts_;
   if (!exec(db_, "BEGIN IMMEDIATE")) return false;
-  std::unordered_map<std::string, std::pair<int64_t, uint64_t>> topic_ids;  // id, last seq
-  std::unordered_map<uint64_t, uint64_t> producer_last;
-  std::string compressed;
-  uint64_t rows = 0, duplicates = 0, raw_bytes = 0, stored_bytes = 0;
   auto fail = [&] {
     exec(db_, "ROLLBACK");
     return false;
   };
+  // The transaction's records by topic, in order (a batch keeps each topic's order), without
+  // those logged already: a producer seq at or below the producer's last, a seq at or below
+  // the topic's last. What changes in the caches is staged, applied once committed.
+  struct Group {
+    std::vector<const StoredMessage *> records;
+    uint64_t last_seq = 0;  // the topic's, before this transaction
+    // The highest seq given, a duplicate's included (numbering resumes after it), and its
+    // epoch.
+    uint64_t given_seq = 0;
+    uint64_t given_epoch = 0;
+  };
+  std::unordered_map<std::string_view, Group> groups;
+  std::vector<std::string_view> order;  // topics in order of first appearance
+  std::unordered_map<uint64_t, uint64_t> producer_last;
+  uint64_t rows = 0, duplicates = 0, raw_bytes = 0, stored_bytes = 0, blocks = 0;
   for (const StoredMessage &r : records) {
-    if (cut_.load(std::memory_order_relaxed)) return fail();
-    auto [it, inserted] = topic_ids.try_emplace(r.topic, 0, 0);
-    if (inserted || r.seq > it->second.second) {
-      sqlite3_reset(s.topic_upsert);
-      sqlite3_bind_text(s.topic_upsert, 1, r.topic.data(), static_cast<int>(r.topic.size()),
-                        SQLITE_STATIC);
-      sqlite3_bind_int64(s.topic_upsert, 2, as_i64(r.epoch));
-      sqlite3_bind_int64(s.topic_upsert, 3, as_i64(r.seq));
-      if (sqlite3_step(s.topic_upsert) != SQLITE_ROW) return fail();
-      it->second = {sqlite3_column_int64(s.topic_upsert, 0), r.seq};
-      sqlite3_reset(s.topic_upsert);
-      if (inserted && options_.cluster_outbox) {
-        // The topic's first record in this transaction (the lowest seq: a batch keeps each
-        // topic's order): a topic new to the outbox waits from here.
-        sqlite3_reset(s.outbox_open);
-        sqlite3_bind_int64(s.outbox_open, 1, it->second.first);
-        sqlite3_bind_int64(s.outbox_open, 2, as_i64(r.seq - 1));
-        if (sqlite3_step(s.outbox_open) != SQLITE_DONE) return fail();
-      }
+    auto [g, fresh] = groups.try_emplace(r.topic);
+    Group &group = g->second;
+    if (fresh) {
+      order.push_back(r.topic);
+      auto known = topic_rows_.find(r.topic);
+      group.last_seq = known != topic_rows_.end() ? known->second.last_seq : 0;
     }
-    compressed.resize(ZSTD_compressBound(r.body.size()));
-    // One context for the writer's life: ZSTD_compress would set one up for every row.
-    const std::size_t n = ZSTD_compressCCtx(zstd_, compressed.data(), compressed.size(),
-                                            r.body.data(), r.body.size(), options_.zstd_level);
-    const bool use = !ZSTD_isError(n) && n < r.body.size();
-    const std::string_view payload = use ? std::string_view(compressed.data(), n) : r.body;
-    sqlite3_stmt *ins = s.insert;
-    sqlite3_reset(ins);
-    sqlite3_bind_int64(ins, 1, it->second.first);
-    sqlite3_bind_int64(ins, 2, as_i64(r.seq));
-    sqlite3_bind_int64(ins, 3, as_i64(r.publish_time_ns));
-    sqlite3_bind_text(ins, 4, r.event.data(), static_cast<int>(r.event.size()), SQLITE_STATIC);
+    if (r.seq > group.given_seq) {
+      group.given_seq = r.seq;
+      group.given_epoch = r.epoch;
+    }
     if (r.producer_id != 0) {
-      sqlite3_bind_int64(ins, 5, as_i64(r.producer_id));
-      sqlite3_bind_int64(ins, 6, as_i64(r.producer_seq));
-      auto &last = producer_last[r.producer_id];
-      last = std::max(last, r.producer_seq);
-    } else {
-      sqlite3_bind_null(ins, 5);
-      sqlite3_bind_null(ins, 6);
+      auto [it, first] = producer_last.try_emplace(r.producer_id, 0);
+      if (first) {
+        auto known = producer_seqs_.find(r.producer_id);
+        it->second = known != producer_seqs_.end() ? known->second : 0;
+      }
+      if (r.producer_seq <= it->second) {
+        ++duplicates;
+        continue;
+      }
+      it->second = r.producer_seq;
     }
-    sqlite3_bind_int(ins, 7, r.priority);
-    sqlite3_bind_int(ins, 8, static_cast<int>(r.body_kind));
-    sqlite3_bind_int(ins, 9, use ? 1 : 0);
-    sqlite3_bind_blob(ins, 10, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
-    if (sqlite3_step(ins) != SQLITE_DONE) return fail();
-    if (sqlite3_changes(db_) == 1) {
-      ++rows;
-    } else {
+    const uint64_t last = group.records.empty() ? group.last_seq : group.records.back()->seq;
+    if (r.seq <= last) {
       ++duplicates;
+      continue;
     }
+    group.records.push_back(&r);
     raw_bytes += r.body.size();
-    stored_bytes += payload.size();
+  }
+  std::vector<std::pair<std::string, TopicRow>> topic_changes;
+  std::vector<const StoredMessage *> block;
+  int64_t block_id = last_block_id_;
+  const uint64_t now_ms = realtime_ns() / 1'000'000;
+  for (std::string_view topic : order) {
+    if (cut_.load(std::memory_order_relaxed)) return fail();
+    const Group &group = groups[topic];
+    if (group.given_seq <= group.last_seq) continue;  // nothing new for this topic
+    TopicRow row;
+    auto known = topic_rows_.find(std::string(topic));
+    if (known == topic_rows_.end()) {
+      sqlite3_reset(s.topic_insert);
+      sqlite3_bind_text(s.topic_insert, 1, topic.data(), static_cast<int>(topic.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(s.topic_insert, 2, as_i64(group.given_epoch));
+      sqlite3_bind_int64(s.topic_insert, 3, as_i64(group.given_seq));
+      if (sqlite3_step(s.topic_insert) != SQLITE_ROW) return fail();
+      row.id = sqlite3_column_int64(s.topic_insert, 0);
+      sqlite3_reset(s.topic_insert);
+    } else {
+      row.id = known->second.id;
+      sqlite3_reset(s.topic_update);
+      sqlite3_bind_int64(s.topic_update, 1, row.id);
+      sqlite3_bind_int64(s.topic_update, 2, as_i64(group.given_epoch));
+      sqlite3_bind_int64(s.topic_update, 3, as_i64(group.given_seq));
+      if (sqlite3_step(s.topic_update) != SQLITE_DONE) return fail();
+    }
+    row.last_seq = group.given_seq;
+    row.epoch = group.given_epoch;
+    topic_changes.emplace_back(std::string(topic), row);
+    if (group.records.empty()) continue;
+    if (options_.cluster_outbox) {
+      // The topic's first record in this transaction: a topic new to the outbox waits from
+      // here.
+      sqlite3_reset(s.outbox_open);
+      sqlite3_bind_int64(s.outbox_open, 1, row.id);
+      sqlite3_bind_int64(s.outbox_open, 2, as_i64(group.records.front()->seq - 1));
+      if (sqlite3_step(s.outbox_open) != SQLITE_DONE) return fail();
+    }
+    for (std::size_t i = 0; i < group.records.size();) {
+      // A block: up to block_records messages, ending once it passes block_bytes.
+      block.clear();
+      std::size_t bytes = 0;
+      uint64_t min_time = UINT64_MAX, max_time = 0;
+      while (i < group.records.size() && block.size() < options_.block_records &&
+             bytes < options_.block_bytes) {
+        const StoredMessage &r = *group.records[i++];
+        block.push_back(&r);
+        bytes += r.body.size() + r.event.size() + 32;
+        min_time = std::min(min_time, r.publish_time_ns);
+        max_time = std::max(max_time, r.publish_time_ns);
+      }
+      const auto encoded = codec_->encode(block);
+      // The block's time: its newest publish time, not ahead of this clock, not behind the
+      // block before.
+      const uint64_t ms = std::min(max_time / 1'000'000, now_ms);
+      block_id = std::max(block_id + 1, static_cast<int64_t>(ms << kBlockIdTimeShift));
+      sqlite3_stmt *ins = s.insert;
+      sqlite3_reset(ins);
+      sqlite3_bind_int64(ins, 1, block_id);
+      sqlite3_bind_int64(ins, 2, row.id);
+      sqlite3_bind_int64(ins, 3, as_i64(block.front()->seq));
+      sqlite3_bind_int64(ins, 4, as_i64(block.back()->seq));
+      sqlite3_bind_int64(ins, 5, static_cast<int64_t>(block.size()));
+      sqlite3_bind_int64(ins, 6, as_i64(min_time));
+      sqlite3_bind_int64(ins, 7, as_i64(max_time));
+      sqlite3_bind_int(ins, 8, static_cast<int>(encoded.format));
+      sqlite3_bind_blob(ins, 9, encoded.data.data(), static_cast<int>(encoded.data.size()),
+                        SQLITE_STATIC);
+      if (sqlite3_step(ins) != SQLITE_DONE) return fail();
+      rows += block.size();
+      stored_bytes += encoded.data.size();
+      ++blocks;
+    }
   }
   for (auto [id, last] : producer_last) {
+    auto known = producer_seqs_.find(id);
+    if (known != producer_seqs_.end() && known->second == last) continue;
     sqlite3_reset(s.producer_upsert);
     sqlite3_bind_int64(s.producer_upsert, 1, as_i64(id));
     sqlite3_bind_int64(s.producer_upsert, 2, as_i64(last));
     if (sqlite3_step(s.producer_upsert) != SQLITE_DONE) return fail();
   }
   if (!exec(db_, "COMMIT")) return fail();
+  for (auto &[topic, row] : topic_changes) topic_rows_[topic] = row;
+  for (auto [id, last] : producer_last) producer_seqs_[id] = last;
+  last_block_id_ = block_id;
   restart_wal();
   counters_.rows.fetch_add(rows, std::memory_order_relaxed);
+  counters_.blocks.fetch_add(blocks, std::memory_order_relaxed);
   counters_.duplicates.fetch_add(duplicates, std::memory_order_relaxed);
   counters_.transactions.fetch_add(1, std::memory_order_relaxed);
   counters_.payload_bytes.fetch_add(raw_bytes, std::memory_order_relaxed);

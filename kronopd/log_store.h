@@ -1,14 +1,16 @@
 // The durable log: every numbered message in SQLite (WAL), written by one thread in batched
-// transactions, payloads compressed with zstd.
+// transactions. A transaction's messages of one topic go into one row of `blocks` (up to
+// block_records of them), encoded and compressed with zstd together (common/log_block.h):
+// SQLite writes a row and an index entry per topic per transaction, not per message.
 //
 // The ingest thread numbers records and fans them out at once; it hands each drain pass's
 // records to the log as one batch (submit) and keeps the ring positions they came from.
 // Those positions are released to the producers only once committed() reaches the batch, so
 // a record a producer's publish accepted is either in the log or still in its ring: a
 // kronopd killed at any moment reads it again at the next start. Re-read records that were
-// already logged are recognised by their producer identity (producer id + producer seq,
-// unique in the log, last value per producer in the `producers` table) and skipped, so
-// nothing is logged twice.
+// already logged are recognised by their producer identity (producer id + producer seq: the
+// last seq logged per producer is in the `producers` table, written once per transaction)
+// and skipped, so nothing is logged twice; so is a seq a topic has logged already.
 //
 // Per topic the log keeps the last seq and the stream's epoch (`topics`), so numbering
 // continues across restarts.
@@ -21,9 +23,10 @@
 // marks: the next start sends them again (Redis counts each once). Run as a single host, the
 // log drops the marks: what an earlier cluster run had not handed over is not sent later.
 //
-// Schema versions: PRAGMA user_version. 0 (a new file) is created; a version newer than this
-// binary knows is refused at open, as are files that are not SQLite databases, corrupt or
-// read-only ones, each with a message that says so.
+// Schema versions: PRAGMA user_version. 0 (a new file) is created; 1 (a row per message,
+// kronopd before blocks) is migrated in place at open, in one transaction (log_migration.h);
+// a version newer than this binary knows is refused at open, as are files that are not
+// SQLite databases, corrupt or read-only ones, each with a message that says so.
 #pragma once
 
 #include <atomic>
@@ -45,8 +48,9 @@
 #include "stored_message.h"
 
 struct sqlite3;
-struct ZSTD_CCtx_s;
-typedef struct ZSTD_CCtx_s ZSTD_CCtx;
+namespace kronop {
+class LogBlockCodec;
+}
 
 namespace kronop::daemon {
 
@@ -59,20 +63,32 @@ struct UserRow {
   uint64_t last_seen_ms = 0;
 };
 
+// A block's id is its time in ms shifted left by this, plus a count (the schema, log_store.cc).
+inline constexpr int kBlockIdTimeShift = 22;
+
 struct LogOptions {
   std::size_t batch_records = 4096;  // most records per transaction
   uint64_t batch_ms = 5;             // a transaction waits at most this long to fill
   int zstd_level = 1;
-  // Retention: messages older than this (0: kept whatever their age), and beyond the newest
-  // this many per topic (0: no limit). Enforced incrementally: every trim_interval_ms the
-  // writer deletes at most trim_chunk rows per rule, each in its own short transaction, and
-  // only when no batch is waiting, so trimming never holds up logging.
+  // A block holds at most this many messages, and stops growing past block_bytes encoded.
+  std::size_t block_records = 1024;
+  std::size_t block_bytes = 256 * 1024;
+  // --log-sync full: every commit is synced to disk (SQLite's synchronous=FULL); otherwise
+  // (normal) the checkpoints sync it, about once a second.
+  bool sync_full = false;
+  // Retention: messages older than this (0: kept whatever their age; by the block's time,
+  // whole blocks), and beyond the newest this many per topic (0: no limit; exact: the block
+  // across the line is written again without its older messages). Enforced incrementally:
+  // every trim_interval_ms the writer deletes trim_chunk blocks at a time, each chunk in its
+  // own short transaction, for at most trim_budget_ms a round, so trimming keeps pace with
+  // logging without holding it up for long.
   uint64_t retention_age_ms = 7ull * 24 * 3600 * 1000;
   uint64_t retention_count = 100'000;
   // The writer's page cache (SQLite's cache_size), in MiB; the indexes' pages stay in it.
   uint64_t cache_mib = 64;
   uint64_t trim_interval_ms = 1000;
-  std::size_t trim_chunk = 2000;
+  std::size_t trim_chunk = 64;
+  uint64_t trim_budget_ms = 20;
   // How often the WAL is checkpointed into the database (and synced to disk), on a thread of
   // its own: the most a host crash can take from the log, give or take one checkpoint.
   uint64_t checkpoint_ms = 1000;
@@ -85,14 +101,18 @@ struct LogOptions {
 };
 
 struct LogCounters {
-  std::atomic<uint64_t> rows{0};        // records inserted
+  std::atomic<uint64_t> rows{0};        // records logged
+  std::atomic<uint64_t> blocks{0};      // rows of `blocks` they went into
   std::atomic<uint64_t> duplicates{0};  // records the unique producer identity turned away
   std::atomic<uint64_t> transactions{0};
-  std::atomic<uint64_t> payload_bytes{0};     // before compression
-  std::atomic<uint64_t> compressed_bytes{0};  // as stored
-  std::atomic<uint64_t> errors{0};            // failed transactions (retried)
-  std::atomic<uint64_t> trimmed{0};           // rows deleted by retention
-  std::atomic<uint64_t> checkpoints{0};       // WAL checkpoints done
+  std::atomic<uint64_t> payload_bytes{0};     // the records' bodies
+  std::atomic<uint64_t> compressed_bytes{0};  // the blocks as stored (bodies and fields)
+  // What SQLite wrote to disk for them: WAL frames appended (headers included) and pages
+  // copied into the database by checkpoints.
+  std::atomic<uint64_t> disk_bytes{0};
+  std::atomic<uint64_t> errors{0};       // failed transactions (retried)
+  std::atomic<uint64_t> trimmed{0};      // records deleted by retention
+  std::atomic<uint64_t> checkpoints{0};  // WAL checkpoints done
   // Times the writer fell behind (LogStore::kBehindMs) and left nice 10 until it caught up.
   std::atomic<uint64_t> times_behind{0};
 };
@@ -165,11 +185,16 @@ class LogStore {
 
  private:
   LogStore(sqlite3 *db, std::string path, LogOptions options);
+  bool load_caches();
   void run();
   // One transaction; false (rolled back) on an SQLite error.
   bool write(const std::vector<StoredMessage> &records);
-  // One round of retention (a chunk per rule); returns the rows deleted.
+  // One round of retention (trim_budget_ms at most); returns the records deleted.
   uint64_t trim(uint64_t now_ns);
+  // A chunk of whole blocks `sql` selects, deleted in a transaction of its own; the records.
+  uint64_t delete_blocks(const char *sql, int64_t a, int64_t b);
+  // Writes topic_id's block across `upto` again without its messages up to `upto`.
+  uint64_t cut_block(int64_t topic_id, int64_t upto);
 
  public:
   // Runs retention rounds until nothing is left to trim (tests, and `now_ns` lets them pick
@@ -180,7 +205,18 @@ class LogStore {
   sqlite3 *db_;
   std::string path_;
   LogOptions options_;
-  ZSTD_CCtx *zstd_;  // the writer thread's
+  std::unique_ptr<LogBlockCodec> codec_;  // the writer thread's
+  // The writer's view of what is committed: each topic's row, each producer's last seq, the
+  // last block id. Loaded at open, updated after each commit.
+  struct TopicRow {
+    int64_t id = 0;
+    uint64_t last_seq = 0;
+    uint64_t epoch = 0;
+  };
+  std::unordered_map<std::string, TopicRow> topic_rows_;
+  std::unordered_map<uint64_t, uint64_t> producer_seqs_;
+  int64_t last_block_id_ = 0;
+  int page_size_ = 4096;
   LogCounters counters_;
   std::mutex mutex_;
   std::condition_variable wake_;                        // the writer's
@@ -224,6 +260,10 @@ class LogStore {
   // wal_restart_pages. wal_pages_ is the WAL's size after the last commit (SQLite's WAL hook).
   void restart_wal();
   static int on_wal_commit(void *self, sqlite3 *db, const char *name, int pages);
+  // Frames a checkpoint reports copied into the database (SQLite counts them for the WAL's
+  // life, whichever connection copied them): the ones no checkpoint reported before count.
+  void count_checkpointed(int copied);
+  std::atomic<int> backfilled_{0};
   int wal_pages_ = 0;
   int wal_restart_at_ = 0;
   struct Statements;
