@@ -82,6 +82,19 @@ void print_stats(const v1::DaemonStats &s) {
               u(c.auth_rejected()), u(c.refused_per_ip()), u(c.closed_rate_limited()));
   std::printf("%-22s %llu (%llu failed to encode)\n", "messages fanned out",
               u(c.messages_fanned_out()), u(c.encode_failures()));
+  if (s.has_log()) {
+    const auto &lg = s.log();
+    std::printf("\nlog: %s\n", lg.path().c_str());
+    std::printf("%-22s %llu in %llu blocks, %llu transactions (%llu duplicates skipped)\n",
+                "messages", u(lg.rows()), u(lg.blocks()), u(lg.transactions()), u(lg.duplicates()));
+    std::printf("%-22s %llu bodies, %llu stored (%.2fx compression)\n", "bytes",
+                u(lg.payload_bytes()), u(lg.stored_bytes()), lg.compression_ratio());
+    std::printf("%-22s %llu (%.1f per message, WAL and checkpoints)\n", "written to disk",
+                u(lg.disk_bytes()), lg.disk_bytes_per_message());
+    std::printf("%-22s %llu batches behind, %llu trimmed, %llu checkpoints, %llu errors\n",
+                "writer", u(lg.batches_behind()), u(lg.trimmed()), u(lg.checkpoints()),
+                u(lg.errors()));
+  }
   if (s.rings_size() > 0) {
     std::printf("\n%5s %8s %16s %8s %12s %10s %10s\n", "ring", "pid", "producer", "fill",
                 "published", "full", "too_large");

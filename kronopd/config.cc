@@ -294,6 +294,12 @@ void add_options(CLI::App &app, Config &config) {
                  "keeps in memory")
       ->check(CLI::Range(uint64_t{1}, uint64_t{65'536}))
       ->capture_default_str();
+  app.add_option("--log-sync", config.log_sync,
+                 "When the durable log reaches the disk: normal (its checkpoints sync it, about "
+                 "once a second: a host crash may take the last second) or full (every commit "
+                 "is synced)")
+      ->check(CLI::IsMember({"normal", "full"}))
+      ->capture_default_str();
   app.add_option("--max-recovery-messages", config.max_recovery_messages,
                  "Most missed messages a client joining with last_seq is sent (more: it is "
                  "told {\"recovered\": false})")

@@ -48,6 +48,9 @@ struct Config {
   uint64_t retention_count = 100'000;
   // The log writer's SQLite page cache, in MiB: the most its pages hold in memory.
   uint64_t log_cache_mib = 64;
+  // "normal": commits are synced by the checkpoints, about once a second; "full": every
+  // commit is synced (survives a host crash).
+  std::string log_sync = "normal";
   // Most messages one rejoining client recovers (more missed: {"recovered": false}).
   std::size_t max_recovery_messages = 100'000;
   // The cluster (cluster_node.h): the Redis that joins this node to the others; empty:

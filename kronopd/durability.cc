@@ -100,9 +100,13 @@ Result<std::unique_ptr<LogStore>> open_durable_log(const Config &config) {
   options.retention_age_ms = config.retention_hours * 3600 * 1000;
   options.retention_count = config.retention_count;
   options.cache_mib = config.log_cache_mib;
+  options.sync_full = config.log_sync == "full";
   options.cluster_outbox = !config.redis.empty();
   auto opened = LogStore::open(config.data_dir + "/kronop.db", options);
-  if (opened.ok()) KLOG_INFO("event=log_opened path=%s", log::q(opened.value()->path()).c_str());
+  if (opened.ok()) {
+    KLOG_INFO("event=log_opened path=%s sync=%s", log::q(opened.value()->path()).c_str(),
+              config.log_sync.c_str());
+  }
   return opened;
 }
 

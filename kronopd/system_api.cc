@@ -72,6 +72,26 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
            d(s.records()));
   e.simple("kronop_records_rejected_total", "counter", "Records that failed validation.",
            d(s.rejects()));
+  if (s.has_log()) {
+    const auto &l = s.log();
+    e.simple("kronop_log_messages_total", "counter", "Messages the durable log committed.",
+             d(l.rows()));
+    e.simple("kronop_log_blocks_total", "counter", "Rows of blocks those messages went into.",
+             d(l.blocks()));
+    e.simple("kronop_log_payload_bytes_total", "counter", "Body bytes of the messages logged.",
+             d(l.payload_bytes()));
+    e.simple("kronop_log_stored_bytes_total", "counter",
+             "Bytes of the blocks as stored (compressed).", d(l.stored_bytes()));
+    e.simple("kronop_log_disk_bytes_total", "counter",
+             "Bytes SQLite wrote for the log: WAL frames and checkpoint pages.", d(l.disk_bytes()));
+    e.simple("kronop_log_disk_bytes_per_message", "gauge",
+             "Bytes written to disk per message logged, since start (write amplification).",
+             l.disk_bytes_per_message());
+    e.simple("kronop_log_compression_ratio", "gauge", "Body bytes over stored bytes, since start.",
+             l.compression_ratio());
+    e.simple("kronop_log_batches_behind", "gauge",
+             "Drain passes submitted to the log and not yet committed.", d(l.batches_behind()));
+  }
   e.simple("kronop_producer_wakeups_total", "counter",
            "Wake-up calls producers made because the ingest thread slept.", d(s.wakeups()));
   e.simple("kronop_ingest_polls_total", "counter",

@@ -58,7 +58,16 @@ test("/metrics is valid exposition text and follows the clients", T, async () =>
   await eventually(
     async () => sampleOf(await (await http("/metrics")).text(), "kronop_ingest_polls_total") >= 1,
     5000, "a poll of the rings after the records");
+  // The durable log's figures: the two messages committed, what that wrote, the compression.
+  await eventually(
+    async () => sampleOf(await (await http("/metrics")).text(), "kronop_log_messages_total") >= 2,
+    5000, "the log to commit the messages");
   const later = await (await http("/metrics")).text();
+  assert.ok(sampleOf(later, "kronop_log_blocks_total") >= 1);
+  assert.ok(sampleOf(later, "kronop_log_compression_ratio") > 0);
+  await eventually(
+    async () => sampleOf(await (await http("/metrics")).text(), "kronop_log_disk_bytes_per_message") > 0,
+    5000, "the log's writes counted");
   assert.ok(sampleOf(later, "kronop_ingest_polls_caught_total") <= sampleOf(later, "kronop_ingest_polls_total"));
   for (const f of ["kronop_connections_closed_total", "kronop_auth_rejected_total",
     "kronop_ring_fill_ratio", "kronop_publish_to_ingest_seconds", "kronop_dropped_low_priority_total",

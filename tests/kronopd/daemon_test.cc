@@ -381,6 +381,9 @@ TEST_F(DaemonTest, KronopctlErrorsAndExitCodes) {
   // kronopd's own usage errors.
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--ring-size", "1000"}, nullptr), 2);
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--no-such-flag"}, nullptr), 2);
+  std::string said;
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--log-sync", "sometimes"}, &said, &said), 2);
+  EXPECT_NE(said.find("--log-sync"), std::string::npos) << said;
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--help"}, nullptr), 0);
 }
 
