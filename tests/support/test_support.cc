@@ -181,9 +181,9 @@ Kronopd::~Kronopd() {
 }
 
 bool Kronopd::start(const std::vector<std::string> &extra, const std::function<void()> &in_child) {
-  std::vector<std::string> argv{KRONOPD_BIN, "--data-dir",       dir.path, "--shm-name",
-                                shm,         "--control-socket", socket,   "--rings",
-                                "8",         "--ring-size",      "65536",  "--port",
+  std::vector<std::string> argv{KRONOPD_BIN, "--data-dir",       dir.path,  "--shm-name",
+                                shm,         "--control-socket", socket,    "--rings",
+                                "8",         "--ring-size",      ring_size, "--port",
                                 "0"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   pid = spawn(argv, log, "", in_child);

@@ -65,7 +65,8 @@ struct Kronopd {
   Kronopd(const Kronopd &) = delete;
   Kronopd &operator=(const Kronopd &) = delete;
 
-  // Starts kronopd with 8 rings of 64 KiB, an ephemeral client port and `extra` arguments;
+  // Starts kronopd with 8 rings of ring_size bytes, an ephemeral client port and `extra`
+  // arguments;
   // true once it answers on its control socket (answers, not necessarily healthy: right
   // after a restart under load the rings are full, which health rightly calls degraded).
   // `in_child` runs in the child before exec (e.g. to set its resource limits).
@@ -80,6 +81,7 @@ struct Kronopd {
 
   TempDir dir;
   std::string shm, socket, log;
+  std::string ring_size = "65536";  // before the first start (the segment keeps its size)
   pid_t pid = -1;
 };
 
