@@ -19,7 +19,6 @@
 
 namespace kronop::daemon {
 
-using log_sql::as_i64;
 using log_sql::exec;
 
 namespace {
@@ -67,11 +66,7 @@ Result<bool> migrate_log_v1(sqlite3 *db, const std::string &path, const char *bl
                          "producer_seq, priority, body_kind, compressed, payload FROM messages "
                          "ORDER BY topic_id, seq",
                          -1, &read, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(db,
-                         "INSERT INTO blocks (id, topic_id, first_seq, last_seq, count, "
-                         "min_time_ns, max_time_ns, format, data) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                         -1, &insert, nullptr) != SQLITE_OK) {
+      sqlite3_prepare_v2(db, log_sql::kInsertBlock, -1, &insert, nullptr) != SQLITE_OK) {
     finalize();
     return failed("cannot prepare");
   }
@@ -85,28 +80,11 @@ Result<bool> migrate_log_v1(sqlite3 *db, const std::string &path, const char *bl
   auto flush = [&]() -> bool {
     if (block.empty()) return true;
     std::vector<const StoredMessage *> refs;
-    uint64_t min_time = UINT64_MAX, max_time = 0;
-    for (const auto &m : block) {
-      refs.push_back(&m);
-      min_time = std::min(min_time, m.publish_time_ns);
-      max_time = std::max(max_time, m.publish_time_ns);
-    }
-    const auto encoded = codec.encode(refs);
-    const uint64_t ms = std::min(max_time / 1'000'000, now_ms);
+    for (const auto &m : block) refs.push_back(&m);
+    const uint64_t ms = std::min(log_sql::time_span(refs).max / 1'000'000, now_ms);
     const int64_t id = static_cast<int64_t>((ms << kBlockIdTimeShift) +
                                             (blocks & ((uint64_t{1} << kBlockIdTimeShift) - 1)));
-    sqlite3_reset(insert);
-    sqlite3_bind_int64(insert, 1, id);
-    sqlite3_bind_int64(insert, 2, block_topic);
-    sqlite3_bind_int64(insert, 3, as_i64(block.front().seq));
-    sqlite3_bind_int64(insert, 4, as_i64(block.back().seq));
-    sqlite3_bind_int64(insert, 5, static_cast<int64_t>(block.size()));
-    sqlite3_bind_int64(insert, 6, as_i64(min_time));
-    sqlite3_bind_int64(insert, 7, as_i64(max_time));
-    sqlite3_bind_int(insert, 8, static_cast<int>(encoded.format));
-    sqlite3_bind_blob(insert, 9, encoded.data.data(), static_cast<int>(encoded.data.size()),
-                      SQLITE_STATIC);
-    if (sqlite3_step(insert) != SQLITE_DONE) return false;
+    if (!log_sql::insert_block(insert, id, block_topic, refs, codec.encode(refs))) return false;
     ++blocks;
     block.clear();
     return true;

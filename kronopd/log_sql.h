@@ -1,9 +1,15 @@
-// Small SQLite helpers shared by the durable log's files (log_store.cc, log_rows.cc).
+// Small SQLite helpers shared by the durable log's files (log_store.cc, log_rows.cc,
+// log_migration.cc).
 #pragma once
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <span>
+
+#include "log_block.h"
+#include "stored_message.h"
 
 namespace kronop::daemon::log_sql {
 
@@ -13,5 +19,44 @@ inline bool exec(sqlite3 *db, const char *sql) {
 
 // As signed 64-bit for SQLite; the bits are the producer's id.
 inline int64_t as_i64(uint64_t v) { return static_cast<int64_t>(v); }
+
+// Adds a row to `blocks`: prepare this, and run it with insert_block().
+inline constexpr const char *kInsertBlock =
+    "INSERT INTO blocks (id, topic_id, first_seq, last_seq, count, min_time_ns, max_time_ns, "
+    "format, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+// The oldest and newest publish time of a block's messages.
+struct TimeSpan {
+  uint64_t min = UINT64_MAX;
+  uint64_t max = 0;
+};
+inline TimeSpan time_span(std::span<const StoredMessage *const> messages) {
+  TimeSpan t;
+  for (const StoredMessage *m : messages) {
+    t.min = std::min(t.min, m->publish_time_ns);
+    t.max = std::max(t.max, m->publish_time_ns);
+  }
+  return t;
+}
+
+// Runs `insert` (kInsertBlock) for `messages` (one topic's, in seq order, not empty), encoded
+// as `encoded`; true when the row is in.
+inline bool insert_block(sqlite3_stmt *insert, int64_t id, int64_t topic_id,
+                         std::span<const StoredMessage *const> messages,
+                         const LogBlockCodec::Encoded &encoded) {
+  const TimeSpan t = time_span(messages);
+  sqlite3_reset(insert);
+  sqlite3_bind_int64(insert, 1, id);
+  sqlite3_bind_int64(insert, 2, topic_id);
+  sqlite3_bind_int64(insert, 3, as_i64(messages.front()->seq));
+  sqlite3_bind_int64(insert, 4, as_i64(messages.back()->seq));
+  sqlite3_bind_int64(insert, 5, static_cast<int64_t>(messages.size()));
+  sqlite3_bind_int64(insert, 6, as_i64(t.min));
+  sqlite3_bind_int64(insert, 7, as_i64(t.max));
+  sqlite3_bind_int(insert, 8, static_cast<int>(encoded.format));
+  sqlite3_bind_blob(insert, 9, encoded.data.data(), static_cast<int>(encoded.data.size()),
+                    SQLITE_STATIC);
+  return sqlite3_step(insert) == SQLITE_DONE;
+}
 
 }  // namespace kronop::daemon::log_sql

@@ -224,11 +224,8 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
                          -1, SQLITE_PREPARE_PERSISTENT, &s.topic_insert, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db, "UPDATE topics SET epoch = ?2, last_seq = ?3 WHERE id = ?1", -1,
                          SQLITE_PREPARE_PERSISTENT, &s.topic_update, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v3(db,
-                         "INSERT INTO blocks (id, topic_id, first_seq, last_seq, count, "
-                         "min_time_ns, max_time_ns, format, data) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                         -1, SQLITE_PREPARE_PERSISTENT, &s.insert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db, log_sql::kInsertBlock, -1, SQLITE_PREPARE_PERSISTENT, &s.insert,
+                         nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db,
                          "INSERT INTO producers (producer_id, last_seq) VALUES (?1, ?2) "
                          "ON CONFLICT (producer_id) DO UPDATE SET last_seq = max(last_seq, ?2)",
@@ -523,11 +520,7 @@ uint64_t LogStore::cut_block(int64_t topic_id, int64_t upto) {
     std::vector<const StoredMessage *> refs;
     for (const auto &r : kept) refs.push_back(&r);
     const auto encoded = codec_->encode(refs);
-    uint64_t min_time = UINT64_MAX, max_time = 0;
-    for (const auto &r : kept) {
-      min_time = std::min(min_time, r.publish_time_ns);
-      max_time = std::max(max_time, r.publish_time_ns);
-    }
+    const log_sql::TimeSpan times = log_sql::time_span(refs);
     ok = sqlite3_prepare_v2(db_,
                             "UPDATE blocks SET first_seq = ?2, count = ?3, min_time_ns = ?4, "
                             "max_time_ns = ?5, format = ?6, data = ?7 WHERE id = ?1",
@@ -536,8 +529,8 @@ uint64_t LogStore::cut_block(int64_t topic_id, int64_t upto) {
       sqlite3_bind_int64(st, 1, id);
       sqlite3_bind_int64(st, 2, as_i64(kept.front().seq));
       sqlite3_bind_int64(st, 3, static_cast<int64_t>(kept.size()));
-      sqlite3_bind_int64(st, 4, as_i64(min_time));
-      sqlite3_bind_int64(st, 5, as_i64(max_time));
+      sqlite3_bind_int64(st, 4, as_i64(times.min));
+      sqlite3_bind_int64(st, 5, as_i64(times.max));
       sqlite3_bind_int(st, 6, static_cast<int>(encoded.format));
       sqlite3_bind_blob(st, 7, encoded.data.data(), static_cast<int>(encoded.data.size()),
                         SQLITE_STATIC);
@@ -827,33 +820,18 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
       // A block: up to block_records messages, ending once it passes block_bytes.
       block.clear();
       std::size_t bytes = 0;
-      uint64_t min_time = UINT64_MAX, max_time = 0;
       while (i < group.records.size() && block.size() < options_.block_records &&
              bytes < options_.block_bytes) {
         const StoredMessage &r = *group.records[i++];
         block.push_back(&r);
         bytes += r.body.size() + r.event.size() + 32;
-        min_time = std::min(min_time, r.publish_time_ns);
-        max_time = std::max(max_time, r.publish_time_ns);
       }
       const auto encoded = codec_->encode(block);
       // The block's time: its newest publish time, not ahead of this clock, not behind the
       // block before.
-      const uint64_t ms = std::min(max_time / 1'000'000, now_ms);
+      const uint64_t ms = std::min(log_sql::time_span(block).max / 1'000'000, now_ms);
       block_id = std::max(block_id + 1, static_cast<int64_t>(ms << kBlockIdTimeShift));
-      sqlite3_stmt *ins = s.insert;
-      sqlite3_reset(ins);
-      sqlite3_bind_int64(ins, 1, block_id);
-      sqlite3_bind_int64(ins, 2, row.id);
-      sqlite3_bind_int64(ins, 3, as_i64(block.front()->seq));
-      sqlite3_bind_int64(ins, 4, as_i64(block.back()->seq));
-      sqlite3_bind_int64(ins, 5, static_cast<int64_t>(block.size()));
-      sqlite3_bind_int64(ins, 6, as_i64(min_time));
-      sqlite3_bind_int64(ins, 7, as_i64(max_time));
-      sqlite3_bind_int(ins, 8, static_cast<int>(encoded.format));
-      sqlite3_bind_blob(ins, 9, encoded.data.data(), static_cast<int>(encoded.data.size()),
-                        SQLITE_STATIC);
-      if (sqlite3_step(ins) != SQLITE_DONE) return fail();
+      if (!log_sql::insert_block(s.insert, block_id, row.id, block, encoded)) return fail();
       rows += block.size();
       stored_bytes += encoded.data.size();
       ++blocks;

@@ -31,24 +31,9 @@ int64_t query(const std::string &path, const std::string &sql) {
   return v;
 }
 
-std::vector<StoredMessage> read_topic(const std::string &path, const std::string &topic) {
-  std::vector<StoredMessage> out;
-  auto reader = LogReader::open(path);
-  EXPECT_TRUE(reader.ok()) << reader.error().message;
-  if (!reader.ok()) return out;
-  LogQuery q;
-  q.topic = topic;
-  auto n = reader.value()->read(q, [&](const StoredMessage &m) {
-    out.push_back(m);
-    return true;
-  });
-  EXPECT_TRUE(n.ok()) << n.error().message;
-  return out;
-}
-
 // What make-log-v1.sh published, as any reader must see it.
 void expect_the_v1_messages(const std::string &path) {
-  const auto reel1 = read_topic(path, "reel:1");
+  const auto reel1 = test::logged_messages(path, "reel:1");
   ASSERT_EQ(reel1.size(), 1500u);
   for (std::size_t i = 0; i < reel1.size(); ++i) {
     ASSERT_EQ(reel1[i].seq, i + 1);
@@ -56,12 +41,12 @@ void expect_the_v1_messages(const std::string &path) {
     ASSERT_EQ(reel1[i].event, "reel_update");
     ASSERT_NE(reel1[i].producer_id, 0u);
   }
-  const auto reel2 = read_topic(path, "reel:2");
+  const auto reel2 = test::logged_messages(path, "reel:2");
   ASSERT_EQ(reel2.size(), 3u);
   EXPECT_EQ(reel2[2].event, "comment");
   EXPECT_EQ(reel2[2].body.size(), 3971u);  // {"text":"kronop...kronop"}, 660 times
   EXPECT_EQ(reel2[2].body.substr(0, 15), R"({"text":"kronop)");
-  const auto system = read_topic(path, "system");
+  const auto system = test::logged_messages(path, "system");
   ASSERT_EQ(system.size(), 2u);
   EXPECT_EQ(system[1].body, R"({"msg":"maintenance"})");
   EXPECT_NE(system[1].priority, 0);
@@ -113,7 +98,7 @@ TEST_F(LogMigration, OpeningMigratesInPlaceAndTheLogGoesOn) {
     EXPECT_EQ(topics["reel:1"].epoch, static_cast<uint64_t>(epoch));
     auto producers = store.value()->producers();
     EXPECT_EQ(producers.size(), 1500u + 2);  // a kronopctl run each
-    producer = read_topic(path, "reel:1").back().producer_id;
+    producer = test::logged_messages(path, "reel:1").back().producer_id;
     EXPECT_EQ(producers[producer], 1u);
     auto &s = *store.value();
     s.start();
@@ -138,7 +123,7 @@ TEST_F(LogMigration, OpeningMigratesInPlaceAndTheLogGoesOn) {
     EXPECT_EQ(s.counters().duplicates.load(), 1u);
   }
   // The old messages first, then the new one.
-  const auto reel1 = read_topic(path, "reel:1");
+  const auto reel1 = test::logged_messages(path, "reel:1");
   ASSERT_EQ(reel1.size(), 1501u);
   EXPECT_EQ(reel1.back().seq, 1501u);
   EXPECT_EQ(reel1.back().body, R"({"n":1501})");

@@ -22,16 +22,7 @@
 #include "kronop/ipc/segment.h"
 #include "kronop/v1/envelope.pb.h"
 #include "kronop_ipc.h"
-#include "log_reader.h"
 #include "support/test_support.h"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define KRONOP_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define KRONOP_TEST_SANITIZED 1
-#endif
-#endif
 
 namespace kronop::daemon {
 namespace {
@@ -56,22 +47,6 @@ StoredMessage record(const std::string &topic, uint64_t seq, uint64_t producer, 
 
 // The messages the log holds, all of them (counted by the blocks' counts).
 constexpr const char *kLogged = "SELECT coalesce(sum(count), 0) FROM blocks";
-
-// A topic's messages, in seq order, as kronopctl reads them.
-std::vector<StoredMessage> all_messages(const std::string &path, const std::string &topic) {
-  std::vector<StoredMessage> out;
-  auto reader = LogReader::open(path);
-  EXPECT_TRUE(reader.ok()) << reader.error().message;
-  if (!reader.ok()) return out;
-  LogQuery q;
-  q.topic = topic;
-  auto n = reader.value()->read(q, [&](const StoredMessage &m) {
-    out.push_back(m);
-    return true;
-  });
-  EXPECT_TRUE(n.ok()) << n.error().message;
-  return out;
-}
 
 // One integer from the database, read as kronopctl or an operator would (another connection).
 int64_t query(const std::string &path, const std::string &sql) {
@@ -377,7 +352,7 @@ TEST(LogStore, RetentionOfALargeTopicGoesInShortRounds) {
   EXPECT_GT(rounds, 2u);  // not all at once
   // The budget, plus the chunk under way when it ran out (generous: sanitizer builds).
   EXPECT_LT(longest, std::chrono::milliseconds(500));
-  const auto kept = all_messages(path, "reel:big");
+  const auto kept = test::logged_messages(path, "reel:big");
   ASSERT_EQ(kept.size(), 1000u);
   EXPECT_EQ(kept.front().seq, kRecords - 999);
   EXPECT_EQ(kept.back().seq, kRecords);
@@ -621,7 +596,7 @@ TEST_F(LogDaemonTest, SigkillDuringSustainedPublishLosesAndDuplicatesNothing) {
   ASSERT_TRUE(eventually([&] { return logged("reel:kill") == kRecords; }, std::chrono::seconds(20)))
       << logged("reel:kill");
   EXPECT_EQ(stop(SIGTERM), 0);
-  const auto messages = all_messages(db, "reel:kill");
+  const auto messages = test::logged_messages(db, "reel:kill");
   ASSERT_EQ(messages.size(), std::size_t{kRecords});
   // Exactly once: every producer sequence 1..N, each once; numbered 1..N without a gap, in
   // the producer's order, across both restarts.
@@ -687,7 +662,7 @@ TEST_F(LogDaemonTest, SigkillAtFullRateLosesAndDuplicatesNothing) {
   ASSERT_TRUE(eventually([&] { return logged("reel:fast") == kRecords; }, std::chrono::seconds(60)))
       << logged("reel:fast");
   EXPECT_EQ(stop(SIGTERM), 0);
-  const auto messages = all_messages(db, "reel:fast");
+  const auto messages = test::logged_messages(db, "reel:fast");
   ASSERT_EQ(messages.size(), std::size_t{kRecords});
   for (std::size_t i = 0; i < messages.size(); ++i) {
     ASSERT_EQ(messages[i].producer_seq, i + 1) << i;

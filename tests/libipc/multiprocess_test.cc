@@ -27,14 +27,6 @@
 #include "kronop_ipc.h"
 #include "support/test_support.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define KRONOP_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define KRONOP_TEST_SANITIZED 1
-#endif
-#endif
-
 namespace kronop {
 namespace {
 

@@ -20,7 +20,26 @@
 
 #include "kronop/ipc/segment.h"
 
+#include <gtest/gtest.h>
+
+#include "log_reader.h"
+
 namespace kronop::test {
+
+std::vector<StoredMessage> logged_messages(const std::string &path, const std::string &topic) {
+  std::vector<StoredMessage> out;
+  auto reader = LogReader::open(path);
+  EXPECT_TRUE(reader.ok()) << reader.error().message;
+  if (!reader.ok()) return out;
+  LogQuery q;
+  q.topic = topic;
+  auto n = reader.value()->read(q, [&](const StoredMessage &m) {
+    out.push_back(m);
+    return true;
+  });
+  EXPECT_TRUE(n.ok()) << n.error().message;
+  return out;
+}
 
 std::string unique_name(const std::string &prefix) {
   static std::atomic<int> counter{0};

@@ -7,7 +7,23 @@
 #include <string>
 #include <vector>
 
+#include "stored_message.h"
+
+// Defined in the sanitized builds (ASan, TSan), which run several times slower: tests that
+// move many records use fewer there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define KRONOP_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define KRONOP_TEST_SANITIZED 1
+#endif
+#endif
+
 namespace kronop::test {
+
+// A topic's messages in the durable log at `path`, in seq order, as kronopctl reads them
+// (a failure to read is a test failure).
+std::vector<StoredMessage> logged_messages(const std::string &path, const std::string &topic);
 
 // A segment name no other test (or test run) uses; removed by the SegmentGuard.
 std::string unique_name(const std::string &prefix);
