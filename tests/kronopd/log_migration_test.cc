@@ -16,20 +16,7 @@ namespace kronop::daemon {
 namespace {
 
 using test::eventually;
-
-int64_t query(const std::string &path, const std::string &sql) {
-  sqlite3 *db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt *st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    v = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
+using test::query;
 
 // What make-log-v1.sh published, as any reader must see it.
 void expect_the_v1_messages(const std::string &path) {

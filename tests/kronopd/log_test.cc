@@ -28,6 +28,7 @@ namespace kronop::daemon {
 namespace {
 
 using test::eventually;
+using test::query;
 using test::run_capture;
 
 StoredMessage record(const std::string &topic, uint64_t seq, uint64_t producer, uint64_t pseq,
@@ -47,21 +48,6 @@ StoredMessage record(const std::string &topic, uint64_t seq, uint64_t producer, 
 
 // The messages the log holds, all of them (counted by the blocks' counts).
 constexpr const char *kLogged = "SELECT coalesce(sum(count), 0) FROM blocks";
-
-// One integer from the database, read as kronopctl or an operator would (another connection).
-int64_t query(const std::string &path, const std::string &sql) {
-  sqlite3 *db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt *st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    v = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
 
 TEST(LogStore, LogsResumesAndDeduplicates) {
   test::TempDir dir;

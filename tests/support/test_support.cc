@@ -22,9 +22,25 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include "log_reader.h"
 
 namespace kronop::test {
+
+int64_t query(const std::string &path, const std::string &sql) {
+  sqlite3 *db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt *st = nullptr;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
 
 std::vector<StoredMessage> logged_messages(const std::string &path, const std::string &topic) {
   std::vector<StoredMessage> out;

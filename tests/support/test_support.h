@@ -24,6 +24,9 @@ namespace kronop::test {
 // A topic's messages in the durable log at `path`, in seq order, as kronopctl reads them
 // (a failure to read is a test failure).
 std::vector<StoredMessage> logged_messages(const std::string &path, const std::string &topic);
+// One integer from the SQLite database at `path` (the first column of the first row; -1:
+// none), read as kronopctl or an operator would (another connection, read-only).
+int64_t query(const std::string &path, const std::string &sql);
 
 // A segment name no other test (or test run) uses; removed by the SegmentGuard.
 std::string unique_name(const std::string &prefix);
