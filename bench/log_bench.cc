@@ -4,9 +4,14 @@
 // --dir. Reports, per run and as the median of --repeat runs: records committed per second,
 // the bytes written per record (the process's write calls, /proc/self/io wchar: the WAL and
 // the checkpoints, all SQLite writes), the database's size per record after the last
-// checkpoint, and the compression (body bytes over stored bytes).
+// checkpoint, and the compression (body bytes over stored bytes). With --rate the batches
+// are paced (a drain pass's worth every --batch / rate seconds, as records arriving at that
+// rate would make them) and the figure that matters is the process's CPU time per record:
+// what logging costs the host at that rate.
 //
 //   kronop-log-bench [--records N] [--topics T] [--payload-bytes B] [--batch K] [--repeat R]
+//                    [--rate R]
+#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -39,8 +44,16 @@ uint64_t written_bytes() {
   return wchar;
 }
 
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 struct Run {
   double records_per_s = 0;
+  double cpu_us_per_record = 0;
   double disk_bytes_per_record = 0;
   double db_bytes_per_record = 0;
   double compression = 0;  // body bytes / stored bytes
@@ -64,7 +77,7 @@ std::string body_of(uint64_t i, std::size_t bytes) {
 }
 
 Run run_once(const std::string &dir, uint64_t records, uint64_t topics, std::size_t payload,
-             std::size_t batch, std::size_t queue, bool sync_full) {
+             std::size_t batch, std::size_t queue, bool sync_full, double rate, uint64_t batch_ms) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/kronop.db";
@@ -72,6 +85,7 @@ Run run_once(const std::string &dir, uint64_t records, uint64_t topics, std::siz
   o.retention_age_ms = 0;
   o.retention_count = 0;
   o.sync_full = sync_full;
+  o.batch_ms = batch_ms;
   auto store = LogStore::open(path, o);
   if (!store.ok()) {
     std::fprintf(stderr, "kronop-log-bench: %s\n", store.error().message.c_str());
@@ -86,6 +100,7 @@ Run run_once(const std::string &dir, uint64_t records, uint64_t topics, std::siz
   // Bodies made up front: the figure is the log's, not the generator's.
   std::vector<std::string> bodies;
   for (uint64_t i = 0; i < 4096; ++i) bodies.push_back(body_of(i, payload));
+  const double cpu0 = cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t sent = 0, last_batch = 0;
   std::vector<uint64_t> batch_end;  // records submitted up to each batch id
@@ -93,6 +108,11 @@ Run run_once(const std::string &dir, uint64_t records, uint64_t topics, std::siz
     // As the rings would: no more than `queue` records waiting for the log.
     while (sent - (log.committed() == 0 ? 0 : batch_end[log.committed() - 1]) >= queue) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (rate > 0) {
+      const auto due =
+          t0 + std::chrono::nanoseconds(static_cast<int64_t>(double(sent) * 1e9 / rate));
+      std::this_thread::sleep_until(due);
     }
     std::vector<StoredMessage> b;
     b.reserve(batch);
@@ -119,6 +139,7 @@ Run run_once(const std::string &dir, uint64_t records, uint64_t topics, std::siz
   const auto &c = log.counters();
   Run r;
   r.records_per_s = double(records) / secs;
+  r.cpu_us_per_record = (cpu_seconds() - cpu0) * 1e6 / double(records);
   r.disk_bytes_per_record = double(written_bytes() - written_before) / double(records);
   std::error_code ec;
   r.db_bytes_per_record = double(std::filesystem::file_size(path, ec)) / double(records);
@@ -149,28 +170,37 @@ int main(int argc, char **argv) {
       ->check(CLI::Range(1, 65536));
   app.add_option("--queue", queue, "Most records waiting for the log (the rings' room)")
       ->check(CLI::Range(1, 1 << 30));
+  uint64_t batch_ms = LogOptions{}.batch_ms;
+  app.add_option("--batch-ms", batch_ms, "Longest a transaction waits to fill (LogOptions)")
+      ->capture_default_str();
+  double rate = 0;
+  app.add_option("--rate", rate, "Records per second, paced (0: as fast as the log takes them)")
+      ->check(CLI::Range(0.0, 1e8));
   app.add_option("-r,--repeat", repeat, "Runs")->check(CLI::Range(1, 100));
   app.add_flag("--sync-full", sync_full, "Every commit synced (--log-sync full)");
   app.add_option("--dir", dir, "Where the database is made (emptied first)");
   CLI11_PARSE(app, argc, argv);
-  std::vector<double> rate, disk, db, ratio;
+  std::vector<double> achieved, cpu, disk, db, ratio;
   for (int i = 0; i < repeat; ++i) {
-    const Run r = run_once(dir, records, topics, payload, batch, queue, sync_full);
+    const Run r = run_once(dir, records, topics, payload, batch, queue, sync_full, rate, batch_ms);
     std::printf(
-        "run %d: %.0f records/s, written %.1f B/record, database %.1f B/record, compression "
-        "%.2fx\n",
-        i + 1, r.records_per_s, r.disk_bytes_per_record, r.db_bytes_per_record, r.compression);
+        "run %d: %.0f records/s, %.2f CPU us/record, written %.1f B/record, database %.1f "
+        "B/record, compression %.2fx\n",
+        i + 1, r.records_per_s, r.cpu_us_per_record, r.disk_bytes_per_record, r.db_bytes_per_record,
+        r.compression);
     std::fflush(stdout);
-    rate.push_back(r.records_per_s);
+    achieved.push_back(r.records_per_s);
+    cpu.push_back(r.cpu_us_per_record);
     disk.push_back(r.disk_bytes_per_record);
     db.push_back(r.db_bytes_per_record);
     ratio.push_back(r.compression);
   }
   std::filesystem::remove_all(dir);
   std::printf(
-      "median of %d: %.0f records/s, written %.1f B/record, database %.1f B/record, compression "
-      "%.2fx (%llu records, %llu topics, %zu-byte bodies, batches of %zu%s)\n",
-      repeat, median(rate), median(disk), median(db), median(ratio),
+      "median of %d: %.0f records/s, %.2f CPU us/record, written %.1f B/record, database %.1f "
+      "B/record, compression %.2fx (%llu records, %llu topics, %zu-byte bodies, batches of "
+      "%zu%s)\n",
+      repeat, median(achieved), median(cpu), median(disk), median(db), median(ratio),
       static_cast<unsigned long long>(records), static_cast<unsigned long long>(topics), payload,
       batch, sync_full ? ", sync full" : "");
   return 0;
