@@ -1,5 +1,5 @@
 // Small SQLite helpers shared by the durable log's files (log_store.cc, log_rows.cc,
-// log_migration.cc).
+// log_retention.cc, log_migration.cc).
 #pragma once
 
 #include <sqlite3.h>

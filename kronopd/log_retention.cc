@@ -1,0 +1,150 @@
+// The durable log's retention (log_store.h, LogOptions): by age, whole blocks whose time is
+// past --retention-hours (a range of ids); by count, each topic's blocks wholly beyond its
+// newest --retention-count messages, then the block across the line written again without
+// its older messages. The writer runs a round between its transactions about once a second;
+// each round stops after trim_budget_ms, each chunk of blocks is a short transaction of its
+// own, so trimming keeps pace with logging without holding it up.
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "log_block.h"
+#include "log_sql.h"
+#include "log_store.h"
+
+namespace kronop::daemon {
+
+using log_sql::as_i64;
+using log_sql::exec;
+
+uint64_t LogStore::delete_blocks(const char *sql, int64_t a, int64_t b) {
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return 0;
+  sqlite3_bind_int64(st, 1, a);
+  sqlite3_bind_int64(st, 2, b);
+  sqlite3_bind_int64(st, 3, static_cast<int64_t>(std::max<std::size_t>(options_.trim_chunk, 1)));
+  uint64_t records = 0;
+  bool ok = exec(db_, "BEGIN IMMEDIATE");
+  int rc = SQLITE_DONE;
+  while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    records += static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  }
+  sqlite3_finalize(st);
+  if (ok && rc == SQLITE_DONE && exec(db_, "COMMIT")) return records;
+  exec(db_, "ROLLBACK");
+  return 0;
+}
+
+uint64_t LogStore::cut_block(int64_t topic_id, int64_t upto) {
+  sqlite3_stmt *st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT id, count, format, data FROM blocks WHERE topic_id = ?1 AND "
+                         "last_seq > ?2 AND first_seq <= ?2",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return 0;
+  }
+  sqlite3_bind_int64(st, 1, topic_id);
+  sqlite3_bind_int64(st, 2, upto);
+  std::vector<StoredMessage> kept;
+  int64_t id = 0, count = 0;
+  bool ok = false;
+  if (exec(db_, "BEGIN IMMEDIATE") && sqlite3_step(st) == SQLITE_ROW) {
+    id = sqlite3_column_int64(st, 0);
+    count = sqlite3_column_int64(st, 1);
+    StoredMessage m;
+    ok = codec_
+             ->decode(sqlite3_column_int(st, 2), sqlite3_column_blob(st, 3),
+                      static_cast<std::size_t>(sqlite3_column_bytes(st, 3)), m,
+                      [&](const StoredMessage &r) {
+                        if (r.seq > static_cast<uint64_t>(upto)) kept.push_back(r);
+                        return true;
+                      })
+             .ok() &&
+         !kept.empty();
+  }
+  sqlite3_finalize(st);
+  if (ok) {
+    std::vector<const StoredMessage *> refs;
+    for (const auto &r : kept) refs.push_back(&r);
+    const auto encoded = codec_->encode(refs);
+    const log_sql::TimeSpan times = log_sql::time_span(refs);
+    ok = sqlite3_prepare_v2(db_,
+                            "UPDATE blocks SET first_seq = ?2, count = ?3, min_time_ns = ?4, "
+                            "max_time_ns = ?5, format = ?6, data = ?7 WHERE id = ?1",
+                            -1, &st, nullptr) == SQLITE_OK;
+    if (ok) {
+      sqlite3_bind_int64(st, 1, id);
+      sqlite3_bind_int64(st, 2, as_i64(kept.front().seq));
+      sqlite3_bind_int64(st, 3, static_cast<int64_t>(kept.size()));
+      sqlite3_bind_int64(st, 4, as_i64(times.min));
+      sqlite3_bind_int64(st, 5, as_i64(times.max));
+      sqlite3_bind_int(st, 6, static_cast<int>(encoded.format));
+      sqlite3_bind_blob(st, 7, encoded.data.data(), static_cast<int>(encoded.data.size()),
+                        SQLITE_STATIC);
+      ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+  }
+  if (ok && exec(db_, "COMMIT")) return static_cast<uint64_t>(count) - kept.size();
+  exec(db_, "ROLLBACK");
+  return 0;
+}
+
+uint64_t LogStore::trim(uint64_t now_ns) {
+  uint64_t deleted = 0;
+  const auto give_up = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(std::max<uint64_t>(options_.trim_budget_ms, 1));
+  auto in_time = [&] { return std::chrono::steady_clock::now() < give_up; };
+  if (options_.retention_age_ms > 0 && now_ns / 1'000'000 > options_.retention_age_ms) {
+    // Blocks whose time is before the cutoff: the oldest ids (the schema's comment).
+    const auto cutoff_id =
+        static_cast<int64_t>((now_ns / 1'000'000 - options_.retention_age_ms) << kBlockIdTimeShift);
+    for (uint64_t n = 1; n > 0 && in_time();) {
+      n = delete_blocks(
+          "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE id < ?1 ORDER BY id "
+          "LIMIT ?3) RETURNING count",
+          cutoff_id, 0);
+      deleted += n;
+    }
+  }
+  if (options_.retention_count > 0) {
+    // Topics that hold more than the count: their blocks wholly beyond it, then the one
+    // across the line.
+    std::vector<std::pair<int64_t, int64_t>> over;  // topic id, highest seq to delete
+    sqlite3_stmt *st = nullptr;
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT t.id, t.last_seq - ?1 FROM topics t WHERE t.last_seq > ?1 "
+                           "AND EXISTS (SELECT 1 FROM blocks b WHERE b.topic_id = t.id AND "
+                           "b.last_seq > 0 AND b.first_seq <= t.last_seq - ?1)",
+                           -1, &st, nullptr) == SQLITE_OK) {
+      sqlite3_bind_int64(st, 1, static_cast<int64_t>(options_.retention_count));
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        over.emplace_back(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+      }
+    }
+    sqlite3_finalize(st);
+    for (const auto &[topic, upto] : over) {
+      for (uint64_t n = 1; n > 0 && in_time();) {
+        n = delete_blocks(
+            "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE topic_id = ?1 AND "
+            "last_seq <= ?2 LIMIT ?3) RETURNING count",
+            topic, upto);
+        deleted += n;
+      }
+      if (!in_time()) break;
+      deleted += cut_block(topic, upto);
+    }
+  }
+  counters_.trimmed.fetch_add(deleted, std::memory_order_relaxed);
+  return deleted;
+}
+
+uint64_t LogStore::trim_all(uint64_t now_ns) {
+  uint64_t total = 0;
+  for (uint64_t n; (n = trim(now_ns)) > 0;) total += n;
+  return total;
+}
+
+}  // namespace kronop::daemon
