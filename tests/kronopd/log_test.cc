@@ -116,17 +116,18 @@ TEST(LogStore, AStopWithABudgetCommitsAllOrIsCutBetweenWholeBatches) {
     ASSERT_TRUE(store.ok()) << store.error().message;
     auto &s = *store.value();
     s.start();
-    // Far more than the writer commits in 20 ms, in several batches.
-    constexpr uint64_t kBatches = 4, kPerBatch = 50'000;
+    // Far more than the writer commits in 20 ms, in several batches, made before any is
+    // submitted (the writer keeps pace with a test that builds them one by one).
+    constexpr uint64_t kBatches = 4, kPerBatch = 100'000;
     uint64_t seq = 100;
-    for (uint64_t b = 0; b < kBatches; ++b) {
-      std::vector<StoredMessage> batch;
+    std::vector<std::vector<StoredMessage>> batches(kBatches);
+    for (auto &batch : batches) {
       for (uint64_t i = 0; i < kPerBatch; ++i) {
         ++seq;
         batch.push_back(record("reel:1", seq, 5, seq));
       }
-      s.submit(std::move(batch));
     }
+    for (auto &batch : batches) s.submit(std::move(batch));
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_FALSE(s.stop(std::chrono::milliseconds(20)));
     const auto took = std::chrono::steady_clock::now() - t0;
@@ -138,8 +139,8 @@ TEST(LogStore, AStopWithABudgetCommitsAllOrIsCutBetweenWholeBatches) {
     EXPECT_EQ(s.left_uncommitted(), kBatches * kPerBatch - committed_records);
   }
   const int64_t rows = query(path, kLogged);
-  EXPECT_EQ((rows - 100) % 50'000, 0) << rows;
-  EXPECT_LT(rows, 100 + 4 * 50'000);
+  EXPECT_EQ((rows - 100) % 100'000, 0) << rows;
+  EXPECT_LT(rows, 100 + 4 * 100'000);
 }
 
 // when_committed: called once per waiter, after the commit that covers its batch (with
