@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Makes tests/data/log-v1.db: a durable log as kronopd wrote it before blocks (schema
-# version 1, a row per message), for the migration test (tests/kronopd/log_migration_test.cc).
+# Makes tests/data/log-v1.sql: a durable log as kronopd wrote it before blocks (schema
+# version 1, a row per message), dumped as SQL (sqlite3 .dump, plus its user_version) so that
+# the repository holds text, not a database file; the migration test
+# (tests/kronopd/log_migration_test.cc) makes the database from it, row for row, payloads
+# (zstd frames included) as the old writer stored them.
 # It needs a build of that kronopd: check out commit 7b75c89 (the last one with version 1)
 # in a worktree and build kronopd and kronopctl there, then run this with its build dir:
 #
@@ -38,7 +41,9 @@ for _ in $(seq 100); do
 done
 kill -TERM $pid
 wait $pid || true
-# One file, no WAL beside it.
-sqlite3 "$tmp/kronop.db" 'PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;' >/dev/null
-cp "$tmp/kronop.db" "$here/log-v1.db"
-echo "wrote $here/log-v1.db ($(stat -c %s "$here/log-v1.db") bytes)"
+sqlite3 "$tmp/kronop.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null
+{
+  sqlite3 "$tmp/kronop.db" .dump
+  echo "PRAGMA user_version=$(sqlite3 "$tmp/kronop.db" 'PRAGMA user_version');"
+} >"$here/log-v1.sql"
+echo "wrote $here/log-v1.sql ($(stat -c %s "$here/log-v1.sql") bytes)"

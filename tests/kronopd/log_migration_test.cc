@@ -1,12 +1,15 @@
-// A log written before blocks (tests/data/log-v1.db, made by tests/data/make-log-v1.sh with
-// the kronopd of that time) is read as is by kronopctl's reader, migrated in place when
-// kronopd opens it, and then goes on as any log: every message kept with its fields,
-// numbering and producers' dedupe resumed. A damaged one is refused and left as it was.
+// A log written before blocks (tests/data/log-v1.sql: the dump of one made by
+// tests/data/make-log-v1.sh with the kronopd of that time, loaded into a database here) is read as
+// is by kronopctl's reader, migrated in place when kronopd opens it, and then goes on as any log:
+// every message kept with its fields, numbering and producers' dedupe resumed. A damaged one is
+// refused and left as it was.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 
 #include "log_reader.h"
 #include "log_store.h"
@@ -58,7 +61,17 @@ void expect_the_v1_messages(const std::string &path) {
 class LogMigration : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::filesystem::copy_file(std::string(KRONOP_TEST_DATA_DIR) + "/log-v1.db", path);
+    std::ifstream in(std::string(KRONOP_TEST_DATA_DIR) + "/log-v1.sql");
+    const std::string sql((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_FALSE(sql.empty());
+    sqlite3 *db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    char *error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    const std::string said = error != nullptr ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << said;
   }
   test::TempDir dir;
   const std::string path = dir.path + "/kronop.db";
