@@ -47,7 +47,10 @@ export function sleep(ms) {
 export async function eventually(cond, ms, what, intervalMs = 50) {
   const deadline = Date.now() + ms;
   for (;;) {
-    if (await cond()) return;
+    // A check that never settles (a request to a daemon that stopped answering) fails at
+    // the deadline too.
+    const left = Math.max(deadline - Date.now(), intervalMs);
+    if (await withTimeout(Promise.resolve(cond()), left, what)) return;
     if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
