@@ -93,14 +93,16 @@ LogBlockCodec::Encoded LogBlockCodec::encode(std::span<const StoredMessage *cons
   }
   Encoded out;
   out.raw_bytes = total;
+  out.data = raw_;
+  // A block of a message or two gains little from zstd (a frame's header and a cold start),
+  // and setting a context up costs more than the rest of its encoding.
+  if (total < kMinCompressed) return out;
   compressed_.resize(ZSTD_compressBound(total));
   const std::size_t n =
       ZSTD_compressCCtx(cctx_, compressed_.data(), compressed_.size(), raw_.data(), total, level_);
   if (!ZSTD_isError(n) && n < total) {
     out.format = Format::kZstd;
     out.data = std::string_view(compressed_.data(), n);
-  } else {
-    out.data = raw_;
   }
   return out;
 }

@@ -33,6 +33,8 @@ class LogBlockCodec {
   // The most a block may hold decoded: the writer stays far below it (log_store.h), and a
   // damaged row claiming more is refused rather than allocated.
   static constexpr std::size_t kMaxDecodedBytes = 64u << 20;
+  // Smaller blocks are stored as they are.
+  static constexpr std::size_t kMinCompressed = 1024;
 
   explicit LogBlockCodec(int zstd_level = 1);
   ~LogBlockCodec();
