@@ -12,6 +12,7 @@
 
 #include "kronop_ipc.h"
 #include "log_block.h"
+#include "log_journal.h"
 
 namespace kronop {
 
@@ -106,14 +107,99 @@ Result<uint64_t> LogReader::read(const LogQuery &q,
 
 Result<uint64_t> LogReader::read_blocks(const LogQuery &q,
                                         const std::function<bool(const StoredMessage &)> &fn) {
-  const auto topic_row = [&]() -> std::optional<std::pair<int64_t, uint64_t>> {
+  // One read transaction: what the writer moves from the journal into blocks meanwhile is
+  // seen in one place or the other, never both or neither.
+  if (sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return Error{KRONOP_ESYS, path_ + ": cannot read the log: " + sqlite3_errmsg(db_)};
+  }
+  auto r = read_blocks_in_transaction(q, fn);
+  sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  return r;
+}
+
+Result<bool> LogReader::read_journal(int64_t topic_id, uint64_t blocked_seq, StoredMessage &m,
+                                     std::vector<StoredMessage> &out) {
+  sqlite3_stmt *s = nullptr;
+  sqlite3_blob *blob = nullptr;
+  auto failed = [&](const std::string &what) {
+    Error e{KRONOP_ESYS, path_ + ": " + what};
+    sqlite3_finalize(s);
+    sqlite3_blob_close(blob);
+    return e;
+  };
+  if (sqlite3_prepare_v2(db_, "SELECT id, frames, length(data) FROM journal ORDER BY id", -1, &s,
+                         nullptr) != SQLITE_OK) {
+    return failed(std::string("cannot query the log's journal: ") + sqlite3_errmsg(db_));
+  }
+  std::string frame;
+  uint64_t last = blocked_seq;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const int64_t id = sqlite3_column_int64(s, 0);
+    const std::string_view index(static_cast<const char *>(sqlite3_column_blob(s, 1)),
+                                 static_cast<std::size_t>(sqlite3_column_bytes(s, 1)));
+    const auto size = static_cast<std::size_t>(sqlite3_column_int64(s, 2));
+    auto found = JournalIndex::find(index, size, topic_id);
+    if (!found.ok())
+      return failed("journal row " + std::to_string(id) + ": " + found.error().message);
+    if (!found.value() || found.value()->last_seq <= blocked_seq) continue;
+    const JournalFrame &f = *found.value();
+    // Only the frame's bytes of the row's data.
+    frame.resize(f.size);
+    const int opened = blob == nullptr
+                           ? sqlite3_blob_open(db_, "main", "journal", "data", id, 0, &blob)
+                           : sqlite3_blob_reopen(blob, id);
+    if (opened != SQLITE_OK || sqlite3_blob_read(blob, frame.data(), static_cast<int>(f.size),
+                                                 static_cast<int>(f.offset)) != SQLITE_OK) {
+      return failed(std::string("cannot read the log's journal: ") + sqlite3_errmsg(db_));
+    }
+    bool in_order = true;
+    auto decoded =
+        codec_->decode(f.format, frame.data(), frame.size(), m, [&](const StoredMessage &r) {
+          if (r.seq <= last) {
+            in_order = false;
+            return false;
+          }
+          last = r.seq;
+          out.push_back(r);
+          return true;
+        });
+    if (!decoded.ok()) {
+      return failed("journal row " + std::to_string(id) + ": " + decoded.error().message);
+    }
+    if (!in_order) {
+      return failed("journal row " + std::to_string(id) +
+                    ": a frame's messages do not follow the topic's");
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    return failed(std::string("reading the log's journal failed: ") + sqlite3_errmsg(db_));
+  }
+  sqlite3_finalize(s);
+  sqlite3_blob_close(blob);
+  return true;
+}
+
+Result<uint64_t> LogReader::read_blocks_in_transaction(
+    const LogQuery &q, const std::function<bool(const StoredMessage &)> &fn) {
+  struct TopicRow {
+    int64_t id = 0;
+    uint64_t epoch = 0;
+    uint64_t blocked_seq = 0;
+    uint64_t last_seq = 0;
+  };
+  const auto topic_row = [&]() -> std::optional<TopicRow> {
     sqlite3_stmt *s = nullptr;
-    std::optional<std::pair<int64_t, uint64_t>> out;
-    if (sqlite3_prepare_v2(db_, "SELECT id, epoch FROM topics WHERE name = ?1", -1, &s, nullptr) ==
-        SQLITE_OK) {
+    std::optional<TopicRow> out;
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT id, epoch, blocked_seq, last_seq FROM topics WHERE name = ?1",
+                           -1, &s, nullptr) == SQLITE_OK) {
       sqlite3_bind_text(s, 1, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
       if (sqlite3_step(s) == SQLITE_ROW) {
-        out.emplace(sqlite3_column_int64(s, 0), static_cast<uint64_t>(sqlite3_column_int64(s, 1)));
+        out =
+            TopicRow{sqlite3_column_int64(s, 0), static_cast<uint64_t>(sqlite3_column_int64(s, 1)),
+                     static_cast<uint64_t>(sqlite3_column_int64(s, 2)),
+                     static_cast<uint64_t>(sqlite3_column_int64(s, 3))};
       }
     }
     sqlite3_finalize(s);
@@ -123,6 +209,31 @@ Result<uint64_t> LogReader::read_blocks(const LogQuery &q,
   auto i64 = [](uint64_t v) {
     return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
   };
+  auto matches = [&](const StoredMessage &m) {
+    return m.seq > q.after_seq && m.seq <= q.until_seq && m.publish_time_ns >= q.since_ns &&
+           m.publish_time_ns < q.until_ns && (q.event.empty() || m.event == q.event);
+  };
+  StoredMessage m;
+  m.topic = q.topic;
+  m.epoch = topic_row->epoch;
+  // The topic's newest messages, in the journal (after blocked_seq, after every block's);
+  // none when its last seq is in blocks.
+  std::vector<StoredMessage> journal;
+  if (q.until_seq > topic_row->blocked_seq && topic_row->last_seq > topic_row->blocked_seq) {
+    auto read = read_journal(topic_row->id, topic_row->blocked_seq, m, journal);
+    if (!read.ok()) return read.error();
+  }
+  uint64_t given = 0;
+  bool more = true;
+  // newest_first: the newest `limit` matches, gathered going back (the journal's, then block
+  // by block), then given oldest first.
+  std::deque<StoredMessage> newest;
+  if (q.newest_first) {
+    for (auto it = journal.rbegin(); it != journal.rend() && newest.size() < q.limit; ++it) {
+      if (matches(*it)) newest.push_front(std::move(*it));
+    }
+    more = newest.size() < q.limit;
+  }
   // The blocks that may hold a match, oldest first (newest first for newest_first).
   const std::string sql = std::string(
                               "SELECT format, data FROM blocks WHERE topic_id = ?1 AND "
@@ -135,23 +246,11 @@ Result<uint64_t> LogReader::read_blocks(const LogQuery &q,
     sqlite3_finalize(s);
     return e;
   }
-  sqlite3_bind_int64(s, 1, topic_row->first);
+  sqlite3_bind_int64(s, 1, topic_row->id);
   sqlite3_bind_int64(s, 2, i64(q.after_seq));
   sqlite3_bind_int64(s, 3, i64(q.until_seq));
   sqlite3_bind_int64(s, 4, i64(q.since_ns));
   sqlite3_bind_int64(s, 5, i64(q.until_ns));
-  auto matches = [&](const StoredMessage &m) {
-    return m.seq > q.after_seq && m.seq <= q.until_seq && m.publish_time_ns >= q.since_ns &&
-           m.publish_time_ns < q.until_ns && (q.event.empty() || m.event == q.event);
-  };
-  StoredMessage m;
-  m.topic = q.topic;
-  m.epoch = topic_row->second;
-  uint64_t given = 0;
-  bool more = true;
-  // newest_first: the newest `limit` matches, gathered block by block going back, then
-  // given oldest first.
-  std::deque<StoredMessage> newest;
   std::vector<StoredMessage> in_block;
   int rc = SQLITE_DONE;
   while (more && (rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -189,9 +288,18 @@ Result<uint64_t> LogReader::read_blocks(const LogQuery &q,
     return e;
   }
   sqlite3_finalize(s);
-  for (const StoredMessage &r : newest) {
+  if (q.newest_first) {
+    for (const StoredMessage &r : newest) {
+      ++given;
+      if (!fn(r)) break;
+    }
+    return given;
+  }
+  for (const StoredMessage &r : journal) {
+    if (!more) break;
+    if (!matches(r)) continue;
     ++given;
-    if (!fn(r)) break;
+    more = fn(r) && given < q.limit;
   }
   return given;
 }

@@ -1,7 +1,7 @@
 // Reading the durable log (log_store.h) without writing it: kronopctl replay (which works
 // with kronopd stopped), REST history, and the history of rejoining clients. Opens the database
 // read-only; SQLite's WAL lets it read while kronopd writes. Reads both schema versions:
-// blocks (2), and a row per message (1: a log kronopd has not migrated yet).
+// blocks and the journal (2), and a row per message (1: a log kronopd has not migrated yet).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "envelope_validation.h"
 #include "kronop/result.h"
@@ -57,6 +58,12 @@ class LogReader {
                              const std::function<bool(const StoredMessage &)> &fn);
   Result<uint64_t> read_blocks(const LogQuery &q,
                                const std::function<bool(const StoredMessage &)> &fn);
+  Result<uint64_t> read_blocks_in_transaction(const LogQuery &q,
+                                              const std::function<bool(const StoredMessage &)> &fn);
+  // The messages of `topic_id` in the journal (common/log_journal.h) after `blocked_seq`, in
+  // seq order, as `m` with their fields set.
+  Result<bool> read_journal(int64_t topic_id, uint64_t blocked_seq, StoredMessage &m,
+                            std::vector<StoredMessage> &out);
   sqlite3 *db_;
   ZSTD_DCtx *zstd_;  // reused: a context per payload would cost an allocation each
   std::unique_ptr<LogBlockCodec> codec_;

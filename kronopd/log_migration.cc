@@ -136,7 +136,8 @@ Result<bool> migrate_log_v1(sqlite3 *db, const std::string &path, const char *bl
     return failed("cannot read or write the messages");
   }
   finalize();
-  if (!exec(db, "DROP TABLE messages") ||
+  // Every message is in blocks now; the journal is empty.
+  if (!exec(db, "DROP TABLE messages") || !exec(db, "UPDATE topics SET blocked_seq = last_seq") ||
       !exec(db, ("PRAGMA user_version=" + std::to_string(LogStore::kSchemaVersion)).c_str()) ||
       !exec(db, "COMMIT")) {
     return failed("cannot finish");

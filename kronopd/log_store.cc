@@ -16,6 +16,7 @@
 #include "kronop_ipc.h"
 #include "log.h"
 #include "log_block.h"
+#include "log_journal.h"
 #include "log_migration.h"
 #include "log_sql.h"
 #include "owned_counter.h"
@@ -45,6 +46,10 @@ CREATE TABLE producers (
 // count; so ids follow logging order, and retention by age deletes a range of ids.
 // min_time_ns / max_time_ns: its messages' publish times (producers' clocks), which readers
 // asking for a time range skip blocks by.
+// The journal (common/log_journal.h): a row per transaction with the messages of the topics
+// that had only a few, each topic's as a frame; `frames` indexes them. topics.blocked_seq:
+// the topic's messages up to it are in blocks; its frames in the journal above it are not
+// yet (those at or below it were moved into blocks, in rows that still hold other topics').
 constexpr const char *kBlocksSchema = R"sql(
 CREATE TABLE blocks (
   id INTEGER PRIMARY KEY,
@@ -58,6 +63,12 @@ CREATE TABLE blocks (
   data BLOB NOT NULL
 );
 CREATE UNIQUE INDEX blocks_topic ON blocks (topic_id, last_seq);
+ALTER TABLE topics ADD COLUMN blocked_seq INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE journal (
+  id INTEGER PRIMARY KEY,
+  frames BLOB NOT NULL,
+  data BLOB NOT NULL
+);
 )sql";
 // Added within version 1 (created on open when missing).
 constexpr const char *kPresenceSchema = R"sql(
@@ -136,7 +147,13 @@ struct LogStore::Statements {
   sqlite3_stmt *insert = nullptr;
   sqlite3_stmt *producer_upsert = nullptr;
   sqlite3_stmt *outbox_open = nullptr;  // cluster mode: a topic's mark, where none is
+  sqlite3_stmt *topic_blocked = nullptr;
+  sqlite3_stmt *journal_insert = nullptr;
+  sqlite3_stmt *journal_delete = nullptr;
   ~Statements() {
+    sqlite3_finalize(topic_blocked);
+    sqlite3_finalize(journal_insert);
+    sqlite3_finalize(journal_delete);
     sqlite3_finalize(topic_insert);
     sqlite3_finalize(topic_update);
     sqlite3_finalize(insert);
@@ -217,10 +234,12 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
   if (!options.cluster_outbox) drop_outbox(db);
   auto store = std::unique_ptr<LogStore>(new LogStore(db, path, options));
   auto &s = *store->stmts_;
-  if (sqlite3_prepare_v3(db, "INSERT INTO topics (name, epoch, last_seq) VALUES (?1, ?2, ?3)", -1,
-                         SQLITE_PREPARE_PERSISTENT, &s.topic_insert, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v3(db, "UPDATE topics SET epoch = ?2, last_seq = ?3 WHERE id = ?1", -1,
-                         SQLITE_PREPARE_PERSISTENT, &s.topic_update, nullptr) != SQLITE_OK ||
+  if (sqlite3_prepare_v3(
+          db, "INSERT INTO topics (name, epoch, last_seq, blocked_seq) VALUES (?1, ?2, ?3, ?4)", -1,
+          SQLITE_PREPARE_PERSISTENT, &s.topic_insert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(
+          db, "UPDATE topics SET epoch = ?2, last_seq = ?3, blocked_seq = ?4 WHERE id = ?1", -1,
+          SQLITE_PREPARE_PERSISTENT, &s.topic_update, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db, log_sql::kInsertBlock, -1, SQLITE_PREPARE_PERSISTENT, &s.insert,
                          nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db,
@@ -230,10 +249,17 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
       sqlite3_prepare_v3(db,
                          "INSERT OR IGNORE INTO cluster_outbox (topic_id, taken_seq) "
                          "VALUES (?1, ?2)",
-                         -1, SQLITE_PREPARE_PERSISTENT, &s.outbox_open, nullptr) != SQLITE_OK) {
+                         -1, SQLITE_PREPARE_PERSISTENT, &s.outbox_open, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db, "UPDATE topics SET blocked_seq = ?2 WHERE id = ?1", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s.topic_blocked, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db, "INSERT INTO journal (id, frames, data) VALUES (?1, ?2, ?3)", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s.journal_insert, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db, "DELETE FROM journal WHERE id = ?1", -1, SQLITE_PREPARE_PERSISTENT,
+                         &s.journal_delete, nullptr) != SQLITE_OK) {
     return sql_error(path, db, "cannot prepare the log's statements");
   }
   if (!store->load_caches()) return sql_error(path, db, "cannot read the log's topics");
+  if (auto loaded = store->load_journal(); !loaded.ok()) return loaded.error();
   return store;
 }
 
@@ -263,9 +289,9 @@ bool LogStore::load_caches() {
   auto u64 = [](sqlite3_stmt *st, int i) {
     return static_cast<uint64_t>(sqlite3_column_int64(st, i));
   };
-  each("SELECT id, name, epoch, last_seq FROM topics", [&](sqlite3_stmt *st) {
+  each("SELECT id, name, epoch, last_seq, blocked_seq FROM topics", [&](sqlite3_stmt *st) {
     topic_rows_[reinterpret_cast<const char *>(sqlite3_column_text(st, 1))] =
-        TopicRow{sqlite3_column_int64(st, 0), u64(st, 3), u64(st, 2)};
+        TopicRow{sqlite3_column_int64(st, 0), u64(st, 3), u64(st, 2), u64(st, 4)};
   });
   each("SELECT producer_id, last_seq FROM producers",
        [&](sqlite3_stmt *st) { producer_seqs_[u64(st, 0)] = u64(st, 1); });
@@ -484,6 +510,11 @@ void LogStore::run() {
       while (!stopping_ && idle()) {
         if (wake_.wait_until(lock, next_trim) == std::cv_status::timeout && idle()) {
           lock.unlock();
+          // The journal's messages due for their age go into blocks without new ones too.
+          if (regroup_due(std::chrono::steady_clock::now())) {
+            records.clear();
+            if (!write(records)) counters_.errors.fetch_add(1, std::memory_order_relaxed);
+          }
           trim(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
                                          .count()));
@@ -521,7 +552,7 @@ void LogStore::run() {
     for (auto &b : taken) {
       for (auto &r : b) records.push_back(std::move(r));
     }
-    if (!records.empty() || !taken.empty()) {
+    if (!records.empty() || !taken.empty() || regroup_due(std::chrono::steady_clock::now())) {
       // An SQLite error (disk full, I/O) must not lose what is queued: retry until it works
       // or we are told to stop; the rings hold the records meanwhile (they are not released).
       // Given up only when stopping: the records stay unreleased in their rings and are
@@ -568,8 +599,18 @@ void LogStore::run() {
                   std::chrono::milliseconds(std::max<uint64_t>(options_.trim_interval_ms, 1));
     }
     if (stopping) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (idle()) return;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!idle()) continue;
+      }
+      // Everything submitted is in: the journal's messages go into blocks, so that a cleanly
+      // stopped log has an empty journal. Not when stop() cut the writer, nor after an error
+      // (they are in the journal, which the next start reads).
+      records.clear();
+      if (!cut_.load(std::memory_order_relaxed) && !write(records, true)) {
+        counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      }
+      return;
     }
   }
 }
@@ -591,8 +632,9 @@ void LogStore::set_behind(bool behind) {
   if (behind) counters_.times_behind.fetch_add(1, std::memory_order_relaxed);
 }
 
-bool LogStore::write(const std::vector<StoredMessage> &records) {
-  if (records.empty()) return true;
+bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
+  const auto now = std::chrono::steady_clock::now();
+  if (records.empty() && !(flush ? !pending_.empty() : regroup_due(now))) return true;
   auto &s = *stmts_;
   if (!exec(db_, "BEGIN IMMEDIATE")) return false;
   auto fail = [&] {
@@ -603,7 +645,8 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
   // those logged already: a producer seq at or below the producer's last, a seq at or below
   // the topic's last. What changes in the caches is staged, applied once committed.
   struct Group {
-    std::vector<const StoredMessage *> records;
+    std::vector<StoredMessage *> records;
+    std::size_t bytes = 0;
     uint64_t last_seq = 0;  // the topic's, before this transaction
     // The highest seq given, a duplicate's included (numbering resumes after it), and its
     // epoch.
@@ -613,8 +656,8 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
   std::unordered_map<std::string_view, Group> groups;
   std::vector<std::string_view> order;  // topics in order of first appearance
   std::unordered_map<uint64_t, uint64_t> producer_last;
-  uint64_t rows = 0, duplicates = 0, raw_bytes = 0, stored_bytes = 0, blocks = 0;
-  for (const StoredMessage &r : records) {
+  uint64_t rows = 0, duplicates = 0, raw_bytes = 0, stored_bytes = 0, blocks = 0, journaled = 0;
+  for (StoredMessage &r : records) {
     auto [g, fresh] = groups.try_emplace(r.topic);
     Group &group = g->second;
     if (fresh) {
@@ -644,33 +687,77 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
       continue;
     }
     group.records.push_back(&r);
+    group.bytes += r.body.size() + r.event.size() + 32;
     raw_bytes += r.body.size();
   }
   std::vector<std::pair<std::string, TopicRow>> topic_changes;
   std::vector<const StoredMessage *> block;
   int64_t block_id = last_block_id_;
   const uint64_t now_ms = realtime_ns() / 1'000'000;
+  // `messages` (one topic's, in seq order) as blocks: up to block_records messages each,
+  // ending once one passes block_bytes.
+  auto write_blocks = [&](int64_t topic_id, const std::vector<const StoredMessage *> &messages) {
+    for (std::size_t i = 0; i < messages.size();) {
+      block.clear();
+      std::size_t bytes = 0;
+      while (i < messages.size() && block.size() < options_.block_records &&
+             bytes < options_.block_bytes) {
+        const StoredMessage &r = *messages[i++];
+        block.push_back(&r);
+        bytes += r.body.size() + r.event.size() + 32;
+      }
+      const auto encoded = codec_->encode(block);
+      // The block's time: its newest publish time, not ahead of this clock, not behind the
+      // block before.
+      const uint64_t ms = std::min(log_sql::time_span(block).max / 1'000'000, now_ms);
+      block_id = std::max(block_id + 1, static_cast<int64_t>(ms << kBlockIdTimeShift));
+      if (!log_sql::insert_block(s.insert, block_id, topic_id, block, encoded)) return false;
+      stored_bytes += encoded.data.size();
+      ++blocks;
+    }
+    return true;
+  };
+  // The journal row this transaction adds (if a topic goes into it), topics whose pending
+  // messages went into blocks, and topics whose records went into the row.
+  std::vector<JournalFrame> frames;
+  std::string journal_data;
+  std::vector<std::string> regrouped;
+  std::vector<std::pair<std::string, Group *>> journaled_groups;
+  std::vector<const StoredMessage *> messages;
+  const bool journal_on = options_.journal_records > 0;
   for (std::string_view topic : order) {
     if (cut_.load(std::memory_order_relaxed)) return fail();
-    const Group &group = groups[topic];
+    Group &group = groups[topic];
     if (group.given_seq <= group.last_seq) continue;  // nothing new for this topic
-    TopicRow row;
     auto known = topic_rows_.find(std::string(topic));
+    TopicRow row = known != topic_rows_.end() ? known->second : TopicRow{};
+    // Into the journal while the topic's messages waiting there and these stay few; into
+    // blocks (with those waiting) once they add up.
+    const auto waiting = pending_.find(std::string(topic));
+    const std::size_t waiting_n = waiting != pending_.end() ? waiting->second.records.size() : 0;
+    const std::size_t waiting_bytes = waiting != pending_.end() ? waiting->second.bytes : 0;
+    const bool young = waiting == pending_.end() ||
+                       now - waiting->second.since < std::chrono::milliseconds(options_.journal_ms);
+    const bool to_journal = journal_on && !flush && young && !group.records.empty() &&
+                            waiting_n + group.records.size() < options_.journal_records &&
+                            waiting_bytes + group.bytes < options_.journal_bytes;
+    if (!to_journal && !group.records.empty()) row.blocked_seq = group.records.back()->seq;
     if (known == topic_rows_.end()) {
       sqlite3_reset(s.topic_insert);
       sqlite3_bind_text(s.topic_insert, 1, topic.data(), static_cast<int>(topic.size()),
                         SQLITE_STATIC);
       sqlite3_bind_int64(s.topic_insert, 2, as_i64(group.given_epoch));
       sqlite3_bind_int64(s.topic_insert, 3, as_i64(group.given_seq));
+      sqlite3_bind_int64(s.topic_insert, 4, as_i64(row.blocked_seq));
       // Not RETURNING: its result table costs a page cache set up and torn down per row.
       if (sqlite3_step(s.topic_insert) != SQLITE_DONE) return fail();
       row.id = sqlite3_last_insert_rowid(db_);
     } else {
-      row.id = known->second.id;
       sqlite3_reset(s.topic_update);
       sqlite3_bind_int64(s.topic_update, 1, row.id);
       sqlite3_bind_int64(s.topic_update, 2, as_i64(group.given_epoch));
       sqlite3_bind_int64(s.topic_update, 3, as_i64(group.given_seq));
+      sqlite3_bind_int64(s.topic_update, 4, as_i64(row.blocked_seq));
       if (sqlite3_step(s.topic_update) != SQLITE_DONE) return fail();
     }
     row.last_seq = group.given_seq;
@@ -685,26 +772,79 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
       sqlite3_bind_int64(s.outbox_open, 2, as_i64(group.records.front()->seq - 1));
       if (sqlite3_step(s.outbox_open) != SQLITE_DONE) return fail();
     }
-    for (std::size_t i = 0; i < group.records.size();) {
-      // A block: up to block_records messages, ending once it passes block_bytes.
-      block.clear();
-      std::size_t bytes = 0;
-      while (i < group.records.size() && block.size() < options_.block_records &&
-             bytes < options_.block_bytes) {
-        const StoredMessage &r = *group.records[i++];
-        block.push_back(&r);
-        bytes += r.body.size() + r.event.size() + 32;
-      }
-      const auto encoded = codec_->encode(block);
-      // The block's time: its newest publish time, not ahead of this clock, not behind the
-      // block before.
-      const uint64_t ms = std::min(log_sql::time_span(block).max / 1'000'000, now_ms);
-      block_id = std::max(block_id + 1, static_cast<int64_t>(ms << kBlockIdTimeShift));
-      if (!log_sql::insert_block(s.insert, block_id, row.id, block, encoded)) return fail();
-      rows += block.size();
-      stored_bytes += encoded.data.size();
-      ++blocks;
+    rows += group.records.size();
+    if (to_journal) {
+      const auto encoded = codec_->encode(
+          std::span<const StoredMessage *const>(group.records.data(), group.records.size()));
+      frames.push_back(JournalFrame{row.id, group.records.front()->seq, group.records.back()->seq,
+                                    static_cast<uint32_t>(journal_data.size()),
+                                    static_cast<uint32_t>(encoded.data.size()),
+                                    static_cast<int>(encoded.format)});
+      journal_data.append(encoded.data);
+      journaled += group.records.size();
+      journaled_groups.emplace_back(std::string(topic), &group);
+      continue;
     }
+    messages.clear();
+    if (waiting != pending_.end()) {
+      for (const StoredMessage &r : waiting->second.records) messages.push_back(&r);
+      regrouped.push_back(waiting->first);
+    }
+    messages.insert(messages.end(), group.records.begin(), group.records.end());
+    if (!write_blocks(row.id, messages)) return fail();
+  }
+  // Topics whose journal messages are due for their age (or the journal's size), oldest
+  // first; all of them when flushing.
+  std::size_t due_bytes = pending_bytes_;
+  std::size_t budget = flush ? pending_order_.size() : options_.journal_regroup_topics;
+  for (std::size_t k = 0; k < pending_order_.size() && budget > 0; ++k) {
+    const auto &[generation, topic] = pending_order_[k];
+    auto p = pending_.find(topic);
+    if (p == pending_.end() || p->second.generation != generation) continue;  // stale
+    if (groups.contains(topic)) continue;  // this transaction has dealt with it
+    if (!flush && now - p->second.since < std::chrono::milliseconds(options_.journal_ms) &&
+        due_bytes <= options_.journal_max_bytes) {
+      break;  // the rest are younger
+    }
+    if (cut_.load(std::memory_order_relaxed)) return fail();
+    auto known = topic_rows_.find(topic);
+    if (known == topic_rows_.end()) continue;  // cannot be: its records made its row
+    messages.clear();
+    for (const StoredMessage &r : p->second.records) messages.push_back(&r);
+    if (!write_blocks(known->second.id, messages)) return fail();
+    sqlite3_reset(s.topic_blocked);
+    sqlite3_bind_int64(s.topic_blocked, 1, known->second.id);
+    sqlite3_bind_int64(s.topic_blocked, 2, as_i64(messages.back()->seq));
+    if (sqlite3_step(s.topic_blocked) != SQLITE_DONE) return fail();
+    TopicRow row = known->second;
+    row.blocked_seq = messages.back()->seq;
+    topic_changes.emplace_back(topic, row);
+    regrouped.push_back(topic);
+    due_bytes -= std::min(due_bytes, p->second.bytes);
+    --budget;
+  }
+  // The journal rows left with no frame waiting go.
+  std::map<int64_t, uint32_t> released;
+  for (const std::string &topic : regrouped) {
+    for (int64_t id : pending_.at(topic).rows) ++released[id];
+  }
+  for (auto [id, n] : released) {
+    auto live = journal_live_.find(id);
+    if (live == journal_live_.end() || live->second > n) continue;
+    sqlite3_reset(s.journal_delete);
+    sqlite3_bind_int64(s.journal_delete, 1, id);
+    if (sqlite3_step(s.journal_delete) != SQLITE_DONE) return fail();
+  }
+  const int64_t journal_id = last_journal_id_ + 1;
+  if (!frames.empty()) {
+    const std::string index = JournalIndex::encode(frames);
+    sqlite3_reset(s.journal_insert);
+    sqlite3_bind_int64(s.journal_insert, 1, journal_id);
+    sqlite3_bind_blob(s.journal_insert, 2, index.data(), static_cast<int>(index.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_blob(s.journal_insert, 3, journal_data.data(),
+                      static_cast<int>(journal_data.size()), SQLITE_STATIC);
+    if (sqlite3_step(s.journal_insert) != SQLITE_DONE) return fail();
   }
   for (auto [id, last] : producer_last) {
     auto known = producer_seqs_.find(id);
@@ -718,9 +858,46 @@ bool LogStore::write(const std::vector<StoredMessage> &records) {
   for (auto &[topic, row] : topic_changes) topic_rows_[topic] = row;
   for (auto [id, last] : producer_last) producer_seqs_[id] = last;
   last_block_id_ = block_id;
+  for (auto [id, n] : released) {
+    auto live = journal_live_.find(id);
+    if (live == journal_live_.end()) continue;
+    if (live->second > n) {
+      live->second -= n;
+    } else {
+      journal_live_.erase(live);
+    }
+  }
+  for (const std::string &topic : regrouped) {
+    auto p = pending_.find(topic);
+    pending_bytes_ -= std::min(pending_bytes_, p->second.bytes);
+    pending_.erase(p);
+  }
+  if (!frames.empty()) {
+    last_journal_id_ = journal_id;
+    journal_live_[journal_id] = static_cast<uint32_t>(frames.size());
+    for (auto &[topic, group] : journaled_groups) {
+      auto [p, fresh] = pending_.try_emplace(topic);
+      if (fresh) {
+        p->second.since = now;
+        p->second.generation = ++pending_generation_;
+        pending_order_.emplace_back(p->second.generation, topic);
+      }
+      for (StoredMessage *r : group->records) p->second.records.push_back(std::move(*r));
+      p->second.rows.push_back(journal_id);
+      p->second.bytes += group->bytes;
+      pending_bytes_ += group->bytes;
+    }
+  }
+  // Stale entries at the front go.
+  while (!pending_order_.empty()) {
+    auto p = pending_.find(pending_order_.front().second);
+    if (p != pending_.end() && p->second.generation == pending_order_.front().first) break;
+    pending_order_.pop_front();
+  }
   restart_wal();
   counters_.rows.fetch_add(rows, std::memory_order_relaxed);
   counters_.blocks.fetch_add(blocks, std::memory_order_relaxed);
+  counters_.journaled.fetch_add(journaled, std::memory_order_relaxed);
   counters_.duplicates.fetch_add(duplicates, std::memory_order_relaxed);
   counters_.transactions.fetch_add(1, std::memory_order_relaxed);
   counters_.payload_bytes.fetch_add(raw_bytes, std::memory_order_relaxed);

@@ -33,6 +33,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -73,6 +74,19 @@ struct LogOptions {
   // A block holds at most this many messages, and stops growing past block_bytes encoded.
   std::size_t block_records = 1024;
   std::size_t block_bytes = 256 * 1024;
+  // The journal (common/log_journal.h): a topic with fewer than journal_records messages (and
+  // under journal_bytes) waiting goes into the transaction's journal row, a frame among the
+  // other topics', rather than a block of its own, so that a transaction spread over many
+  // topics costs one row rather than a row and an index entry per topic. Its messages are
+  // written as blocks once they add up to that much, or are journal_ms old (at most
+  // journal_regroup_topics topics per transaction for their age), or when the journal holds
+  // more than journal_max_bytes; and all of them at a clean stop. 0 journal_records: no
+  // journal (every transaction writes blocks).
+  std::size_t journal_records = 64;
+  std::size_t journal_bytes = 16 * 1024;
+  uint64_t journal_ms = 1000;
+  std::size_t journal_regroup_topics = 256;
+  std::size_t journal_max_bytes = 64u << 20;
   // --log-sync full: every commit is synced to disk (SQLite's synchronous=FULL); otherwise
   // (normal) the checkpoints sync it, about once a second.
   bool sync_full = false;
@@ -103,6 +117,7 @@ struct LogOptions {
 struct LogCounters {
   std::atomic<uint64_t> rows{0};        // records logged
   std::atomic<uint64_t> blocks{0};      // rows of `blocks` they went into
+  std::atomic<uint64_t> journaled{0};   // records that went into the journal first
   std::atomic<uint64_t> duplicates{0};  // records the unique producer identity turned away
   std::atomic<uint64_t> transactions{0};
   std::atomic<uint64_t> payload_bytes{0};     // the records' bodies
@@ -187,8 +202,14 @@ class LogStore {
   LogStore(sqlite3 *db, std::string path, LogOptions options);
   bool load_caches();
   void run();
-  // One transaction; false (rolled back) on an SQLite error.
-  bool write(const std::vector<StoredMessage> &records);
+  // One transaction; false (rolled back) on an SQLite error. `flush`: every topic's journal
+  // messages go into blocks (a clean stop). Moves what it journals out of `records`.
+  bool write(std::vector<StoredMessage> &records, bool flush = false);
+  // log_pending.cc: the journal's messages not yet in blocks, read back at open.
+  Result<bool> load_journal();
+  // Whether some topic's journal messages are due to go into blocks for their age or the
+  // journal's size (the writer looks when idle too).
+  bool regroup_due(std::chrono::steady_clock::time_point now) const;
   // One round of retention (trim_budget_ms at most); returns the records deleted.
   uint64_t trim(uint64_t now_ns);
   // A chunk of whole blocks `sql` selects, deleted in a transaction of its own; the records.
@@ -214,8 +235,27 @@ class LogStore {
     int64_t id = 0;
     uint64_t last_seq = 0;
     uint64_t epoch = 0;
+    uint64_t blocked_seq = 0;  // its messages up to here are in blocks
   };
   std::unordered_map<std::string, TopicRow> topic_rows_;
+  // The journal's messages not yet in blocks, by topic (log_journal.cc), the journal rows
+  // that hold their frames, and per row how many of its frames are not yet in blocks (a row
+  // is deleted when none is left).
+  struct Pending {
+    std::vector<StoredMessage> records;  // seq order
+    std::vector<int64_t> rows;           // ascending
+    std::size_t bytes = 0;
+    std::chrono::steady_clock::time_point since;
+    uint64_t generation = 0;  // its entry in pending_order_
+  };
+  std::unordered_map<std::string, Pending> pending_;
+  // Topics in the order their pending messages began (oldest first); an entry whose
+  // generation is not its topic's any more is stale.
+  std::deque<std::pair<uint64_t, std::string>> pending_order_;
+  uint64_t pending_generation_ = 0;
+  std::size_t pending_bytes_ = 0;
+  std::map<int64_t, uint32_t> journal_live_;
+  int64_t last_journal_id_ = 0;
   std::unordered_map<uint64_t, uint64_t> producer_seqs_;
   int64_t last_block_id_ = 0;
   int page_size_ = 4096;

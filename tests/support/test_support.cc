@@ -57,6 +57,27 @@ std::vector<StoredMessage> logged_messages(const std::string &path, const std::s
   return out;
 }
 
+int64_t logged_count(const std::string &path, const std::string &topic) {
+  const std::string name = "'" + topic + "'";
+  const int64_t blocked =
+      query(path, "SELECT coalesce(max(blocked_seq), -1) FROM topics WHERE name = " + name);
+  if (blocked < 0) return 0;
+  const int64_t in_blocks = query(path,
+                                  "SELECT coalesce(sum(b.count), 0) FROM blocks b JOIN topics t "
+                                  "ON t.id = b.topic_id WHERE t.name = " +
+                                      name);
+  // The journal's: the reader's messages after blocked_seq (no block holds any).
+  auto reader = LogReader::open(path);
+  EXPECT_TRUE(reader.ok()) << reader.error().message;
+  if (!reader.ok()) return in_blocks;
+  LogQuery q;
+  q.topic = topic;
+  q.after_seq = static_cast<uint64_t>(blocked);
+  auto n = reader.value()->read(q, [](const StoredMessage &) { return true; });
+  EXPECT_TRUE(n.ok()) << n.error().message;
+  return in_blocks + (n.ok() ? static_cast<int64_t>(n.value()) : 0);
+}
+
 std::string unique_name(const std::string &prefix) {
   static std::atomic<int> counter{0};
   return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);

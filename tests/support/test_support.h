@@ -24,6 +24,9 @@ namespace kronop::test {
 // A topic's messages in the durable log at `path`, in seq order, as kronopctl reads them
 // (a failure to read is a test failure).
 std::vector<StoredMessage> logged_messages(const std::string &path, const std::string &topic);
+// How many messages of `topic` the log holds, in blocks and in the journal (cheaper than
+// logged_messages: only the journal's are decoded).
+int64_t logged_count(const std::string &path, const std::string &topic);
 // One integer from the SQLite database at `path` (the first column of the first row; -1:
 // none), read as kronopctl or an operator would (another connection, read-only).
 int64_t query(const std::string &path, const std::string &sql);
