@@ -729,11 +729,11 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
     if (cut_.load(std::memory_order_relaxed)) return fail();
     Group &group = groups[topic];
     if (group.given_seq <= group.last_seq) continue;  // nothing new for this topic
-    auto known = topic_rows_.find(std::string(topic));
+    auto known = topic_rows_.find(topic);
     TopicRow row = known != topic_rows_.end() ? known->second : TopicRow{};
     // Into the journal while the topic's messages waiting there and these stay few; into
     // blocks (with those waiting) once they add up.
-    const auto waiting = pending_.find(std::string(topic));
+    const auto waiting = pending_.find(topic);
     const std::size_t waiting_n = waiting != pending_.end() ? waiting->second.records.size() : 0;
     const std::size_t waiting_bytes = waiting != pending_.end() ? waiting->second.bytes : 0;
     const bool young = waiting == pending_.end() ||

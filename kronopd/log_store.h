@@ -47,6 +47,7 @@
 #include "envelope_validation.h"
 #include "kronop/result.h"
 #include "stored_message.h"
+#include "topic_key.h"
 
 struct sqlite3;
 namespace kronop {
@@ -237,7 +238,7 @@ class LogStore {
     uint64_t epoch = 0;
     uint64_t blocked_seq = 0;  // its messages up to here are in blocks
   };
-  std::unordered_map<std::string, TopicRow> topic_rows_;
+  std::unordered_map<std::string, TopicRow, TopicHash, TopicEqual> topic_rows_;
   // The journal's messages not yet in blocks, by topic (log_journal.cc), the journal rows
   // that hold their frames, and per row how many of its frames are not yet in blocks (a row
   // is deleted when none is left).
@@ -248,7 +249,7 @@ class LogStore {
     std::chrono::steady_clock::time_point since;
     uint64_t generation = 0;  // its entry in pending_order_
   };
-  std::unordered_map<std::string, Pending> pending_;
+  std::unordered_map<std::string, Pending, TopicHash, TopicEqual> pending_;
   // Topics in the order their pending messages began (oldest first); an entry whose
   // generation is not its topic's any more is stale.
   std::deque<std::pair<uint64_t, std::string>> pending_order_;
