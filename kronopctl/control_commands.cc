@@ -85,8 +85,11 @@ void print_stats(const v1::DaemonStats &s) {
   if (s.has_log()) {
     const auto &lg = s.log();
     std::printf("\nlog: %s\n", lg.path().c_str());
-    std::printf("%-22s %llu in %llu blocks, %llu transactions (%llu duplicates skipped)\n",
-                "messages", u(lg.rows()), u(lg.blocks()), u(lg.transactions()), u(lg.duplicates()));
+    std::printf(
+        "%-22s %llu in %llu blocks (%llu through the journal), %llu transactions (%llu "
+        "duplicates skipped)\n",
+        "messages", u(lg.rows()), u(lg.blocks()), u(lg.journaled()), u(lg.transactions()),
+        u(lg.duplicates()));
     std::printf("%-22s %llu bodies, %llu stored (%.2fx compression)\n", "bytes",
                 u(lg.payload_bytes()), u(lg.stored_bytes()), lg.compression_ratio());
     std::printf("%-22s %llu (%.1f per message, WAL and checkpoints)\n", "written to disk",

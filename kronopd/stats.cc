@@ -112,6 +112,7 @@ void fill_log(const LogStore &log, kronop::v1::DaemonStats &s) {
   l->set_checkpoints(get(lc.checkpoints));
   l->set_times_behind(get(lc.times_behind));
   l->set_blocks(get(lc.blocks));
+  l->set_journaled(get(lc.journaled));
   l->set_disk_bytes(get(lc.disk_bytes));
   if (l->rows() > 0) {
     l->set_disk_bytes_per_message(double(l->disk_bytes()) / double(l->rows()));

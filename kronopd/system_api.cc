@@ -78,6 +78,8 @@ std::string prometheus_text(const kronop::v1::DaemonStats &s) {
              d(l.rows()));
     e.simple("kronop_log_blocks_total", "counter", "Rows of blocks those messages went into.",
              d(l.blocks()));
+    e.simple("kronop_log_journaled_total", "counter",
+             "Messages that went into the journal before their blocks.", d(l.journaled()));
     e.simple("kronop_log_payload_bytes_total", "counter", "Body bytes of the messages logged.",
              d(l.payload_bytes()));
     e.simple("kronop_log_stored_bytes_total", "counter",
