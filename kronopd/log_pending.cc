@@ -54,7 +54,7 @@ Result<bool> LogStore::load_journal() {
       if (fresh) {
         pending.since = now;
         pending.generation = ++pending_generation_;
-        pending_order_.emplace_back(pending.generation, *name->second);
+        pending_order_.push_back(PendingEntry{now, pending.generation, *name->second});
       }
       StoredMessage m;
       m.topic = *name->second;
@@ -105,9 +105,7 @@ Result<bool> LogStore::load_journal() {
 bool LogStore::regroup_due(std::chrono::steady_clock::time_point now) const {
   if (pending_order_.empty()) return false;
   if (pending_bytes_ > options_.journal_max_bytes) return true;
-  auto oldest = pending_.find(pending_order_.front().second);
-  return oldest == pending_.end() ||
-         now - oldest->second.since >= std::chrono::milliseconds(options_.journal_ms);
+  return now - pending_order_.front().since >= std::chrono::milliseconds(options_.journal_ms);
 }
 
 }  // namespace kronop::daemon

@@ -798,14 +798,15 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
   std::size_t due_bytes = pending_bytes_;
   std::size_t budget = flush ? pending_order_.size() : options_.journal_regroup_topics;
   for (std::size_t k = 0; k < pending_order_.size() && budget > 0; ++k) {
-    const auto &[generation, topic] = pending_order_[k];
-    auto p = pending_.find(topic);
-    if (p == pending_.end() || p->second.generation != generation) continue;  // stale
-    if (groups.contains(topic)) continue;  // this transaction has dealt with it
-    if (!flush && now - p->second.since < std::chrono::milliseconds(options_.journal_ms) &&
+    const PendingEntry &entry = pending_order_[k];
+    if (!flush && now - entry.since < std::chrono::milliseconds(options_.journal_ms) &&
         due_bytes <= options_.journal_max_bytes) {
       break;  // the rest are younger
     }
+    const std::string &topic = entry.topic;
+    auto p = pending_.find(topic);
+    if (p == pending_.end() || p->second.generation != entry.generation) continue;  // stale
+    if (groups.contains(topic)) continue;  // this transaction has dealt with it
     if (cut_.load(std::memory_order_relaxed)) return fail();
     auto known = topic_rows_.find(topic);
     if (known == topic_rows_.end()) continue;  // cannot be: its records made its row
@@ -880,7 +881,7 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
       if (fresh) {
         p->second.since = now;
         p->second.generation = ++pending_generation_;
-        pending_order_.emplace_back(p->second.generation, topic);
+        pending_order_.push_back(PendingEntry{now, p->second.generation, topic});
       }
       for (StoredMessage *r : group->records) p->second.records.push_back(std::move(*r));
       p->second.rows.push_back(journal_id);
@@ -890,8 +891,8 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
   }
   // Stale entries at the front go.
   while (!pending_order_.empty()) {
-    auto p = pending_.find(pending_order_.front().second);
-    if (p != pending_.end() && p->second.generation == pending_order_.front().first) break;
+    auto p = pending_.find(pending_order_.front().topic);
+    if (p != pending_.end() && p->second.generation == pending_order_.front().generation) break;
     pending_order_.pop_front();
   }
   restart_wal();

@@ -251,8 +251,14 @@ class LogStore {
   };
   std::unordered_map<std::string, Pending, TopicHash, TopicEqual> pending_;
   // Topics in the order their pending messages began (oldest first); an entry whose
-  // generation is not its topic's any more is stale.
-  std::deque<std::pair<uint64_t, std::string>> pending_order_;
+  // generation is not its topic's any more is stale. Its time lets the writer stop at the
+  // first young entry without looking the topic up.
+  struct PendingEntry {
+    std::chrono::steady_clock::time_point since;
+    uint64_t generation = 0;
+    std::string topic;
+  };
+  std::deque<PendingEntry> pending_order_;
   uint64_t pending_generation_ = 0;
   std::size_t pending_bytes_ = 0;
   std::map<int64_t, uint32_t> journal_live_;
