@@ -55,6 +55,20 @@ uint8_t *put_bytes(int field, std::string_view s, uint8_t *p) {
   return p + s.size();
 }
 
+uint8_t *put_record(const StoredMessage &m, uint8_t *p) {
+  p = Wire::WriteTagToArray(1, Wire::WIRETYPE_LENGTH_DELIMITED, p);
+  p = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+      static_cast<uint32_t>(record_size(m)), p);
+  p = put_varint(kSeq, m.seq, p);
+  p = put_varint(kPublishTime, m.publish_time_ns, p);
+  p = put_bytes(kEvent, m.event, p);
+  p = put_varint(kProducerId, m.producer_id, p);
+  p = put_varint(kProducerSeq, m.producer_seq, p);
+  if (m.priority != 0) p = Wire::WriteInt32ToArray(kPriority, m.priority, p);
+  p = put_varint(kBodyKind, static_cast<uint64_t>(m.body_kind), p);
+  return put_bytes(kBody, m.body, p);
+}
+
 }  // namespace
 
 struct LogBlockCodec::Parsed {
@@ -78,29 +92,28 @@ LogBlockCodec::Encoded LogBlockCodec::encode(std::span<const StoredMessage *cons
     total += kTag + Wire::LengthDelimitedSize(record_size(*m));
   raw_.resize(total);
   auto *p = reinterpret_cast<uint8_t *>(raw_.data());
-  for (const StoredMessage *m : messages) {
-    p = Wire::WriteTagToArray(1, Wire::WIRETYPE_LENGTH_DELIMITED, p);
-    p = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-        static_cast<uint32_t>(record_size(*m)), p);
-    p = put_varint(kSeq, m->seq, p);
-    p = put_varint(kPublishTime, m->publish_time_ns, p);
-    p = put_bytes(kEvent, m->event, p);
-    p = put_varint(kProducerId, m->producer_id, p);
-    p = put_varint(kProducerSeq, m->producer_seq, p);
-    if (m->priority != 0) p = Wire::WriteInt32ToArray(kPriority, m->priority, p);
-    p = put_varint(kBodyKind, static_cast<uint64_t>(m->body_kind), p);
-    p = put_bytes(kBody, m->body, p);
-  }
+  for (const StoredMessage *m : messages) p = put_record(*m, p);
+  return compress(raw_);
+}
+
+void LogBlockCodec::append(const StoredMessage &m, std::string &raw) {
+  const std::size_t at = raw.size();
+  raw.resize(at + kTag + Wire::LengthDelimitedSize(record_size(m)));
+  put_record(m, reinterpret_cast<uint8_t *>(raw.data() + at));
+}
+
+LogBlockCodec::Encoded LogBlockCodec::compress(std::string_view raw) {
   Encoded out;
-  out.raw_bytes = total;
-  out.data = raw_;
+  out.raw_bytes = raw.size();
+  out.raw = raw;
+  out.data = raw;
   // A block of a message or two gains little from zstd (a frame's header and a cold start),
   // and setting a context up costs more than the rest of its encoding.
-  if (total < kMinCompressed) return out;
-  compressed_.resize(ZSTD_compressBound(total));
-  const std::size_t n =
-      ZSTD_compressCCtx(cctx_, compressed_.data(), compressed_.size(), raw_.data(), total, level_);
-  if (!ZSTD_isError(n) && n < total) {
+  if (raw.size() < kMinCompressed) return out;
+  compressed_.resize(ZSTD_compressBound(raw.size()));
+  const std::size_t n = ZSTD_compressCCtx(cctx_, compressed_.data(), compressed_.size(), raw.data(),
+                                          raw.size(), level_);
+  if (!ZSTD_isError(n) && n < raw.size()) {
     out.format = Format::kZstd;
     out.data = std::string_view(compressed_.data(), n);
   }

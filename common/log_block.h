@@ -10,6 +10,7 @@
 // One codec per thread (it keeps its zstd contexts and buffers).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -25,6 +26,31 @@ struct ZSTD_CCtx_s;
 struct ZSTD_DCtx_s;
 
 namespace kronop {
+
+// What a block's row says of its messages besides their bytes (the `blocks` columns).
+struct BlockSpan {
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  uint64_t count = 0;
+  uint64_t min_time_ns = UINT64_MAX;  // publish times (the producers' clocks)
+  uint64_t max_time_ns = 0;
+
+  // After the messages already counted (seq order).
+  void add(const StoredMessage &m) {
+    if (count++ == 0) first_seq = m.seq;
+    last_seq = m.seq;
+    min_time_ns = std::min(min_time_ns, m.publish_time_ns);
+    max_time_ns = std::max(max_time_ns, m.publish_time_ns);
+  }
+  void add(const BlockSpan &later) {
+    if (later.count == 0) return;
+    if (count == 0) first_seq = later.first_seq;
+    count += later.count;
+    last_seq = later.last_seq;
+    min_time_ns = std::min(min_time_ns, later.min_time_ns);
+    max_time_ns = std::max(max_time_ns, later.max_time_ns);
+  }
+};
 
 class LogBlockCodec {
  public:
@@ -48,8 +74,15 @@ class LogBlockCodec {
     Format format = Format::kPlain;
     std::string_view data;
     std::size_t raw_bytes = 0;  // encoded, before compression
+    std::string_view raw;       // encoded, before compression
   };
   Encoded encode(std::span<const StoredMessage *const> messages);
+  // Appends `m` to `raw`, encoded as encode() does before compressing: the encodings of two
+  // runs of messages, one after the other, are the encoding of both.
+  static void append(const StoredMessage &m, std::string &raw);
+  // Compresses messages already encoded (append) as encode() would; the data stays valid
+  // until the next call, and may be `raw` itself.
+  Encoded compress(std::string_view raw);
 
   // Decodes a row, calling fn for each message in order until it returns false; each
   // message is `m` with the row's fields set (the caller sets topic and epoch). Returns how

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -102,6 +103,8 @@ Result<std::unique_ptr<LogStore>> open_durable_log(const Config &config) {
   options.cache_mib = config.log_cache_mib;
   options.sync_full = config.log_sync == "full";
   options.cluster_outbox = !config.redis.empty();
+  // A transaction's records wait in their rings until it commits: a quarter of a ring at most.
+  options.batch_bytes = std::min<std::size_t>(options.batch_bytes, config.ring_size / 4);
   auto opened = LogStore::open(config.data_dir + "/kronop.db", options);
   if (opened.ok()) {
     KLOG_INFO("event=log_opened path=%s sync=%s", log::q(opened.value()->path()).c_str(),

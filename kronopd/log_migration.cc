@@ -81,10 +81,11 @@ Result<bool> migrate_log_v1(sqlite3 *db, const std::string &path, const char *bl
     if (block.empty()) return true;
     std::vector<const StoredMessage *> refs;
     for (const auto &m : block) refs.push_back(&m);
-    const uint64_t ms = std::min(log_sql::time_span(refs).max / 1'000'000, now_ms);
+    const BlockSpan span = log_sql::span_of(refs);
+    const uint64_t ms = std::min(span.max_time_ns / 1'000'000, now_ms);
     const int64_t id = static_cast<int64_t>((ms << kBlockIdTimeShift) +
                                             (blocks & ((uint64_t{1} << kBlockIdTimeShift) - 1)));
-    if (!log_sql::insert_block(insert, id, block_topic, refs, codec.encode(refs))) return false;
+    if (!log_sql::insert_block(insert, id, block_topic, span, codec.encode(refs))) return false;
     ++blocks;
     block.clear();
     return true;

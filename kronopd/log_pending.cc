@@ -19,8 +19,8 @@
 namespace kronop::daemon {
 
 Result<bool> LogStore::load_journal() {
-  std::unordered_map<int64_t, const std::string *> names;
-  for (const auto &[name, row] : topic_rows_) names[row.id] = &name;
+  std::unordered_map<int64_t, Topics::value_type *> by_id;
+  for (auto &topic : topics_) by_id[topic.second.row.id] = &topic;
   sqlite3_stmt *st = nullptr;
   if (sqlite3_prepare_v2(db_, "SELECT id, frames, data FROM journal ORDER BY id", -1, &st,
                          nullptr) != SQLITE_OK) {
@@ -45,21 +45,23 @@ Result<bool> LogStore::load_journal() {
     if (!frames.ok()) return damaged(id, frames.error().message);
     uint32_t live = 0;
     for (const JournalFrame &f : frames.value()) {
-      auto name = names.find(f.topic_id);
-      if (name == names.end()) return damaged(id, "a frame names a topic the log does not have");
-      const TopicRow &row = topic_rows_.at(*name->second);
+      auto found = by_id.find(f.topic_id);
+      if (found == by_id.end()) return damaged(id, "a frame names a topic the log does not have");
+      Topics::value_type &topic = *found->second;
+      const TopicRow &row = topic.second.row;
       if (f.last_seq <= row.blocked_seq) continue;  // in blocks already
-      auto [p, fresh] = pending_.try_emplace(*name->second);
-      Pending &pending = p->second;
-      if (fresh) {
-        pending.since = now;
-        pending.generation = ++pending_generation_;
-        pending_order_.push_back(PendingEntry{now, pending.generation, *name->second});
+      if (!topic.second.pending) {
+        topic.second.pending = std::make_unique<Pending>();
+        topic.second.pending->since = now;
+        topic.second.pending->generation = ++pending_generation_;
+        pending_order_.push_back(PendingEntry{now, topic.second.pending->generation, &topic});
+        ++pending_topics_;
       }
+      Pending &pending = *topic.second.pending;
       StoredMessage m;
-      m.topic = *name->second;
+      m.topic = topic.first;
       m.epoch = row.epoch;
-      uint64_t last = pending.records.empty() ? row.blocked_seq : pending.records.back().seq;
+      uint64_t last = pending.span.count == 0 ? row.blocked_seq : pending.span.last_seq;
       bool in_order = true;
       auto decoded =
           codec_->decode(f.format, data + f.offset, f.size, m, [&](const StoredMessage &r) {
@@ -68,9 +70,10 @@ Result<bool> LogStore::load_journal() {
               return false;
             }
             last = r.seq;
-            pending.records.push_back(r);
-            pending.bytes += r.body.size() + r.event.size() + 32;
-            pending_bytes_ += r.body.size() + r.event.size() + 32;
+            LogBlockCodec::append(r, pending.raw);
+            pending.span.add(r);
+            pending.bytes += journal_weight(r);
+            pending_bytes_ += journal_weight(r);
             return true;
           });
       if (!decoded.ok()) return damaged(id, decoded.error().message);

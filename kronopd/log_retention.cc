@@ -69,7 +69,7 @@ uint64_t LogStore::cut_block(int64_t topic_id, int64_t upto) {
     std::vector<const StoredMessage *> refs;
     for (const auto &r : kept) refs.push_back(&r);
     const auto encoded = codec_->encode(refs);
-    const log_sql::TimeSpan times = log_sql::time_span(refs);
+    const BlockSpan times = log_sql::span_of(refs);
     ok = sqlite3_prepare_v2(db_,
                             "UPDATE blocks SET first_seq = ?2, count = ?3, min_time_ns = ?4, "
                             "max_time_ns = ?5, format = ?6, data = ?7 WHERE id = ?1",
@@ -78,8 +78,8 @@ uint64_t LogStore::cut_block(int64_t topic_id, int64_t upto) {
       sqlite3_bind_int64(st, 1, id);
       sqlite3_bind_int64(st, 2, as_i64(kept.front().seq));
       sqlite3_bind_int64(st, 3, static_cast<int64_t>(kept.size()));
-      sqlite3_bind_int64(st, 4, as_i64(times.min));
-      sqlite3_bind_int64(st, 5, as_i64(times.max));
+      sqlite3_bind_int64(st, 4, as_i64(times.min_time_ns));
+      sqlite3_bind_int64(st, 5, as_i64(times.max_time_ns));
       sqlite3_bind_int(st, 6, static_cast<int>(encoded.format));
       sqlite3_bind_blob(st, 7, encoded.data.data(), static_cast<int>(encoded.data.size()),
                         SQLITE_STATIC);

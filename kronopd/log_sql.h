@@ -25,34 +25,25 @@ inline constexpr const char *kInsertBlock =
     "INSERT INTO blocks (id, topic_id, first_seq, last_seq, count, min_time_ns, max_time_ns, "
     "format, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-// The oldest and newest publish time of a block's messages.
-struct TimeSpan {
-  uint64_t min = UINT64_MAX;
-  uint64_t max = 0;
-};
-inline TimeSpan time_span(std::span<const StoredMessage *const> messages) {
-  TimeSpan t;
-  for (const StoredMessage *m : messages) {
-    t.min = std::min(t.min, m->publish_time_ns);
-    t.max = std::max(t.max, m->publish_time_ns);
-  }
-  return t;
+// A block's span (its seqs, count and publish times).
+inline BlockSpan span_of(std::span<const StoredMessage *const> messages) {
+  BlockSpan span;
+  for (const StoredMessage *m : messages) span.add(*m);
+  return span;
 }
 
-// Runs `insert` (kInsertBlock) for `messages` (one topic's, in seq order, not empty), encoded
+// Runs `insert` (kInsertBlock) for messages of one topic (not none) spanning `span`, encoded
 // as `encoded`; true when the row is in.
-inline bool insert_block(sqlite3_stmt *insert, int64_t id, int64_t topic_id,
-                         std::span<const StoredMessage *const> messages,
+inline bool insert_block(sqlite3_stmt *insert, int64_t id, int64_t topic_id, const BlockSpan &span,
                          const LogBlockCodec::Encoded &encoded) {
-  const TimeSpan t = time_span(messages);
   sqlite3_reset(insert);
   sqlite3_bind_int64(insert, 1, id);
   sqlite3_bind_int64(insert, 2, topic_id);
-  sqlite3_bind_int64(insert, 3, as_i64(messages.front()->seq));
-  sqlite3_bind_int64(insert, 4, as_i64(messages.back()->seq));
-  sqlite3_bind_int64(insert, 5, static_cast<int64_t>(messages.size()));
-  sqlite3_bind_int64(insert, 6, as_i64(t.min));
-  sqlite3_bind_int64(insert, 7, as_i64(t.max));
+  sqlite3_bind_int64(insert, 3, as_i64(span.first_seq));
+  sqlite3_bind_int64(insert, 4, as_i64(span.last_seq));
+  sqlite3_bind_int64(insert, 5, static_cast<int64_t>(span.count));
+  sqlite3_bind_int64(insert, 6, as_i64(span.min_time_ns));
+  sqlite3_bind_int64(insert, 7, as_i64(span.max_time_ns));
   sqlite3_bind_int(insert, 8, static_cast<int>(encoded.format));
   sqlite3_bind_blob(insert, 9, encoded.data.data(), static_cast<int>(encoded.data.size()),
                     SQLITE_STATIC);

@@ -9,6 +9,12 @@
 namespace kronop::daemon {
 
 struct LogStore::Statements {
+  // Runs a statement without results (begin, commit, rollback); true when it is done.
+  static bool run(sqlite3_stmt *st) {
+    const bool done = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_reset(st);
+    return done;
+  }
   sqlite3_stmt *topic_insert = nullptr;
   sqlite3_stmt *topic_update = nullptr;
   sqlite3_stmt *insert = nullptr;
@@ -17,7 +23,14 @@ struct LogStore::Statements {
   sqlite3_stmt *topic_blocked = nullptr;
   sqlite3_stmt *journal_insert = nullptr;
   sqlite3_stmt *journal_delete = nullptr;
+  // The write transaction's own (parsed once, not per transaction).
+  sqlite3_stmt *begin = nullptr;
+  sqlite3_stmt *commit = nullptr;
+  sqlite3_stmt *rollback = nullptr;
   ~Statements() {
+    sqlite3_finalize(begin);
+    sqlite3_finalize(commit);
+    sqlite3_finalize(rollback);
     sqlite3_finalize(topic_blocked);
     sqlite3_finalize(journal_insert);
     sqlite3_finalize(journal_delete);

@@ -234,7 +234,13 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
       sqlite3_prepare_v3(db, "INSERT INTO journal (id, frames, data) VALUES (?1, ?2, ?3)", -1,
                          SQLITE_PREPARE_PERSISTENT, &s.journal_insert, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v3(db, "DELETE FROM journal WHERE id = ?1", -1, SQLITE_PREPARE_PERSISTENT,
-                         &s.journal_delete, nullptr) != SQLITE_OK) {
+                         &s.journal_delete, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v3(db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &s.begin, nullptr) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &s.commit, nullptr) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &s.rollback, nullptr) !=
+          SQLITE_OK) {
     return sql_error(path, db, "cannot prepare the log's statements");
   }
   if (!store->load_caches()) return sql_error(path, db, "cannot read the log's topics");
@@ -269,7 +275,7 @@ bool LogStore::load_caches() {
     return static_cast<uint64_t>(sqlite3_column_int64(st, i));
   };
   each("SELECT id, name, epoch, last_seq, blocked_seq FROM topics", [&](sqlite3_stmt *st) {
-    topic_rows_[reinterpret_cast<const char *>(sqlite3_column_text(st, 1))] =
+    topics_[reinterpret_cast<const char *>(sqlite3_column_text(st, 1))].row =
         TopicRow{sqlite3_column_int64(st, 0), u64(st, 3), u64(st, 2), u64(st, 4)};
   });
   each("SELECT producer_id, last_seq FROM producers",
@@ -387,16 +393,22 @@ bool LogStore::stop(std::optional<std::chrono::milliseconds> budget) {
 }
 
 void LogStore::when_committed(uint64_t batch, std::function<void()> fn) {
+  bool waits = false, wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // Checked under the lock the writer takes after storing committed_ (notify_waiters): a
     // waiter either sees the new value here or is in waiters_ when the writer looks.
     if (!waiters_closed_ && committed_.load(std::memory_order_acquire) < batch) {
+      const bool was_ready = batch_ready();
       waiters_.emplace(batch, std::move(fn));
-      return;
+      waits = true;
+      // A join waits for a queued batch: the transaction filling starts now rather than at
+      // its deadline (one not queued yet starts it when submitted).
+      wake = !was_ready && batch_ready();
     }
   }
-  fn();
+  if (wake) wake_.notify_one();
+  if (!waits) fn();
 }
 
 void LogStore::notify_waiters(bool all) {
@@ -452,20 +464,24 @@ void LogStore::checkpoint_run() {
 }
 
 uint64_t LogStore::submit(std::vector<StoredMessage> batch) {
+  std::size_t bytes = 0;
+  for (const StoredMessage &m : batch) bytes += m.body.size() + m.event.size();
   uint64_t id;
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    id = ++queued_id_;
-    // The writer needs waking when it sleeps for want of work, and when a transaction it is
-    // filling is full; in between it wakes by itself at the batch's deadline (a wake-up per
-    // drain pass would cost a context switch each, on the CPUs the I/O loops need).
+    // The writer needs waking when it sleeps for want of work, and when the transaction it
+    // is filling becomes ready; in between it wakes by itself at the batch's deadline (a
+    // wake-up per drain pass would cost a context switch each, on the CPUs the I/O loops
+    // need).
+    const bool was_idle = idle();
+    const bool was_ready = !was_idle && batch_ready();
     if (queue_.empty()) queued_since_ = std::chrono::steady_clock::now();
-    wake = idle();
-    queued_records_ = wake ? batch.size() : queued_records_ + batch.size();
-    wake = wake || (queued_records_ >= options_.batch_records &&
-                    queued_records_ - batch.size() < options_.batch_records);
+    id = ++queued_id_;
+    queued_records_ = was_idle ? batch.size() : queued_records_ + batch.size();
+    queued_bytes_ = was_idle ? bytes : queued_bytes_ + bytes;
     queue_.push_back(std::move(batch));
+    wake = was_idle || (!was_ready && batch_ready());
   }
   submitted_.store(id, std::memory_order_release);
   if (wake) wake_.notify_one();
@@ -505,10 +521,11 @@ void LogStore::run() {
       // Let a transaction fill for up to batch_ms, unless it is full already.
       const auto deadline =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.batch_ms);
-      while (!stopping_ && queued_records_ < options_.batch_records &&
+      while (!stopping_ && !batch_ready() &&
              wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
       queued_records_ = 0;
+      queued_bytes_ = 0;
       const bool waited = !queue_.empty() && std::chrono::steady_clock::now() - queued_since_ >=
                                                  std::chrono::milliseconds(kBehindMs);
       taken.swap(queue_);

@@ -46,13 +46,11 @@
 
 #include "envelope_validation.h"
 #include "kronop/result.h"
+#include "log_block.h"
 #include "stored_message.h"
 #include "topic_key.h"
 
 struct sqlite3;
-namespace kronop {
-class LogBlockCodec;
-}
 
 namespace kronop::daemon {
 
@@ -69,8 +67,14 @@ struct UserRow {
 inline constexpr int kBlockIdTimeShift = 22;
 
 struct LogOptions {
-  std::size_t batch_records = 4096;  // most records per transaction
-  uint64_t batch_ms = 5;             // a transaction waits at most this long to fill
+  // A transaction starts once batch_records or batch_bytes (bodies and events) are queued,
+  // batch_ms after the first of them came, or at once when a join waits for them
+  // (when_committed). Fewer, larger transactions cost less per record (with many topics,
+  // each rewrites the pages of `topics` they touch); the records wait in their rings
+  // meanwhile, so batch_bytes stays well below a ring's size (durability.cc).
+  std::size_t batch_records = 4096;
+  std::size_t batch_bytes = 256 * 1024;
+  uint64_t batch_ms = 25;
   int zstd_level = 1;
   // A block holds at most this many messages, and stops growing past block_bytes encoded.
   std::size_t block_records = 1024;
@@ -203,9 +207,13 @@ class LogStore {
   LogStore(sqlite3 *db, std::string path, LogOptions options);
   bool load_caches();
   void run();
-  // One transaction; false (rolled back) on an SQLite error. `flush`: every topic's journal
-  // messages go into blocks (a clean stop). Moves what it journals out of `records`.
+  // One transaction; false (rolled back, the caches as they were) on an SQLite error.
+  // `flush`: every topic's journal messages go into blocks (a clean stop).
   bool write(std::vector<StoredMessage> &records, bool flush = false);
+  // A message's size as journal_bytes and block_bytes count it.
+  static std::size_t journal_weight(const StoredMessage &m) {
+    return m.body.size() + m.event.size() + 32;
+  }
   // log_pending.cc: the journal's messages not yet in blocks, read back at open.
   Result<bool> load_journal();
   // Whether some topic's journal messages are due to go into blocks for their age or the
@@ -238,29 +246,37 @@ class LogStore {
     uint64_t epoch = 0;
     uint64_t blocked_seq = 0;  // its messages up to here are in blocks
   };
-  std::unordered_map<std::string, TopicRow, TopicHash, TopicEqual> topic_rows_;
-  // The journal's messages not yet in blocks, by topic (log_journal.cc), the journal rows
-  // that hold their frames, and per row how many of its frames are not yet in blocks (a row
-  // is deleted when none is left).
+  // The journal's messages of a topic not yet in blocks (log_pending.cc), encoded as a block
+  // holds them (LogBlockCodec::append), and the journal rows that hold their frames.
   struct Pending {
-    std::vector<StoredMessage> records;  // seq order
-    std::vector<int64_t> rows;           // ascending
-    std::size_t bytes = 0;
+    std::string raw;
+    BlockSpan span;
+    std::vector<int64_t> rows;  // ascending
+    std::size_t bytes = 0;      // as journal_bytes counts them
     std::chrono::steady_clock::time_point since;
     uint64_t generation = 0;  // its entry in pending_order_
   };
-  std::unordered_map<std::string, Pending, TopicHash, TopicEqual> pending_;
+  struct TopicEntry {
+    TopicRow row;
+    std::unique_ptr<Pending> pending;  // none: all its messages are in blocks
+  };
+  // Every topic of the log (never erased: entries stay where they are).
+  using Topics = std::unordered_map<std::string, TopicEntry, TopicHash, TopicEqual>;
+  Topics topics_;
   // Topics in the order their pending messages began (oldest first); an entry whose
-  // generation is not its topic's any more is stale. Its time lets the writer stop at the
-  // first young entry without looking the topic up.
+  // generation is not its topic's pending's any more is stale. Its time lets the writer stop
+  // at the first young entry without looking further.
   struct PendingEntry {
     std::chrono::steady_clock::time_point since;
     uint64_t generation = 0;
-    std::string topic;
+    Topics::value_type *topic = nullptr;
   };
   std::deque<PendingEntry> pending_order_;
   uint64_t pending_generation_ = 0;
   std::size_t pending_bytes_ = 0;
+  std::size_t pending_topics_ = 0;  // topics with pending messages
+  // Per journal row, how many of its frames are not yet in blocks (a row is deleted when
+  // none is left).
   std::map<int64_t, uint32_t> journal_live_;
   int64_t last_journal_id_ = 0;
   std::unordered_map<uint64_t, uint64_t> producer_seqs_;
@@ -279,8 +295,14 @@ class LogStore {
   bool idle() const { return queue_.empty() && user_rows_.empty() && taken_.empty(); }
   uint64_t queued_id_ = 0;          // guarded by mutex_: id of queue_.back()
   std::size_t queued_records_ = 0;  // guarded by mutex_: records in queue_
-  bool stopping_ = false;           // guarded by mutex_
-  bool writer_done_ = false;        // guarded by mutex_: run() has returned
+  std::size_t queued_bytes_ = 0;    // guarded by mutex_: their bodies and events
+  // guarded by mutex_: the queue holds a transaction's worth, or a batch a join waits for.
+  bool batch_ready() const {
+    return queued_records_ >= options_.batch_records || queued_bytes_ >= options_.batch_bytes ||
+           (!waiters_.empty() && waiters_.begin()->first <= queued_id_);
+  }
+  bool stopping_ = false;     // guarded by mutex_
+  bool writer_done_ = false;  // guarded by mutex_: run() has returned
   std::condition_variable writer_done_cv_;
   // stop() ran out of budget: the writer rolls back and returns (checked per row).
   std::atomic<bool> cut_{false};

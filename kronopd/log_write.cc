@@ -24,15 +24,14 @@
 namespace kronop::daemon {
 
 using log_sql::as_i64;
-using log_sql::exec;
 
 bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
   const auto now = std::chrono::steady_clock::now();
-  if (records.empty() && !(flush ? !pending_.empty() : regroup_due(now))) return true;
+  if (records.empty() && !(flush ? pending_topics_ > 0 : regroup_due(now))) return true;
   auto &s = *stmts_;
-  if (!exec(db_, "BEGIN IMMEDIATE")) return false;
+  if (!Statements::run(s.begin)) return false;
   auto fail = [&] {
-    exec(db_, "ROLLBACK");
+    Statements::run(s.rollback);
     return false;
   };
   // The transaction's records by topic, in order (a batch keeps each topic's order), without
@@ -41,23 +40,32 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
   struct Group {
     std::vector<StoredMessage *> records;
     std::size_t bytes = 0;
-    uint64_t last_seq = 0;  // the topic's, before this transaction
+    Topics::value_type *topic = nullptr;  // none: new to the log
+    uint64_t last_seq = 0;                // the topic's, before this transaction
     // The highest seq given, a duplicate's included (numbering resumes after it), and its
     // epoch.
     uint64_t given_seq = 0;
     uint64_t given_epoch = 0;
+    TopicRow row;  // as committed
+    // Journaled: where its messages' encoding is in journal_raw.
+    std::size_t journal_raw = 0;
+    std::size_t journal_raw_size = 0;
+    bool journaled = false;
   };
   std::unordered_map<std::string_view, Group> groups;
-  std::vector<std::string_view> order;  // topics in order of first appearance
+  std::vector<std::pair<std::string_view, Group *>> order;  // in order of first appearance
   std::unordered_map<uint64_t, uint64_t> producer_last;
   uint64_t rows = 0, duplicates = 0, raw_bytes = 0, stored_bytes = 0, blocks = 0, journaled = 0;
   for (StoredMessage &r : records) {
     auto [g, fresh] = groups.try_emplace(r.topic);
     Group &group = g->second;
     if (fresh) {
-      order.push_back(r.topic);
-      auto known = topic_rows_.find(r.topic);
-      group.last_seq = known != topic_rows_.end() ? known->second.last_seq : 0;
+      order.emplace_back(g->first, &group);
+      auto known = topics_.find(r.topic);
+      if (known != topics_.end()) {
+        group.topic = &*known;
+        group.last_seq = known->second.row.last_seq;
+      }
     }
     if (r.seq > group.given_seq) {
       group.given_seq = r.seq;
@@ -81,62 +89,79 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
       continue;
     }
     group.records.push_back(&r);
-    group.bytes += r.body.size() + r.event.size() + 32;
+    group.bytes += journal_weight(r);
     raw_bytes += r.body.size();
   }
-  std::vector<std::pair<std::string, TopicRow>> topic_changes;
-  std::vector<const StoredMessage *> block;
   int64_t block_id = last_block_id_;
   const uint64_t now_ms = realtime_ns() / 1'000'000;
-  // `messages` (one topic's, in seq order) as blocks: up to block_records messages each,
-  // ending once one passes block_bytes.
-  auto write_blocks = [&](int64_t topic_id, const std::vector<const StoredMessage *> &messages) {
-    for (std::size_t i = 0; i < messages.size();) {
-      block.clear();
-      std::size_t bytes = 0;
-      while (i < messages.size() && block.size() < options_.block_records &&
-             bytes < options_.block_bytes) {
-        const StoredMessage &r = *messages[i++];
-        block.push_back(&r);
-        bytes += r.body.size() + r.event.size() + 32;
-      }
-      const auto encoded = codec_->encode(block);
+  // A topic's messages as blocks: those pending in the journal (if any) first, then
+  // `messages` (in seq order); up to block_records messages each, ending once one passes
+  // block_bytes.
+  std::string block;
+  auto write_blocks = [&](int64_t topic_id, const Pending *waiting,
+                          std::span<StoredMessage *const> messages) {
+    block.clear();
+    BlockSpan span;
+    std::size_t bytes = 0;
+    if (waiting != nullptr) {
+      block = waiting->raw;
+      span = waiting->span;
+      bytes = waiting->bytes;
+    }
+    auto emit = [&] {
+      const auto encoded = codec_->compress(block);
       // The block's time: its newest publish time, not ahead of this clock, not behind the
       // block before.
-      const uint64_t ms = std::min(log_sql::time_span(block).max / 1'000'000, now_ms);
+      const uint64_t ms = std::min(span.max_time_ns / 1'000'000, now_ms);
       block_id = std::max(block_id + 1, static_cast<int64_t>(ms << kBlockIdTimeShift));
-      if (!log_sql::insert_block(s.insert, block_id, topic_id, block, encoded)) return false;
+      if (!log_sql::insert_block(s.insert, block_id, topic_id, span, encoded)) return false;
       stored_bytes += encoded.data.size();
       ++blocks;
+      block.clear();
+      span = BlockSpan{};
+      bytes = 0;
+      return true;
+    };
+    for (StoredMessage *m : messages) {
+      if ((span.count >= options_.block_records || bytes >= options_.block_bytes) && !emit()) {
+        return false;
+      }
+      LogBlockCodec::append(*m, block);
+      span.add(*m);
+      bytes += journal_weight(*m);
     }
-    return true;
+    return span.count == 0 || emit();
   };
-  // The journal row this transaction adds (if a topic goes into it), topics whose pending
-  // messages went into blocks, and topics whose records went into the row.
+  // The journal row this transaction adds (if a topic goes into it) and its messages
+  // encoded for the topics' pending (journal_raw), and topics whose pending messages went
+  // into blocks.
   std::vector<JournalFrame> frames;
-  std::string journal_data;
-  std::vector<std::string> regrouped;
-  std::vector<std::pair<std::string, Group *>> journaled_groups;
-  std::vector<const StoredMessage *> messages;
+  std::string journal_data, journal_raw;
+  std::vector<Topics::value_type *> regrouped;
+  // Rows of topics this transaction regrouped without records of theirs.
+  std::vector<std::pair<Topics::value_type *, uint64_t>> blocked;
   const bool journal_on = options_.journal_records > 0;
-  for (std::string_view topic : order) {
+  for (auto [topic, gp] : order) {
     if (cut_.load(std::memory_order_relaxed)) return fail();
-    Group &group = groups[topic];
+    Group &group = *gp;
     if (group.given_seq <= group.last_seq) continue;  // nothing new for this topic
-    auto known = topic_rows_.find(topic);
-    TopicRow row = known != topic_rows_.end() ? known->second : TopicRow{};
+    TopicRow &row = group.row;
+    Pending *waiting = nullptr;
+    if (group.topic != nullptr) {
+      row = group.topic->second.row;
+      waiting = group.topic->second.pending.get();
+    }
     // Into the journal while the topic's messages waiting there and these stay few; into
     // blocks (with those waiting) once they add up.
-    const auto waiting = pending_.find(topic);
-    const std::size_t waiting_n = waiting != pending_.end() ? waiting->second.records.size() : 0;
-    const std::size_t waiting_bytes = waiting != pending_.end() ? waiting->second.bytes : 0;
-    const bool young = waiting == pending_.end() ||
-                       now - waiting->second.since < std::chrono::milliseconds(options_.journal_ms);
-    const bool to_journal = journal_on && !flush && young && !group.records.empty() &&
-                            waiting_n + group.records.size() < options_.journal_records &&
-                            waiting_bytes + group.bytes < options_.journal_bytes;
-    if (!to_journal && !group.records.empty()) row.blocked_seq = group.records.back()->seq;
-    if (known == topic_rows_.end()) {
+    const std::size_t waiting_n = waiting != nullptr ? waiting->span.count : 0;
+    const std::size_t waiting_bytes = waiting != nullptr ? waiting->bytes : 0;
+    const bool young =
+        waiting == nullptr || now - waiting->since < std::chrono::milliseconds(options_.journal_ms);
+    group.journaled = journal_on && !flush && young && !group.records.empty() &&
+                      waiting_n + group.records.size() < options_.journal_records &&
+                      waiting_bytes + group.bytes < options_.journal_bytes;
+    if (!group.journaled && !group.records.empty()) row.blocked_seq = group.records.back()->seq;
+    if (group.topic == nullptr) {
       sqlite3_reset(s.topic_insert);
       sqlite3_bind_text(s.topic_insert, 1, topic.data(), static_cast<int>(topic.size()),
                         SQLITE_STATIC);
@@ -156,7 +181,6 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
     }
     row.last_seq = group.given_seq;
     row.epoch = group.given_epoch;
-    topic_changes.emplace_back(std::string(topic), row);
     if (group.records.empty()) continue;
     if (options_.cluster_outbox) {
       // The topic's first record in this transaction: a topic new to the outbox waits from
@@ -167,7 +191,7 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
       if (sqlite3_step(s.outbox_open) != SQLITE_DONE) return fail();
     }
     rows += group.records.size();
-    if (to_journal) {
+    if (group.journaled) {
       const auto encoded = codec_->encode(
           std::span<const StoredMessage *const>(group.records.data(), group.records.size()));
       frames.push_back(JournalFrame{row.id, group.records.front()->seq, group.records.back()->seq,
@@ -175,17 +199,14 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
                                     static_cast<uint32_t>(encoded.data.size()),
                                     static_cast<int>(encoded.format)});
       journal_data.append(encoded.data);
+      group.journal_raw = journal_raw.size();
+      group.journal_raw_size = encoded.raw.size();
+      journal_raw.append(encoded.raw);
       journaled += group.records.size();
-      journaled_groups.emplace_back(std::string(topic), &group);
       continue;
     }
-    messages.clear();
-    if (waiting != pending_.end()) {
-      for (const StoredMessage &r : waiting->second.records) messages.push_back(&r);
-      regrouped.push_back(waiting->first);
-    }
-    messages.insert(messages.end(), group.records.begin(), group.records.end());
-    if (!write_blocks(row.id, messages)) return fail();
+    if (!write_blocks(row.id, waiting, group.records)) return fail();
+    if (waiting != nullptr) regrouped.push_back(group.topic);
   }
   // Topics whose journal messages are due for their age (or the journal's size), oldest
   // first; all of them when flushing.
@@ -197,31 +218,25 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
         due_bytes <= options_.journal_max_bytes) {
       break;  // the rest are younger
     }
-    const std::string &topic = entry.topic;
-    auto p = pending_.find(topic);
-    if (p == pending_.end() || p->second.generation != entry.generation) continue;  // stale
-    if (groups.contains(topic)) continue;  // this transaction has dealt with it
+    TopicEntry &topic = entry.topic->second;
+    const Pending *p = topic.pending.get();
+    if (p == nullptr || p->generation != entry.generation) continue;  // stale
+    if (groups.contains(entry.topic->first)) continue;  // this transaction has dealt with it
     if (cut_.load(std::memory_order_relaxed)) return fail();
-    auto known = topic_rows_.find(topic);
-    if (known == topic_rows_.end()) continue;  // cannot be: its records made its row
-    messages.clear();
-    for (const StoredMessage &r : p->second.records) messages.push_back(&r);
-    if (!write_blocks(known->second.id, messages)) return fail();
+    if (!write_blocks(topic.row.id, p, {})) return fail();
     sqlite3_reset(s.topic_blocked);
-    sqlite3_bind_int64(s.topic_blocked, 1, known->second.id);
-    sqlite3_bind_int64(s.topic_blocked, 2, as_i64(messages.back()->seq));
+    sqlite3_bind_int64(s.topic_blocked, 1, topic.row.id);
+    sqlite3_bind_int64(s.topic_blocked, 2, as_i64(p->span.last_seq));
     if (sqlite3_step(s.topic_blocked) != SQLITE_DONE) return fail();
-    TopicRow row = known->second;
-    row.blocked_seq = messages.back()->seq;
-    topic_changes.emplace_back(topic, row);
-    regrouped.push_back(topic);
-    due_bytes -= std::min(due_bytes, p->second.bytes);
+    blocked.emplace_back(entry.topic, p->span.last_seq);
+    regrouped.push_back(entry.topic);
+    due_bytes -= std::min(due_bytes, p->bytes);
     --budget;
   }
   // The journal rows left with no frame waiting go.
   std::map<int64_t, uint32_t> released;
-  for (const std::string &topic : regrouped) {
-    for (int64_t id : pending_.at(topic).rows) ++released[id];
+  for (Topics::value_type *topic : regrouped) {
+    for (int64_t id : topic->second.pending->rows) ++released[id];
   }
   for (auto [id, n] : released) {
     auto live = journal_live_.find(id);
@@ -249,8 +264,15 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
     sqlite3_bind_int64(s.producer_upsert, 2, as_i64(last));
     if (sqlite3_step(s.producer_upsert) != SQLITE_DONE) return fail();
   }
-  if (!exec(db_, "COMMIT")) return fail();
-  for (auto &[topic, row] : topic_changes) topic_rows_[topic] = row;
+  if (!Statements::run(s.commit)) return fail();
+
+  // Committed: the caches follow.
+  for (auto [topic, last] : blocked) topic->second.row.blocked_seq = last;
+  for (Topics::value_type *topic : regrouped) {
+    pending_bytes_ -= std::min(pending_bytes_, topic->second.pending->bytes);
+    topic->second.pending.reset();
+    --pending_topics_;
+  }
   for (auto [id, last] : producer_last) producer_seqs_[id] = last;
   last_block_id_ = block_id;
   for (auto [id, n] : released) {
@@ -262,31 +284,37 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
       journal_live_.erase(live);
     }
   }
-  for (const std::string &topic : regrouped) {
-    auto p = pending_.find(topic);
-    pending_bytes_ -= std::min(pending_bytes_, p->second.bytes);
-    pending_.erase(p);
-  }
   if (!frames.empty()) {
     last_journal_id_ = journal_id;
     journal_live_[journal_id] = static_cast<uint32_t>(frames.size());
-    for (auto &[topic, group] : journaled_groups) {
-      auto [p, fresh] = pending_.try_emplace(topic);
-      if (fresh) {
-        p->second.since = now;
-        p->second.generation = ++pending_generation_;
-        pending_order_.push_back(PendingEntry{now, p->second.generation, topic});
-      }
-      for (StoredMessage *r : group->records) p->second.records.push_back(std::move(*r));
-      p->second.rows.push_back(journal_id);
-      p->second.bytes += group->bytes;
-      pending_bytes_ += group->bytes;
+  }
+  for (auto [topic, gp] : order) {
+    Group &group = *gp;
+    if (group.given_seq <= group.last_seq) continue;
+    if (group.topic == nullptr) {
+      group.topic = &*topics_.try_emplace(std::string(topic)).first;
     }
+    group.topic->second.row = group.row;
+    if (!group.journaled) continue;
+    auto &pending = group.topic->second.pending;
+    if (!pending) {
+      pending = std::make_unique<Pending>();
+      pending->since = now;
+      pending->generation = ++pending_generation_;
+      pending_order_.push_back(PendingEntry{now, pending->generation, group.topic});
+      ++pending_topics_;
+    }
+    pending->raw.append(journal_raw, group.journal_raw, group.journal_raw_size);
+    for (const StoredMessage *r : group.records) pending->span.add(*r);
+    pending->rows.push_back(journal_id);
+    pending->bytes += group.bytes;
+    pending_bytes_ += group.bytes;
   }
   // Stale entries at the front go.
   while (!pending_order_.empty()) {
-    auto p = pending_.find(pending_order_.front().topic);
-    if (p != pending_.end() && p->second.generation == pending_order_.front().generation) break;
+    const PendingEntry &front = pending_order_.front();
+    const Pending *p = front.topic->second.pending.get();
+    if (p != nullptr && p->generation == front.generation) break;
     pending_order_.pop_front();
   }
   restart_wal();
