@@ -189,7 +189,12 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const std::string &path, LogOpt
       // A WAL written from its start again (restart_wal) is cut back to 64 MiB.
       !exec(db, "PRAGMA journal_size_limit=67108864") ||
       // The indexes' pages stay in memory as they grow (64 MiB by default; SQLite's is 2).
-      !exec(db, ("PRAGMA cache_size=-" + std::to_string(options.cache_mib * 1024)).c_str())) {
+      !exec(db, ("PRAGMA cache_size=-" + std::to_string(options.cache_mib * 1024)).c_str()) ||
+      // Debian's SQLite zeroes every page a delete frees, writing it to the WAL again: a
+      // journal row and a trimmed block would cost their size twice. FAST zeroes what is
+      // deleted only within pages written anyway; freed pages keep their bytes until reused
+      // (by newer messages, soon: the file grows only when none is free).
+      !exec(db, "PRAGMA secure_delete=FAST")) {
     return fail("cannot switch the log to WAL mode");
   }
   if (version == 0) {
