@@ -7,10 +7,11 @@
 // checkpoint, and the compression (body bytes over stored bytes). With --rate the batches
 // are paced (a drain pass's worth every --batch / rate seconds, as records arriving at that
 // rate would make them) and the figure that matters is the process's CPU time per record:
-// what logging costs the host at that rate.
+// what logging costs the host at that rate. With --keep the last run's database stays in
+// --dir, cleanly closed: a log of any size for kronopd to open (bench/scenarios r).
 //
 //   kronop-log-bench [--records N] [--topics T] [--payload-bytes B] [--batch K] [--repeat R]
-//                    [--rate R]
+//                    [--rate R] [--keep]
 #include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
@@ -179,6 +180,8 @@ int main(int argc, char **argv) {
   app.add_option("-r,--repeat", repeat, "Runs")->check(CLI::Range(1, 100));
   app.add_flag("--sync-full", sync_full, "Every commit synced (--log-sync full)");
   app.add_option("--dir", dir, "Where the database is made (emptied first)");
+  bool keep = false;
+  app.add_flag("--keep", keep, "Leave the last run's database in --dir");
   CLI11_PARSE(app, argc, argv);
   std::vector<double> achieved, cpu, disk, db, ratio;
   for (int i = 0; i < repeat; ++i) {
@@ -195,7 +198,7 @@ int main(int argc, char **argv) {
     db.push_back(r.db_bytes_per_record);
     ratio.push_back(r.compression);
   }
-  std::filesystem::remove_all(dir);
+  if (!keep) std::filesystem::remove_all(dir);
   std::printf(
       "median of %d: %.0f records/s, %.2f CPU us/record, written %.1f B/record, database %.1f "
       "B/record, compression %.2fx (%llu records, %llu topics, %zu-byte bodies, batches of "
