@@ -19,20 +19,52 @@ namespace kronop::daemon {
 using log_sql::as_i64;
 using log_sql::exec;
 
-uint64_t LogStore::delete_blocks(const char *sql, int64_t a, int64_t b) {
-  sqlite3_stmt *st = nullptr;
-  if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return 0;
+uint64_t LogStore::delete_blocks(const char *select, int64_t a, int64_t b) {
+  // The chunk's ids and counts first, then each row by its id: a DELETE ... RETURNING would
+  // read every deleted row whole (its data too: a block's overflow pages, copied into a
+  // buffer malloc maps afresh) only to return its count.
+  sqlite3_stmt *st = nullptr, *del = nullptr;
+  if (sqlite3_prepare_v2(db_, select, -1, &st, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db_, "DELETE FROM blocks WHERE id = ?1", -1, &del, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return 0;
+  }
   sqlite3_bind_int64(st, 1, a);
   sqlite3_bind_int64(st, 2, b);
-  sqlite3_bind_int64(st, 3, static_cast<int64_t>(std::max<std::size_t>(options_.trim_chunk, 1)));
+  const std::size_t most = std::max<std::size_t>(options_.trim_chunk, 1);
+  trim_blocks_ = std::clamp<std::size_t>(trim_blocks_, 1, most);
+  sqlite3_bind_int64(st, 3, static_cast<int64_t>(trim_blocks_));
   uint64_t records = 0;
+  std::vector<int64_t> ids;
+  const auto started = std::chrono::steady_clock::now();
   bool ok = exec(db_, "BEGIN IMMEDIATE");
   int rc = SQLITE_DONE;
   while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    records += static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    ids.push_back(sqlite3_column_int64(st, 0));
+    records += static_cast<uint64_t>(sqlite3_column_int64(st, 1));
+  }
+  ok = ok && rc == SQLITE_DONE;
+  for (std::size_t i = 0; ok && i < ids.size(); ++i) {
+    sqlite3_reset(del);
+    sqlite3_bind_int64(del, 1, ids[i]);
+    ok = sqlite3_step(del) == SQLITE_DONE;
   }
   sqlite3_finalize(st);
-  if (ok && rc == SQLITE_DONE && exec(db_, "COMMIT")) return records;
+  sqlite3_finalize(del);
+  if (ok && exec(db_, "COMMIT")) {
+    // The next chunk: as many blocks as this one's cost per block fits in trim_chunk_ms, at
+    // most twice as many as this one.
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    if (!ids.empty()) {
+      const double fit = double(std::max<uint64_t>(options_.trim_chunk_ms, 1)) *
+                         double(ids.size()) / std::max(ms, 0.001);
+      trim_blocks_ = std::clamp<std::size_t>(static_cast<std::size_t>(fit), 1,
+                                             std::min(most, 2 * trim_blocks_));
+    }
+    return records;
+  }
   exec(db_, "ROLLBACK");
   return 0;
 }
@@ -104,10 +136,8 @@ uint64_t LogStore::trim(uint64_t now_ns) {
     const auto cutoff_id =
         static_cast<int64_t>((now_ns / 1'000'000 - options_.retention_age_ms) << kBlockIdTimeShift);
     for (uint64_t n = 1; n > 0 && in_time();) {
-      n = delete_blocks(
-          "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE id < ?1 ORDER BY id "
-          "LIMIT ?3) RETURNING count",
-          cutoff_id, 0);
+      n = delete_blocks("SELECT id, count FROM blocks WHERE id < ?1 ORDER BY id LIMIT ?3",
+                        cutoff_id, 0);
       deleted += n;
     }
   }
@@ -130,9 +160,8 @@ uint64_t LogStore::trim(uint64_t now_ns) {
     for (const auto &[topic, upto] : over) {
       for (uint64_t n = 1; n > 0 && in_time();) {
         n = delete_blocks(
-            "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE topic_id = ?1 AND "
-            "last_seq <= ?2 LIMIT ?3) RETURNING count",
-            topic, upto);
+            "SELECT id, count FROM blocks WHERE topic_id = ?1 AND last_seq <= ?2 LIMIT ?3", topic,
+            upto);
         deleted += n;
       }
       if (!in_time()) break;
