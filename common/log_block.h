@@ -42,14 +42,6 @@ struct BlockSpan {
     min_time_ns = std::min(min_time_ns, m.publish_time_ns);
     max_time_ns = std::max(max_time_ns, m.publish_time_ns);
   }
-  void add(const BlockSpan &later) {
-    if (later.count == 0) return;
-    if (count == 0) first_seq = later.first_seq;
-    count += later.count;
-    last_seq = later.last_seq;
-    min_time_ns = std::min(min_time_ns, later.min_time_ns);
-    max_time_ns = std::max(max_time_ns, later.max_time_ns);
-  }
 };
 
 class LogBlockCodec {
