@@ -104,7 +104,6 @@ void LogBlockCodec::append(const StoredMessage &m, std::string &raw) {
 
 LogBlockCodec::Encoded LogBlockCodec::compress(std::string_view raw) {
   Encoded out;
-  out.raw_bytes = raw.size();
   out.raw = raw;
   out.data = raw;
   // A block of a message or two gains little from zstd (a frame's header and a cold start),

@@ -65,8 +65,7 @@ class LogBlockCodec {
   struct Encoded {
     Format format = Format::kPlain;
     std::string_view data;
-    std::size_t raw_bytes = 0;  // encoded, before compression
-    std::string_view raw;       // encoded, before compression
+    std::string_view raw;  // encoded, before compression
   };
   Encoded encode(std::span<const StoredMessage *const> messages);
   // Appends `m` to `raw`, encoded as encode() does before compressing: the encodings of two

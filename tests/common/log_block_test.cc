@@ -66,7 +66,7 @@ TEST(LogBlock, WhatGoesInComesOut) {
   // Together they compress: far below the bodies' own size.
   std::size_t bodies = 0;
   for (const auto &m : in) bodies += m.body.size();
-  EXPECT_LT(encoded.data.size(), bodies / 2) << encoded.raw_bytes;
+  EXPECT_LT(encoded.data.size(), bodies / 2) << encoded.raw.size();
   const auto out = decode_all(codec, encoded);
   ASSERT_EQ(out.size(), in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -89,14 +89,14 @@ TEST(LogBlock, ABlockUnderAKibibyteIsStoredPlainALargerOneCompressed) {
   std::vector<StoredMessage> one{message(1, R"({"views":)" + std::string(180, '1') + "}")};
   LogBlockCodec codec;
   auto encoded = codec.encode(refs(one));
-  EXPECT_LT(encoded.raw_bytes, LogBlockCodec::kMinCompressed);
+  EXPECT_LT(encoded.raw.size(), LogBlockCodec::kMinCompressed);
   EXPECT_EQ(encoded.format, LogBlockCodec::Format::kPlain);
-  EXPECT_EQ(encoded.data.size(), encoded.raw_bytes);
+  EXPECT_EQ(encoded.data.size(), encoded.raw.size());
   ASSERT_EQ(decode_all(codec, encoded).size(), 1u);
   std::vector<StoredMessage> ten;
   for (uint64_t i = 1; i <= 10; ++i) ten.push_back(message(i, one[0].body));
   encoded = codec.encode(refs(ten));
-  EXPECT_GE(encoded.raw_bytes, LogBlockCodec::kMinCompressed);
+  EXPECT_GE(encoded.raw.size(), LogBlockCodec::kMinCompressed);
   EXPECT_EQ(encoded.format, LogBlockCodec::Format::kZstd);
   EXPECT_EQ(decode_all(codec, encoded).size(), 10u);
 }
@@ -111,7 +111,7 @@ TEST(LogBlock, TheWriterWritesTheSchemasWireFormat) {
     ASSERT_EQ(ZSTD_decompress(raw.data(), raw.size(), encoded.data.data(), encoded.data.size()),
               raw.size());
   }
-  EXPECT_EQ(raw.size(), encoded.raw_bytes);
+  EXPECT_EQ(raw.size(), encoded.raw.size());
   v1::LogBlock block;
   ASSERT_TRUE(block.ParseFromString(raw));
   ASSERT_EQ(block.records_size(), 2);
