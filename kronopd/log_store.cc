@@ -357,6 +357,9 @@ void LogStore::start() {
   base_nice_ = errno == 0 ? nice : 0;
   thread_ = std::thread([this] {
     ::pthread_setname_np(::pthread_self(), "kronop-log");
+    // Every 1,000 virtual machine instructions (a few µs): a long statement (a retention
+    // chunk, a big block) takes short turns too.
+    sqlite3_progress_handler(db_, 1000, &LogStore::on_progress, this);
     run();
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -529,6 +532,9 @@ void LogStore::run() {
       while (!stopping_ && !batch_ready() &&
              wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
+      // A transaction that filled before its deadline (or that a join waits for): the
+      // writer is busy, and takes no short turns in it.
+      turns_on_ = !batch_ready();
       queued_records_ = 0;
       queued_bytes_ = 0;
       const bool waited = !queue_.empty() && std::chrono::steady_clock::now() - queued_since_ >=
@@ -540,6 +546,7 @@ void LogStore::run() {
       stopping = stopping_;
       behind = stopping || waited;
     }
+    turns_.begin();
     if (behind != raised_) set_behind(behind);
     // Presence is state, not a stream: a failed write is logged and the next change of
     // that user writes it again.
@@ -614,6 +621,11 @@ void LogStore::run() {
       return;
     }
   }
+}
+
+int LogStore::on_progress(void *self) {
+  static_cast<LogStore *>(self)->take_turn();
+  return 0;  // go on
 }
 
 void LogStore::set_behind(bool behind) {

@@ -47,6 +47,7 @@
 #include "envelope_validation.h"
 #include "kronop/result.h"
 #include "log_block.h"
+#include "short_turns.h"
 #include "stored_message.h"
 #include "topic_key.h"
 
@@ -321,6 +322,17 @@ class LogStore {
   bool raised_ = false;
   bool raise_refused_ = false;
   void set_behind(bool behind);
+  // The writer's turns on a CPU (short_turns.h), taken between topics of a transaction and
+  // by SQLite's progress handler (on_progress) within its statements, while it keeps up:
+  // not in a transaction that filled before its deadline (or that a join waits for), nor
+  // while behind. Then the producers (whose rings the log frees) wait for the writer, not
+  // the other way round.
+  ShortTurns turns_{std::chrono::microseconds(200)};
+  bool turns_on_ = false;
+  void take_turn() {
+    if (turns_on_ && !raised_) turns_.step();
+  }
+  static int on_progress(void *self);
   bool checkpointer_stopping_ = false;  // guarded by mutex_
   // when_committed's waiters by batch id; guarded by mutex_. waiters_closed_: stop() has
   // called them all, later ones are called at once.

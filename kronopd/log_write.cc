@@ -143,6 +143,7 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
   const bool journal_on = options_.journal_records > 0;
   for (auto [topic, gp] : order) {
     if (cut_.load(std::memory_order_relaxed)) return fail();
+    take_turn();
     Group &group = *gp;
     if (group.given_seq <= group.last_seq) continue;  // nothing new for this topic
     TopicRow &row = group.row;
@@ -223,6 +224,7 @@ bool LogStore::write(std::vector<StoredMessage> &records, bool flush) {
     if (p == nullptr || p->generation != entry.generation) continue;  // stale
     if (groups.contains(entry.topic->first)) continue;  // this transaction has dealt with it
     if (cut_.load(std::memory_order_relaxed)) return fail();
+    take_turn();
     if (!write_blocks(topic.row.id, p, {})) return fail();
     sqlite3_reset(s.topic_blocked);
     sqlite3_bind_int64(s.topic_blocked, 1, topic.row.id);
