@@ -165,6 +165,12 @@ uint64_t process_rss_bytes(pid_t pid) {
   return status_field(status, "VmRSS") * 1024;  // reported in kB
 }
 
+uint64_t process_pss_bytes(pid_t pid) {
+  std::string rollup = "\n";
+  rollup += read_file("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  return status_field(rollup, "Pss") * 1024;  // reported in kB
+}
+
 Result<ProcessCpu> process_cpu(pid_t pid) {
   ProcessCpu out;
   const std::string proc = "/proc/" + std::to_string(pid);

@@ -40,6 +40,9 @@ struct ProcessCpu {
 Result<ProcessCpu> process_cpu(pid_t pid);
 // Its resident set size (VmRSS), in bytes; 0 when it cannot be read.
 uint64_t process_rss_bytes(pid_t pid);
+// Its proportional set size (Pss of /proc/PID/smaps_rollup: each shared page divided among
+// the processes that map it), in bytes; 0 when it cannot be read.
+uint64_t process_pss_bytes(pid_t pid);
 
 class DaemonUnderTest {
  public:

@@ -42,6 +42,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -80,7 +81,7 @@ struct Options {
   std::string publish = "ipc";  // ipc | http | none
   std::string shm_name = "kronop";
   std::string publish_url_path = "/pub/{id}";  // http mode: POST target, {topic}/{id} filled
-  int pid = 0;                                 // server process to watch (CPU, RSS)
+  std::vector<int> pids;                       // server processes to watch (CPU, memory)
   double hold = 0;                             // seconds to hold idle connections (no publish)
   unsigned connect_parallel = 256;
   uint64_t stall = 0;  // the first N connections stop reading once joined (slow consumers)
@@ -752,12 +753,34 @@ void write_svg(const std::string &file, const std::vector<Histogram> &per_second
   out << "</svg>\n";
 }
 
+// The server's CPU time so far, all of its processes and threads; nullopt without --pid or
+// when one cannot be read.
+std::optional<uint64_t> server_cpu_ns(const Options &o) {
+  if (o.pids.empty()) return std::nullopt;
+  uint64_t sum = 0;
+  for (int pid : o.pids) {
+    auto c = kronop::bench::process_cpu(pid);
+    if (!c.ok()) return std::nullopt;
+    sum += c.value().sched_ns;
+  }
+  return sum;
+}
+
+// The server's memory: one process's RSS, or the PSS of several summed (their shared memory
+// counted once); 0 without --pid.
+uint64_t server_memory_bytes(const Options &o) {
+  if (o.pids.size() == 1) return kronop::bench::process_rss_bytes(o.pids[0]);
+  uint64_t sum = 0;
+  for (int pid : o.pids) sum += kronop::bench::process_pss_bytes(pid);
+  return sum;
+}
+
 int run(const Options &o) {
   // Workers first: fork before any thread exists.
   unsigned nworkers =
       o.workers != 0 ? o.workers : static_cast<unsigned>((o.connections + 14999) / 15000);
   nworkers = std::max(1u, std::min<unsigned>(nworkers, static_cast<unsigned>(o.connections)));
-  const uint64_t rss_before = o.pid ? kronop::bench::process_rss_bytes(o.pid) : 0;
+  const uint64_t rss_before = server_memory_bytes(o);
   const uint64_t kmem_before = kernel_tcp_mem_bytes();
   std::vector<WorkerProc> workers(nworkers);
   const uint64_t connect_start_ns = kronop::monotonic_ns();
@@ -825,16 +848,13 @@ int run(const Options &o) {
   if (o.hold > 0) {
     // Let the server settle, then measure memory and idle CPU over the hold.
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    auto c0 = o.pid ? kronop::bench::process_cpu(o.pid)
-                    : kronop::Result<kronop::bench::ProcessCpu>(kronop::bench::ProcessCpu{});
+    const auto c0 = server_cpu_ns(o);
     const uint64_t t0 = kronop::monotonic_ns();
     std::this_thread::sleep_for(std::chrono::duration<double>(o.hold));
-    auto c1 = o.pid ? kronop::bench::process_cpu(o.pid)
-                    : kronop::Result<kronop::bench::ProcessCpu>(kronop::bench::ProcessCpu{});
+    const auto c1 = server_cpu_ns(o);
     const double secs = double(kronop::monotonic_ns() - t0) / 1e9;
-    if (o.pid && c0.ok() && c1.ok())
-      idle_cpu_pct = 100.0 * double(c1.value().sched_ns - c0.value().sched_ns) / 1e9 / secs;
-    rss_held = o.pid ? kronop::bench::process_rss_bytes(o.pid) : 0;
+    if (c0 && c1) idle_cpu_pct = 100.0 * double(*c1 - *c0) / 1e9 / secs;
+    rss_held = server_memory_bytes(o);
     kmem_held = kernel_tcp_mem_bytes();
     if (ready > 0) {
       hold_rss_per_conn = (double(rss_held) - double(rss_before)) / double(ready);
@@ -845,8 +865,7 @@ int run(const Options &o) {
   // Warm-up: publish without recording, then record.
   PublishResult warm;
   if (o.hold == 0 && o.warmup > 0) warm = publish_for(o, o.warmup);
-  auto cpu0 = o.pid ? kronop::bench::process_cpu(o.pid)
-                    : kronop::Result<kronop::bench::ProcessCpu>(kronop::bench::ProcessCpu{});
+  const auto cpu0 = server_cpu_ns(o);
   for (auto &w : workers) (void)!::write(w.to, "g", 1);
   const uint64_t t0 = kronop::monotonic_ns();
   PublishResult pub;
@@ -854,8 +873,7 @@ int run(const Options &o) {
   const double publish_secs = double(kronop::monotonic_ns() - t0) / 1e9;
   // In-flight messages still count: give them a moment to arrive.
   std::this_thread::sleep_for(std::chrono::milliseconds(o.hold == 0 ? 500 : 0));
-  auto cpu1 = o.pid ? kronop::bench::process_cpu(o.pid)
-                    : kronop::Result<kronop::bench::ProcessCpu>(kronop::bench::ProcessCpu{});
+  const auto cpu1 = server_cpu_ns(o);
   const double secs = double(kronop::monotonic_ns() - t0) / 1e9;
   for (auto &w : workers) (void)!::write(w.to, "s", 1);
 
@@ -894,8 +912,7 @@ int run(const Options &o) {
   const uint64_t readers = ready > o.stall ? ready - o.stall : 0;
   const uint64_t expected = pub.published * (readers / std::max<uint64_t>(1, o.topics));
   double cpu_secs = 0;
-  if (o.pid && cpu0.ok() && cpu1.ok())
-    cpu_secs = double(cpu1.value().sched_ns - cpu0.value().sched_ns) / 1e9;
+  if (cpu0 && cpu1) cpu_secs = double(*cpu1 - *cpu0) / 1e9;
   const double rate = double(deliveries) / publish_secs;
   const double cpu_us_per_delivery = deliveries ? cpu_secs * 1e6 / double(deliveries) : 0;
   const double server_cpu_pct = 100.0 * cpu_secs / secs;
@@ -927,8 +944,9 @@ int run(const Options &o) {
                 " topics, %s mode\n",
                 "connections", ready, failed, connect_secs, o.topics, o.mode.c_str());
     if (o.hold > 0) {
-      std::printf("%-28s %.0f bytes of server RSS (%.1f MiB total)\n", "memory per connection",
-                  hold_rss_per_conn, double(rss_held) / 1048576.0);
+      std::printf("%-28s %.0f bytes of server %s (%.1f MiB total)\n", "memory per connection",
+                  hold_rss_per_conn, o.pids.size() > 1 ? "PSS" : "RSS",
+                  double(rss_held) / 1048576.0);
       std::printf("%-28s %.0f bytes (both ends of each loopback connection)\n",
                   "kernel TCP memory per conn", hold_kmem_per_conn);
       std::printf("%-28s %.3f %% of one CPU over %.0f s\n", "server CPU while idle", idle_cpu_pct,
@@ -944,7 +962,7 @@ int run(const Options &o) {
                   fmt_us(total.quantile(0.5)).c_str(), fmt_us(total.quantile(0.9)).c_str(),
                   fmt_us(total.quantile(0.99)).c_str(), fmt_us(total.quantile(0.999)).c_str(),
                   fmt_us(total.max).c_str());
-      if (o.pid)
+      if (!o.pids.empty())
         std::printf("%-28s %.3f s (%.1f %% of one CPU), %.3f us per delivery\n", "server CPU",
                     cpu_secs, server_cpu_pct, cpu_us_per_delivery);
       if (closed > 0) std::printf("%-28s %" PRIu64 "\n", "closed by the server", closed);
@@ -1005,7 +1023,11 @@ int main(int argc, char **argv) {
   app.add_option("--publish-path", o.publish_url_path,
                  "POST target for --publish http; {topic} and {id} are filled")
       ->capture_default_str();
-  app.add_option("--pid", o.pid, "Server process whose CPU time and RSS to report");
+  app.add_option("--pid", o.pids,
+                 "Server process whose CPU time and RSS to report; several (comma-separated or "
+                 "repeated) for a server of several processes (nginx's workers): their CPU "
+                 "summed, and their proportional set sizes (PSS), which count shared memory once")
+      ->delimiter(',');
   app.add_option("--hold", o.hold,
                  "Hold the connections idle this many seconds and report the server's memory "
                  "per connection and idle CPU (no publishing)");
