@@ -419,6 +419,11 @@ void LogStore::when_committed(uint64_t batch, std::function<void()> fn) {
   if (!waits) fn();
 }
 
+void LogStore::on_commit(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(on_commit_mutex_);
+  on_commit_ = std::move(fn);
+}
+
 void LogStore::notify_waiters(bool all) {
   std::vector<std::function<void()>> due;
   {
@@ -586,6 +591,10 @@ void LogStore::run() {
       }
       committed_.store(last_id, std::memory_order_release);
       notify_waiters(false);
+      {
+        std::lock_guard<std::mutex> lock(on_commit_mutex_);
+        if (on_commit_) on_commit_();
+      }
     }
     // After the records they name (logged above, or in an earlier transaction). A mark that
     // fails to be written only means records sent again after a crash (Redis counts them

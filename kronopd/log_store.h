@@ -205,6 +205,10 @@ class LogStore {
   // fn() runs with no lock of the log held; it should only hand the news on (post it to an
   // I/O loop), as the writer thread waits for it.
   void when_committed(uint64_t batch, std::function<void()> fn);
+  // Any thread: fn() is called on the writer thread after every commit (the ingest thread
+  // is woken to hand the committed ring space back, rather than polling for it); empty: no
+  // more calls. Once this returns, no call of the previous fn() is under way.
+  void on_commit(std::function<void()> fn);
   const LogCounters &counters() const { return counters_; }
   const std::string &path() const { return path_; }
 
@@ -337,6 +341,8 @@ class LogStore {
   // when_committed's waiters by batch id; guarded by mutex_. waiters_closed_: stop() has
   // called them all, later ones are called at once.
   std::multimap<uint64_t, std::function<void()>> waiters_;
+  std::mutex on_commit_mutex_;       // held while on_commit_ runs
+  std::function<void()> on_commit_;  // guarded by on_commit_mutex_
   bool waiters_closed_ = false;
   // Calls (outside the lock) the waiters whose batch is committed; all of them with `all`.
   void notify_waiters(bool all);

@@ -54,6 +54,8 @@ Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions opti
     }
   }
   dispatcher_.set_waker([this] { consumer_->wake(); });
+  // Ring space waiting for a commit is handed back as soon as the log commits.
+  if (log_ != nullptr) log_->on_commit([this] { consumer_->wake(); });
   if (cluster_ != nullptr) {
     dispatcher_.on_interest([this](const std::string &topic, bool interested) {
       if (interested) {
@@ -73,7 +75,10 @@ Pipeline::Pipeline(std::unique_ptr<ipc::Consumer> consumer, PipelineOptions opti
   }
 }
 
-Pipeline::~Pipeline() { stop(); }
+Pipeline::~Pipeline() {
+  stop();
+  if (log_ != nullptr) log_->on_commit({});  // the log may outlive the consumer
+}
 
 void Pipeline::start() {
   replay_.start();
@@ -285,14 +290,13 @@ void Pipeline::run() {
         dispatcher_.end_batch(log_ != nullptr ? log_->submitted() : 0);
       // Poll only right after records arrived, and while the next one has lately come within
       // the poll (ingest_spin.h). After an idle timeout nothing is coming, so sleep at once.
-      // Positions waiting for the log's commit: look again soon, the producers want the room.
-      // And the outbox's catch-up, while topics are behind.
+      // Positions waiting for the log's commit need no poll: the log wakes this thread when it
+      // commits (on_commit). The outbox's catch-up does, while topics are behind.
       const uint64_t poll_ns = had_records ? spin.next_ns() : 0;
       ingest_.count_idle_wait(poll_ns > 0);
       const uint64_t started = monotonic_ns();
-      consumer_->wait_for_records(poll_ns, release_.waiting() || (outbox_ && outbox_->behind())
-                                               ? 1
-                                               : options_.idle_timeout_ms);
+      consumer_->wait_for_records(poll_ns,
+                                  outbox_ && outbox_->behind() ? 1 : options_.idle_timeout_ms);
       judge_wait = had_records;
       polled = poll_ns > 0;
       waited_ns = monotonic_ns() - started;
