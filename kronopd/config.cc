@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include "kronop_ipc.h"
 
 namespace kronop::daemon {
@@ -382,6 +383,13 @@ Result<bool> parse_options(CLI::App &app, const std::vector<std::string> &args) 
       return Error{KRONOP_EINVAL, path + ":" + std::to_string(k.line) + ": " + message};
     }
     return Error{KRONOP_EINVAL, message};
+  } catch (const std::out_of_range &e) {
+    // CLI11 2.1 reads a negated flag's value with std::stoll and lets its out_of_range out
+    // (found by config_fuzz: "no-trust-loopback = 0444...", 60 digits).
+    return Error{KRONOP_EINVAL, (path.empty() ? std::string() : path + ": ") +
+                                    "a flag's value is out of range (a flag takes true or "
+                                    "false): " +
+                                    e.what()};
   }
   return true;
 }

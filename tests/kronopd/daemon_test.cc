@@ -448,6 +448,9 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
   EXPECT_PRED2(has, error_of("[server]\nport = 1\n"), conf + ":1: sections are not used");
   EXPECT_PRED2(has, error_of("allow-anonymous = maybe\n"),
                conf + ":1: Could not convert: --allow-anonymous");
+  // Found by config_fuzz: CLI11 let std::out_of_range out of a negated flag's value.
+  EXPECT_PRED2(has, error_of("no-trust-loopback = 04444444444444444444444444444444444444\n"),
+               conf + ": a flag's value is out of range");
   // A key without a value is an error (CLI11 kept the default, --print-config said "not set").
   EXPECT_PRED2(has, error_of("rings = 8\nretention-hours =  # none\n"),
                conf + ":2: 'retention-hours' has no value");
@@ -497,6 +500,10 @@ TEST_F(DaemonTest, ConfigFileFaultsNameTheLine) {
   EXPECT_EQ(run_capture({KRONOPD_BIN, "--config", conf, "--port", "x"}, nullptr, &err), 2);
   EXPECT_PRED2(lacks, err, conf + ":");
   EXPECT_PRED2(has, err, "--port");
+  EXPECT_EQ(run_capture({KRONOPD_BIN, "--no-trust-loopback=044444444444444444444444444444"},
+                        nullptr, &err),
+            2);
+  EXPECT_PRED2(has, err, "a flag's value is out of range");
 }
 
 // --print-config: flags over the file over the defaults, in a form --config reads back.
