@@ -341,11 +341,11 @@ class LogStore {
   // when_committed's waiters by batch id; guarded by mutex_. waiters_closed_: stop() has
   // called them all, later ones are called at once.
   std::multimap<uint64_t, std::function<void()>> waiters_;
-  std::mutex on_commit_mutex_;       // held while on_commit_ runs
-  std::function<void()> on_commit_;  // guarded by on_commit_mutex_
   bool waiters_closed_ = false;
   // Calls (outside the lock) the waiters whose batch is committed; all of them with `all`.
   void notify_waiters(bool all);
+  std::mutex on_commit_mutex_;       // held while on_commit_ runs
+  std::function<void()> on_commit_;  // guarded by on_commit_mutex_
   std::atomic<uint64_t> submitted_{0};
   std::atomic<uint64_t> committed_{0};
   std::thread thread_;
